@@ -1,0 +1,94 @@
+"""The trial record: the one contract between a trial, the sweep and the report.
+
+A trial writes its own record (JSON, one file per trial) so the report never depends on
+Ray's internal files. ``analysis`` reads these files and nothing else. Keep this module
+free of torch, MMSeg, Ray and W&B imports.
+
+Record fields (all JSON types):
+
+- ``schema``: int, :data:`SCHEMA_VERSION`
+- ``study``: study name; ``config_id``: short stable hash of the trial config minus seed
+- ``arm``: ``"reward"`` or ``"mle"`` (the cross-entropy control)
+- ``control_id``: config id of the control this trial is paired with (``None`` if none;
+  a control's own ``control_id`` is its ``config_id``)
+- ``seed``: int; ``status``: one of :data:`STATUSES`; ``error``: str or None
+- ``params``: the varied parameters as flat dotted keys (what a table shows)
+- ``config``: the full trial config
+- ``estimator``: ``"reinforce"``, ``"reward_weighted_ce"`` or ``"mle"``
+- ``start``: ``{"checkpoint": path, "checkpoint_hash": str, "dataset": str}``; records
+  with different ``start`` are never pooled silently
+- ``class_names``: list of str
+- ``miou_start``, ``miou_final``, ``delta_miou``, ``miou_best`` (secondary: selection on
+  val): floats in [0, 1] or None
+- ``per_class_iou_start``, ``per_class_iou_final``: lists aligned with ``class_names``
+  (None for a class absent from val)
+- ``curve``: list of ``{"step": int, "miou": float}`` (step 0 = start checkpoint)
+- ``diagnostics``: list of per-step dicts (step, loss, reward_mean, reward_std,
+  advantage_mean, advantage_std, grad_norm, lr)
+- ``timings``: ``{"setup_s", "train_s", "eval_s", "total_s"}``
+- ``versions``: package versions; ``host``: node name; ``started_at``/``finished_at``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+STATUSES = ("finished", "failed", "diverged")
+ARMS = ("reward", "mle")
+RECORDS_DIRNAME = "records"
+
+
+def record_filename(config_id: str, arm: str, seed: int) -> str:
+    return f"{config_id}-{arm}-seed{seed}.json"
+
+
+def record_path(study_dir: str | os.PathLike, config_id: str, arm: str, seed: int) -> Path:
+    return Path(study_dir) / RECORDS_DIRNAME / record_filename(config_id, arm, seed)
+
+
+def write_record(path: str | os.PathLike, record: dict[str, Any]) -> Path:
+    """Write atomically: a reader never sees half a record, even if we are killed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle, indent=1, sort_keys=True, allow_nan=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    """Read one record; raises ``ValueError`` naming the file if it is not a record."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable trial record ({exc})") from exc
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: not a readable trial record (expected a JSON object)")
+    missing = [k for k in ("config_id", "arm", "seed", "status") if k not in record]
+    if missing:
+        raise ValueError(f"{path}: trial record lacks key(s) {', '.join(missing)}")
+    if record["status"] not in STATUSES:
+        raise ValueError(f"{path}: status {record['status']!r} is not one of {STATUSES}")
+    return record
+
+
+def iter_record_paths(study_dir: str | os.PathLike) -> Iterator[Path]:
+    folder = Path(study_dir) / RECORDS_DIRNAME
+    if folder.is_dir():
+        yield from sorted(folder.glob("*.json"))
+
+
+def is_done(record: dict[str, Any]) -> bool:
+    """Finished and diverged trials are final results; a failed one may be retried."""
+    return record.get("status") in ("finished", "diverged")
