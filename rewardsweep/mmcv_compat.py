@@ -101,4 +101,9 @@ def import_mmseg() -> types.ModuleType:
         importlib.import_module("mmseg.models")
         importlib.import_module("mmseg.datasets")
         importlib.import_module("mmseg.evaluation")
+        from mmengine.registry import DefaultScope
+        from mmseg.utils import register_all_modules
+
+        # Nested configs (data preprocessor, heads) resolve in the "mmseg" scope.
+        register_all_modules(init_default_scope=DefaultScope.get_current_instance() is None)
     return mmseg

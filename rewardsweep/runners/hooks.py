@@ -1,0 +1,117 @@
+"""MMEngine hooks that turn a training run into events, progress and early failure.
+
+Runners never import Ray or W&B: a trial hands an ``on_event`` callback to
+:class:`EventHook`, and whoever runs the trial (the sweep, a test, a notebook) decides
+where events go.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+EventCallback = Callable[[dict[str, Any]], None]
+DIAGNOSTIC_KEYS = ("reward_mean", "reward_std", "advantage_mean", "advantage_std")
+
+
+class TrialDiverged(RuntimeError):
+    """The loss (or gradient) became NaN/inf: the trial is recorded as diverged."""
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...], debug: dict | None = None,
+                    progress: Callable[[int, dict], None] | None = None):
+    """An MMEngine hook instance (built lazily so this module imports without MMEngine)."""
+    from mmengine.hooks import Hook
+
+    from rewardsweep.runners.metric import split_metrics
+
+    debug = dict(debug or {})
+
+    class EventHook(Hook):
+        priority = "LOW"  # after the optimizer step and the timer
+
+        def __init__(self) -> None:
+            self.diagnostics: list[dict[str, float]] = []
+            self.curve: list[dict[str, float]] = []
+            self.evals: list[dict[str, Any]] = []
+            self.train_seconds = 0.0
+            self.eval_seconds = 0.0
+            self._iter_start = 0.0
+            self._val_start = 0.0
+
+        def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+            self._iter_start = time.perf_counter()
+            step = runner.iter + 1
+            if debug.get("raise_at_step") == step:
+                raise RuntimeError(f"debug: trial forced to fail at step {step}")
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+            step = runner.iter + 1
+            outputs = dict(outputs or {})
+            loss = _float(outputs.get("loss", float("nan")))
+            if debug.get("nan_at_step") == step:
+                loss = float("nan")
+            grad_norm = _float(runner.message_hub.get_scalar("train/grad_norm").current()) \
+                if "train/grad_norm" in runner.message_hub.log_scalars else float("nan")
+            lrs = runner.optim_wrapper.get_lr()
+            event = {"kind": "step", "step": step, "loss": loss, "grad_norm": grad_norm,
+                     "lr": float(next(iter(lrs.values()))[0])}
+            for key, value in outputs.items():
+                short = key.split(".")[-1]
+                if short in DIAGNOSTIC_KEYS or key.startswith(("decode.", "aux.")):
+                    event[key if not short in DIAGNOSTIC_KEYS else short] = _float(value)
+            self.diagnostics.append(event)
+            self.train_seconds += time.perf_counter() - self._iter_start
+            if on_event:
+                on_event(dict(event))
+            if progress:
+                progress(step, event)
+            if not math.isfinite(loss):
+                raise TrialDiverged(f"loss became {loss} at step {step}")
+
+        def before_val(self, runner) -> None:
+            self._val_start = time.perf_counter()
+
+        def after_val_epoch(self, runner, metrics=None) -> None:
+            self.eval_seconds += time.perf_counter() - self._val_start
+            miou, per_class = split_metrics(dict(metrics or {}), class_names)
+            step = runner.iter if runner.train_loop is not None and runner.iter else 0
+            event = {"kind": "eval", "step": int(step), "miou": miou, "per_class_iou": per_class}
+            self.curve.append({"step": int(step), "miou": miou})
+            self.evals.append(event)
+            if on_event:
+                on_event(dict(event))
+
+    return EventHook()
+
+
+class ConsoleProgress:
+    """A rich progress bar over iterations (used by pretraining)."""
+
+    def __init__(self, total: int, description: str) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.3f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            transient=False,
+        )
+        self._task = self._progress.add_task(description, total=total, loss=float("nan"))
+
+    def __enter__(self) -> "ConsoleProgress":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def __call__(self, step: int, event: dict) -> None:
+        self._progress.update(self._task, completed=step, loss=event.get("loss", float("nan")))

@@ -1,0 +1,201 @@
+"""The MLE start checkpoint: pretrain once with cross-entropy, cache, evaluate once.
+
+Every trial of a study starts from the same checkpoint and shares its val mIoU
+(``miou_start``), so both are computed here once per study (:func:`ensure_start`), not
+once per trial. ``checkpoint: auto`` trains the preset through MMEngine's Runner and
+caches the result by a content hash of (model config, data, seed, iterations, lr), so a
+second call, or a second study, reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rewardsweep.errors import ConfigError
+from rewardsweep.runners.presets import ModelSetting, resolve_setting
+from rewardsweep.runners.synthetic_data import default_cache_dir
+
+
+def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def pretrain_key(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: int) -> str:
+    payload = json.dumps(
+        {"model": setting.model, "train": setting.train_dataset, "dataset": setting.dataset_id,
+         "seed": seed, "iters": iters, "lr": lr, "batch_size": batch_size, "v": 1},
+        sort_keys=True, default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def check_checkpoint_matches(model, path: str | os.PathLike) -> None:
+    """Fail with one line if the checkpoint's weights do not fit ``model``.
+
+    MMEngine loads non-strictly and only warns, which would silently tune a randomly
+    initialised model. Keys the model lacks (e.g. an auxiliary head switched off) are fine.
+    """
+    import torch
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ConfigError(f"checkpoint: '{path}' is not a readable PyTorch checkpoint ({type(exc).__name__})")
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ConfigError(f"checkpoint: '{path}' holds no state_dict")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if mismatched:
+        k = mismatched[0]
+        raise ConfigError(
+            f"checkpoint: '{path}' does not match the model: {len(mismatched)} tensor(s) differ in shape, "
+            f"e.g. {k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}")
+    if missing:
+        raise ConfigError(
+            f"checkpoint: '{path}' does not match the model: {len(missing)} of {len(own)} tensors missing, "
+            f"e.g. {missing[0]}")
+
+
+def _strip_to_weights(src: Path, dst: Path) -> None:
+    """Keep only weights and meta (no optimizer state): smaller and loads faster."""
+    import torch
+
+    state = torch.load(str(src), map_location="cpu", weights_only=False)
+    torch.save({"state_dict": state["state_dict"], "meta": state.get("meta", {})}, str(dst))
+
+
+def _train(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: int, work_dir: str,
+           show_progress: bool) -> tuple[Path, dict[str, Any]]:
+    from rewardsweep.runners.hooks import ConsoleProgress, make_event_hook
+    from rewardsweep.runners.runner_config import build_runner, runner_config
+
+    progress = ConsoleProgress(iters, f"pretrain {setting.name}") if show_progress else None
+    hook = make_event_hook(None, setting.class_names, progress=progress)
+    cfg = runner_config(
+        setting, work_dir=work_dir, iters=iters, batch_size=batch_size,
+        lr={"start": lr, "end": lr * 1e-2, "schedule": "poly", "power": 0.9},
+        optimizer={"type": "SGD", "momentum": 0.9, "weight_decay": 0.0005},
+        eval_every=iters, seed=seed, save_checkpoint=True,
+    )
+    runner = build_runner(cfg, hooks=[hook])
+    started = time.perf_counter()
+    if progress:
+        with progress:
+            runner.train()
+    else:
+        runner.train()
+    seconds = time.perf_counter() - started
+    first_losses = [d["loss"] for d in hook.diagnostics[:20]]
+    last_losses = [d["loss"] for d in hook.diagnostics[-20:]]
+    stats = {
+        "train_seconds": seconds,
+        "loss_first": sum(first_losses) / len(first_losses),
+        "loss_last": sum(last_losses) / len(last_losses),
+        "iters": iters,
+    }
+    return Path(work_dir) / f"iter_{iters}.pth", {**hook.evals[-1], **stats}
+
+
+def evaluate_checkpoint(setting: ModelSetting, checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """Dataset-level val mIoU and per-class IoU of ``checkpoint``."""
+    from rewardsweep.runners.hooks import make_event_hook
+    from rewardsweep.runners.runner_config import build_runner, runner_config
+
+    hook = make_event_hook(None, setting.class_names)
+    with tempfile.TemporaryDirectory(prefix="rewardsweep-eval-") as work_dir:
+        cfg = runner_config(setting, work_dir=work_dir, iters=1, batch_size=1, lr={"start": 1e-3},
+                            eval_every=1, load_from=str(checkpoint))
+        cfg.pop("train_dataloader")
+        cfg.pop("train_cfg")
+        cfg.pop("optim_wrapper")
+        cfg.pop("param_scheduler")
+        runner = build_runner(cfg, hooks=[hook])
+        check_checkpoint_matches(runner.model, checkpoint)
+        runner.val()
+    return hook.evals[-1]
+
+
+def ensure_start(model: str = "tiny-synthetic", checkpoint: str = "auto", data_root: str | None = None,
+                 seed: int = 0, cache_dir: str | os.PathLike | None = None, iters: int | None = None,
+                 force: bool = False, show_progress: bool = False) -> dict[str, Any]:
+    """The study's start: checkpoint path and hash, dataset id, val mIoU and per-class IoU."""
+    setting = resolve_setting(model, data_root)
+    if checkpoint != "auto":
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise ConfigError(f"checkpoint: '{checkpoint}' does not exist (expected 'auto' or a checkpoint file)")
+        result = evaluate_checkpoint(setting, path)
+        return _start_dict(setting, path, result, pretrained=None)
+
+    iters = iters or setting.pretrain.iters
+    lr, batch_size = setting.pretrain.lr, setting.pretrain.batch_size
+    key = pretrain_key(setting, seed, iters, lr, batch_size)
+    folder = Path(cache_dir or default_cache_dir() / "checkpoints") / f"{setting.name}-{key}"
+    ckpt, info = folder / "start.pth", folder / "start.json"
+    if ckpt.is_file() and info.is_file() and not force:
+        return {**json.loads(info.read_text()), "cached": True}
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pretrain-", dir=folder.parent) as work_dir:
+        trained, result = _train(setting, seed, iters, lr, batch_size, work_dir, show_progress)
+        staging = Path(work_dir) / "final"
+        staging.mkdir()
+        _strip_to_weights(trained, staging / "start.pth")
+        start = _start_dict(setting, folder / "start.pth", result,
+                            pretrained={k: result[k] for k in ("train_seconds", "loss_first", "loss_last", "iters")}
+                            | {"seed": seed, "lr": lr, "batch_size": batch_size},
+                            checkpoint_hash=file_hash(staging / "start.pth"))
+        (staging / "start.json").write_text(json.dumps(start, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)  # the cache entry appears whole or not at all
+    return {**start, "cached": False}
+
+
+def _start_dict(setting: ModelSetting, checkpoint: Path, result: dict, pretrained: dict | None,
+                checkpoint_hash: str | None = None) -> dict[str, Any]:
+    return {
+        "model": setting.name,
+        "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_hash": checkpoint_hash or file_hash(checkpoint),
+        "dataset": setting.dataset_id,
+        "miou": result["miou"],
+        "per_class_iou": result["per_class_iou"],
+        "class_names": list(setting.class_names),
+        "pretrained": pretrained,
+    }
+
+
+def pretrain_command(args) -> int:
+    """``rewardsweep pretrain``: train or reuse the start checkpoint and print its val mIoU."""
+    from rich.console import Console
+    from rich.table import Table
+
+    started = time.perf_counter()
+    start = ensure_start(args.model, "auto", args.data_root, args.seed, args.cache_dir, args.iters,
+                         force=args.force, show_progress=True)
+    console = Console(width=100)
+    source = "reused from cache" if start["cached"] else f"trained in {start['pretrained']['train_seconds']:.1f} s"
+    console.print(f"start checkpoint ({source}): {start['checkpoint']}")
+    table = Table(title=f"val IoU of the start checkpoint ({start['model']})")
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    for name, iou in zip(start["class_names"], start["per_class_iou"]):
+        table.add_row(name, "-" if iou is None else f"{iou:.4f}")
+    table.add_row("[bold]mIoU", f"[bold]{start['miou']:.4f}")
+    console.print(table)
+    console.print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0

@@ -1,0 +1,103 @@
+"""Assemble the MMEngine Runner config for one training job (pretraining or a trial).
+
+A preset says what is trained; this module says how: iterations, batch size, schedule,
+evaluation interval, seed, quiet logging. Keeping it in one function means pretraining,
+reward trials and the control arm differ only in the arguments they pass.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from rewardsweep.runners.presets import ModelSetting
+from rewardsweep.runners.schedules import lr_schedulers
+
+
+def runner_config(
+    setting: ModelSetting,
+    *,
+    work_dir: str,
+    iters: int,
+    batch_size: int,
+    lr: dict,
+    optimizer: dict | None = None,
+    eval_every: int | None = None,
+    seed: int = 0,
+    load_from: str | None = None,
+    model: dict | None = None,
+    save_checkpoint: bool = False,
+    eval_batch_size: int | None = None,
+    device: str | None = None,
+) -> dict:
+    """A plain dict that ``mmengine.runner.Runner.from_cfg`` accepts."""
+    optimizer = dict(optimizer or {"type": "SGD", "momentum": 0.9, "weight_decay": 0.0005})
+    optimizer = {k: v for k, v in optimizer.items() if v is not None}
+    optimizer["lr"] = float(lr["start"])
+    if optimizer.get("type") != "SGD":
+        optimizer.pop("momentum", None)
+    val_every = eval_every if eval_every else iters + 1
+    cfg: dict[str, Any] = dict(
+        default_scope="mmseg",
+        work_dir=work_dir,
+        model=copy.deepcopy(model or setting.model),
+        train_dataloader=dict(
+            batch_size=batch_size,
+            num_workers=0,
+            sampler=dict(type="InfiniteSampler", shuffle=True, seed=seed),
+            dataset=copy.deepcopy(setting.train_dataset),
+        ),
+        train_cfg=dict(type="IterBasedTrainLoop", max_iters=iters, val_interval=val_every),
+        optim_wrapper=dict(
+            type="OptimWrapper",
+            optimizer=optimizer,
+            # A huge max_norm never clips; it makes MMEngine compute and log the grad norm.
+            clip_grad=dict(max_norm=1e12, error_if_nonfinite=False),
+        ),
+        param_scheduler=lr_schedulers(lr, iters),
+        default_hooks=dict(
+            timer=dict(type="IterTimerHook"),
+            logger=dict(type="LoggerHook", interval=10**9, log_metric_by_epoch=False),
+            param_scheduler=dict(type="ParamSchedulerHook"),
+            checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=iters) if save_checkpoint else None,
+            sampler_seed=dict(type="DistSamplerSeedHook"),
+        ),
+        env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+                     dist_cfg=dict(backend="gloo")),
+        randomness=dict(seed=seed, deterministic=False),
+        log_level="WARNING",
+        log_processor=dict(by_epoch=False),
+        load_from=load_from,
+        resume=False,
+        visualizer=dict(type="SegLocalVisualizer", vis_backends=[], name=f"vis-{id(setting)}-{seed}"),
+    )
+    if device:
+        cfg["device"] = device
+    if eval_every:
+        cfg["val_dataloader"] = dict(
+            batch_size=eval_batch_size or setting.pretrain.eval_batch_size,
+            num_workers=0,
+            sampler=dict(type="DefaultSampler", shuffle=False),
+            dataset=copy.deepcopy(setting.val_dataset),
+        )
+        cfg["val_cfg"] = dict(type="ValLoop")
+        cfg["val_evaluator"] = dict(type="PreciseIoUMetric", ignore_index=setting.ignore_index)
+    return cfg
+
+
+def build_runner(cfg: dict, hooks: list[Any] = ()):
+    """A Runner from ``cfg`` with MMSeg, our dataset and our metric registered.
+
+    ``hooks`` are hook *instances* (they hold callbacks, which a config cannot), added
+    after construction so the config stays serialisable for MMEngine's config dump.
+    """
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from rewardsweep.runners.metric import register_metric
+
+    register_metric()
+    runner = Runner.from_cfg(Config(cfg))
+    for hook in hooks:
+        runner.register_hook(hook)
+    return runner
