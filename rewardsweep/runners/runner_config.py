@@ -8,6 +8,7 @@ reward trials and the control arm differ only in the arguments they pass.
 from __future__ import annotations
 
 import copy
+import uuid
 from typing import Any
 
 from rewardsweep.runners.presets import ModelSetting
@@ -40,6 +41,9 @@ def runner_config(
     cfg: dict[str, Any] = dict(
         default_scope="mmseg",
         work_dir=work_dir,
+        # Unique per runner: MMEngine keys its logger and message hub by this name, and two
+        # runners built in the same second would otherwise share (stale) scalars.
+        experiment_name=f"rewardsweep-{uuid.uuid4().hex[:12]}",
         model=copy.deepcopy(model or setting.model),
         train_dataloader=dict(
             batch_size=batch_size,
@@ -69,7 +73,7 @@ def runner_config(
         log_processor=dict(by_epoch=False),
         load_from=load_from,
         resume=False,
-        visualizer=dict(type="SegLocalVisualizer", vis_backends=[], name=f"vis-{id(setting)}-{seed}"),
+        visualizer=dict(type="SegLocalVisualizer", vis_backends=[], name=f"vis-{uuid.uuid4().hex[:12]}"),
     )
     if device:
         cfg["device"] = device

@@ -32,7 +32,7 @@ IGNORE_INDEX = 255
 
 # Mean colour (RGB) of each class; deliberately close pairs (road/building, car/person/tree).
 _BASE_COLOURS = np.array(
-    [[125, 150, 175], [105, 100, 110], [120, 108, 100], [80, 115, 70], [95, 90, 125], [125, 85, 95]],
+    [[125, 150, 175], [105, 100, 110], [120, 108, 100], [80, 115, 70], [70, 75, 150], [160, 75, 85]],
     dtype=np.float32,
 )
 _SPLIT_CODES = {"train": 0, "val": 1}
@@ -88,14 +88,14 @@ def render_scene(seed: int, split: str, index: int, size: int = 64) -> tuple[np.
 
     # Cars: small rectangles on the road (rare class).
     for _ in range(rng.integers(0, 3)):
-        cw, ch = int(rng.uniform(0.1, 0.18) * w), int(rng.uniform(0.05, 0.09) * h)
+        cw, ch = int(rng.uniform(0.14, 0.24) * w), int(rng.uniform(0.08, 0.12) * h)
         cy = int(rng.uniform(horizon + 1, h - ch))
         cx = int(rng.integers(0, w - cw))
         label[cy:cy + ch, cx:cx + cw] = CAR
 
     # People: tiny upright ellipses (the rarest class).
     for _ in range(rng.integers(0, 3)):
-        ry, rx = rng.uniform(0.04, 0.07) * h, rng.uniform(0.015, 0.03) * w
+        ry, rx = rng.uniform(0.06, 0.09) * h, rng.uniform(0.025, 0.04) * w
         cy = rng.uniform(horizon - 0.05 * h, h - ry)
         cx = rng.uniform(rx, w - rx)
         label[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0] = PERSON

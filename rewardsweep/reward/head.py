@@ -1,0 +1,105 @@
+"""Turn any MMSeg decode head into a reward head, without copying or editing it.
+
+The study copied each head file by hand (RewardASPPHead, RewardFCNHead, ...). Here one
+mixin replaces only ``loss()``; ``forward``/``predict`` and every parameter name are
+the wrapped head's own, so an MLE checkpoint loads unchanged and evaluation behaves
+exactly like the original head. In a config::
+
+    decode_head=dict(type="RewardHead", head=dict(type="ASPPHead", ...), reward=dict(...))
+
+or, equivalently, ``type="RewardASPPHead"`` with the head's own keys plus ``reward=``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+_CLASS_CACHE: dict[type, type] = {}
+
+
+class RewardHeadMixin:
+    """Mixed in front of a decode head class: its ``loss`` is the reward objective."""
+
+    reward_loss_weight: float = 1.0
+
+    def configure_reward(self, reward: dict[str, Any]) -> None:
+        from rewardsweep.reward.class_weights import class_weights_from_counts, load_counts
+        from rewardsweep.reward.objective import RewardObjective
+        from rewardsweep.reward.settings import RewardSettings
+
+        reward = dict(reward)
+        self.reward_loss_weight = float(reward.pop("loss_weight", 1.0))
+        settings = RewardSettings.from_config(reward, source="reward head", num_classes=self.num_classes)
+        weights = None
+        if settings.class_weights:
+            counts = settings.class_weights["counts"]
+            if isinstance(counts, str):
+                counts = load_counts(counts)
+            weights = class_weights_from_counts(counts, settings.class_weights.get("smooth", 0.0))
+        self.reward_settings = settings
+        self.reward_objective = RewardObjective(settings, self.num_classes, self.ignore_index, weights)
+
+    def loss(self, inputs, batch_data_samples, train_cfg) -> dict[str, torch.Tensor]:
+        from mmseg.models.utils import resize
+
+        seg_logits = self.forward(inputs)
+        labels = self._stack_batch_gt(batch_data_samples)
+        seg_logits = resize(seg_logits, size=labels.shape[2:], mode="bilinear", align_corners=self.align_corners)
+        loss, stats = self.reward_objective(seg_logits, labels.squeeze(1))
+        losses = {"loss_reward": loss * self.reward_loss_weight}
+        device = seg_logits.device
+        losses.update({key: torch.tensor(float(value), device=device) for key, value in stats.items()})
+        return losses
+
+
+def reward_head_class(base: type) -> type:
+    """``Reward<Base>``: the mixin in front of ``base`` (cached, so built once per class)."""
+    if base not in _CLASS_CACHE:
+        _CLASS_CACHE[base] = type(f"Reward{base.__name__}", (RewardHeadMixin, base),
+                                  {"__doc__": f"{base.__name__} trained with a reward objective."})
+    return _CLASS_CACHE[base]
+
+
+def build_reward_head(head: dict[str, Any], reward: dict[str, Any]):
+    """Build ``head`` (any registered decode head config) as a reward head."""
+    from mmseg.registry import MODELS
+
+    head = dict(head)
+    base = MODELS.get(head.pop("type"))
+    if base is None:
+        raise KeyError(f"decode head type not registered in MMSeg: {head!r}")
+    module = reward_head_class(base)(**head)
+    module.configure_reward(reward)
+    return module
+
+
+def register_reward_heads() -> None:
+    """Register ``RewardHead`` and ``Reward<Head>`` for every decode head MMSeg knows."""
+    from rewardsweep.mmcv_compat import import_mmseg
+
+    import_mmseg()
+    from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+    from mmseg.registry import MODELS
+
+    if MODELS.get("RewardHead") is None:
+        MODELS.register_module(name="RewardHead", module=build_reward_head)
+    for name, cls in list(MODELS.module_dict.items()):
+        if isinstance(cls, type) and issubclass(cls, BaseDecodeHead) and not issubclass(cls, RewardHeadMixin):
+            reward_name = f"Reward{name}"
+            if MODELS.get(reward_name) is None:
+                MODELS.register_module(name=reward_name, module=_named_builder(name))
+
+
+def _named_builder(base_name: str):
+    def build(reward: dict[str, Any], **head: Any):
+        return build_reward_head({"type": base_name, **head}, reward)
+
+    build.__name__ = f"build_reward_{base_name}"
+    return build
+
+
+def wrap_head_config(head_cfg: dict[str, Any], reward: dict[str, Any]) -> dict[str, Any]:
+    """The config of ``head_cfg`` turned into a reward head (its loss_decode is unused)."""
+    return {"type": "RewardHead", "head": dict(head_cfg), "reward": dict(reward)}

@@ -1,0 +1,218 @@
+"""One trial: fine-tune from the start checkpoint, evaluate, write the trial record.
+
+The trial config (docs/architecture.md) says everything a trial does; the record
+(:mod:`rewardsweep.records`) is everything it reports. Nothing here knows about Ray or
+W&B: they attach through ``on_event``. A trial that raises or diverges still writes its
+record (status ``failed``/``diverged``) before re-raising, so no seed is silently lost.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import math
+import platform
+import shutil
+import tempfile
+import time
+import traceback
+from typing import Any, Callable
+
+from rewardsweep import records
+from rewardsweep.runners.hooks import EventCallback, TrialDiverged, make_event_hook
+from rewardsweep.runners.presets import ModelSetting, resolve_setting
+
+
+class TrialFailed(RuntimeError):
+    """The trial raised; its record (status ``failed``) is already written."""
+
+
+REWARD_KEYS = ("estimator", "samples", "baseline", "normalize_advantage", "class_weights", "aux_head")
+DEFAULTS: dict[str, Any] = {
+    "arm": "reward",
+    "seed": 0,
+    "data_root": None,
+    "steps": 100,
+    "eval_every": 50,
+    "batch_size": 8,
+    "estimator": "reinforce",
+    "samples": 1,
+    "baseline": {"kind": "none", "coef": 1.0, "decay": 0.9},
+    "normalize_advantage": False,
+    "lr": {"start": 1e-4, "end": 1e-6, "schedule": "poly", "power": 0.9},
+    "optimizer": {"type": "SGD", "momentum": 0.9, "weight_decay": 0.0005},
+    "class_weights": None,
+    "aux_head": "mle",
+    "threads": 1,
+    "debug": {},
+}
+
+
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(DEFAULTS)
+    for key, value in config.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **{k: v for k, v in value.items() if v is not None}}
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def reward_model_config(setting: ModelSetting, config: dict[str, Any]) -> dict[str, Any]:
+    """The preset's model with its decode head (and maybe aux head) as reward heads."""
+    from rewardsweep.reward.head import register_reward_heads, wrap_head_config
+
+    register_reward_heads()
+    model = copy.deepcopy(setting.model)
+    reward = {key: copy.deepcopy(config[key]) for key in REWARD_KEYS if key in config}
+    reward["batch_size"] = config["batch_size"]
+    model["decode_head"] = wrap_head_config(model["decode_head"], reward)
+    aux = config.get("aux_head", "mle")
+    if aux == "off" or not model.get("auxiliary_head"):
+        model["auxiliary_head"] = None
+    elif aux == "reward":
+        aux_cfg = model["auxiliary_head"]
+        weight = float(aux_cfg.get("loss_decode", {}).get("loss_weight", 0.4))
+        model["auxiliary_head"] = wrap_head_config(aux_cfg, {**reward, "loss_weight": weight})
+    return model
+
+
+def validate_trial_config(config: dict[str, Any], setting: ModelSetting) -> None:
+    """Reward settings are checked before anything trains (one-line ConfigError)."""
+    if config["arm"] == "reward":
+        from rewardsweep.reward.settings import RewardSettings
+
+        RewardSettings.from_config(config, source=f"trial {config.get('config_id', '?')}",
+                                   batch_size=config["batch_size"], num_classes=setting.num_classes)
+
+
+def _versions() -> dict[str, str]:
+    import mmcv
+    import mmengine
+    import mmseg
+    import torch
+
+    import rewardsweep
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "mmcv": mmcv.__version__,
+            "mmengine": mmengine.__version__, "mmseg": mmseg.__version__, "rewardsweep": rewardsweep.__version__}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _params(config: dict[str, Any]) -> dict[str, Any]:
+    params = config.get("params")
+    if params:
+        return dict(params)
+    flat: dict[str, Any] = {}
+    for key in ("estimator", "samples", "normalize_advantage", "aux_head", "steps", "class_weights"):
+        flat[key] = config.get(key)
+    for group in ("baseline", "lr"):
+        for key, value in (config.get(group) or {}).items():
+            flat[f"{group}.{key}"] = value
+    return flat
+
+
+def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
+              write: bool = True) -> dict[str, Any]:
+    """Run one trial and return its record (also written under ``config['study_dir']``)."""
+    import torch
+
+    wall_start = time.perf_counter()
+    config = with_defaults(config)
+    arm = config["arm"]
+    record: dict[str, Any] = {
+        "schema": records.SCHEMA_VERSION,
+        "study": config.get("study", "adhoc"),
+        "config_id": config.get("config_id", "adhoc"),
+        "control_id": config.get("control_id"),
+        "arm": arm,
+        "seed": int(config["seed"]),
+        "status": "failed",
+        "error": None,
+        "params": _params(config),
+        "config": config,
+        "estimator": "mle" if arm == "mle" else config["estimator"],
+        "host": platform.node(),
+        "started_at": _now(),
+        "curve": [],
+        "diagnostics": [],
+    }
+    work_dir = tempfile.mkdtemp(prefix="rewardsweep-trial-")
+    hook = None
+    torch.set_num_threads(max(1, int(config.get("threads") or 1)))
+    try:
+        setting = resolve_setting(config["model"], config.get("data_root"))
+        start = config.get("start")
+        if not start:
+            from rewardsweep.runners.pretrain import ensure_start
+
+            start = ensure_start(config["model"], config.get("checkpoint", "auto"), config.get("data_root"))
+        record["start"] = {"checkpoint": start["checkpoint"], "checkpoint_hash": start["checkpoint_hash"],
+                           "dataset": start["dataset"]}
+        record["class_names"] = list(setting.class_names)
+        record["miou_start"] = start["miou"]
+        record["per_class_iou_start"] = start["per_class_iou"]
+        record["curve"] = [{"step": 0, "miou": start["miou"]}]
+        validate_trial_config(config, setting)
+
+        model = reward_model_config(setting, config) if arm == "reward" else None
+        hook = make_event_hook(on_event, setting.class_names, debug=config.get("debug"))
+        from rewardsweep.runners.pretrain import check_checkpoint_matches
+        from rewardsweep.runners.runner_config import build_runner, runner_config
+
+        cfg = runner_config(
+            setting, work_dir=work_dir, iters=int(config["steps"]), batch_size=int(config["batch_size"]),
+            lr=config["lr"], optimizer=config["optimizer"], eval_every=int(config["eval_every"]),
+            seed=int(config["seed"]), load_from=start["checkpoint"], model=model,
+            device=config.get("device"),
+        )
+        setup_start = time.perf_counter()
+        runner = build_runner(cfg, hooks=[hook])
+        check_checkpoint_matches(runner.model, start["checkpoint"])
+        setup_seconds = time.perf_counter() - setup_start
+        runner.train()
+
+        final = hook.evals[-1]
+        record.update(
+            status="finished",
+            miou_final=final["miou"],
+            delta_miou=final["miou"] - start["miou"],
+            miou_best=max(e["miou"] for e in hook.evals),
+            per_class_iou_final=final["per_class_iou"],
+        )
+        if not math.isfinite(final["miou"]):
+            record["status"] = "diverged"
+    except TrialDiverged as exc:
+        record.update(status="diverged", error=str(exc))
+        raise
+    except Exception as exc:
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                      traceback=traceback.format_exc(limit=8))
+        raise TrialFailed(record["error"]) from exc
+    finally:
+        if hook is not None:
+            record["curve"] = record["curve"][:1] + hook.curve
+            record["diagnostics"] = hook.diagnostics
+            train_s, eval_s = hook.train_seconds, hook.eval_seconds
+        else:
+            train_s = eval_s = 0.0
+        total = time.perf_counter() - wall_start
+        record["timings"] = {"setup_s": locals().get("setup_seconds", 0.0), "train_s": train_s,
+                             "eval_s": eval_s, "total_s": total}
+        record.setdefault("miou_final", None)
+        record.setdefault("delta_miou", None)
+        record.setdefault("miou_best", None)
+        record.setdefault("per_class_iou_final", None)
+        record["finished_at"] = _now()
+        try:
+            record["versions"] = _versions()
+        except Exception:  # pragma: no cover - versions are informative only
+            record["versions"] = {}
+        if write and config.get("study_dir"):
+            records.write_record(
+                records.record_path(config["study_dir"], record["config_id"], arm, record["seed"]), record)
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return record

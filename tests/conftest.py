@@ -1,0 +1,33 @@
+"""Shared test set-up: a private cache, quiet W&B, one thread per process.
+
+Tests never read the user's ~/.cache/rewardsweep: the synthetic data and start
+checkpoints are generated in a session-wide temporary folder (a few seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+
+_SESSION_CACHE = tempfile.mkdtemp(prefix="rewardsweep-test-cache-")
+os.environ["REWARDSWEEP_CACHE"] = _SESSION_CACHE
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+TEST_PRETRAIN_ITERS = 40
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> str:
+    return _SESSION_CACHE
+
+
+@pytest.fixture(scope="session")
+def tiny_start() -> dict:
+    """A start checkpoint of the tiny preset, briefly pretrained once per test session."""
+    from rewardsweep.runners.pretrain import ensure_start
+
+    return ensure_start("tiny-synthetic", "auto", iters=TEST_PRETRAIN_ITERS)
