@@ -25,21 +25,15 @@ class RewardHeadMixin:
     reward_loss_weight: float = 1.0
 
     def configure_reward(self, reward: dict[str, Any]) -> None:
-        from rewardsweep.reward.class_weights import class_weights_from_counts, load_counts
         from rewardsweep.reward.objective import RewardObjective
         from rewardsweep.reward.settings import RewardSettings
 
         reward = dict(reward)
         self.reward_loss_weight = float(reward.pop("loss_weight", 1.0))
         settings = RewardSettings.from_config(reward, source="reward head", num_classes=self.num_classes)
-        weights = None
-        if settings.class_weights:
-            counts = settings.class_weights["counts"]
-            if isinstance(counts, str):
-                counts = load_counts(counts)
-            weights = class_weights_from_counts(counts, settings.class_weights.get("smooth", 0.0))
         self.reward_settings = settings
-        self.reward_objective = RewardObjective(settings, self.num_classes, self.ignore_index, weights)
+        # Class weights (if any) come from the settings; the objective builds them.
+        self.reward_objective = RewardObjective(settings, self.num_classes, self.ignore_index)
 
     def loss(self, inputs, batch_data_samples, train_cfg) -> dict[str, torch.Tensor]:
         from mmseg.models.utils import resize

@@ -16,9 +16,10 @@ import shutil
 import tempfile
 import time
 import traceback
-from typing import Any, Callable
+from typing import Any
 
 from rewardsweep import records
+from rewardsweep.errors import UserError
 from rewardsweep.runners.hooks import EventCallback, TrialDiverged, make_event_hook
 from rewardsweep.runners.presets import ModelSetting, resolve_setting
 
@@ -187,6 +188,9 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
             record["status"] = "diverged"
     except TrialDiverged as exc:
         record.update(status="diverged", error=str(exc))
+        raise
+    except UserError as exc:  # a bad config: recorded, and reported to the user as it is
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     except Exception as exc:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0],

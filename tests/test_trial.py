@@ -1,0 +1,91 @@
+"""One trial end to end through MMEngine's Runner, the reward head, failures as data."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from rewardsweep import records
+from rewardsweep.errors import ConfigError
+from rewardsweep.runners.hooks import TrialDiverged
+from rewardsweep.runners.trial import TrialFailed, run_trial
+
+
+def _config(tmp_path, start, **overrides):
+    cfg = dict(study="t", study_dir=str(tmp_path), config_id="cfg", arm="reward", seed=1,
+               model="tiny-synthetic", start=start, steps=6, eval_every=3, batch_size=4, samples=2,
+               baseline={"kind": "sample_loo"}, lr={"start": 1e-2, "end": 1e-4, "schedule": "poly"})
+    cfg.update(overrides)
+    return cfg
+
+
+def test_reward_trial_runs_end_to_end_and_writes_its_record(tmp_path, tiny_start):
+    events = []
+    record = run_trial(_config(tmp_path, tiny_start), on_event=events.append)
+    assert record["status"] == "finished"
+    assert record["miou_start"] == tiny_start["miou"]
+    assert record["delta_miou"] == pytest.approx(record["miou_final"] - record["miou_start"])
+    assert [p["step"] for p in record["curve"]] == [0, 3, 6]
+    steps = [e for e in events if e["kind"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, 7))
+    for key in ("loss", "reward_mean", "reward_std", "advantage_mean", "advantage_std", "grad_norm", "lr"):
+        assert all(math.isfinite(e[key]) for e in steps), key
+    assert steps[0]["lr"] > steps[-1]["lr"]  # the schedule decays
+    evals = [e for e in events if e["kind"] == "eval"]
+    assert [e["step"] for e in evals] == [3, 6] and len(evals[-1]["per_class_iou"]) == 6
+    on_disk = records.read_record(records.record_path(tmp_path, "cfg", "reward", 1))
+    assert on_disk["miou_final"] == record["miou_final"]
+    assert on_disk["timings"]["train_s"] > 0
+
+
+def test_same_seed_twice_gives_identical_numbers_and_another_seed_differs(tmp_path, tiny_start):
+    a = run_trial(_config(tmp_path / "a", tiny_start))
+    b = run_trial(_config(tmp_path / "b", tiny_start))
+    c = run_trial(_config(tmp_path / "c", tiny_start, seed=2))
+    losses = lambda r: [d["loss"] for d in r["diagnostics"]]
+    assert losses(a) == losses(b)
+    assert a["miou_final"] == b["miou_final"] and a["per_class_iou_final"] == b["per_class_iou_final"]
+    assert losses(a) != losses(c)
+
+
+def test_control_arm_trains_plain_cross_entropy(tmp_path, tiny_start):
+    events = []
+    record = run_trial(_config(tmp_path, tiny_start, arm="mle", config_id="ctl"), on_event=events.append)
+    assert record["status"] == "finished" and record["estimator"] == "mle"
+    assert "reward_mean" not in events[0] and "decode.loss_ce" in events[0]
+
+
+def test_forced_failure_is_recorded_as_failed_then_raised(tmp_path, tiny_start):
+    with pytest.raises(TrialFailed, match="forced to fail at step 2"):
+        run_trial(_config(tmp_path, tiny_start, debug={"raise_at_step": 2}))
+    record = records.read_record(records.record_path(tmp_path, "cfg", "reward", 1))
+    assert record["status"] == "failed" and "forced to fail" in record["error"]
+    assert len(record["diagnostics"]) == 1 and record["miou_final"] is None
+
+
+def test_nan_loss_is_recorded_as_diverged(tmp_path, tiny_start):
+    with pytest.raises(TrialDiverged):
+        run_trial(_config(tmp_path, tiny_start, debug={"nan_at_step": 3}))
+    record = records.read_record(records.record_path(tmp_path, "cfg", "reward", 1))
+    assert record["status"] == "diverged" and "nan" in record["error"]
+
+
+def test_bad_reward_config_fails_before_training(tmp_path, tiny_start):
+    events = []
+    with pytest.raises(ConfigError) as info:
+        run_trial(_config(tmp_path, tiny_start, samples=1), on_event=events.append)
+    assert "samples" in str(info.value) and "\n" not in str(info.value)
+    assert events == []
+
+
+@pytest.mark.parametrize("aux", ["off", "reward"])
+def test_aux_head_modes(tmp_path, tiny_start, aux):
+    events = []
+    record = run_trial(_config(tmp_path, tiny_start, aux_head=aux, steps=2, eval_every=2), on_event=events.append)
+    assert record["status"] == "finished"
+    keys = set(events[0])
+    if aux == "off":
+        assert not any(k.startswith("aux.") for k in keys)
+    else:
+        assert "aux.loss_reward" in keys
