@@ -1,0 +1,200 @@
+"""The dry-run trial table: what a launch would run, without starting anything.
+
+    rewardsweep launch search_spaces/baseline.yaml --dry-run
+
+One row per configuration (seeds collapsed, e.g. ``0-4``), the parameters that vary
+between configurations, the fixed ones above the table, and the counts below it: trials
+in all, per arm, and how many duplicate grid points were removed. At most 100 columns.
+Pure Python (rich): no Ray, no torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from rewardsweep.sweep.spec import Expansion, Spec, TrialPlan, expand_study, load_spec
+
+__all__ = ["MAX_WIDTH", "collapse_seeds", "format_value", "summary_lines", "render", "dry_run"]
+
+MAX_WIDTH = 100
+
+
+def collapse_seeds(seeds: Iterable[int]) -> str:
+    """``[0, 1, 2, 3, 7, 9, 10]`` -> ``"0-3,7,9-10"``."""
+    values = sorted(set(int(s) for s in seeds))
+    if not values:
+        return "-"
+    parts: list[str] = []
+    start = prev = values[0]
+    for s in values[1:] + [None]:  # type: ignore[list-item]
+        if s is not None and s == prev + 1:
+            prev = s
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if s is not None:
+            start = prev = s
+    return ",".join(parts)
+
+
+def format_value(value: Any) -> str:
+    """A parameter value as a table shows it (None: ``-``, meaning "ignored/not used")."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        text = "[" + ",".join(format_value(v) for v in value) + "]"
+        return text if len(text) <= 24 else f"[{len(value)} values]"
+    if isinstance(value, str) and os.sep in value and len(value) > 28:
+        return "..." + value[-25:]
+    return str(value)
+
+
+def _configs(trials: list[TrialPlan]) -> list[tuple[TrialPlan, list[int]]]:
+    """One entry per (config_id, arm) in order, with its seeds."""
+    order: dict[tuple[str, str], tuple[TrialPlan, list[int]]] = {}
+    for t in trials:
+        key = (t.config_id, t.arm)
+        if key not in order:
+            order[key] = (t, [])
+        order[key][1].append(t.seed)
+    return list(order.values())
+
+
+def _split_params(configs: list[tuple[TrialPlan, list[int]]]) -> tuple[list[str], dict[str, str]]:
+    """(keys whose value differs between reward configs, {key: shown value} for the others).
+
+    A key that takes one value wherever it is used (and is ignored elsewhere) is not a
+    column: it goes to the "same in every configuration" line, marked "where used".
+    """
+    rewards = [t for t, _ in configs if t.arm == "reward"] or [t for t, _ in configs]
+    keys: list[str] = []
+    for t in rewards:
+        for k in t.params:
+            if k not in keys:
+                keys.append(k)
+    varied: list[str] = []
+    fixed: dict[str, str] = {}
+    for k in keys:
+        values = [t.params.get(k) for t in rewards]
+        used = {repr(v) for v in values if v is not None}
+        if len(used) > 1:
+            varied.append(k)
+        elif used:
+            value = next(v for v in values if v is not None)
+            fixed[k] = format_value(value) + (" (where used)" if None in values else "")
+    return varied, fixed
+
+
+def summary_lines(spec: Spec, expansion: Expansion, done: set[str] | None = None) -> list[str]:
+    """The counts under the table (plain text, one fact a line)."""
+    n = len(expansion.trials)
+    configs = expansion.reward_configs + expansion.control_configs
+    seeds = len(expansion.seeds)
+    lines = [f"{n} trial{'s' if n != 1 else ''}: {configs} configuration{'s' if configs != 1 else ''} "
+             f"x {seeds} seed{'s' if seeds != 1 else ''} ({collapse_seeds(expansion.seeds)})"]
+    def configs_(n: int) -> str:
+        return f"{n} config{'s' if n != 1 else ''}"
+
+    arms = [f"reward {expansion.count('reward')} trials ({configs_(expansion.reward_configs)})"]
+    if spec.control == "mle":
+        arms.append(f"mle control {expansion.count('mle')} trials ({configs_(expansion.control_configs)})")
+    else:
+        arms.append("no control arm (control: none)")
+    lines.append("per arm: " + ", ".join(arms))
+    pts = expansion.points
+    if expansion.duplicates:
+        lines.append(f"{expansion.duplicates} duplicate configuration{'s' if expansion.duplicates != 1 else ''} "
+                     f"removed ({pts} grid/sample points -> {expansion.reward_configs} distinct; "
+                     f"a key the chosen settings ignore made them identical: each runs once)")
+    else:
+        lines.append(f"no duplicates ({pts} grid/sample point{'s' if pts != 1 else ''})")
+    if done is not None:
+        recorded = sum(1 for t in expansion.trials if t.trial_name in done)
+        lines.append(f"{recorded} already recorded, {n - recorded} to run")
+    return lines
+
+
+def render(spec: Spec, expansion: Expansion | None = None, *, console: Console | None = None,
+           done: set[str] | None = None) -> None:
+    """Print the trial table of ``spec`` (``done``: trial names already recorded)."""
+    expansion = expansion if expansion is not None else expand_study(spec)
+    console = console or Console(highlight=False)
+    width = min(MAX_WIDTH, console.width)
+
+    def say(renderable: Any) -> None:
+        console.print(renderable, width=width)
+    configs = _configs(expansion.trials)
+    varied, fixed = _split_params(configs)
+
+    head = Text()
+    head.append(f"study {spec.name}", style="bold")
+    head.append(f"  ({spec.source})")
+    say(head)
+    if spec.description:
+        say(Text(" ".join(spec.description.split()), style="italic"))
+    facts = [f"model {spec.model_ref}"]
+    if spec.data_root_ref:
+        facts.append(f"data_root {spec.data_root_ref}")
+    facts += [f"eval every {spec.eval_every}", f"resources cpu {spec.resources['cpu']:g} gpu "
+              f"{spec.resources['gpu']:g}", f"study folder {spec.study_dir}"]
+    say(Text(" | ".join(facts)))
+    if fixed:
+        say(Text("same in every configuration: " + ", ".join(
+            f"{k}={v}" for k, v in fixed.items())))
+
+    table = Table(show_lines=False, pad_edge=False, expand=False, box=None, header_style="bold")
+    table.add_column("config", no_wrap=True)
+    table.add_column("arm", no_wrap=True)
+    table.add_column("seeds", no_wrap=True)
+    if spec.control == "mle":
+        table.add_column("control", no_wrap=True)
+    table.add_column("parameters" if varied else "", overflow="fold")
+    for plan, seeds in configs:
+        label = collapse_seeds(seeds)
+        if done is not None:
+            left = sum(1 for s in seeds if f"{plan.config_id}-{plan.arm}-seed{s}" not in done)
+            label += f" ({left} to run)" if left else " (done)"
+        row = [plan.config_id, plan.arm, label]
+        if spec.control == "mle":
+            row.append("(self)" if plan.arm == "mle" else (plan.control_id or "-"))
+        if plan.arm == "mle":
+            shown = [f"{k}={format_value(plan.params[k])}" for k in varied if k in plan.params]
+            params = "cross-entropy, same budget" + (": " + " ".join(shown) if shown else "")
+        else:
+            params = " ".join(f"{k}={format_value(plan.params.get(k))}" for k in varied)
+        row.append(params)
+        table.add_row(*row)
+    say(table)
+    for line in summary_lines(spec, expansion, done):
+        say(Text(line))
+    if any(plan.params.get(k, 0) is None for plan, _ in configs for k in varied if plan.arm == "reward"):
+        say(Text("'-': not used by that configuration's settings (ignored, so not varied)"))
+
+
+def dry_run(spec_path: str | os.PathLike, *, storage: str | None = None, wandb_mode: str | None = None,
+            max_concurrent: int | None = None, file: IO[str] | None = None,
+            done: set[str] | None = None) -> int:
+    """Load, validate and expand a spec, print its trial table; start nothing. Returns 0.
+
+    Raises :class:`rewardsweep.errors.SpecError` (one line) for a bad spec; the CLI turns it
+    into ``rewardsweep: error: ...`` on stderr and exit status 2.
+    """
+    spec = load_spec(spec_path, storage=storage, wandb_mode=wandb_mode, max_concurrent=max_concurrent)
+    out = file or sys.stdout
+    width = MAX_WIDTH
+    if file is None:
+        width = min(MAX_WIDTH, Console().width)
+    console = Console(file=out, width=width, highlight=False,
+                      force_terminal=False if file is not None else None)
+    render(spec, expand_study(spec), console=console, done=done)
+    return 0

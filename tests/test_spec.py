@@ -1,0 +1,471 @@
+"""The search-space spec: every shipped study loads and expands as documented.
+
+Pure Python and fast: no Ray, no torch, no MMSeg (checked in a subprocess below).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from rewardsweep.errors import SpecError
+from rewardsweep.sweep.spec import (
+    CONTROL_KEYS,
+    TrialPlan,
+    config_hash,
+    expand,
+    expand_study,
+    load_spec,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = ROOT / "search_spaces"
+SHIPPED = sorted(SPACES.glob("*.yaml"))
+
+# name -> (reward configs, control configs, seeds, grid/sample points, duplicates removed)
+EXPECTED = {
+    "aux_head": (3, 1, 3, 3, 0),
+    "baseline": (6, 1, 3, 10, 4),
+    "cityscapes-baseline": (4, 1, 5, 4, 0),
+    "estimator": (4, 1, 3, 4, 0),
+    "full": (24, 8, 3, 24, 0),
+    "lr": (14, 14, 3, 15, 1),
+    "smoke": (2, 1, 2, 2, 0),
+    "steps": (8, 8, 3, 8, 0),
+    "weights": (4, 1, 3, 4, 0),
+}
+
+# The trial-config keys of docs/architecture.md (plus checkpoint/pretrain/params).
+CONFIG_KEYS = {
+    "study", "study_dir", "config_id", "control_id", "arm", "seed", "model", "data_root", "start",
+    "steps", "eval_every", "batch_size", "estimator", "samples", "baseline", "normalize_advantage",
+    "lr", "optimizer", "class_weights", "aux_head", "threads", "debug", "checkpoint", "pretrain",
+    "params",
+}
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_every_study_is_shipped():
+    assert {p.stem for p in SHIPPED} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_space_loads_and_expands(path: Path):
+    spec = load_spec(path)
+    assert spec.name == path.stem
+    exp = expand_study(spec)
+    rewards, controls, nseeds, points, dups = EXPECTED[path.stem]
+    assert (exp.reward_configs, exp.control_configs, len(spec.seeds), exp.points, exp.duplicates) == (
+        rewards, controls, nseeds, points, dups)
+    assert len(exp.trials) == (rewards + controls) * nseeds
+    assert exp.count("reward") == rewards * nseeds
+    assert exp.count("mle") == controls * nseeds
+    names = [t.trial_name for t in exp.trials]
+    assert len(set(names)) == len(names), "every (config, arm, seed) once"
+    for t in exp.trials:
+        assert isinstance(t, TrialPlan)
+        assert set(t.config) == CONFIG_KEYS
+        assert t.config["start"] is None
+        assert t.config["config_id"] == t.config_id and t.config["arm"] == t.arm
+        assert t.config["seed"] == t.seed
+        assert t.config["study"] == spec.name
+        assert t.config["study_dir"] == spec.study_dir
+        assert config_hash(t.config) == t.config_id
+        json.dumps(t.config, allow_nan=False)  # plain JSON
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_same_seeds_in_every_arm_and_control_pairing(path: Path):
+    spec = load_spec(path)
+    trials = expand(spec)
+    seeds = defaultdict(list)
+    for t in trials:
+        seeds[(t.config_id, t.arm)].append(t.seed)
+    assert all(tuple(v) == spec.seeds for v in seeds.values())
+    controls = {t.config_id: t for t in trials if t.arm == "mle"}
+    for cid, c in controls.items():
+        assert c.config["control_id"] == cid
+        assert c.config["estimator"] is None and c.config["class_weights"] is None
+        assert c.config["aux_head"] == "mle"
+    paired = Counter()
+    for t in trials:
+        if t.arm != "reward":
+            continue
+        if spec.control == "none":
+            assert t.control_id is None
+            continue
+        control = controls[t.control_id]
+        for key in CONTROL_KEYS:  # same budget, schedule, optimizer, start
+            assert control.config[key] == t.config[key], key
+        paired[t.control_id] += 1
+    if spec.control == "mle":
+        assert set(paired) == set(controls), "every control has a reward config"
+
+
+def test_baseline_study_dedup_and_pairing():
+    spec = load_spec(SPACES / "baseline.yaml")
+    exp = expand_study(spec)
+    rewards = {t.config_id: t for t in exp.trials if t.arm == "reward"}
+    kinds = Counter(t.config["baseline"]["kind"] for t in rewards.values())
+    assert kinds == {"none": 1, "batch_loo": 2, "sample_loo": 1, "greedy": 1, "ema": 1}
+    for t in rewards.values():
+        b = t.config["baseline"]
+        assert t.config["samples"] == 2
+        if b["kind"] == "batch_loo":
+            assert b["coef"] in (0.1, 1.0) and b["decay"] is None
+        elif b["kind"] == "ema":
+            assert b["coef"] is None and b["decay"] == 0.9
+        else:
+            assert b["coef"] is None and b["decay"] is None
+        assert t.params["baseline.coef"] == b["coef"]
+    assert len({t.control_id for t in rewards.values()}) == 1
+    assert {t.config["steps"] for t in exp.trials} == {100}
+    # the README's main job stays small: at most ~7 configurations + control
+    assert exp.reward_configs + exp.control_configs <= 8
+    assert len(exp.trials) <= 40
+
+
+def test_lr_study_constant_schedule_ignores_end():
+    trials = [t for t in expand(load_spec(SPACES / "lr.yaml")) if t.arm == "reward"]
+    for t in trials:
+        lr = t.config["lr"]
+        if lr["schedule"] == "constant":
+            assert lr["end"] == lr["start"]
+        if lr["schedule"] != "poly":
+            assert lr["power"] is None
+        assert lr["end"] <= lr["start"]
+
+
+def test_estimator_study_rwce_ignores_samples():
+    trials = [t for t in expand(load_spec(SPACES / "estimator.yaml")) if t.arm == "reward"]
+    seen = {(t.config["estimator"], t.config["baseline"]["kind"]) for t in trials}
+    assert seen == {("reinforce", "none"), ("reinforce", "batch_loo"),
+                    ("reward_weighted_ce", "none"), ("reward_weighted_ce", "batch_loo")}
+    for t in trials:
+        if t.config["estimator"] == "reward_weighted_ce":
+            assert t.params["samples"] is None  # shown as ignored
+
+
+def test_weights_study_counts_only_when_on():
+    trials = [t for t in expand(load_spec(SPACES / "weights.yaml")) if t.arm == "reward"]
+    cws = sorted((t.config["class_weights"] or {}).get("smooth", -1) for t in trials[::3])
+    assert cws == [-1, 0.01, 0.05, 0.2]
+    for t in trials:
+        cw = t.config["class_weights"]
+        assert cw is None or cw["counts"] == [343675, 336838, 64977, 20560, 13331, 7051]
+
+
+def test_steps_study_pretrain_and_controls():
+    trials = expand(load_spec(SPACES / "steps.yaml"))
+    combos = {(t.config["steps"], t.config["pretrain"]["iters"]) for t in trials if t.arm == "mle"}
+    assert combos == {(s, i) for s in (50, 100, 200, 400) for i in (150, 500)}
+
+
+def test_smoke_is_tiny():
+    spec = load_spec(SPACES / "smoke.yaml")
+    trials = expand(spec)
+    assert spec.seeds == (0, 1)
+    assert {t.config["steps"] for t in trials} == {6}
+    assert {t.config["eval_every"] for t in trials} == {3}
+    assert {t.config["batch_size"] for t in trials} == {4}
+    assert len(trials) == 6
+
+
+# Ids of smoke.yaml. They identify finished trials of existing studies (top-up, resume):
+# if a deliberate change of the trial-config schema changes them, update them here and
+# say so in the change, because older study folders no longer match.
+SMOKE_IDS = {("mle", None): "9bfd7126", ("reward", "none"): "ccc3d715", ("reward", "greedy"): "ab1b8638"}
+
+
+def test_smoke_config_ids_are_stable():
+    got = {(t.arm, t.config["baseline"]["kind"]): t.config_id
+           for t in expand(load_spec(SPACES / "smoke.yaml"))}
+    assert got == SMOKE_IDS
+
+
+def _ids(path: Path) -> set[tuple[str, str]]:
+    return {(t.config_id, t.arm) for t in expand(load_spec(path))}
+
+
+def test_config_ids_stable_across_processes():
+    code = ("import json,sys; from rewardsweep.sweep.spec import load_spec, expand; "
+            "print(json.dumps(sorted({t.config_id for t in expand(load_spec(sys.argv[1]))})))")
+    outs = []
+    for hashseed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hashseed}
+        out = subprocess.run([sys.executable, "-c", code, str(SPACES / "baseline.yaml")], env=env,
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+        outs.append(json.loads(out))
+    assert outs[0] == outs[1]
+    assert outs[0] == sorted({cid for cid, _ in _ids(SPACES / "baseline.yaml")})
+
+
+def test_config_ids_independent_of_key_order_storage_and_location(tmp_path: Path):
+    a = _write(tmp_path / "a", "s.yaml", """\
+        name: order
+        model: tiny-synthetic
+        seeds: 2
+        steps: 20
+        eval_every: 10
+        fixed:
+          estimator: reinforce
+          lr: {start: 1.0e-4, end: 1.0e-6, schedule: poly}
+          samples: 2
+        grid:
+          baseline.kind: [none, batch_loo, ema]
+          baseline.coef: [0.1, 1.0]
+        storage: here
+        """)
+    b = _write(tmp_path / "b", "other-name.yaml", """\
+        grid:
+          baseline.coef: [1.0, 0.1]
+          baseline.kind: [ema, batch_loo, none]
+        storage: /somewhere/else
+        eval_every: 10
+        fixed:
+          samples: 2
+          lr.schedule: poly
+          lr.end: 0.000001
+          lr.start: 0.0001
+          estimator: reinforce
+        steps: 20
+        seeds: [0, 1]
+        model: tiny-synthetic
+        name: order
+        """)
+    ids_a, ids_b = _ids(a), _ids(b)
+    assert ids_a == ids_b and len(ids_a) == 4 + 1
+    # the same file elsewhere, with another storage: same ids, other study folder
+    moved = shutil.copy(a, tmp_path / "moved.yaml")
+    assert _ids(Path(moved)) == ids_a
+    spec = load_spec(a, storage=str(tmp_path / "store"))
+    assert spec.study_dir == str(tmp_path / "store" / "order")
+    assert {(t.config_id, t.arm) for t in expand(spec)} == ids_a
+    # but a value that matters changes the id
+    c = _write(tmp_path / "c", "s.yaml", a.read_text().replace("steps: 20", "steps: 30"))
+    assert _ids(c).isdisjoint(ids_a)
+
+
+def test_relative_paths_resolve_against_spec_folder(tmp_path: Path):
+    study = tmp_path / "study"
+    _write(study, "configs/my_deeplab.py", "model = dict()\n")
+    _write(study, "ckpt/start.pth", "not really a checkpoint")
+    counts = study / "counts.json"
+    counts.write_text(json.dumps({"counts": [10, 20, 30], "smooth": 0.05}))
+    spec_path = _write(study, "s.yaml", """\
+        name: paths
+        model: configs/my_deeplab.py
+        checkpoint: ckpt/start.pth
+        data_root: data
+        seeds: 1
+        steps: 5
+        eval_every: 5
+        fixed:
+          class_weights: {counts: counts.json, smooth: 0.1}
+        """)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # not the spec's folder
+    try:
+        spec = load_spec(os.path.relpath(spec_path))
+        trials = expand(spec)
+    finally:
+        os.chdir(cwd)
+    cfg = trials[-1].config
+    assert cfg["model"] == str((study / "configs/my_deeplab.py").resolve())
+    assert cfg["checkpoint"] == str((study / "ckpt/start.pth").resolve())
+    assert cfg["data_root"] == str((study / "data").resolve())
+    assert cfg["pretrain"] is None
+    assert cfg["class_weights"] == {"counts": str(counts.resolve()), "smooth": 0.1}
+    # ids do not depend on where the study folder is
+    copy = tmp_path / "copy"
+    shutil.copytree(study, copy)
+    assert _ids(copy / "s.yaml") == {(t.config_id, t.arm) for t in trials}
+
+
+def test_sampling_is_deterministic_and_extends(tmp_path: Path):
+    text = SPACES.joinpath("full.yaml").read_text()
+    first = [t.params for t in expand(load_spec(SPACES / "full.yaml")) if t.arm == "reward"]
+    again = [t.params for t in expand(load_spec(SPACES / "full.yaml")) if t.arm == "reward"]
+    assert first == again
+    other = _write(tmp_path, "full.yaml", text.replace("seed: 0", "seed: 1"))
+    drawn = [t.params for t in expand(load_spec(other)) if t.arm == "reward"]
+    assert drawn != first
+    more = _write(tmp_path, "more.yaml", text.replace("num_samples: 24", "num_samples: 30"))
+    bigger = expand_study(load_spec(more))
+    ids_small = {t.config_id for t in expand(load_spec(SPACES / "full.yaml"))}
+    assert ids_small <= {t.config_id for t in bigger.trials}  # a top-up keeps the first draws
+    assert bigger.points == 30
+    for params in first:
+        assert 0.8 <= (params["baseline.decay"] or 0.8) < 0.99
+        assert params["baseline.coef"] is None or 0.05 <= params["baseline.coef"] <= 1.0
+
+
+def test_sample_draw_values_are_numpy_generator(tmp_path: Path):
+    import numpy as np
+
+    path = _write(tmp_path, "s.yaml", """\
+        name: draw
+        model: tiny-synthetic
+        seeds: 1
+        steps: 5
+        eval_every: 5
+        control: none
+        fixed: {baseline.kind: batch_loo}
+        sample:
+          num_samples: 3
+          seed: 7
+          params:
+            lr.start: {loguniform: [1.0e-5, 1.0e-3]}
+            baseline.coef: {uniform: [0.0, 1.0]}
+        """)
+    got = [(t.config["baseline"]["coef"], t.config["lr"]["start"]) for t in expand(load_spec(path))]
+    rng = np.random.default_rng(7)
+    want = []
+    for _ in range(3):
+        coef = float(f"{rng.uniform(0.0, 1.0):.4g}")  # keys in sorted order: baseline.coef, lr.start
+        lr = float(f"{np.exp(rng.uniform(np.log(1e-5), np.log(1e-3))):.4g}")
+        want.append((coef, lr))
+    assert got == want
+
+
+def test_seed_list_and_control_none(tmp_path: Path):
+    path = _write(tmp_path, "s.yaml", """\
+        name: seeds
+        model: tiny-synthetic
+        seeds: [4, 0, 9]
+        steps: 5
+        eval_every: 5
+        control: none
+        grid:
+          aux_head: [off, mle]
+        """)
+    trials = expand(load_spec(path))
+    assert [t.seed for t in trials] == [4, 0, 9, 4, 0, 9]
+    assert {t.arm for t in trials} == {"reward"}
+    assert {t.config["aux_head"] for t in trials} == {"off", "mle"}  # YAML 1.2: off is a string
+
+
+def test_grid_group_values_and_fixed_layering(tmp_path: Path):
+    path = _write(tmp_path, "s.yaml", """\
+        name: groups
+        model: tiny-synthetic
+        seeds: 1
+        steps: 5
+        eval_every: 5
+        fixed:
+          class_weights.counts: [1, 2, 3]
+          optimizer: {type: AdamW, momentum: 0.5}
+        grid:
+          class_weights: [null, {smooth: 0.1}]
+          lr:
+            - {start: 1e-3, end: 1e-5}
+            - {start: 1e-4, end: 1e-6, schedule: constant}
+        """)
+    trials = [t for t in expand(load_spec(path)) if t.arm == "reward"]
+    assert len(trials) == 4
+    got = {(json.dumps(t.config["class_weights"]), t.config["lr"]["start"], t.config["lr"]["end"])
+           for t in trials}
+    assert got == {("null", 1e-3, 1e-5), ("null", 1e-4, 1e-4),
+                   (json.dumps({"counts": [1, 2, 3], "smooth": 0.1}), 1e-3, 1e-5),
+                   (json.dumps({"counts": [1, 2, 3], "smooth": 0.1}), 1e-4, 1e-4)}
+    assert all(t.config["optimizer"]["momentum"] is None for t in trials)  # AdamW: unused
+    assert len({t.control_id for t in trials}) == 2  # one per schedule
+
+
+def test_overrides_and_defaults(tmp_path: Path):
+    path = _write(tmp_path, "s.yaml", """\
+        name: defaults
+        model: tiny-synthetic
+        seeds: 1
+        steps: 5
+        eval_every: 5
+        resources: {cpu: 2.5, gpu: 0.25}
+        """)
+    spec = load_spec(path, wandb_mode="disabled", max_concurrent=3, storage="s3://bucket/runs/")
+    assert spec.study_dir == "s3://bucket/runs/defaults"
+    assert spec.wandb == {"project": "rewardsweep", "entity": None, "mode": "disabled", "tags": []}
+    assert spec.max_concurrent == 3 and spec.retries == 1 and spec.control == "mle"
+    assert spec.resources == {"cpu": 2.5, "gpu": 0.25}
+    cfg = expand(spec)[-1].config
+    assert cfg["threads"] == 2
+    assert cfg["batch_size"] == 8 and cfg["checkpoint"] == "auto" and cfg["pretrain"] is None
+    assert cfg["estimator"] == "reinforce" and cfg["samples"] == 1
+    assert cfg["baseline"] == {"kind": "none", "coef": None, "decay": None}
+    assert cfg["lr"] == {"start": 1e-4, "end": 1e-6, "schedule": "poly", "power": 0.9}
+    assert cfg["optimizer"] == {"type": "SGD", "momentum": 0.9, "weight_decay": 0.0005}
+    assert cfg["class_weights"] is None and cfg["aux_head"] == "mle"
+    assert cfg["normalize_advantage"] is False
+    default_storage = load_spec(path)
+    assert default_storage.study_dir == str(Path.cwd() / "runs" / "defaults")
+    with pytest.raises(SpecError, match=r"^--wandb: "):
+        load_spec(path, wandb_mode="sometimes")
+
+
+def test_trial_plan_is_frozen_and_hashable():
+    t = expand(load_spec(SPACES / "smoke.yaml"))[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.seed = 3  # type: ignore[misc]
+    assert len({t, t}) == 1
+    assert t.trial_name == f"{t.config_id}-{t.arm}-seed{t.seed}"
+
+
+def test_expanded_reward_configs_pass_trial_time_validation():
+    """The configs handed to run_trial pass the same RewardSettings check as at spec time."""
+    settings = pytest.importorskip("rewardsweep.reward.settings")
+    for path in SHIPPED:
+        for t in expand(load_spec(path)):
+            if t.arm != "reward":
+                continue
+            cfg = dict(t.config)  # run_trial reads null inside a group as "the default"
+            for group in ("baseline", "lr", "optimizer"):
+                cfg[group] = {k: v for k, v in cfg[group].items() if v is not None}
+            settings.RewardSettings.from_config(cfg, source=str(path), batch_size=cfg["batch_size"])
+
+
+def test_no_torch_mmseg_or_ray_imported():
+    """Loading and expanding every shipped space (and a dry run) imports none of them."""
+    code = textwrap.dedent(f"""
+        import importlib.abc, io, sys, glob, traceback
+        HEAVY = ('torch', 'mmseg', 'mmengine', 'mmcv', 'ray', 'wandb')
+        first = {{}}
+
+        class Watch(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                top = name.split('.')[0]
+                if top in HEAVY and top not in first:
+                    frames = [f for f in traceback.extract_stack() if 'rewardsweep' in f.filename]
+                    first[top] = frames[-1].filename if frames else '?'
+                return None
+
+        sys.meta_path.insert(0, Watch())
+        from rewardsweep.sweep.spec import load_spec, expand
+        from rewardsweep.sweep.table import dry_run
+        for p in sorted(glob.glob({str(SPACES / '*.yaml')!r})):
+            expand(load_spec(p))
+            dry_run(p, file=io.StringIO())
+        heavy = sorted(m for m in sys.modules if m.split('.')[0] in HEAVY)
+        print(';'.join(sorted(set(m.split('.')[0] for m in heavy))))
+        print(';'.join(f'{{k}}={{v}}' for k, v in sorted(first.items()) if k in {{m.split('.')[0] for m in heavy}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip("\n").split("\n")
+    heavy = [m for m in lines[0].split(";") if m]
+    importers = dict(kv.split("=", 1) for kv in lines[1].split(";") if kv) if len(lines) > 1 else {}
+    assert not heavy, f"spec loading imported {heavy}, first from {importers}"
