@@ -235,6 +235,7 @@ PRESETS: dict[str, Preset] = {
 
 
 def preset_names() -> tuple[str, ...]:
+    _load_extra_presets()
     return tuple(PRESETS)
 
 
