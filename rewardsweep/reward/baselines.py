@@ -1,0 +1,146 @@
+"""Baselines and advantages for the ``reinforce`` estimator (``shared/METHOD.md``).
+
+Rewards ``R`` have shape ``[..., B, k]`` (images x samples; the leading dims are free, the
+objective uses ``[B, k]``); ``valid`` is bool ``[..., B]``. Every function returns a
+baseline that broadcasts to ``R``; nothing here needs gradients (all inputs are rewards).
+
+- ``none``: ``b = 0``.
+- ``batch_loo(R, coef)``: ``b_i = coef * mean_{i' != i} Rbar_i'`` where ``Rbar_i'`` is the
+  mean reward of image ``i'`` over its k samples; only valid images count as "others".
+- ``sample_loo(R)``: ``b_ij = mean_{j' != j} R_ij'`` (k >= 2).
+- ``greedy(R_greedy)``: ``b_i = R(argmax z_i, g_i)`` (self-critical).
+- ``EmaBaseline``: exponential moving average of past batch-mean rewards, updated after
+  use. On the very first batch there is no past: the baseline is that batch's own mean
+  reward (detached), which then also initialises the average. That one step shrinks
+  the expected gradient by a factor ``1 - 1/(number of valid samples in the batch)``
+  (each sample is part of its own baseline); every later step is unbiased. We prefer
+  this to ``b = 0`` on step one, which would make the first update a baseline-free
+  REINFORCE step with a much larger variance.
+
+``advantages`` forms ``A = R - b``, sets it to 0 for invalid images, and optionally divides
+by the batch std of A (+eps).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "EmaBaseline",
+    "advantages",
+    "batch_loo",
+    "batch_mean",
+    "greedy",
+    "none",
+    "sample_loo",
+]
+
+
+def _valid_like(R: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    if valid is None:
+        return torch.ones(R.shape[:-1], dtype=torch.bool, device=R.device)
+    if valid.shape != R.shape[:-1]:
+        raise ValueError(f"valid must have shape {tuple(R.shape[:-1])}; got {tuple(valid.shape)}")
+    return valid
+
+
+def none(R: torch.Tensor) -> torch.Tensor:
+    """``b = 0``."""
+    return torch.zeros_like(R)
+
+
+def batch_loo(R: torch.Tensor, coef: float = 1.0, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``b_i = coef * mean over the other valid images i' of their mean reward``; ``[..., B, 1]``.
+
+    An image whose batch has no other valid image gets ``b_i = 0``. Other images' samples
+    are independent of image i's samples, so the estimator stays unbiased for any coef.
+    """
+    if R.dim() < 2:
+        raise ValueError(f"R must be [..., B, k]; got shape {tuple(R.shape)}")
+    if R.shape[-2] < 2:
+        raise ValueError("batch_loo needs at least 2 images per batch")
+    v = _valid_like(R, valid).to(R.dtype)
+    per_image = R.mean(-1) * v
+    others_sum = per_image.sum(-1, keepdim=True) - per_image
+    others_n = v.sum(-1, keepdim=True) - v
+    b = torch.where(others_n > 0, others_sum / others_n.clamp_min(1), torch.zeros_like(others_sum))
+    return (coef * b).unsqueeze(-1)
+
+
+def sample_loo(R: torch.Tensor) -> torch.Tensor:
+    """``b_ij = mean_{j' != j} R_ij'`` (leave-one-out over the k samples of the same image)."""
+    k = R.shape[-1]
+    if k < 2:
+        raise ValueError(f"sample_loo needs at least 2 samples per image; got k={k}")
+    return (R.sum(-1, keepdim=True) - R) / (k - 1)
+
+
+def greedy(R_greedy: torch.Tensor) -> torch.Tensor:
+    """Self-critical baseline: ``b_i = R(argmax z_i, g_i)`` given as ``[..., B]``; returns ``[..., B, 1]``."""
+    return R_greedy.unsqueeze(-1)
+
+
+def batch_mean(R: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Mean reward over every sample of every valid image (0-dim tensor), or None if none is valid."""
+    v = _valid_like(R, valid)
+    n = int(v.sum().item()) * R.shape[-1]
+    if n == 0:
+        return None
+    return (R * v.unsqueeze(-1).to(R.dtype)).sum() / n
+
+
+class EmaBaseline:
+    """EMA of past batch-mean rewards; call :meth:`baseline`, then :meth:`update` after use."""
+
+    def __init__(self, decay: float = 0.9, value: float | None = None):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay must lie in (0, 1); got {decay}")
+        self.decay = float(decay)
+        self.value = None if value is None else float(value)
+
+    def baseline(self, R: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """The current EMA as a tensor that broadcasts to ``R`` (first batch: its own mean)."""
+        if self.value is not None:
+            return torch.full((1,) * R.dim(), self.value, dtype=R.dtype, device=R.device)
+        m = batch_mean(R, valid)
+        if m is None:
+            return torch.zeros((1,) * R.dim(), dtype=R.dtype, device=R.device)
+        return m.detach().reshape((1,) * R.dim())
+
+    def update(self, batch_mean: float | torch.Tensor | None) -> None:
+        """Fold one batch's mean reward in (``None``: a batch without valid images, skipped)."""
+        if batch_mean is None:
+            return
+        x = float(batch_mean)
+        self.value = x if self.value is None else self.decay * self.value + (1.0 - self.decay) * x
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "value": self.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay = float(state["decay"])
+        self.value = None if state["value"] is None else float(state["value"])
+
+    def __repr__(self) -> str:
+        return f"EmaBaseline(decay={self.decay}, value={self.value})"
+
+
+def advantages(
+    R: torch.Tensor,
+    b: torch.Tensor | float,
+    valid: torch.Tensor | None = None,
+    normalize: bool = False,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """``A = (R - b)``, 0 for invalid images, detached; ``normalize`` divides by ``std(A) + eps``.
+
+    The std is the (unbiased) std of A over the samples of valid images; with fewer than
+    two such samples there is no std and A is left as it is.
+    """
+    v = _valid_like(R, valid).unsqueeze(-1)
+    A = torch.where(v, (R - b).detach(), torch.zeros((), dtype=R.dtype, device=R.device))
+    if normalize:
+        vals = A.masked_select(v.expand_as(A))
+        if vals.numel() >= 2:
+            A = A / (vals.std() + eps)
+    return A
