@@ -39,6 +39,7 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
                    help="W&B mode (overrides the spec)")
     p.add_argument("--retry-failed", action="store_true", help="also rerun trials recorded as failed")
     p.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")
+    p.add_argument("--verbose", action="store_true", help="show Ray's and the trials' own log output")
     p.set_defaults(handler=_run_launch)
 
 

@@ -1,0 +1,273 @@
+"""``rewardsweep launch SPEC``: run a study on Ray Tune, resumably.
+
+    spec -> (validate, expand) -> study folder -> start checkpoint(s), once -> Ray -> records
+
+1. Load and validate the spec (a :class:`SpecError` before Ray starts), expand it into
+   trials; ``--dry-run`` prints the trial table and stops there.
+2. Copy the spec to ``<study>/spec.yaml``; read the records already there: trials with a
+   final record are skipped (resume, top-up; see :mod:`rewardsweep.sweep.study`).
+3. Resolve each distinct start checkpoint once, on the driver (``ensure_start``:
+   MLE-pretrain and cache for ``checkpoint: auto``, val mIoU once), save ``start.json`` and
+   put the start dict into every trial config.
+4. ``ray.init`` on this machine (all CPUs) or join ``--address``; run the remaining trials
+   as one Ray Tune experiment ``<study>/ray/launch-<timestamp>`` with the spec's resources,
+   concurrency and retries, a live progress view, W&B per trial (:mod:`.wandb_log`).
+5. Make sure every trial that ran has a record (a trial whose worker died gets a
+   ``failed`` one), print the summary and the ``rewardsweep report`` command.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+
+from rewardsweep import records
+from rewardsweep.errors import UserError
+from rewardsweep.sweep import study as study_mod
+from rewardsweep.sweep.progress import ProgressView, print_summary
+
+
+@dataclass
+class LaunchResult:
+    study_dir: Path
+    planned: int                                   # trials the spec names
+    to_run: list[str] = field(default_factory=list)  # trial names this launch scheduled
+    outcomes: dict[str, Any] = field(default_factory=dict)  # name -> tune.Outcome
+    interrupted: bool = False
+    dry_run: bool = False
+    slots: int = 0
+    fit_s: float = 0.0                             # wall time of the Ray experiment
+    total_s: float = 0.0                           # wall time of the whole launch
+    experiment: Path | None = None                 # <study>/ray/launch-<ts>
+    starts_computed: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def launch_command(args) -> int:
+    """The CLI entry point (``rewardsweep launch``): exit 0, or 130 when interrupted."""
+    with _sigterm_as_sigint():
+        result = launch(
+            args.spec, address=args.address, dry_run=args.dry_run, storage=args.storage,
+            wandb_mode=args.wandb, retry_failed=args.retry_failed, max_concurrent=args.max_concurrent,
+            verbose=getattr(args, "verbose", False),
+        )
+    return 130 if result.interrupted else 0
+
+
+@contextmanager
+def _sigterm_as_sigint():
+    """SIGTERM stops a launch the way Ctrl+C does (finished trials kept, Ray shut down)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _default_trial_fn():
+    from rewardsweep.runners.trial import run_trial
+
+    return run_trial
+
+
+def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run: bool = False,
+           storage: str | None = None, wandb_mode: str | None = None, retry_failed: bool = False,
+           max_concurrent: int | None = None, trial_fn: Callable[..., dict] | None = None,
+           ensure_start: Callable[..., dict] | None = None,
+           config_hook: Callable[[Any, dict], None] | None = None,
+           num_cpus: int | None = None, console: Console | None = None,
+           verbose: bool = False) -> LaunchResult:
+    """Run every trial of the spec that has no final record yet. See the module docstring.
+
+    ``trial_fn`` (default ``runners.trial.run_trial``) and ``ensure_start`` (default
+    ``runners.pretrain.ensure_start``) can be swapped (tests, other trainers); they must be
+    importable or picklable, since Ray ships ``trial_fn`` to its workers.
+    ``config_hook(plan, config)`` may edit each trial config before it is scheduled (the
+    tests use it to set ``debug`` hooks, which a spec cannot). ``num_cpus`` caps the CPUs
+    a local Ray uses (default: all of this machine's).
+    """
+    from rewardsweep.sweep.spec import expand_study, load_spec
+
+    began = time.perf_counter()
+    console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+    spec = load_spec(spec_path, storage=storage, wandb_mode=wandb_mode, max_concurrent=max_concurrent)
+    expansion = expand_study(spec)
+    plans = expansion.trials
+    if "://" in spec.study_dir:
+        raise UserError(f"{spec.source}: storage: {spec.storage!r} is a URI; the study folder holds "
+                        f"trial records as files, so it must be a path (on a cluster: a shared "
+                        f"filesystem mounted at the same path on every node, see docs/cluster.md)")
+    paths = study_mod.StudyPaths(Path(spec.study_dir))
+    state = study_mod.plan_state(plans, paths, retry_failed=retry_failed)
+
+    if dry_run:
+        from rewardsweep.sweep.table import render
+
+        todo_names = {p.trial_name for p in state.todo}
+        done = {p.trial_name for p in plans if p.trial_name not in todo_names} if paths.records.is_dir() else None
+        render(spec, expansion, console=Console(highlight=False), done=done)
+        return LaunchResult(study_dir=paths.root, planned=len(plans), dry_run=True,
+                            to_run=[p.trial_name for p in state.todo])
+
+    paths.create()
+    study_mod.copy_spec(spec.path, paths)
+    notes: list[str] = []
+    if state.unreadable:
+        notes.append(f"{len(state.unreadable)} unreadable record(s) will be rerun, e.g. {state.unreadable[0]}")
+    if state.orphans:
+        notes.append(f"{state.orphans} record(s) in the study folder belong to trials this spec no longer "
+                     f"names; kept, not rerun")
+    result = LaunchResult(study_dir=paths.root, planned=len(plans), to_run=[p.trial_name for p in state.todo])
+
+    if not state.todo:
+        notes.insert(0, "nothing to run: every trial of the spec has a final record")
+        if state.failed_kept:
+            notes.append(f"{len(state.failed_kept)} failed trial(s) kept; `--retry-failed` reruns them")
+        result.total_s = time.perf_counter() - began
+        result.summary = _summary(spec, plans, paths, result, notes)
+        print_summary(console, result.summary)
+        return result
+
+    console.print(f"[bold]{spec.name}[/]: {len(plans)} trials, {len(state.done)} already done, "
+                  f"{len(state.failed_kept)} failed kept, {len(state.todo)} to run"
+                  + (f" ({len(state.retried_failed)} failed retried)" if state.retried_failed else ""))
+
+    # trial configs of this launch; the start checkpoint(s) resolved once, here on the driver
+    jobs: dict[str, dict[str, Any]] = {}
+    for plan in state.todo:
+        config = copy.deepcopy(plan.config)
+        if config_hook is not None:
+            config_hook(plan, config)
+        jobs[plan.trial_name] = {"config": config, "params": dict(plan.params)}
+    starts, result.starts_computed = study_mod.resolve_starts(
+        paths, [job["config"] for job in jobs.values()], ensure_start=ensure_start,
+        on_resolve=lambda req: console.print(
+            f"start checkpoint: {req['model']} ({req['checkpoint']}"
+            + (f", {req['iters']} pretrain iters" if req.get("iters") else "")
+            + "): pretraining if not cached, evaluating on val once ..."))
+    for entry in starts:
+        notes.append(f"start {entry.get('model')} {Path(str(entry.get('checkpoint'))).name}: "
+                     f"val mIoU {entry.get('miou', float('nan')):.4f}")
+
+    from rewardsweep.sweep import tune as tune_mod
+    from rewardsweep.sweep.wandb_log import resolve_options
+
+    wb = resolve_options(spec.wandb, None, paths.root, spec.name)
+    if wb.note:
+        console.print(f"[yellow]warning:[/] {wb.note}")
+    if wb.enabled:
+        notes.append(f"W&B {wb.mode}: project {wb.project}, runs grouped by config id"
+                     + (f" under {paths.wandb} (`wandb sync {paths.wandb}/offline-run-*` uploads)"
+                        if wb.mode == "offline" else ""))
+
+    trial_fn = trial_fn or _default_trial_fn()
+    cpu, gpu = float(spec.resources.get("cpu", 1)), float(spec.resources.get("gpu", 0))
+    owned = tune_mod.init_ray(address, num_cpus=num_cpus, verbose=verbose)
+    stamp = study_mod.launch_stamp()
+    name = f"launch-{stamp}"
+    result.experiment = paths.ray / name
+    try:
+        result.slots = tune_mod.cluster_slots(cpu, gpu, spec.max_concurrent, len(jobs))
+        if result.slots == 0:
+            raise UserError(f"{spec.source}: resources: a trial needs cpu {cpu:g} gpu {gpu:g} but the Ray "
+                            f"cluster has no node with that much free; lower resources or add nodes")
+        fit_began = time.perf_counter()
+        view = ProgressView(total=len(jobs), slots=result.slots, console=console, title=spec.name)
+        with view:
+            result.outcomes = tune_mod.run_experiment(
+                jobs, trial_fn=trial_fn, storage_path=str(paths.ray), name=name, cpu=cpu, gpu=gpu,
+                max_concurrent=spec.max_concurrent, retries=spec.retries,
+                wandb_options=wb.to_dict() if wb.enabled else None, listener=view, verbose=verbose)
+        result.fit_s = time.perf_counter() - fit_began
+    finally:
+        if owned:
+            tune_mod.shutdown_ray()
+
+    result.interrupted = _keep_records(jobs, result.outcomes, paths, notes)
+    result.total_s = time.perf_counter() - began
+    result.summary = _summary(spec, plans, paths, result, notes)
+    study_mod.write_launch_log(result.experiment / study_mod.LAUNCH_FILENAME,
+                               _launch_log(spec, result, wb.mode, cpu, gpu))
+    print_summary(console, result.summary)
+    return result
+
+
+def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_mod.StudyPaths,
+                  notes: list[str]) -> bool:
+    """Every trial that ran ends with a record; returns True if some never finished (interrupted)."""
+    interrupted = False
+    lost = 0
+    for key, job in jobs.items():
+        out = outcomes.get(key)
+        config = job["config"]
+        path = paths.record(config["config_id"], config["arm"], config["seed"])
+        state = getattr(out, "state", "pending")
+        if state in ("pending", "running"):
+            interrupted = True
+            continue
+        shipped = (out.result or {}).get("record") if out is not None else None
+        if shipped and not _same_record(path, shipped):
+            # the trial ran on a node whose filesystem we do not share: keep its record here
+            records.write_record(path, shipped)
+        elif not path.exists():
+            study_mod.write_lost_record(config, job.get("params") or {},
+                                        error=(out.error if out is not None else None) or "the trial died without a record")
+            lost += 1
+    if lost:
+        notes.append(f"{lost} trial(s) died without writing a record; recorded as failed")
+    return interrupted
+
+
+def _same_record(path: Path, record: dict) -> bool:
+    try:
+        on_disk = records.read_record(path)
+    except (OSError, ValueError):
+        return False
+    return on_disk.get("started_at") == record.get("started_at") and on_disk.get("status") == record.get("status")
+
+
+def _summary(spec, plans, paths: study_mod.StudyPaths, result: LaunchResult, notes: list[str]) -> dict[str, Any]:
+    counts = {"planned": len(plans), "finished": 0, "diverged": 0, "failed": 0, "missing": 0}
+    failures = []
+    for plan in plans:
+        path = paths.record(plan.config_id, plan.arm, plan.seed)
+        try:
+            record = records.read_record(path)
+        except (OSError, ValueError):
+            counts["missing"] += 1
+            continue
+        status = record["status"]
+        counts[status] = counts.get(status, 0) + 1
+        if status != "finished":
+            failures.append({"key": plan.trial_name, "status": status,
+                             "error": (record.get("error") or "").splitlines()[0] if record.get("error") else None})
+    return {"study": spec.name, "study_dir": str(paths.root), "counts": counts, "failures": failures,
+            "notes": notes, "ran": len(result.to_run) if result.outcomes else None,
+            "wall_s": result.total_s, "interrupted": result.interrupted}
+
+
+def _launch_log(spec, result: LaunchResult, wandb_mode: str, cpu: float, gpu: float) -> dict[str, Any]:
+    trials = {}
+    for key, out in result.outcomes.items():
+        res = out.result or {}
+        trials[key] = {"state": out.state, "attempts": out.attempts, "retries": out.retries, "error": out.error,
+                       "started": out.started, "ended": out.ended,
+                       **{k: res.get(k) for k in ("node_id", "host", "pid", "worker_trial_index",
+                                                  "trial_seconds", "timings")}}
+    return {"study": spec.name, "spec": str(spec.path), "experiment": str(result.experiment),
+            "slots": result.slots, "resources": {"cpu": cpu, "gpu": gpu}, "max_concurrent": spec.max_concurrent,
+            "retries": spec.retries, "wandb": wandb_mode, "fit_s": result.fit_s, "total_s": result.total_s,
+            "interrupted": result.interrupted, "starts_computed": result.starts_computed,
+            "counts": result.summary.get("counts"), "trials": trials}

@@ -1,0 +1,348 @@
+"""Ray Tune glue: start or join Ray, run one Ray experiment of trials, report back.
+
+One Ray trial per (config, arm, seed). What keeps the per-trial overhead low (measured in
+``benchmarks/bench_orchestration.py``):
+
+- ``reuse_actors=True``: a Ray worker runs trial after trial, so torch, MMSeg and W&B are
+  imported, and the W&B service started, once per worker rather than once per trial.
+- W&B logs from inside the trial (``wandb_log.TrialLogger`` on the trial's ``on_event``),
+  not through a driver-side logger callback.
+- Trials report to Tune only at evaluations and at the end (a handful of results per
+  trial), never per step; trial configs travel once through the object store
+  (``tune.with_parameters``) and Tune's param space holds only their names.
+- Longest trials are scheduled first, so the last slot is not left idle behind one long trial.
+
+Failures: a trial that raises is retried by Ray (``FailureConfig(max_failures=retries)``);
+each attempt's record is written by the trial itself, so after the last attempt a
+``failed`` record remains. A trial that diverges (NaN loss) is *not* retried: the trial
+code is deterministic given the seed, a retry would diverge again, so the wrapper records
+it and returns normally. If a trial dies without writing a record (worker killed), the
+driver writes a ``failed`` one (``study.write_lost_record``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+# Quiet Tune before it is imported: no console reporter, no "resume with Tuner.restore"
+# hints (rewardsweep resumes from records), no per-result CSV/TensorBoard files.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "60")
+
+from ray.tune import Callback  # noqa: E402  (after the environment above)
+
+TRIAL_KEY = "trial"          # the only entry of Tune's param space: the trial's name
+RUNTIME_KEY = "runtime"      # where the worker puts node id / host / attempt into the trial config
+
+_WORKER_TRIALS = 0           # trials this worker process has run (shows actor reuse)
+
+
+# --------------------------------------------------------------------------- Ray
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
+             verbose: bool = False) -> bool:
+    """Start Ray on this machine (all its CPUs) or join ``address``. Returns True if we
+    started the connection (the caller shuts it down), False if Ray was already up."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if not verbose:
+        # "Token authentication is enabled ..." is Ray's default, not news for a user
+        logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+        logging.getLogger("ray").setLevel(logging.ERROR)
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=verbose,
+                                  logging_level=logging.INFO if verbose else logging.WARNING,
+                                  configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus, **kwargs)
+    _quiet_loggers(verbose)
+    return True
+
+
+def _quiet_loggers(verbose: bool) -> None:
+    level = logging.INFO if verbose else logging.ERROR
+    for name in ("ray.tune", "ray.train", "ray.air"):
+        logging.getLogger(name).setLevel(level if verbose else logging.CRITICAL)
+
+
+def shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def cluster_slots(cpu: float, gpu: float, max_concurrent: int | None, trials: int) -> int:
+    """How many trials can run at once on the cluster Ray is connected to."""
+    import ray
+
+    res = ray.cluster_resources()
+    slots = int(res.get("CPU", 0) // cpu) if cpu else trials
+    if gpu:
+        slots = min(slots, int(res.get("GPU", 0) // gpu))
+    if max_concurrent:
+        slots = min(slots, max_concurrent)
+    return max(0, min(slots, trials))
+
+
+# --------------------------------------------------------------------------- worker side
+
+def _runtime_info(attempt_started: float) -> dict[str, Any]:
+    info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(),
+                            "worker_trial_index": _WORKER_TRIALS}
+    try:
+        import ray
+
+        ctx = ray.get_runtime_context()
+        info["node_id"] = ctx.get_node_id()
+        info["node_ip"] = ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - not in Ray (a direct call in a test)
+        pass
+    try:
+        from ray import tune
+
+        tctx = tune.get_context()
+        info["ray_trial_id"] = tctx.get_trial_id()
+        info["ray_experiment"] = tctx.get_experiment_name()
+    except Exception:  # noqa: BLE001
+        pass
+    info["attempt_started"] = round(attempt_started, 3)
+    return info
+
+
+def _is_diverged(exc: BaseException) -> bool:
+    return any(type(e).__name__ == "TrialDiverged" for e in _chain(exc))
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _fresh_record(config: dict[str, Any], since: float) -> dict[str, Any] | None:
+    """The record this attempt wrote (not an older one from a previous attempt)."""
+    from rewardsweep import records
+
+    path = records.record_path(config["study_dir"], config["config_id"], config["arm"], config["seed"])
+    try:
+        if path.stat().st_mtime + 1.0 < since:
+            return None
+        return records.read_record(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _final_result(record: dict[str, Any] | None, status: str, error: str | None,
+                  runtime: dict[str, Any], seconds: float) -> dict[str, Any]:
+    record = record or {}
+    return {
+        "final": True, "status": status, "error": error,
+        "miou_start": record.get("miou_start"), "miou_final": record.get("miou_final"),
+        "delta_miou": record.get("delta_miou"), "trial_seconds": seconds,
+        "timings": record.get("timings") or {},
+        "node_id": runtime.get("node_id"), "host": runtime.get("host"), "pid": runtime.get("pid"),
+        "worker_trial_index": runtime.get("worker_trial_index"),
+        # the record itself, so the driver can keep it even without a shared filesystem
+        "record": record or None,
+    }
+
+
+def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: dict[str, Any] | None,
+            report: Callable[[dict], None] | None = None, cwd: str | None = None) -> dict[str, Any]:
+    """Run one trial attempt in this process: W&B run, the trial, the final report.
+
+    Raises for a failed attempt (so Ray retries it); returns normally for finished and
+    diverged trials.
+    """
+    global _WORKER_TRIALS
+    from rewardsweep.sweep.wandb_log import TrialLogger
+
+    began = time.time()
+    if cwd and os.path.isdir(cwd):
+        os.chdir(cwd)  # Tune switches to the trial folder; relative paths mean the launch folder
+    config = copy.deepcopy(job["config"])
+    runtime = _runtime_info(began)
+    config[RUNTIME_KEY] = runtime
+    _WORKER_TRIALS += 1
+    logger = TrialLogger(wandb_options, config, job.get("params")).start() if wandb_options else None
+
+    def on_event(event: dict[str, Any]) -> None:
+        if logger is not None:
+            logger.on_event(event)
+        if report is not None and event.get("kind") == "eval":
+            report({"final": False, "step": event.get("step"), "miou": event.get("miou")})
+
+    clock = time.perf_counter()
+    try:
+        record = trial_fn(config, on_event=on_event)
+    except Exception as exc:
+        seconds = time.perf_counter() - clock
+        record = _fresh_record(config, began)
+        diverged = _is_diverged(exc) or (record or {}).get("status") == "diverged"
+        status = "diverged" if diverged else "failed"
+        error = (record or {}).get("error") or f"{type(exc).__name__}: {exc}"
+        if logger is not None:
+            logger.finish(record, status=status, error=error)
+        final = _final_result(record, status, error, runtime, seconds)
+        if report is not None:
+            report(final)
+        if diverged:
+            return final  # recorded; a retry would diverge again
+        raise
+    seconds = time.perf_counter() - clock
+    if logger is not None:
+        logger.finish(record)
+    final = _final_result(record, (record or {}).get("status", "finished"), (record or {}).get("error"),
+                          runtime, seconds)
+    if report is not None:
+        report(final)
+    return final
+
+
+def _trainable(tune_config: dict[str, Any], jobs: dict[str, dict], trial_fn: Callable[..., dict],
+               wandb_options: dict[str, Any] | None, cwd: str | None) -> None:
+    from ray import tune
+
+    run_one(jobs[tune_config[TRIAL_KEY]], trial_fn, wandb_options, report=tune.report, cwd=cwd)
+
+
+# --------------------------------------------------------------------------- driver side
+
+class TrialListener(Protocol):
+    def trial_started(self, key: str, attempt: int) -> None: ...
+    def trial_progress(self, key: str, result: dict[str, Any]) -> None: ...
+    def trial_finished(self, key: str, result: dict[str, Any]) -> None: ...
+    def trial_errored(self, key: str, error: str, retrying: bool, result: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Outcome:
+    """What the driver saw of one trial during this launch."""
+
+    key: str
+    state: str = "pending"        # pending | running | finished | diverged | failed
+    attempts: int = 0
+    retries: int = 0
+    error: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    started: float | None = None
+    ended: float | None = None
+
+
+def _error_text(trial) -> str:
+    try:
+        text = Path(trial.error_file).read_text().strip() if trial.error_file else ""
+    except OSError:
+        text = ""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "the trial's worker died"
+
+
+class _Tracker(Callback):
+    """Driver-side bookkeeping; cheap (runs in the driver loop, no process per trial)."""
+
+    def __getstate__(self):
+        # Tune pickles its run config (experiment state); the live view stays out of it
+        return {}
+
+    def __setstate__(self, state):
+        self._outcomes, self._listener = {}, None
+
+    def __init__(self, outcomes: dict[str, Outcome], listener: TrialListener | None):
+        self._outcomes, self._listener = outcomes, listener
+
+    def _out(self, trial) -> Outcome:
+        key = trial.config[TRIAL_KEY]
+        return self._outcomes.setdefault(key, Outcome(key))
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        out = self._out(trial)
+        out.state, out.attempts, out.started = "running", out.attempts + 1, time.time()
+        if self._listener:
+            self._listener.trial_started(out.key, out.attempts)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        out = self._out(trial)
+        if result.get("final"):
+            out.result = dict(result)
+        elif self._listener:
+            self._listener.trial_progress(out.key, result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        out = self._out(trial)
+        res = out.result or dict(trial.last_result or {})
+        out.state = res.get("status") or "finished"
+        out.error, out.ended = res.get("error"), time.time()
+        if self._listener:
+            self._listener.trial_finished(out.key, res)
+
+    def _errored(self, trial, retrying: bool):
+        out = self._out(trial)
+        res = out.result if out.result.get("final") else {}
+        out.error = res.get("error") or _error_text(trial)
+        if retrying:
+            out.retries += 1
+            out.state = "pending"
+        else:
+            out.state, out.ended = "failed", time.time()
+        if self._listener:
+            self._listener.trial_errored(out.key, out.error, retrying, res)
+        if retrying:
+            out.result = {}
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._errored(trial, retrying=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._errored(trial, retrying=False)
+
+
+
+def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., dict], storage_path: str,
+                   name: str, cpu: float = 1, gpu: float = 0, max_concurrent: int | None = None,
+                   retries: int = 0, wandb_options: dict[str, Any] | None = None,
+                   listener: TrialListener | None = None, verbose: bool = False) -> dict[str, Outcome]:
+    """Run ``jobs`` (trial name -> {"config", "params"}) as one Ray Tune experiment.
+
+    Ray must be initialised. Returns what happened to each trial; trials that never ran
+    (the launch was interrupted) stay ``pending`` or ``running``.
+    """
+    from ray import tune
+
+    _quiet_loggers(verbose)
+    order = sorted(jobs, key=lambda k: -float(jobs[k]["config"].get("steps") or 0))  # longest first (stable)
+    outcomes = {key: Outcome(key) for key in order}
+    trainable = tune.with_parameters(_trainable, jobs=jobs, trial_fn=trial_fn, wandb_options=wandb_options,
+                                     cwd=os.getcwd())
+    resources = {"cpu": cpu, "gpu": gpu} if gpu else {"cpu": cpu}
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, resources),
+        param_space={TRIAL_KEY: tune.grid_search(order)},
+        tune_config=tune.TuneConfig(
+            reuse_actors=True, max_concurrent_trials=max_concurrent,
+            trial_name_creator=lambda t: t.config[TRIAL_KEY],
+            trial_dirname_creator=lambda t: t.config[TRIAL_KEY],
+        ),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage_path, verbose=0,
+            failure_config=tune.FailureConfig(max_failures=retries, fail_fast=False),
+            callbacks=[_Tracker(outcomes, listener)],
+        ),
+    )
+    tuner.fit()
+    return outcomes

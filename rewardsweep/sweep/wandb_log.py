@@ -1,0 +1,319 @@
+"""W&B: one run per trial, logged from inside the trial's own process.
+
+Why from inside the trial: a driver-side logging callback (Ray's ``WandbLoggerCallback``)
+starts a logging process per trial and ships every result through the driver, which costs
+several seconds per trial. Here the trial's ``on_event`` callback writes straight to the
+W&B service of its Ray worker; Ray reuses workers between trials, so ``wandb`` is imported
+and its service started once per worker, and a run starts in a fraction of a second.
+
+Layout of a run: ``group`` = config id (W&B shows mean and spread across seeds),
+``job_type`` = arm, tags = study name + arm + final status, ``config`` = the full trial
+config plus ``params`` (the varied keys) and ``status``; history = per-step diagnostics
+(``train/*``) and per-evaluation mIoU (``val/miou``, ``val/iou/<class>``); summary =
+``miou_start``, ``miou_final``, ``delta_miou``, ``miou_best``, ``status``, ``error``, timings.
+
+Modes: ``offline`` by default (runs under ``<study>/wandb/``; ``wandb sync`` later),
+``online`` only when asked for *and* an API key is configured (``WANDB_API_KEY`` or
+``wandb login``), else offline with a warning; ``disabled`` logs nothing. The key is never
+passed, written or logged by this module: W&B reads it itself when it syncs.
+
+W&B trouble never fails a trial: errors become one warning and the trial goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import netrc
+import os
+import sys
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+MODES = ("offline", "online", "disabled")
+DEFAULT_PROJECT = "rewardsweep"
+
+
+@dataclass(frozen=True)
+class WandbOptions:
+    """Resolved on the driver, shipped to every trial (plain data: no key in here)."""
+
+    mode: str = "offline"            # offline | online | disabled
+    project: str = DEFAULT_PROJECT
+    entity: str | None = None
+    dir: str = "."                   # runs go to <dir>/wandb/
+    tags: tuple[str, ...] = ()
+    note: str | None = None          # why the mode differs from what was asked
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "disabled"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def api_key_configured() -> bool:
+    """True if W&B would find a key: ``WANDB_API_KEY`` or a netrc entry for the W&B host.
+
+    Only answers yes/no; the key itself is never read into our process state.
+    """
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    try:
+        return netrc.netrc(os.environ.get("NETRC") or None).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_options(spec_wandb: Any, cli_mode: str | None, study_dir: str | os.PathLike,
+                    study_name: str) -> WandbOptions:
+    """Mode: the CLI flag, else the spec's ``wandb.mode``, else offline; online needs a key."""
+    settings = _as_dict(spec_wandb)
+    mode = cli_mode or settings.get("mode") or "offline"
+    if mode not in MODES:
+        from rewardsweep.errors import UserError
+
+        raise UserError(f"wandb.mode: {mode!r} is not one of {', '.join(MODES)}")
+    note = None
+    if mode == "online" and not api_key_configured():
+        mode = "offline"
+        note = ("W&B online was asked for but no API key is configured (WANDB_API_KEY or `wandb login`); "
+                "logging offline, upload later with `wandb sync`")
+    tags = tuple(dict.fromkeys([study_name, *[str(t) for t in settings.get("tags") or ()]]))
+    return WandbOptions(mode=mode, project=settings.get("project") or DEFAULT_PROJECT,
+                        entity=settings.get("entity"), dir=str(study_dir), tags=tags, note=note)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    return dict(vars(value))
+
+
+# --------------------------------------------------------------------------- worker side
+
+_WARNED: set[str] = set()
+
+
+def _warn(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"rewardsweep: warning: {message}", file=sys.stderr)
+
+
+def _settings(wandb):
+    # Everything that costs start-up time and that a trial does not need: system metrics
+    # sampling, machine/git/code metadata, console capture (MMEngine's log lines), the
+    # requirements dump. Measured: ~0.2 s per run start on a warm worker.
+    return wandb.Settings(
+        silent=True, console="off", save_code=False, disable_git=True, disable_code=True,
+        disable_job_creation=True, x_disable_stats=True, x_disable_meta=True,
+        x_disable_machine_info=True, x_save_requirements=False, init_timeout=120,
+    )
+
+
+class TrialLogger:
+    """One W&B run for one trial attempt; every method is safe to call after a W&B error."""
+
+    def __init__(self, options: WandbOptions | dict[str, Any], config: dict[str, Any],
+                 params: dict[str, Any] | None = None) -> None:
+        self.options = options if isinstance(options, WandbOptions) else WandbOptions(**options)
+        self.config = config
+        self.params = dict(params or {})
+        self.run = None
+        self._history_ok = True
+        self._class_names = list((config.get("start") or {}).get("class_names") or [])
+
+    # ---- lifecycle
+    def start(self) -> "TrialLogger":
+        if not self.options.enabled:
+            return self
+        try:
+            self.run = self._init(self.options.mode)
+        except Exception as exc:  # noqa: BLE001 - logging must never fail a trial
+            if self.options.mode == "online":
+                _warn(f"W&B online start failed ({type(exc).__name__}: {exc}); this trial logs offline")
+                try:
+                    self.run = self._init("offline")
+                except Exception as exc2:  # noqa: BLE001
+                    _warn(f"W&B disabled for this trial ({type(exc2).__name__}: {exc2})")
+            else:
+                _warn(f"W&B disabled for this trial ({type(exc).__name__}: {exc})")
+        if self.run is not None:
+            start = self.config.get("start") or {}
+            if isinstance(start.get("miou"), (int, float)):
+                self._log({"val/miou": start["miou"]}, step=0)
+        return self
+
+    def _init(self, mode: str):
+        import wandb
+
+        cfg = self.config
+        key = f"{cfg['config_id']}-{cfg['arm']}-seed{cfg['seed']}"
+        os.makedirs(self.options.dir, exist_ok=True)
+        return wandb.init(
+            project=self.options.project, entity=self.options.entity, dir=self.options.dir, mode=mode,
+            # a fresh id per attempt: a retried or resumed trial never appends to an old run
+            id=f"{cfg['config_id']}-{cfg['arm']}-s{cfg['seed']}-{uuid.uuid4().hex[:6]}",
+            name=key, group=str(cfg["config_id"]), job_type=str(cfg["arm"]),
+            tags=[*self.options.tags, str(cfg["arm"])],
+            config={**_jsonable(cfg), "params": _jsonable(self.params), "status": "running"},
+            reinit="create_new", settings=_settings(wandb),
+        )
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        kind = event.get("kind")
+        step = event.get("step")
+        if kind == "step":
+            data = {f"train/{k}": v for k, v in event.items()
+                    if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self._log(data, step=step)
+        elif kind == "eval":
+            data = {"val/miou": event.get("miou")}
+            for i, iou in enumerate(event.get("per_class_iou") or []):
+                name = self._class_names[i] if i < len(self._class_names) else str(i)
+                if iou is not None:
+                    data[f"val/iou/{name}"] = iou
+            self._log(data, step=step)
+
+    def finish(self, record: dict[str, Any] | None = None, status: str | None = None,
+               error: str | None = None) -> None:
+        if self.run is None:
+            return
+        run, self.run = self.run, None
+        try:
+            record = record or {}
+            status = record.get("status") or status or "failed"
+            error = record.get("error") if record else error
+            summary = {"status": status, "error": error}
+            for k in ("miou_start", "miou_final", "delta_miou", "miou_best"):
+                summary[k] = record.get(k)
+            if summary["miou_start"] is None:
+                summary["miou_start"] = (self.config.get("start") or {}).get("miou")
+            for k, v in (record.get("timings") or {}).items():
+                summary[f"timings/{k}"] = v
+            run.summary.update(summary)
+            run.config.update({"status": status}, allow_val_change=True)
+            run.tags = tuple(dict.fromkeys([*run.tags, status]))
+            run.finish(exit_code=0 if status == "finished" else 1)
+        except Exception as exc:  # noqa: BLE001
+            _warn(f"W&B finish failed ({type(exc).__name__}: {exc})")
+
+    # ---- helpers
+    def _log(self, data: dict[str, Any], step: int | None) -> None:
+        if not self._history_ok:
+            return
+        try:
+            self.run.log(data, step=step)
+        except Exception as exc:  # noqa: BLE001
+            _warn(f"W&B log failed ({type(exc).__name__}: {exc}); further history of this trial is dropped")
+            self._history_ok = False
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+# --------------------------------------------------------------------------- reading offline runs
+
+def _iter_wandb_file(path: str | os.PathLike):
+    """The protobuf records of a ``run-<id>.wandb`` file (W&B's LevelDB-style log:
+    7-byte file header, 32 KiB blocks, records split into FULL/FIRST/MIDDLE/LAST chunks)."""
+    import struct
+    from pathlib import Path
+
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path}: not a W&B run file")
+    block, header = 32768, 7
+    pos, pending = 7, b""
+    while pos + header <= len(data):
+        left = block - pos % block
+        if left < header:
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + header])
+        if kind == 0 and length == 0:
+            pos += left  # zero padding to the end of the block
+            continue
+        chunk = data[pos + header:pos + header + length]
+        pos += header + length
+        if kind == 1:
+            yield chunk
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            yield pending + chunk
+            pending = b""
+
+
+def read_offline_run(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """What an offline run folder holds: run metadata, config, history, summary, exit code.
+
+    For tests and debugging (``wandb sync`` is how runs reach the server). The ``.wandb``
+    file is W&B's own log of protobuf records; this reads it without a W&B server.
+    """
+    import json
+    from pathlib import Path
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    files = sorted(Path(run_dir).glob("run-*.wandb"))
+    if not files:
+        raise FileNotFoundError(f"{run_dir}: no run-*.wandb file")
+    out: dict[str, Any] = {"run_id": None, "group": None, "job_type": None, "tags": [], "project": None,
+                           "name": None, "config": {}, "summary": {}, "history": [], "exit_code": None}
+
+    def value(item) -> Any:
+        key = ".".join(item.nested_key) if item.nested_key else item.key
+        return key, json.loads(item.value_json) if item.value_json else None
+
+    for chunk in _iter_wandb_file(files[0]):
+        rec = pb.Record()
+        rec.ParseFromString(chunk)
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            r = rec.run
+            out.update(run_id=r.run_id, group=r.run_group, job_type=r.job_type, tags=list(r.tags),
+                       project=r.project, name=r.display_name)
+            for item in r.config.update:
+                k, v = value(item)
+                out["config"][k] = v
+        elif kind == "config":
+            for item in rec.config.update:
+                k, v = value(item)
+                out["config"][k] = v
+        elif kind == "history":
+            row = {}
+            for item in rec.history.item:
+                k, v = value(item)
+                row[k] = v
+            out["history"].append(row)
+        elif kind == "summary":
+            for item in rec.summary.update:
+                k, v = value(item)
+                out["summary"][k] = v
+        elif kind == "exit":
+            out["exit_code"] = rec.exit.exit_code
+    out["config"] = {k: (v.get("value") if isinstance(v, dict) and set(v) <= {"value", "desc"} else v)
+                     for k, v in out["config"].items() if k != "_wandb"}
+    return out

@@ -1,0 +1,279 @@
+"""`rewardsweep launch` end to end: real Ray (local), real W&B (offline), real MMSeg trials.
+
+Trials are smoke.yaml-sized (6 steps, batch 4): a few seconds each on 2 cores. The module
+starts Ray in-process once (the interrupt test runs the CLI in subprocesses, which start
+their own); the 2-node cluster test lives in test_cluster.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rewardsweep import records
+from rewardsweep.sweep.spec import expand, load_spec
+from rewardsweep.sweep.wandb_log import read_offline_run
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "search_spaces" / "smoke.yaml"
+FAKE_KEY = "local-f4k3f4k3f4k3f4k3f4k3f4k3f4k3f4k3f4k3f4k3"
+
+
+def spec_variant(folder: Path, name: str, **changes) -> Path:
+    """smoke.yaml with ``changes`` (same trial shape unless changed), stored under ``folder``."""
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(name=name, storage=str(folder / "runs"), **changes)
+    path = folder / f"{name}-{len(list(folder.glob(f'{name}*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def read_all(study_dir: Path) -> dict[str, dict]:
+    return {p.stem: records.read_record(p) for p in records.iter_record_paths(study_dir)}
+
+
+def snapshot(study_dir: Path) -> dict[str, tuple[int, str]]:
+    return {p.stem: (p.stat().st_mtime_ns, records.read_record(p)["started_at"])
+            for p in records.iter_record_paths(study_dir)}
+
+
+def launch_logs(study_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((study_dir / "ray").glob("launch-*/rewardsweep-launch.json"))]
+
+
+def wandb_runs(study_dir: Path) -> list[dict]:
+    return [read_offline_run(d) for d in sorted((study_dir / "wandb").glob("offline-run-*"))]
+
+
+def keys_of(spec_path: Path) -> set[str]:
+    return {p.trial_name for p in expand(load_spec(spec_path))}
+
+
+# --------------------------------------------------------------------------- CLI, no Ray
+
+def test_dry_run_prints_table_and_starts_nothing(tmp_path, capsys, monkeypatch):
+    from rewardsweep import cli
+    from rewardsweep.sweep import tune as tune_mod
+
+    monkeypatch.setattr(tune_mod, "init_ray", lambda *a, **k: pytest.fail("dry run started Ray"))
+    assert cli.main(["launch", str(SMOKE), "--dry-run", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "6 trials" in out and "greedy" in out
+    assert not (tmp_path / "smoke").exists()
+
+
+def test_bad_spec_fails_before_ray(tmp_path, capsys, monkeypatch):
+    from rewardsweep import cli
+    from rewardsweep.sweep import tune as tune_mod
+
+    monkeypatch.setattr(tune_mod, "init_ray", lambda *a, **k: pytest.fail("bad spec started Ray"))
+    bad = spec_variant(tmp_path, "bad", seeds=-1)
+    assert cli.main(["launch", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seeds" in err[0]
+    assert not (tmp_path / "runs").exists()
+
+
+# --------------------------------------------------------------------------- interrupt + resume (CLI)
+
+def _cli(spec: Path, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "rewardsweep.cli", "launch", str(spec), *extra],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_interrupted_launch_resumes_without_rerunning(tmp_path):
+    spec = spec_variant(tmp_path, "interrupt", seeds=4)          # 3 configs x 4 seeds = 12 trials
+    study = tmp_path / "runs" / "interrupt"
+    planned = keys_of(spec)
+    assert len(planned) == 12
+
+    proc = _cli(spec)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        finished = [r for r in read_all(study).values() if r["status"] == "finished"] if study.exists() else []
+        if len(finished) >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, f"launch ended before it could be interrupted:\n{proc.communicate()[0]}"
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out
+    assert "resume" in out
+
+    before = snapshot(study)
+    done_before = {k for k, r in read_all(study).items() if records.is_done(r)}
+    assert 3 <= len(done_before) < 12, out
+
+    proc = _cli(spec)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, out
+
+    after = read_all(study)
+    assert set(after) == planned                                   # nothing missing, nothing extra
+    assert all(r["status"] == "finished" for r in after.values())
+    for key in done_before:                                        # finished trials were not rerun
+        path = study / "records" / f"{key}.json"
+        assert (path.stat().st_mtime_ns, after[key]["started_at"]) == before[key]
+    first, second = launch_logs(study)
+    assert first["interrupted"] and not second["interrupted"]
+    assert set(second["trials"]) == planned - done_before          # the second launch ran only the rest
+    assert len(list((study / "ray").glob("launch-*"))) == 2        # one Ray experiment per launch
+    # W&B: exactly one finished run per trial (an interrupted attempt leaves an unfinished one)
+    finished_runs = {}
+    for run in wandb_runs(study):
+        if run["summary"].get("status") == "finished":
+            finished_runs.setdefault(run["name"], 0)
+            finished_runs[run["name"]] += 1
+    assert finished_runs == {key: 1 for key in planned}
+
+
+# --------------------------------------------------------------------------- in-process, one Ray
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray for the module. A fake W&B key is in the environment of every worker:
+    offline runs must not write it anywhere."""
+    from rewardsweep.sweep import tune as tune_mod
+
+    old = os.environ.get("WANDB_API_KEY")
+    os.environ["WANDB_API_KEY"] = FAKE_KEY
+    assert tune_mod.init_ray(num_cpus=2)
+    yield
+    tune_mod.shutdown_ray()
+    if old is None:
+        os.environ.pop("WANDB_API_KEY", None)
+    else:
+        os.environ["WANDB_API_KEY"] = old
+
+
+@pytest.fixture(scope="module")
+def smoke_study(ray_local, tmp_path_factory):
+    from rewardsweep.sweep.launch import launch
+
+    folder = tmp_path_factory.mktemp("smoke")
+    result = launch(SMOKE, storage=str(folder), wandb_mode="offline")
+    return folder, result
+
+
+def test_smoke_end_to_end(smoke_study):
+    folder, result = smoke_study
+    study = folder / "smoke"
+    planned = keys_of(SMOKE)
+    assert len(planned) == 6 and set(result.to_run) == planned and not result.interrupted
+
+    recs = read_all(study)
+    assert set(recs) == planned
+    assert all(r["status"] == "finished" for r in recs.values()), {k: r["error"] for k, r in recs.items()}
+    assert (study / "spec.yaml").read_text() == SMOKE.read_text()
+
+    # shared work once: one start, resolved on the driver, the same in every trial
+    starts = json.loads((study / "start.json").read_text())["starts"]
+    assert len(starts) == 1
+    assert {r["start"]["checkpoint_hash"] for r in recs.values()} == {starts[0]["checkpoint_hash"]}
+    assert {r["miou_start"] for r in recs.values()} == {starts[0]["miou"]}
+    # workers are reused between trials: torch/MMSeg/W&B imported once per worker
+    log = launch_logs(study)[0]
+    pids = {t["pid"] for t in log["trials"].values()}
+    assert len(pids) <= result.slots == 2
+    assert max(t["worker_trial_index"] for t in log["trials"].values()) >= 1
+
+    # W&B: one offline run per trial, grouped by config id, job_type = arm, study tag
+    runs = wandb_runs(study)
+    assert sorted(r["name"] for r in runs) == sorted(planned)
+    for run in runs:
+        rec = recs[run["name"]]
+        assert run["group"] == rec["config_id"] and run["job_type"] == rec["arm"]
+        assert "smoke" in run["tags"] and "finished" in run["tags"]
+        cfg = run["config"]
+        assert (cfg["config_id"], cfg["arm"], cfg["seed"], cfg["status"]) == (
+            rec["config_id"], rec["arm"], rec["seed"], "finished")
+        assert cfg["steps"] == 6 and cfg["start"]["checkpoint_hash"] == rec["start"]["checkpoint_hash"]
+        summary = run["summary"]
+        for key in ("miou_start", "miou_final", "delta_miou", "status"):
+            assert key in summary
+        assert summary["miou_final"] == pytest.approx(rec["miou_final"])
+        assert summary["delta_miou"] == pytest.approx(rec["delta_miou"])
+        evals = [(h["_step"], h["val/miou"]) for h in run["history"] if "val/miou" in h]
+        assert [s for s, _ in evals] == [0, 3, 6]
+        assert [h["_step"] for h in run["history"] if "train/loss" in h] == list(range(1, 7))
+        assert run["exit_code"] == 0
+
+    # the API key in the environment is written nowhere in the study folder
+    for path in study.rglob("*"):
+        if path.is_file():
+            assert FAKE_KEY.encode() not in path.read_bytes(), path
+
+
+def test_top_up_runs_only_new_seeds(smoke_study, tmp_path):
+    from rewardsweep.sweep.launch import launch
+
+    folder, _ = smoke_study
+    study = folder / "smoke"
+    before = snapshot(study)
+    assert len(before) == 6
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["seeds"] = 3
+    spec = tmp_path / "smoke.yaml"
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    result = launch(spec, storage=str(folder), wandb_mode="disabled")
+    new = keys_of(spec) - set(before)
+    assert len(new) == 3 and all(k.endswith("seed2") for k in new)
+    assert set(result.to_run) == new
+    after = snapshot(study)
+    assert set(after) == set(before) | new
+    assert {k: after[k] for k in before} == before                    # untouched
+    assert all(r["status"] == "finished" for r in read_all(study).values())
+    assert (study / "spec-history").is_dir()                            # the 2-seed spec is kept
+
+    experiments = len(list((study / "ray").glob("launch-*")))
+    again = launch(spec, storage=str(folder), wandb_mode="disabled")   # nothing left: starts no experiment
+    assert again.to_run == [] and len(list((study / "ray").glob("launch-*"))) == experiments
+
+
+def test_failed_and_diverged_trials_are_recorded(ray_local, tmp_path):
+    from rewardsweep.sweep.launch import launch
+
+    spec = spec_variant(tmp_path, "failures", seeds=3, grid={"baseline.kind": ["greedy"]}, retries=1)
+    study = tmp_path / "runs" / "failures"
+    reward = [p for p in expand(load_spec(spec)) if p.arm == "reward"]
+    fail_key, nan_key = reward[1].trial_name, reward[2].trial_name
+
+    def hook(plan, config):
+        if plan.trial_name == fail_key:
+            config["debug"] = {"raise_at_step": 2}
+        elif plan.trial_name == nan_key:
+            config["debug"] = {"nan_at_step": 2}
+
+    result = launch(spec, config_hook=hook)
+    recs = read_all(study)
+    assert set(recs) == keys_of(spec)                                 # 6 trials, all recorded
+    assert recs[fail_key]["status"] == "failed" and "forced to fail" in recs[fail_key]["error"]
+    assert recs[nan_key]["status"] == "diverged" and "nan" in recs[nan_key]["error"].lower()
+    others = {k: r for k, r in recs.items() if k not in (fail_key, nan_key)}
+    assert len(others) == 4 and all(r["status"] == "finished" for r in others.values())
+    # retried as configured (retries: 1 -> 2 attempts); a divergence is not retried
+    assert result.outcomes[fail_key].attempts == 2 and result.outcomes[fail_key].state == "failed"
+    assert result.outcomes[nan_key].attempts == 1 and result.outcomes[nan_key].state == "diverged"
+    counts = result.summary["counts"]
+    assert (counts["finished"], counts["failed"], counts["diverged"], counts["missing"]) == (4, 1, 1, 0)
+    assert {f["key"] for f in result.summary["failures"]} == {fail_key, nan_key}
+    runs = [r for r in wandb_runs(study) if r["name"] == nan_key]
+    assert len(runs) == 1 and runs[0]["summary"]["status"] == "diverged"
+
+    # a later launch keeps both (final results); --retry-failed reruns only the failed one
+    assert launch(spec).to_run == []
+    rerun = launch(spec, retry_failed=True, wandb_mode="disabled")
+    assert rerun.to_run == [fail_key]
+    assert read_all(study)[fail_key]["status"] == "finished"           # no debug hook this time
