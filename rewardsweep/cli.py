@@ -61,6 +61,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--power", type=float, default=0.8)
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--wandb-summary", action="store_true", help="log the summary as a W&B run of job_type report")
+    p.add_argument("--start", default=None, metavar="HASH",
+                   help="report only records from this start checkpoint (hash prefix or dataset) when sources mix several")
     p.set_defaults(handler=_run_report)
 
 

@@ -1,0 +1,361 @@
+"""Render a summary: console table (rich), report.md, self-contained report.html, CSVs.
+
+The markdown and the HTML are built from one list of blocks so they always say the same
+thing. Numbers in the console, markdown and HTML are mIoU *points* (x100); the CSVs keep
+the records' unit (fractions in [0, 1]) at full precision.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rewardsweep.analysis.collect import Collection
+from rewardsweep.analysis.summary import SECONDARY, TREATMENT, Summary
+
+CONSOLE_ROWS = 30
+CORRECTION_NAMES = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg"}
+
+
+# --------------------------------------------------------------------------- number formats
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float, np.floating, np.integer)) and math.isfinite(x)
+
+
+def pts(x, signed: bool = True, digits: int = 2) -> str:
+    if not _finite(x):
+        return "–"
+    return f"{x * 100:+.{digits}f}" if signed else f"{x * 100:.{digits}f}"
+
+
+def ci(lo, hi) -> str:
+    return f"[{pts(lo)}, {pts(hi)}]" if _finite(lo) and _finite(hi) else "–"
+
+
+def short_names(columns: list[str]) -> dict[str, str]:
+    """``baseline.kind`` -> ``kind`` where the last part is unique among the columns."""
+    last = [c.rsplit(".", 1)[-1] for c in columns]
+    return {c: (x if last.count(x) == 1 else c) for c, x in zip(columns, last)}
+
+
+def _present(v) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _fmt_value(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def pm(mean, lo, hi) -> str:
+    """Mean and the half-width of a symmetric (t) interval, in points: ``+1.32±0.52``."""
+    if not _finite(mean):
+        return "–"
+    if not (_finite(lo) and _finite(hi)):
+        return pts(mean)
+    return f"{pts(mean)}±{(hi - lo) * 50:.2f}"
+
+
+def pval(p) -> str:
+    if not _finite(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def num(x, digits: int = 2) -> str:
+    return f"{x:.{digits}f}" if _finite(x) else "–"
+
+
+def count(x) -> str:
+    return str(int(x)) if _finite(x) else "–"
+
+
+def _n(r) -> str:
+    return f"{int(r['n_finished'])}/{int(r['n_failed'])}/{int(r['n_diverged'])}"
+
+
+def _name(r) -> str:
+    params = r["params"] if isinstance(r["params"], str) else ""
+    return ("control (mle) " + params).strip() if r["arm"] == "mle" else params
+
+
+# --------------------------------------------------------------------------- tables in points
+
+def config_table(t: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "config": t["config_id"], "arm": t["arm"], "params": [_name(r) for _, r in t.iterrows()],
+        "n ok/fail/div": [_n(r) for _, r in t.iterrows()],
+        "mean Δ": t["mean_delta"].map(pts), "SD": t["sd_delta"].map(lambda x: pts(x, False)),
+        "SE": t["se_delta"].map(lambda x: pts(x, False)),
+        "95% t-CI": [ci(a, b) for a, b in zip(t["ci_low"], t["ci_high"])],
+        "95% BCa CI": [ci(a, b) for a, b in zip(t["bca_low"], t["bca_high"])],
+        "min": t["min_delta"].map(pts), "max": t["max_delta"].map(pts),
+        "final mIoU": t["mean_final"].map(lambda x: pts(x, False)),
+        "best (secondary)": t["mean_best_secondary"].map(lambda x: pts(x, False)),
+    })
+
+
+def control_table(t: pd.DataFrame) -> pd.DataFrame:
+    t = t[t["arm"] != "mle"]
+    return pd.DataFrame({
+        "config": t["config_id"], "control": t["control_id"].fillna("–"),
+        "pairs": t["n_paired"].map(count),
+        "mean diff": t["diff_mean"].map(pts),
+        "95% CI": [ci(a, b) for a, b in zip(t["diff_ci_low"], t["diff_ci_high"])],
+        "t-test p": t["p_ttest"].map(pval), "Wilcoxon p": t["p_wilcoxon"].map(pval),
+        "P(better)": t["p_improve"].map(num), "adjusted p": t["p_adj"].map(pval),
+        "verdict": t["verdict"],
+    })
+
+
+def seeds_table(t: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "config": t["config_id"], "arm": t["arm"], "seeds used": t["seeds_used"].map(count),
+        "seeds needed": t["seeds_needed"].map(count), "based on SD of": t["seeds_basis"],
+        "failed seeds": t["failed_seeds"].replace("", "–"),
+        "diverged seeds": t["diverged_seeds"].replace("", "–"),
+        "missing seeds": t["missing_seeds"].replace("", "–"),
+        "flags": t["flags"].replace("", "–"),
+    })
+
+
+def class_table(summary: Summary) -> pd.DataFrame:
+    d = summary.iou_delta
+    out = pd.DataFrame({"config": [c for c, _ in d.index], "arm": [a for _, a in d.index]})
+    for col in d.columns:
+        out[str(col)] = d[col].map(lambda x: pts(x, digits=1)).to_numpy()
+    return out
+
+
+# --------------------------------------------------------------------------- blocks
+
+def _headline(summary: Summary) -> list[str]:
+    t, s = summary.table, summary.settings
+    rew = t[t["arm"] != "mle"]
+    lines = []
+    if summary.has_control:
+        compared = rew[rew["n_paired"].notna()]
+        beats = compared[compared["verdict"] == "beats control"]
+        worse = compared[compared["verdict"] == "worse"]
+        corr = CORRECTION_NAMES.get(s.correction, s.correction)
+        lines.append(
+            f"{len(beats)} of {len(compared)} configurations compared with the control beat it "
+            f"({len(worse)} worse) at alpha {s.alpha:g} after {corr} adjustment across all "
+            f"{len(compared)} comparisons (paired t-test on seeds finished in both arms).")
+        if len(beats):
+            more = f" and {len(beats) - 10} more" if len(beats) > 10 else ""
+            lines.append("Beats control: " + ", ".join(
+                f"{r.config_id} ({pts(r.diff_mean)} points)" for r in beats.head(10).itertuples()) + more)
+    under = t[t["underpowered"]]
+    if len(under):
+        lines.append(
+            f"{len(under)} configuration(s) have fewer seeds than needed to detect "
+            f"{s.effect * 100:g} mIoU points at alpha {s.alpha:g} and power {s.power:g}: a "
+            "'no evidence' verdict there is not evidence of no effect.")
+    lost = t[t["lost_seeds"]]
+    if len(lost):
+        ids = list(lost["config_id"])
+        more = f" and {len(ids) - 10} more (see the seeds table)" if len(ids) > 10 else ""
+        lines.append(f"{len(lost)} configuration(s) lost seeds (failed, diverged or missing): "
+                     + ", ".join(ids[:10]) + more + ".")
+    return lines
+
+
+def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: str) -> list[tuple]:
+    t, s = summary.table, summary.settings
+    trials = coll.trials
+    fin = coll.finished
+    first = fin.iloc[0] if len(fin) else trials.iloc[0]
+    status = trials["status"].value_counts()
+    out: list[tuple] = [("h", 1, f"rewardsweep report: {study}")]
+    out.append(("list", [
+        "sources: " + ", ".join(coll.sources),
+        f"start checkpoint: {first['checkpoint_hash'] or first['checkpoint']} on dataset {first['dataset']}; "
+        f"val mIoU at start {pts(first['miou_start'], False)} points",
+        f"trials: {len(trials)} ({int(status.get('finished', 0))} finished, "
+        f"{int(status.get('failed', 0))} failed, {int(status.get('diverged', 0))} diverged)"
+        + (f"; {coll.n_duplicates} duplicate record(s) superseded by a newer one" if coll.n_duplicates else ""),
+        f"configurations: {int((t['arm'] != 'mle').sum())} reward, {int((t['arm'] == 'mle').sum())} control",
+        "estimators: " + ", ".join(sorted(str(e) for e in trials["estimator"].dropna().unique())),
+        "fixed parameters: " + (", ".join(f"{k}={v}" for k, v in summary.constant.items()) or "–"),
+        f"settings: {s.confidence:.0%} intervals, alpha {s.alpha:g}, power {s.power:g}, "
+        f"effect {s.effect * 100:g} mIoU points, {CORRECTION_NAMES.get(s.correction, s.correction)} adjustment",
+    ]))
+    out.append(("h", 2, "Summary"))
+    for line in _headline(summary) + summary.notes:
+        out.append(("p", line))
+    if coll.warnings:
+        out.append(("h", 2, "Warnings"))
+        out.append(("list", coll.warnings))
+    out.append(("h", 2, "Delta mIoU per configuration (points)"))
+    out.append(("p", "Delta = final val mIoU minus the start checkpoint's, over finished seeds. "
+                     "n ok/fail/div: finished / failed / diverged seeds. BCa interval only with 10 or "
+                     "more seeds. " + SECONDARY))
+    out.append(("table", config_table(t)))
+    if summary.has_control:
+        out.append(("h", 2, "Against the control, paired by seed (points)"))
+        out.append(("p", "mean diff: configuration minus control on the same seed, averaged; its "
+                         "95% CI from the paired t-test. P(better): fraction of paired seeds on which "
+                         "the configuration beat the control (ties count 1/2). The verdict uses the "
+                         "adjusted t-test p and the sign of the mean difference; Wilcoxon is a check "
+                         "that does not assume normal differences."))
+        out.append(("table", control_table(t)))
+    else:
+        out.append(("p", "No control arm: no comparison with cross-entropy training is possible."))
+    out.append(("h", 2, "Seeds and failures"))
+    out.append(("p", f"Seeds needed to detect {s.effect * 100:g} mIoU points with a two-sided t-test "
+                     f"at alpha {s.alpha:g} and power {s.power:g}, from the observed SD of the paired "
+                     "differences (or of delta mIoU where there is no control). " + TREATMENT))
+    out.append(("table", seeds_table(t)))
+    if coll.class_names:
+        out.append(("h", 2, "Per-class IoU change (points, mean over finished seeds)"))
+        out.append(("table", class_table(summary)))
+    if plots:
+        out.append(("h", 2, "Plots"))
+        for title, path in plots.items():
+            out.append(("img", title, path))
+    out.append(("p", "How to read this report: docs/report.md in the rewardsweep repository."))
+    return out
+
+
+def _md_cell(x) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(df: pd.DataFrame) -> str:
+    head = "| " + " | ".join(_md_cell(c) for c in df.columns) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, sep, *body])
+
+
+def to_markdown(bl: list[tuple]) -> str:
+    parts = []
+    for b in bl:
+        if b[0] == "h":
+            parts.append("#" * b[1] + " " + b[2])
+        elif b[0] == "p":
+            parts.append(b[1])
+        elif b[0] == "list":
+            parts.append("\n".join(f"- {x}" for x in b[1]))
+        elif b[0] == "table":
+            parts.append(md_table(b[1]))
+        elif b[0] == "img":
+            parts.append(f"![{b[1]}]({Path(b[2]).name})")
+    return "\n\n".join(parts) + "\n"
+
+
+_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
+        "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
+        "th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}"
+        "th{background:#f0f0f0}td:nth-child(-n+3){text-align:left}img{max-width:100%}")
+
+
+def to_html(bl: list[tuple], title: str) -> str:
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body>"]
+    for b in bl:
+        if b[0] == "h":
+            parts.append(f"<h{b[1]}>{html.escape(b[2])}</h{b[1]}>")
+        elif b[0] == "p":
+            parts.append(f"<p>{html.escape(b[1])}</p>")
+        elif b[0] == "list":
+            parts.append("<ul>" + "".join(f"<li>{html.escape(str(x))}</li>" for x in b[1]) + "</ul>")
+        elif b[0] == "table":
+            parts.append(b[1].to_html(index=False, escape=True, border=0))
+        elif b[0] == "img":
+            data = base64.b64encode(Path(b[2]).read_bytes()).decode("ascii")
+            parts.append(f"<figure><img alt='{html.escape(b[1])}' src='data:image/png;base64,{data}'>"
+                         f"<figcaption>{html.escape(b[1])}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- CSVs
+
+def trials_csv(coll: Collection) -> pd.DataFrame:
+    t = coll.trials.copy()
+    if coll.class_names:
+        delta = coll.iou_delta
+        delta.columns = [f"iou_delta:{c}" for c in delta.columns]
+        t = pd.concat([t, delta.set_index(t.index)], axis=1)
+    return t
+
+
+def write_files(summary: Summary, coll: Collection, plots: dict[str, Path], folder: Path,
+                study: str) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"summary.csv": folder / "summary.csv", "trials.csv": folder / "trials.csv",
+             "report.md": folder / "report.md", "report.html": folder / "report.html"}
+    summary.table.to_csv(paths["summary.csv"], index=False)
+    trials_csv(coll).to_csv(paths["trials.csv"], index=False)
+    bl = blocks(summary, coll, plots, study)
+    paths["report.md"].write_text(to_markdown(bl))
+    paths["report.html"].write_text(to_html(bl, f"rewardsweep report: {study}"))
+    return paths
+
+
+# --------------------------------------------------------------------------- console
+
+def console_table(summary: Summary, max_rows: int = CONSOLE_ROWS):
+    """A rich Table readable at 100 columns (the best ``max_rows`` rows; controls first)."""
+    from rich import box
+    from rich.table import Table
+
+    t = summary.table
+    has_ctrl = summary.has_control
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
+                  show_edge=False, header_style="bold")
+    table.add_column("config", overflow="ellipsis", no_wrap=True, width=20)
+    table.add_column("ok/fl/dv", justify="right", no_wrap=True, min_width=8)
+    table.add_column("Δ mIoU ±CI", justify="right", no_wrap=True, min_width=10)
+    table.add_column("SD", justify="right", no_wrap=True, min_width=4)
+    if has_ctrl:
+        table.add_column("vs ctrl ±CI", justify="right", no_wrap=True, min_width=11)
+        table.add_column("p adj", justify="right", no_wrap=True, min_width=6)
+        table.add_column("P(>)", justify="right", no_wrap=True, min_width=4)
+        table.add_column("verdict", no_wrap=True, min_width=13)
+    table.add_column("seeds", justify="right", no_wrap=True, min_width=6)
+    style = {"beats control": "green", "worse": "red", "control": "blue"}
+    short = short_names(summary.varying)
+    for _, r in t.head(max_rows).iterrows():
+        name = " ".join([r["config_id"], *(["control"] if r["arm"] == "mle" else []), *(
+            f"{short[c]}={_fmt_value(r[c])}" for c in summary.varying if c in r and _present(r[c]))])
+        cells = [name.strip(), _n(r), pm(r["mean_delta"], r["ci_low"], r["ci_high"]),
+                 pts(r["sd_delta"], False)]
+        if has_ctrl:
+            v = r["verdict"]
+            cells += [pm(r["diff_mean"], r["diff_ci_low"], r["diff_ci_high"]), pval(r["p_adj"]),
+                      num(r["p_improve"]), f"[{style[v]}]{v}[/]" if v in style else v]
+        seeds = (count(r["seeds_used"]) if r["arm"] == "mle"
+                 else f"{count(r['seeds_used'])}/{count(r['seeds_needed'])}")
+        cells.append(f"[yellow]{seeds}![/]" if r["underpowered"] else seeds)
+        table.add_row(*cells)
+    return table
+
+
+def print_console(summary: Summary, coll: Collection, files: dict[str, Path], console=None) -> None:
+    from rich.console import Console
+
+    if console is None:
+        import os
+        import sys
+
+        # A pipe or a file gets 100 columns (rich would default to 80); a terminal its own width.
+        width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 100
+        console = Console(width=width)
+    t = summary.table
+    console.print(f"[bold]{len(coll.trials)} trials[/], {len(t)} configurations; mIoU in points "
+                  "(x100), ±: half-width of the 95% CI; seeds: used/needed (! too few)")
+    console.print(console_table(summary))
+    if len(t) > CONSOLE_ROWS:
+        console.print(f"… {len(t) - CONSOLE_ROWS} more configurations in report.md / summary.csv")
+    for line in _headline(summary) + summary.notes:
+        console.print(line, highlight=False, markup=False)
+    if "report.md" in files:
+        console.print(f"report: {files['report.md'].parent}", highlight=False)

@@ -1,0 +1,191 @@
+"""``rewardsweep report``: find the study, collect, summarise, write and print.
+
+Targets: study folders (``runs/<name>``), spec YAML files (only their ``name`` and
+``storage`` keys are read: the study folder is ``<storage>/<name>``, storage ``runs`` by
+default), or nothing (the study under ``--runs`` whose records changed last). Several
+folders are one study (a top-up); the report is written to the first one's ``report/``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rewardsweep.errors import UserError
+from rewardsweep.records import RECORDS_DIRNAME
+
+REPORT_DIRNAME = "report"
+
+
+# --------------------------------------------------------------------------- finding the study
+
+def _records_mtime(folder: Path) -> float | None:
+    records = folder / RECORDS_DIRNAME
+    if not records.is_dir():
+        return None
+    newest = None
+    for p in records.glob("*.json"):
+        try:
+            m = p.stat().st_mtime
+        except OSError:
+            continue
+        newest = m if newest is None else max(newest, m)
+    return newest
+
+
+def most_recent_study(runs: str | Path) -> Path:
+    runs = Path(runs)
+    if not runs.is_dir():
+        raise UserError(f"{runs}: no such folder of studies; give a study folder or spec, or --runs DIR")
+    best, best_m = None, None
+    for child in sorted(runs.iterdir()):
+        if child.is_dir():
+            m = _records_mtime(child)
+            if m is not None and (best_m is None or m > best_m):
+                best, best_m = child, m
+    if best is None:
+        raise UserError(f"{runs}: no study with trial records ({runs}/<study>/{RECORDS_DIRNAME}/*.json)")
+    return best
+
+
+def study_from_spec(spec: Path) -> Path:
+    import yaml
+
+    try:
+        data = yaml.safe_load(spec.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        line = str(exc).replace("\n", " ")
+        raise UserError(f"{spec}: cannot read the spec ({line})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"]:
+        raise UserError(f"{spec}: key 'name' missing or not a string; cannot tell which study to report")
+    storage = data.get("storage") or "runs"
+    if not isinstance(storage, str):
+        raise UserError(f"{spec}: key 'storage' is {storage!r}, expected a folder path")
+    if "://" in storage:
+        raise UserError(f"{spec}: storage {storage} is remote; copy the study folder here and "
+                        "pass its path to report")
+    folder = Path(storage) / data["name"]
+    if not folder.is_dir() and not folder.is_absolute() and (spec.parent / folder).is_dir():
+        folder = spec.parent / folder
+    if not folder.is_dir():
+        raise UserError(f"{spec}: its study folder {folder} does not exist (has the study been launched?)")
+    return folder
+
+
+def resolve_targets(targets: list[str], runs: str | Path) -> list[Path]:
+    if not targets:
+        return [most_recent_study(runs)]
+    folders = []
+    for t in targets:
+        p = Path(t)
+        if p.is_file() and p.suffix in (".yaml", ".yml"):
+            folder = study_from_spec(p)
+        elif p.is_dir():
+            folder = p.parent if p.name == RECORDS_DIRNAME and not (p / RECORDS_DIRNAME).is_dir() else p
+        elif not p.exists():
+            raise UserError(f"{t}: no such study folder or spec file")
+        else:
+            raise UserError(f"{t}: not a study folder or a spec YAML (.yaml/.yml)")
+        if folder not in folders:
+            folders.append(folder)
+    for folder in folders:
+        if not any((folder / RECORDS_DIRNAME).glob("*.json")):
+            raise UserError(f"{folder}: no trial records ({folder / RECORDS_DIRNAME}/*.json is empty "
+                            "or missing); has the study run?")
+    return folders
+
+
+def _spec_wandb(folder: Path) -> dict:
+    """The ``wandb`` block of the spec copied into the study folder (project, mode), if any."""
+    spec = folder / "spec.yaml"
+    if not spec.is_file():
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(spec.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    block = data.get("wandb") if isinstance(data, dict) else None
+    return block if isinstance(block, dict) else {}
+
+
+# --------------------------------------------------------------------------- the command
+
+def build_report(folders: list[Path], *, out: Path, study: str, start: str | None = None,
+                 extra=(), settings=None, plots: bool = True, warnings_out=None):
+    """Collect, summarise and write; return ``(collection, summary, files, plot paths)``."""
+    from rewardsweep.analysis.collect import collect
+    from rewardsweep.analysis.render import write_files
+    from rewardsweep.analysis.summary import summarize
+
+    coll = collect(folders, start=start, extra=extra)
+    if warnings_out is not None:
+        for w in coll.warnings:
+            warnings_out(w)
+    where = ", ".join(coll.sources) or "the given sources"
+    if coll.trials.empty:
+        raise UserError(f"{where}: no readable trial records (every record file was skipped)")
+    status = coll.trials["status"].value_counts()
+    if not int(status.get("finished", 0)):
+        raise UserError(f"{where}: no finished trials ({int(status.get('failed', 0))} failed, "
+                        f"{int(status.get('diverged', 0))} diverged): nothing to report yet")
+    summary = summarize(coll, settings)
+    plot_paths = {}
+    if plots:
+        from rewardsweep.analysis.plots import make_plots
+
+        plot_paths = make_plots(summary, coll, out)
+    files = write_files(summary, coll, plot_paths, out, study)
+    return coll, summary, files, plot_paths
+
+
+def report_command(args) -> int:
+    from rewardsweep.analysis.summary import Settings
+
+    targets = list(getattr(args, "target", None) or [])
+    wandb_path = getattr(args, "wandb", None)
+    folders = resolve_targets(targets, args.runs) if (targets or not wandb_path) else []
+    study = getattr(args, "study", None) or (folders[0].name if folders else None)
+    if args.effect <= 0:
+        raise UserError(f"--effect {args.effect}: must be a positive number of mIoU points")
+    if not 0 < args.alpha < 1 or not 0 < args.power < 1:
+        raise UserError("--alpha and --power must lie strictly between 0 and 1")
+
+    def warn(line: str) -> None:
+        print(f"rewardsweep: warning: {line}", file=sys.stderr)
+
+    extra = []
+    if wandb_path:
+        if not study:
+            raise UserError("--wandb needs --study NAME (the tag of the study's runs)")
+        from rewardsweep.analysis.wandb_io import collect_wandb
+
+        wb_warn: list[str] = []
+        extra = collect_wandb(wandb_path, study, warnings=wb_warn)
+        for w in wb_warn:
+            warn(w)
+        if not extra and not folders:
+            raise UserError(f"--wandb {wandb_path}: no trial runs tagged {study!r}")
+    out = (folders[0] if folders else Path(args.runs) / study) / REPORT_DIRNAME
+    settings = Settings(alpha=args.alpha, power=args.power, effect=args.effect / 100.0,
+                        correction=args.correction)
+    coll, summary, files, plots = build_report(
+        folders, out=out, study=study, start=getattr(args, "start", None), extra=extra,
+        settings=settings, plots=not args.no_plots, warnings_out=warn)
+
+    from rewardsweep.analysis.render import print_console
+
+    print_console(summary, coll, files)
+    if getattr(args, "wandb_summary", False):
+        from rewardsweep.analysis.wandb_io import log_summary
+
+        spec = _spec_wandb(folders[0]) if folders else {}
+        entity, project = (wandb_path.split("/", 1) if wandb_path
+                           else (spec.get("entity"), spec.get("project") or "rewardsweep"))
+        mode = log_summary(summary.table, plots, study=study, project=project, entity=entity,
+                           mode=spec.get("mode"), folder=out,
+                           settings={"alpha": args.alpha, "power": args.power, "effect_points": args.effect,
+                                     "correction": args.correction, "sources": coll.sources})
+        print(f"W&B: logged the report as run 'report-{study}' (job_type report, {mode}) in {project}")
+    return 0

@@ -1,0 +1,305 @@
+"""Statistics of a study as small pure functions over arrays.
+
+Every number comes from scipy or statsmodels; this module only chooses the call, handles
+the degenerate cases (too few values, all-equal values) with NaN and a reason, and keeps
+the shapes straight. Functions that make sense over many studies at once take ``axis``
+so a simulation of thousands of studies is one call, not a loop (see the tests).
+
+Units: whatever the caller passes. The report passes mIoU as stored in the records
+(fractions in [0, 1]); ``seeds_needed`` takes the effect in the same unit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _st
+
+CONFIDENCE = 0.95
+BCA_MIN_N = 10            # BCa bootstrap only from this many seeds on
+BCA_RESAMPLES = 4999      # Monte Carlo error of the endpoints well below their spread
+BCA_SEED = 0              # fixed: the same records always give the same interval
+VERDICTS = ("beats control", "no evidence", "worse")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence scipy/statsmodels warnings about degenerate input: we return NaN instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+# --------------------------------------------------------------------------- intervals
+
+def t_interval_from_moments(mean, sd, n, confidence: float = CONFIDENCE):
+    """Student-t interval for a mean from its moments (vectorised): ``(low, high)``.
+
+    ``scipy.stats.t.interval(confidence, df=n-1, loc=mean, scale=sd/sqrt(n))``;
+    NaN where ``n < 2``.
+    """
+    mean = np.asarray(mean, dtype=float)
+    sd = np.asarray(sd, dtype=float)
+    n = np.asarray(n, dtype=float)
+    ok = n >= 2
+    df = np.where(ok, n - 1, 1.0)
+    scale = np.where(ok, sd / np.sqrt(np.where(ok, n, 1.0)), np.nan)
+    with np.errstate(invalid="ignore"):
+        low, high = _st.t.interval(confidence, df, loc=mean, scale=scale)
+    flat = ok & (sd == 0)                    # no spread: the interval is the point
+    low = np.where(flat, mean, np.where(ok, low, np.nan))
+    high = np.where(flat, mean, np.where(ok, high, np.nan))
+    if low.ndim == 0:
+        return float(low), float(high)
+    return low, high
+
+
+@dataclass(frozen=True)
+class MeanSummary:
+    n: int
+    mean: float
+    sd: float
+    se: float
+    ci_low: float
+    ci_high: float
+    min: float
+    max: float
+
+
+def describe(x, confidence: float = CONFIDENCE) -> MeanSummary:
+    """n, mean, SD (ddof=1), SE (``scipy.stats.sem``), t-interval, min and max of 1-D data."""
+    x = np.asarray(x, dtype=float)
+    n = int(x.size)
+    if n == 0:
+        nan = float("nan")
+        return MeanSummary(0, nan, nan, nan, nan, nan, nan, nan)
+    mean = float(np.mean(x))
+    sd = float(np.std(x, ddof=1)) if n >= 2 else float("nan")
+    se = float(_st.sem(x)) if n >= 2 else float("nan")
+    low, high = t_interval_from_moments(mean, sd, n, confidence)
+    return MeanSummary(n, mean, sd, se, low, high, float(np.min(x)), float(np.max(x)))
+
+
+def t_interval(x, confidence: float = CONFIDENCE, axis: int = -1):
+    """Mean and Student-t interval of ``x`` along ``axis``: ``(mean, low, high)``.
+
+    Equal to ``scipy.stats.ttest_1samp(x, 0, axis=axis).confidence_interval(confidence)``.
+    """
+    x = np.asarray(x, dtype=float)
+    n = x.shape[axis]
+    mean = np.mean(x, axis=axis)
+    sd = np.std(x, axis=axis, ddof=1) if n >= 2 else np.full_like(mean, np.nan)
+    low, high = t_interval_from_moments(mean, sd, n, confidence)
+    if np.ndim(mean) == 0:
+        return float(mean), low, high
+    return mean, low, high
+
+
+def bca_interval(x, confidence: float = CONFIDENCE, seed: int = BCA_SEED,
+                 n_resamples: int = BCA_RESAMPLES, min_n: int = BCA_MIN_N) -> tuple[float, float]:
+    """BCa bootstrap interval of the mean (``scipy.stats.bootstrap``, fixed RNG seed).
+
+    NaN when fewer than ``min_n`` values (BCa is unreliable on a handful of seeds) or when
+    the data are all equal (the interval is degenerate).
+    """
+    x = np.asarray(x, dtype=float)
+    if x.size < min_n or np.all(x == x[0]):
+        return float("nan"), float("nan")
+    with _quiet():
+        res = _st.bootstrap((x,), np.mean, confidence_level=confidence, method="BCa",
+                            n_resamples=n_resamples, vectorized=True,
+                            rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+# --------------------------------------------------------------------------- paired tests
+
+@dataclass(frozen=True)
+class PairedComparison:
+    n: int
+    diff_mean: float
+    diff_sd: float
+    ci_low: float
+    ci_high: float
+    t: float
+    p_ttest: float
+    w: float
+    p_wilcoxon: float
+    wilcoxon_note: str
+    p_improve: float
+
+
+def paired_ttest(a, b, confidence: float = CONFIDENCE, axis: int = -1):
+    """Paired t-test of ``a - b`` (``scipy.stats.ttest_rel``, two-sided), vectorised.
+
+    Returns ``(mean difference, ci_low, ci_high, t, p)``; NaN where fewer than 2 pairs.
+    """
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    n = a.shape[axis]
+    with np.errstate(all="ignore"), _quiet():
+        diff_mean = np.mean(a - b, axis=axis)    # NaN for zero pairs
+    if n < 2:
+        nan = np.full_like(np.asarray(diff_mean, dtype=float), np.nan)
+        out = (diff_mean, nan, nan, nan, nan)
+    else:
+        with _quiet(), np.errstate(all="ignore"):
+            res = _st.ttest_rel(a, b, axis=axis)
+            ci = res.confidence_interval(confidence)
+        out = (diff_mean, ci.low, ci.high, res.statistic, res.pvalue)
+    if np.ndim(diff_mean) == 0:
+        return tuple(float(v) for v in out)
+    return tuple(np.asarray(v, dtype=float) for v in out)
+
+
+def wilcoxon_test(a, b, axis: int = -1):
+    """Wilcoxon signed-rank test of ``a - b`` (``scipy.stats.wilcoxon``, two-sided), vectorised.
+
+    Returns ``(statistic, p, note)``. NaN with a reason when there are fewer than 2 pairs
+    or every difference is zero (scipy would return a meaningless p = 1). With fewer than
+    6 pairs the exact test cannot reach p < 0.05 (smallest p is 2 / 2**n): the p-value is
+    kept and the note says so. For stacked input, arrays of statistics, p-values and notes.
+    """
+    d = np.moveaxis(np.asarray(a, dtype=float) - np.asarray(b, dtype=float), axis, -1)
+    n = d.shape[-1]
+    shape = d.shape[:-1]
+    if n < 2:
+        stat = np.full(shape, np.nan)
+        p = np.full(shape, np.nan)
+        note = np.full(shape, f"not computed: {n} pair(s)", dtype=object)
+    else:
+        zero = np.all(d == 0, axis=-1)
+        with _quiet(), np.errstate(all="ignore"):
+            res = _st.wilcoxon(d, axis=-1)
+        stat = np.where(zero, np.nan, res.statistic)
+        p = np.where(zero, np.nan, res.pvalue)
+        small = f"{n} pairs: p cannot go below {2 / 2 ** n:.3g}" if n < 6 else ""
+        note = np.where(zero, "not computed: all paired differences are zero", small).astype(object)
+    if not shape:
+        return float(stat), float(p), str(note)
+    return stat, p, note
+
+
+def prob_improvement(a, b, axis: int = -1):
+    """P(config > control) over paired seeds.
+
+    The fraction of seeds on which the configuration's outcome ``a`` beats the control's
+    ``b`` on the same seed, a tie counting 1/2 (the paired analogue of rliable's
+    probability of improvement, which compares all pairs of runs). 0.5 means "as often
+    better as worse". NaN without pairs.
+    """
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.shape[axis] == 0:
+        return float("nan")
+    score = (a > b).astype(float) + 0.5 * (a == b)
+    out = np.mean(score, axis=axis)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def compare_paired(a, b, confidence: float = CONFIDENCE) -> PairedComparison:
+    """Every paired statistic of ``a`` (configuration) against ``b`` (control), 1-D."""
+    return compare_paired_many([(a, b)], confidence)[0]
+
+
+def compare_paired_many(pairs, confidence: float = CONFIDENCE) -> list[PairedComparison]:
+    """:func:`compare_paired` for many (a, b) pairs: pairs of equal length go through scipy
+    in one vectorised call each (the same numbers as one call per pair, much faster)."""
+    pairs = [(np.asarray(a, dtype=float), np.asarray(b, dtype=float)) for a, b in pairs]
+    out: list[PairedComparison | None] = [None] * len(pairs)
+    by_n: dict[int, list[int]] = {}
+    for i, (a, _) in enumerate(pairs):
+        by_n.setdefault(a.size, []).append(i)
+    for n, idx in by_n.items():
+        A = np.stack([pairs[i][0] for i in idx]).reshape(len(idx), n)
+        B = np.stack([pairs[i][1] for i in idx]).reshape(len(idx), n)
+        diff_mean, low, high, t, p = paired_ttest(A, B, confidence)
+        w, pw, note = wilcoxon_test(A, B)
+        sd = np.std(A - B, axis=-1, ddof=1) if n >= 2 else np.full(len(idx), np.nan)
+        pi = prob_improvement(A, B) if n else np.full(len(idx), np.nan)
+        for j, i in enumerate(idx):
+            out[i] = PairedComparison(n, float(diff_mean[j]), float(sd[j]), float(low[j]),
+                                      float(high[j]), float(t[j]), float(p[j]), float(w[j]),
+                                      float(pw[j]), str(note[j]), float(pi[j]))
+    return out  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- many tests
+
+def adjust_pvalues(p, method: str = "holm", alpha: float = 0.05):
+    """Adjust p-values for multiple testing (``statsmodels.stats.multitest.multipletests``).
+
+    ``method``: ``"holm"`` (family-wise error, default) or ``"fdr_bh"`` (false discovery
+    rate, Benjamini-Hochberg). NaN p-values (untestable configurations) are left out of the
+    family and stay NaN. A 2-D array is a stack of families, one per row.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(p, dtype=float)
+    if p.ndim == 2:
+        if not len(p):
+            return p.copy()
+        # statsmodels' Holm calls gc.collect() on every call: with thousands of families
+        # that dominates. Frozen objects are skipped by the collector; unfreeze after.
+        gc.freeze()
+        try:
+            return np.stack([adjust_pvalues(row, method, alpha) for row in p])
+        finally:
+            gc.unfreeze()
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], alpha=alpha, method=method)[1]
+    return out
+
+
+def verdict(p_adjusted, diff_mean, alpha: float = 0.05):
+    """Verdict words from the adjusted p-value and the sign of the mean paired difference.
+
+    ``"beats control"`` when adjusted p < alpha and the configuration is better on
+    average, ``"worse"`` when adjusted p < alpha and it is worse, ``"no evidence"``
+    otherwise (including an untestable configuration). Vectorised.
+    """
+    p = np.asarray(p_adjusted, dtype=float)
+    d = np.asarray(diff_mean, dtype=float)
+    with np.errstate(invalid="ignore"):
+        sig = np.isfinite(p) & (p < alpha)
+        out = np.where(sig & (d > 0), VERDICTS[0], np.where(sig & (d < 0), VERDICTS[2], VERDICTS[1]))
+    return str(out) if out.ndim == 0 else out
+
+
+# --------------------------------------------------------------------------- power
+
+def seeds_needed(sd: float, effect: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Seeds needed to detect a true mean difference ``effect`` with a two-sided t-test.
+
+    ``statsmodels.stats.power.TTestPower().solve_power(effect_size=effect / sd, alpha,
+    power)`` (one-sample t; the paired test is a one-sample test on the differences),
+    rounded up. ``sd`` and ``effect`` in the same unit. NaN when ``sd`` is unknown (fewer
+    than 2 seeds) or ``effect <= 0``. When even 2 seeds give the power (a huge effect
+    relative to the SD, where the solver cannot bracket a root) the answer is the smallest
+    n >= 2 whose power reaches the target.
+    """
+    import statsmodels.tools.sm_exceptions  # noqa: F401  (its import resets warning filters)
+    from statsmodels.stats.power import TTestPower
+
+    if not (math.isfinite(sd) and math.isfinite(effect)) or effect <= 0 or sd < 0:
+        return float("nan")
+    if sd == 0:
+        return 2.0
+    es = effect / sd
+    tp = TTestPower()
+    with _quiet():
+        n = float(np.asarray(tp.solve_power(effect_size=es, alpha=alpha, power=power)).item())
+        if not math.isfinite(n):
+            # The solver cannot bracket a root below a handful of seeds: take the smallest
+            # n whose power (statsmodels, vectorised over n) reaches the target.
+            ns = np.arange(2, 101)
+            reach = np.nan_to_num(tp.power(effect_size=es, nobs=ns, alpha=alpha)) >= power
+            return float(ns[np.argmax(reach)]) if reach.any() else float("nan")
+    return float(max(2, math.ceil(n)))

@@ -1,0 +1,328 @@
+"""`rewardsweep report` end to end: files, numbers equal to scipy/statsmodels, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+
+from rewardsweep.analysis import stats
+from rewardsweep.analysis.plots import MAX_ROWS, select_rows
+from rewardsweep.cli import main
+from tests.analysis_helpers import START, write_study
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _plain_console(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """12 seeds (BCa on), 4 configurations of known effect, a failed and a diverged seed,
+    and one corrupt record: reported once with plots, shared by the tests below."""
+    folder = tmp_path_factory.mktemp("runs") / "toy"
+    truth = write_study(folder, effects=(0.012, 0.004, 0.0, -0.01), seeds=12,
+                        bad={(0, 3): "failed", (1, 5): "diverged", ("control", 7): "failed"})
+    (folder / "records" / "zz-corrupt.json").write_text("{ not json")
+    (folder / "spec.yaml").write_text("name: toy\nwandb: {project: toyproj, mode: offline}\n")
+    return folder, truth
+
+
+@pytest.fixture(scope="module")
+def reported(study):
+    folder, truth = study
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["report", str(folder)])
+    return folder, truth, rc, out.getvalue(), err.getvalue()
+
+
+def _records(folder: Path) -> pd.DataFrame:
+    rows = []
+    for p in sorted((folder / "records").glob("*.json")):
+        try:
+            rows.append(json.loads(p.read_text()))
+        except json.JSONDecodeError:
+            continue
+    return pd.DataFrame(rows)
+
+
+def test_report_writes_every_output(reported):
+    folder, _, rc, out, err = reported
+    assert rc == 0
+    rep = folder / "report"
+    for name in ("report.md", "report.html", "summary.csv", "trials.csv", "delta_per_config.png",
+                 "curves.png", "per_class_delta.png"):
+        assert (rep / name).is_file() and (rep / name).stat().st_size > 0, name
+    html = (rep / "report.html").read_text()
+    assert html.count("src='data:image/png;base64,") == 3
+    assert "src='delta" not in html and "http" not in html.split("<body>")[1].split("docs/report.md")[0]
+    md = (rep / "report.md").read_text()
+    assert "![delta per configuration](delta_per_config.png)" in md
+    assert "excluded from every mean" in md and "secondary" in md
+    assert "zz-corrupt.json" in md                       # the warning is in the report too
+    trials = pd.read_csv(rep / "trials.csv")
+    assert len(trials) == 5 * 12
+    assert {"config_id", "arm", "seed", "status", "delta_miou", "baseline.kind", "iou_delta:road"} <= set(trials)
+
+
+def test_console_is_readable_at_100_columns(reported):
+    _, _, _, out, err = reported
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert any("beats control" in line for line in lines)
+    header = next(line for line in lines if line.startswith("config"))
+    for col in ("ok/fl/dv", "Δ mIoU ±CI", "SD", "vs ctrl ±CI", "p adj", "P(>)", "verdict", "seeds"):
+        assert col in header
+    warning = [line for line in err.splitlines() if "zz-corrupt.json" in line]
+    assert len(warning) == 1 and warning[0].startswith("rewardsweep: warning:") and "skipped" in warning[0]
+
+
+def test_summary_numbers_equal_scipy_and_statsmodels(reported):
+    folder, truth, *_ = reported
+    summary = pd.read_csv(folder / "report" / "summary.csv", keep_default_na=True)
+    recs = _records(folder)
+    fin = recs[recs.status == "finished"]
+    ctrl_id = truth["control_id"]
+    ctrl = fin[fin.config_id == ctrl_id].set_index("seed")["delta_miou"]
+    p_raw = {}
+    for _, row in summary.iterrows():
+        g = fin[(fin.config_id == row.config_id) & (fin.arm == row.arm)].sort_values("seed")
+        x = g["delta_miou"].to_numpy()          # seed order: the bootstrap's resamples depend on it
+        assert row.n_finished == len(x)
+        assert row.mean_delta == pytest.approx(np.mean(x), rel=1e-12)
+        assert row.sd_delta == pytest.approx(np.std(x, ddof=1), rel=1e-12)
+        assert row.se_delta == pytest.approx(st.sem(x), rel=1e-12)
+        ci = st.ttest_1samp(x, 0).confidence_interval(0.95)
+        assert (row.ci_low, row.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-12)
+        boot = st.bootstrap((x,), np.mean, method="BCa", n_resamples=stats.BCA_RESAMPLES,
+                            rng=np.random.default_rng(stats.BCA_SEED))
+        assert row.bca_low == pytest.approx(boot.confidence_interval.low, rel=1e-9)
+        assert row.bca_high == pytest.approx(boot.confidence_interval.high, rel=1e-9)
+        assert (row.min_delta, row.max_delta) == pytest.approx((x.min(), x.max()))
+        assert row.mean_final == pytest.approx(g["miou_final"].mean(), rel=1e-12)
+        if row.arm == "mle":
+            assert row.verdict == "control"
+            continue
+        a = g.set_index("seed")["delta_miou"]
+        seeds = sorted(set(a.index) & set(ctrl.index))
+        a, b = a.loc[seeds].to_numpy(), ctrl.loc[seeds].to_numpy()
+        assert row.n_paired == len(seeds)
+        t = st.ttest_rel(a, b)
+        assert (row.t, row.p_ttest) == pytest.approx((t.statistic, t.pvalue), rel=1e-10)
+        ci = t.confidence_interval(0.95)
+        assert (row.diff_ci_low, row.diff_ci_high) == pytest.approx((ci.low, ci.high), rel=1e-10)
+        assert row.diff_mean == pytest.approx(np.mean(a - b), rel=1e-12)
+        assert row.p_wilcoxon == pytest.approx(st.wilcoxon(a, b).pvalue, rel=1e-10)
+        assert row.p_improve == pytest.approx(np.mean((a > b) + 0.5 * (a == b)))
+        es = 0.005 / np.std(a - b, ddof=1)
+        assert row.seeds_needed == math.ceil(TTestPower().solve_power(effect_size=es, alpha=0.05, power=0.8))
+        assert row.seeds_used == len(seeds)
+        p_raw[row.config_id] = t.pvalue
+    ids = list(p_raw)
+    adj = multipletests([p_raw[i] for i in ids], method="holm")[1]
+    by_id = summary.set_index("config_id")
+    for cid, p in zip(ids, adj):
+        assert by_id.loc[cid, "p_adj"] == pytest.approx(p, rel=1e-12)
+        diff = by_id.loc[cid, "diff_mean"]
+        want = "beats control" if p < 0.05 and diff > 0 else "worse" if p < 0.05 and diff < 0 else "no evidence"
+        assert by_id.loc[cid, "verdict"] == want
+    # the study was built so that the first configuration beats the control, the last is worse
+    assert by_id.loc[truth["config_ids"][0], "verdict"] == "beats control"
+    assert by_id.loc[truth["config_ids"][3], "verdict"] == "worse"
+
+
+def test_failures_are_counted_listed_and_flagged(reported):
+    folder, truth, *_ = reported
+    s = pd.read_csv(folder / "report" / "summary.csv", dtype={"failed_seeds": str, "diverged_seeds": str})
+    s = s.set_index("config_id")
+    c0, c1 = truth["config_ids"][0], truth["config_ids"][1]
+    assert (s.loc[c0, "n_failed"], s.loc[c0, "failed_seeds"], bool(s.loc[c0, "lost_seeds"])) == (1, "3", True)
+    assert (s.loc[c1, "n_diverged"], s.loc[c1, "diverged_seeds"]) == (1, "5")
+    assert "lost seeds" in s.loc[c0, "flags"]
+    # seed 7 failed in the control: every comparison loses it
+    assert s.loc[truth["config_ids"][2], "n_paired"] == 11
+    assert s.loc[c0, "n_paired"] == 10
+    assert not bool(s.loc[truth["config_ids"][3], "lost_seeds"])
+
+
+def test_no_argument_reports_the_most_recent_study(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    write_study(runs / "older", effects=(0.01,), seeds=3)
+    write_study(runs / "newer", effects=(0.01,), seeds=3)
+    past = 1_600_000_000
+    for p in (runs / "older" / "records").glob("*.json"):
+        os.utime(p, (past, past))
+    assert main(["report", "--runs", str(runs), "--no-plots"]) == 0
+    assert (runs / "newer" / "report" / "summary.csv").is_file()
+    assert not (runs / "older" / "report").exists()
+    monkeypatch.chdir(tmp_path)                       # default --runs is ./runs
+    for p in (runs / "newer" / "records").glob("*.json"):
+        os.utime(p, (past - 10, past - 10))
+    assert main(["report", "--no-plots"]) == 0
+    assert (runs / "older" / "report" / "summary.csv").is_file()
+
+
+def test_a_spec_path_reports_its_study_folder(tmp_path, monkeypatch):
+    write_study(tmp_path / "store" / "mine", effects=(0.01,), seeds=3)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: mine\nstorage: store\nseeds: 3\ngrid: {lr: [1, 2]}\n")
+    monkeypatch.chdir(tmp_path / "store")             # storage relative to the spec's folder
+    assert main(["report", str(spec), "--no-plots"]) == 0
+    assert (tmp_path / "store" / "mine" / "report" / "report.md").is_file()
+
+
+def test_no_plots_and_fdr_and_options(tmp_path, capsys):
+    write_study(tmp_path / "s", effects=(0.01, 0.0), seeds=4)
+    assert main(["report", str(tmp_path / "s"), "--no-plots", "--correction", "fdr_bh",
+                 "--effect", "1.0", "--alpha", "0.1", "--power", "0.9"]) == 0
+    rep = tmp_path / "s" / "report"
+    assert not list(rep.glob("*.png")) and "data:image" not in (rep / "report.html").read_text()
+    md = (rep / "report.md").read_text()
+    assert "Benjamini-Hochberg" in md and "effect 1 mIoU points" in md
+    s = pd.read_csv(rep / "summary.csv")
+    row = s[s.arm == "reward"].iloc[0]
+    es = 0.01 / row.diff_sd
+    assert row.seeds_needed == max(2, math.ceil(TTestPower().solve_power(effect_size=es, alpha=0.1, power=0.9)))
+
+
+def test_study_without_control_still_reports(tmp_path, capsys):
+    write_study(tmp_path / "s", effects=(0.01, 0.0), seeds=4, control=False)
+    assert main(["report", str(tmp_path / "s"), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "no control comparison is possible" in out
+    s = pd.read_csv(tmp_path / "s" / "report" / "summary.csv")
+    assert set(s.verdict) == {"no control"} and s.p_adj.isna().all()
+    assert set(s.seeds_basis) == {"delta mIoU"} and s.mean_delta.notna().all()
+    assert "no control comparison is possible" in (tmp_path / "s" / "report" / "report.md").read_text()
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rewardsweep: error: "), err
+    return err[0]
+
+
+def test_bad_input_gives_one_clear_line(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    (empty / "records").mkdir(parents=True)
+    assert main(["report", str(empty)]) == 2
+    assert "no trial records" in _one_line_error(capsys)
+
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "no such study folder" in _one_line_error(capsys)
+
+    assert main(["report", "--runs", str(tmp_path / "noruns")]) == 2
+    assert "no such folder of studies" in _one_line_error(capsys)
+    assert main(["report", "--runs", str(tmp_path)]) == 2     # folders, none with records
+    assert "no study with trial records" in _one_line_error(capsys)
+
+    write_study(tmp_path / "allfail", effects=(0.01,), seeds=2,
+                bad={(k, s): "failed" for k in ("control", 0) for s in range(2)} | {(0, 1): "diverged"})
+    assert main(["report", str(tmp_path / "allfail")]) == 2
+    line = _one_line_error(capsys)
+    assert "no finished trials" in line and "3 failed" in line and "1 diverged" in line
+
+    corrupt = tmp_path / "corrupt" / "records"
+    corrupt.mkdir(parents=True)
+    (corrupt / "a.json").write_text("[]")
+    assert main(["report", str(corrupt.parent)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "a.json" in err[0] and "skipped" in err[0] and "no readable trial records" in err[1]
+
+    bad_spec = tmp_path / "bad.yaml"
+    bad_spec.write_text("name: [unclosed\n")
+    assert main(["report", str(bad_spec)]) == 2
+    assert "cannot read the spec" in _one_line_error(capsys)
+    bad_spec.write_text("seeds: 3\n")
+    assert main(["report", str(bad_spec)]) == 2
+    assert "'name'" in _one_line_error(capsys)
+
+
+def test_mixed_start_checkpoints_in_a_top_up(tmp_path, capsys):
+    write_study(tmp_path / "a", effects=(0.01,), seeds=3)
+    write_study(tmp_path / "b", effects=(0.01,), seeds=3,
+                start=dict(START, checkpoint_hash="0123456789abcdef"))
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--no-plots"]) == 2
+    line = _one_line_error(capsys)
+    assert "different start checkpoints" in line and "--start" in line
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--no-plots", "--start", "0123"]) == 0
+    assert (tmp_path / "a" / "report" / "summary.csv").is_file()
+
+
+def test_wandb_summary_logs_a_report_run(study, tmp_path, monkeypatch, capsys):
+    folder, _ = study
+    calls = {}
+
+    class Run:
+        def log(self, payload):
+            calls["log"] = payload
+
+        def finish(self):
+            calls["finished"] = True
+
+    fake = types.SimpleNamespace(
+        init=lambda **kw: calls.setdefault("init", kw) and Run(),
+        Table=lambda dataframe: ("table", dataframe.shape),
+        Image=lambda path, caption=None: ("image", Path(path).name),
+    )
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert main(["report", str(folder), "--wandb-summary"]) == 0
+    init = calls["init"]
+    assert init["job_type"] == "report" and init["project"] == "toyproj" and init["mode"] == "offline"
+    assert "toy" in init["tags"]
+    assert calls["log"]["summary"][0] == "table" and calls["log"]["summary"][1][0] == 5
+    assert {v[1] for k, v in calls["log"].items() if k.startswith("plots/")} == {
+        "delta_per_config.png", "curves.png", "per_class_delta.png"}
+    assert calls["finished"]
+    # WANDB_MODE wins over the spec's mode
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    from rewardsweep.analysis.wandb_io import log_summary
+
+    seen = {}
+    fake.init = lambda **kw: seen.update(kw) or Run()
+    log_summary(pd.DataFrame({"a": [1.0]}), {}, study="toy", project="p", entity=None, mode="offline",
+                folder=tmp_path, settings={})
+    assert seen["mode"] == "disabled"
+
+
+def test_many_configurations_are_capped_in_plots():
+    table = pd.DataFrame({"arm": ["mle"] + ["reward"] * 200, "config_id": [f"c{i}" for i in range(201)]})
+    rows, caption = select_rows(table)
+    assert len(rows) == MAX_ROWS and rows[0] == 0 and rows[-1] == 200
+    assert "best" in caption and "worst" in caption and "of 200" in caption
+    assert select_rows(table.head(10)) == (list(range(10)), "")
+
+
+def test_analysis_never_imports_ray_torch_mmseg_or_wandb(study, tmp_path):
+    folder, _ = study
+    code = (
+        "import sys\n"
+        "from rewardsweep.cli import main\n"
+        f"rc = main(['report', {str(folder)!r}, '--no-plots'])\n"
+        "import rewardsweep.analysis.plots, rewardsweep.analysis.wandb_io\n"
+        "bad = [m for m in ('ray', 'torch', 'mmseg', 'mmengine', 'mmcv', 'wandb') if m in sys.modules]\n"
+        "print('RC', rc, 'BAD', bad)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "RC 0 BAD []" in proc.stdout, proc.stdout[-500:]
