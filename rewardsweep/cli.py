@@ -74,11 +74,12 @@ def _run_report(args: argparse.Namespace) -> int:
 
 def _add_class_weights(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("class-weights", help="count ground-truth pixels per class and write smoothed weights")
-    p.add_argument("dataset", help="preset name (e.g. cityscapes) or tiny-synthetic")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--split", default="train")
-    p.add_argument("--smooth", type=float, default=0.05)
+    p.add_argument("dataset", help="preset name (e.g. deeplabv3-r50-cityscapes, tiny-synthetic) or an MMSeg config")
+    p.add_argument("--data-root", default=None, help="dataset folder (default: the preset's environment variable)")
+    p.add_argument("--split", default="train", help="split to count: train, val, or another folder name (e.g. test)")
+    p.add_argument("--smooth", type=float, default=0.05, help="smoothing s of w_c = 1/(n_c + s*sum n)")
     p.add_argument("--out", default=None, help="output JSON (default: <dataset>-class-weights.json)")
+    p.add_argument("--workers", type=int, default=0, help="threads reading label files (default: up to 8)")
     p.set_defaults(handler=_run_class_weights)
 
 
