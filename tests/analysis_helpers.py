@@ -116,3 +116,42 @@ def write_study(folder, *, study: str = "toy", effects=(0.01, 0.0, -0.01), seeds
                               class_names=class_names)
             write_record(record_path(folder, cid, arm, s), rec)
     return out
+
+
+# --------------------------------------------------------------------------- a mocked W&B API
+
+class FakeRun:
+    def __init__(self, rid, config, summary, history=(), job_type="reward"):
+        self.id, self.config, self.summary, self.job_type = rid, config, summary, job_type
+        self._history = list(history)
+
+    def history(self, keys=None, pandas=True):
+        assert pandas is False and keys == ["val/miou"]
+        return self._history
+
+
+class FakeApi:
+    def __init__(self, runs):
+        self._runs, self.calls = runs, []
+
+    def runs(self, path, filters=None):
+        self.calls.append((path, filters))
+        return iter(self._runs)
+
+
+def wandb_run(rid, seed, arm, cid, final, status="finished"):
+    """A run as rewardsweep.sweep.wandb_log logs a trial: trial config + params + status in
+    config, mIoU numbers and last per-class IoU in summary, val/miou in history."""
+    rec = make_record(study="toy", config_id=cid, arm=arm, seed=seed, control_id="ctrl",
+                      params={"baseline.kind": "greedy"} if arm == "reward" else {},
+                      miou_start=0.6, miou_final=final, status=status)
+    config = {"study": "toy", "config_id": cid, "control_id": "ctrl", "arm": arm, "seed": seed,
+              "estimator": "reinforce", "steps": 200,
+              "start": {**rec["start"], "miou": 0.6, "per_class_iou": rec["per_class_iou_start"],
+                        "class_names": rec["class_names"]},
+              "params": rec["params"], "status": status}
+    summary = {k: rec[k] for k in ("miou_start", "miou_final", "delta_miou", "miou_best")}
+    summary.update({"status": status, "error": rec["error"]})
+    summary.update({f"val/iou/{c}": v for c, v in zip(rec["class_names"], rec["per_class_iou_final"] or [])})
+    history = [{"_step": c["step"], "val/miou": c["miou"]} for c in rec["curve"]]
+    return FakeRun(rid, config, summary, history, job_type=arm), rec

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
 
-from tests.analysis_helpers import CLASS_NAMES, START, make_record, write_study
+from tests.analysis_helpers import CLASS_NAMES, START, FakeApi, FakeRun, make_record, wandb_run, write_study
 from rewardsweep.analysis.collect import collect
 from rewardsweep.analysis.wandb_io import collect_wandb, run_to_record
 from rewardsweep.errors import UserError
@@ -105,53 +104,16 @@ def test_finished_record_without_delta_gets_final_minus_start(tmp_path):
 
 # --------------------------------------------------------------------------- W&B (mocked Api)
 
-class FakeRun:
-    def __init__(self, rid, config, summary, history=(), job_type="reward"):
-        self.id, self.config, self.summary, self.job_type = rid, config, summary, job_type
-        self._history = list(history)
-
-    def history(self, keys=None, pandas=True):
-        assert pandas is False and keys == ["val/miou"]
-        return self._history
-
-
-class FakeApi:
-    def __init__(self, runs):
-        self._runs, self.calls = runs, []
-
-    def runs(self, path, filters=None):
-        self.calls.append((path, filters))
-        return iter(self._runs)
-
-
-def _wandb_run(rid, seed, arm, cid, final, status="finished"):
-    """A run as rewardsweep.sweep.wandb_log logs a trial: trial config + params + status in
-    config, mIoU numbers and last per-class IoU in summary, val/miou in history."""
-    rec = make_record(study="toy", config_id=cid, arm=arm, seed=seed, control_id="ctrl",
-                      params={"baseline.kind": "greedy"} if arm == "reward" else {},
-                      miou_start=0.6, miou_final=final, status=status)
-    config = {"study": "toy", "config_id": cid, "control_id": "ctrl", "arm": arm, "seed": seed,
-              "estimator": "reinforce", "steps": 200,
-              "start": {**rec["start"], "miou": 0.6, "per_class_iou": rec["per_class_iou_start"],
-                        "class_names": rec["class_names"]},
-              "params": rec["params"], "status": status}
-    summary = {k: rec[k] for k in ("miou_start", "miou_final", "delta_miou", "miou_best")}
-    summary.update({"status": status, "error": rec["error"]})
-    summary.update({f"val/iou/{c}": v for c, v in zip(rec["class_names"], rec["per_class_iou_final"] or [])})
-    history = [{"_step": c["step"], "val/miou": c["miou"]} for c in rec["curve"]]
-    return FakeRun(rid, config, summary, history, job_type=arm), rec
-
-
 def test_wandb_runs_become_records(tmp_path):
     runs, recs = [], []
     for seed in range(3):
         for arm, cid, final in (("mle", "ctrl", 0.605), ("reward", "cfg1", 0.62)):
-            run, rec = _wandb_run(f"r{seed}{arm}", seed, arm, cid, final + seed / 1000)
+            run, rec = wandb_run(f"r{seed}{arm}", seed, arm, cid, final + seed / 1000)
             runs.append(run)
             recs.append(rec)
     runs.append(FakeRun("rep", {"config_id": "x"}, {}, job_type="report"))   # our own report run
     runs.append(FakeRun("junk", {"lr": 0.1}, {}))                               # not a trial
-    running, _ = _wandb_run("live", 5, "reward", "cfg1", 0.62)
+    running, _ = wandb_run("live", 5, "reward", "cfg1", 0.62)
     running.config["status"] = "running"
     running.summary.pop("status")
     runs.append(running)                                                        # not finished yet

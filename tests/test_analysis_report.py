@@ -20,7 +20,7 @@ from statsmodels.stats.power import TTestPower
 from rewardsweep.analysis import stats
 from rewardsweep.analysis.plots import MAX_ROWS, select_rows
 from rewardsweep.cli import main
-from tests.analysis_helpers import START, write_study
+from tests.analysis_helpers import START, FakeApi, wandb_run, write_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -304,12 +304,27 @@ def test_wandb_summary_logs_a_report_run(study, tmp_path, monkeypatch, capsys):
     assert seen["mode"] == "disabled"
 
 
+def test_wandb_collection_through_the_cli(tmp_path, monkeypatch, capsys):
+    runs = [wandb_run(f"r{s}{a}", s, a, c, f + s / 1000)[0]
+            for s in range(4) for a, c, f in (("mle", "ctrl", 0.605), ("reward", "cfg1", 0.63))]
+    api = FakeApi(runs)
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Api=lambda: api))
+    assert main(["report", "--wandb", "me/proj", "--study", "toy", "--runs", str(tmp_path), "--no-plots"]) == 0
+    assert api.calls == [("me/proj", {"tags": {"$in": ["toy"]}})]
+    s = pd.read_csv(tmp_path / "toy" / "report" / "summary.csv").set_index("config_id")
+    assert s.loc["cfg1", "n_paired"] == 4 and s.loc["cfg1", "verdict"] in ("beats control", "no evidence")
+    assert "wandb:me/proj" in (tmp_path / "toy" / "report" / "report.md").read_text()
+    assert main(["report", "--wandb", "me/proj", "--runs", str(tmp_path / "none")]) == 2
+    assert "--study" in capsys.readouterr().err
+
+
 def test_many_configurations_are_capped_in_plots():
     table = pd.DataFrame({"arm": ["mle"] + ["reward"] * 200, "config_id": [f"c{i}" for i in range(201)]})
-    rows, caption = select_rows(table)
-    assert len(rows) == MAX_ROWS and rows[0] == 0 and rows[-1] == 200
+    rows, caption, n_worst = select_rows(table)
+    assert len(rows) == MAX_ROWS and rows[0] == 0 and rows[-1] == 200 and n_worst > 0
+    assert rows[-n_worst:] == list(range(201 - n_worst, 201))
     assert "best" in caption and "worst" in caption and "of 200" in caption
-    assert select_rows(table.head(10)) == (list(range(10)), "")
+    assert select_rows(table.head(10)) == (list(range(10)), "", 0)
 
 
 def test_analysis_never_imports_ray_torch_mmseg_or_wandb(study, tmp_path):

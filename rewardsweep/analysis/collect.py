@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from rewardsweep.errors import UserError
-from rewardsweep.records import ARMS, RECORDS_DIRNAME, STATUSES, read_record
+from rewardsweep.records import ARMS, RECORDS_DIRNAME, read_record
 
 # Columns of the trials table that are not parameters (params never overwrite these).
 BASE_COLUMNS = (
@@ -303,4 +303,4 @@ def collect(folders: Iterable[str | os.PathLike], start: str | None = None,
     return build(entries, start=start, warnings=warnings)
 
 
-__all__ = ["Entry", "Collection", "collect", "build", "read_folder", "STATUSES"]
+__all__ = ["Entry", "Collection", "collect", "build", "read_folder"]

@@ -42,28 +42,28 @@ def _label_inches(labels, fontsize: float = 7) -> float:
 
 
 def label(row, width: int = 48) -> str:
-    params = row["params"] if isinstance(row["params"], str) else ""
-    text = f"{row['config_id']} " + (f"control {params}" if row["arm"] == "mle" else params)
-    text = text.strip()
+    text = str(row["label"])
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def select_rows(table: pd.DataFrame, cap: int = MAX_ROWS, worst: int = MAX_WORST) -> tuple[list[int], str]:
-    """Row positions to plot (table order: controls, then best to worst) and a caption."""
+def select_rows(table: pd.DataFrame, cap: int = MAX_ROWS,
+                worst: int = MAX_WORST) -> tuple[list[int], str, int]:
+    """Row positions to plot (table order: controls, then best to worst), a caption, and
+    how many of them are the worst ones (0 when everything fits)."""
     n = len(table)
     if n <= cap:
-        return list(range(n)), ""
+        return list(range(n)), "", 0
     ctrl = [i for i in range(n) if table["arm"].iat[i] == "mle"]
     rest = [i for i in range(n) if table["arm"].iat[i] != "mle"]
     room = max(cap - len(ctrl), 2)
     worst = min(worst, room // 2)
     chosen = ctrl + rest[: room - worst] + (rest[-worst:] if worst else [])
-    return chosen, f"{room - worst} best and {worst} worst of {len(rest)} configurations"
+    return chosen, f"{room - worst} best and {worst} worst of {len(rest)} configurations", worst
 
 
 def plot_deltas(summary: Summary, coll: Collection, path: Path) -> Path:
     table = summary.table
-    rows, caption = select_rows(table)
+    rows, caption, n_worst = select_rows(table)
     sub = table.iloc[rows].reset_index(drop=True)
     fin = coll.finished
     fig = _figure(9, 1.4 + 0.28 * len(sub))
@@ -84,6 +84,8 @@ def plot_deltas(summary: Summary, coll: Collection, path: Path) -> Path:
               label="95% t-interval")
     ax.scatter(mean, yy, marker="D", s=28, c=colours, zorder=4, label="mean")
     ax.axvline(0, color="black", lw=0.8)
+    if n_worst:   # a dotted line where the best end and the worst begin
+        ax.axhline(n_worst - 0.5, color="#999999", lw=0.8, ls=":")
     for _, r in sub[sub["arm"] == "mle"].iterrows():
         ax.axvline(r["mean_delta"] * 100, color=VERDICT_COLOURS["control"], lw=0.8, ls="--")
     ax.set_yticks(yy)
@@ -146,7 +148,7 @@ def plot_heatmap(summary: Summary, path: Path) -> Path | None:
     delta = summary.iou_delta
     if delta.shape[1] == 0 or delta.empty:
         return None
-    rows, caption = select_rows(summary.table)
+    rows, caption, _ = select_rows(summary.table)
     sub = summary.table.iloc[rows]
     values = delta.to_numpy(float)[rows] * 100
     n_r, n_c = values.shape

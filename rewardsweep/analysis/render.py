@@ -38,20 +38,6 @@ def ci(lo, hi) -> str:
     return f"[{pts(lo)}, {pts(hi)}]" if _finite(lo) and _finite(hi) else "–"
 
 
-def short_names(columns: list[str]) -> dict[str, str]:
-    """``baseline.kind`` -> ``kind`` where the last part is unique among the columns."""
-    last = [c.rsplit(".", 1)[-1] for c in columns]
-    return {c: (x if last.count(x) == 1 else c) for c, x in zip(columns, last)}
-
-
-def _present(v) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
-
-
-def _fmt_value(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
 def pm(mean, lo, hi) -> str:
     """Mean and the half-width of a symmetric (t) interval, in points: ``+1.32±0.52``."""
     if not _finite(mean):
@@ -322,10 +308,8 @@ def console_table(summary: Summary, max_rows: int = CONSOLE_ROWS):
         table.add_column("verdict", no_wrap=True, min_width=13)
     table.add_column("seeds", justify="right", no_wrap=True, min_width=6)
     style = {"beats control": "green", "worse": "red", "control": "blue"}
-    short = short_names(summary.varying)
     for _, r in t.head(max_rows).iterrows():
-        name = " ".join([r["config_id"], *(["control"] if r["arm"] == "mle" else []), *(
-            f"{short[c]}={_fmt_value(r[c])}" for c in summary.varying if c in r and _present(r[c]))])
+        name = r["label"]
         cells = [name.strip(), _n(r), pm(r["mean_delta"], r["ci_low"], r["ci_high"]),
                  pts(r["sd_delta"], False)]
         if has_ctrl:
@@ -350,8 +334,8 @@ def print_console(summary: Summary, coll: Collection, files: dict[str, Path], co
         width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 100
         console = Console(width=width)
     t = summary.table
-    console.print(f"[bold]{len(coll.trials)} trials[/], {len(t)} configurations; mIoU in points "
-                  "(x100), ±: half-width of the 95% CI; seeds: used/needed (! too few)")
+    console.print(f"[bold]{len(coll.trials)} trials, {len(t)} configurations[/] · mIoU in points · "
+                  "±: 95% CI half-width · seeds: used/needed (! too few)")
     console.print(console_table(summary))
     if len(t) > CONSOLE_ROWS:
         console.print(f"… {len(t) - CONSOLE_ROWS} more configurations in report.md / summary.csv")

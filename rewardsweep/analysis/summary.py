@@ -56,7 +56,13 @@ def _fmt_seeds(seeds) -> str:
     return " ".join(str(s) for s in sorted(seeds))
 
 
-def _params_label(row: dict, varying: list[str]) -> str:
+def short_names(columns: list[str]) -> dict[str, str]:
+    """``baseline.kind`` -> ``kind`` where the last part is unique among the columns."""
+    last = [c.rsplit(".", 1)[-1] for c in columns]
+    return {c: (x if last.count(x) == 1 else c) for c, x in zip(columns, last)}
+
+
+def _params_label(row: dict, varying: list[str], names: dict[str, str] | None = None) -> str:
     parts = []
     for col in varying:
         value = row.get(col)
@@ -64,7 +70,7 @@ def _params_label(row: dict, varying: list[str]) -> str:
             continue
         if isinstance(value, float):
             value = f"{value:g}"
-        parts.append(f"{col}={value}")
+        parts.append(f"{(names or {}).get(col, col)}={value}")
     return " ".join(parts)
 
 
@@ -120,6 +126,7 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
             order = np.argsort(seed_a[idx], kind="stable")
             ctrl[cid] = (seed_a[idx][order], delta_a[idx][order])
 
+    short = short_names(varying)
     nan = float("nan")
     rows: list[dict] = []
     to_pair: list[tuple[int, np.ndarray, np.ndarray]] = []
@@ -137,6 +144,8 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
         row = {
             "config_id": cid, "arm": arm,
             "params": _params_label(first, varying),
+            "label": " ".join([cid, *(["control"] if arm == "mle" else []),
+                               _params_label(first, varying, short)]).strip(),
             "control_id": None if arm == "mle" else ctrl_a[i0],
             "estimator": est_a[i0],
             **first,
