@@ -212,24 +212,11 @@ def _without_sync_bn(node: Any) -> Any:
     return node
 
 
-def _deeplabv3_r50_cityscapes(data_root: str | None) -> ModelSetting:
-    root = data_root or os.environ.get("REWARDSWEEP_CITYSCAPES") or "data/cityscapes"
-    config = mmseg_config_dir() / "deeplabv3" / "deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py"
-    setting = _from_mmseg_config(config, "deeplabv3-r50-cityscapes", root, f"cityscapes@{Path(root).resolve()}")
-    return setting
-
-
 PRESETS: dict[str, Preset] = {
     "tiny-synthetic": Preset(
         "tiny-synthetic",
-        "narrow DeepLabV3 (ResNetV1c-18/16 + ASPP + FCN aux, ~0.8M params) on the embedded synthetic scenes",
+        "narrow DeepLabV3 (ResNetV1c-18/16 + ASPP + FCN aux, ~1.0M params) on the embedded synthetic scenes",
         _tiny_synthetic,
-    ),
-    "deeplabv3-r50-cityscapes": Preset(
-        "deeplabv3-r50-cityscapes",
-        "MMSeg's DeepLabV3 R50-D8 512x1024 on Cityscapes (the study's setting; GPU)",
-        _deeplabv3_r50_cityscapes,
-        data_env="REWARDSWEEP_CITYSCAPES",
     ),
 }
 

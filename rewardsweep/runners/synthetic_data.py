@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump on any change to render_scene: it names the cache
 CLASSES = ("sky", "road", "building", "tree", "car", "person")
 PALETTE = [[70, 130, 180], [128, 64, 128], [70, 70, 70], [107, 142, 35], [0, 0, 142], [220, 20, 60]]
 SKY, ROAD, BUILDING, TREE, CAR, PERSON = range(len(CLASSES))
