@@ -1,8 +1,8 @@
 """Time ``rewardsweep report`` end to end on 10,000 trial records (target: <= 5 s).
 
 Builds a study of CONFIGS reward configurations x SEEDS seeds (+ a control arm of SEEDS
-seeds) in a temporary folder with realistic records (curve every 20 of 200 steps,
-diagnostics every 10 steps, 19 classes like Cityscapes), then runs
+seeds) in a temporary folder with realistic records (200 steps, curve every 20 steps,
+diagnostics at every step as the runner writes them, 19 classes like Cityscapes), then runs
 ``python -m rewardsweep.cli report FOLDER`` in a fresh interpreter (imports included,
 plots included) and prints the wall time. Results go to benchmarks/results/bench_report.json.
 
@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ CLASSES = ["road", "sidewalk", "building", "wall", "fence", "pole", "light", "si
            "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"]
 
 
-def build(folder: Path, configs: int, seeds: int) -> int:
+def build(folder: Path, configs: int, seeds: int, diag_every: int = 1) -> int:
     rng = np.random.default_rng(0)
     seed_effect = rng.normal(0, 0.005, seeds)
     ctrl = config_id({}, "mle")
@@ -54,7 +55,7 @@ def build(folder: Path, configs: int, seeds: int) -> int:
                               params=params, miou_start=0.61,
                               miou_final=None if status == "failed" else 0.61 + delta,
                               status=status, class_names=CLASSES, steps=200, eval_every=20,
-                              diag_every=10, start=START, rng=rng)
+                              diag_every=diag_every, start=START, rng=rng)
             write_record(record_path(folder, cid, arm, s), rec)
             n += 1
     return n
@@ -65,7 +66,8 @@ def main() -> int:
     ap.add_argument("--configs", type=int, default=200)
     ap.add_argument("--seeds", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=2, help="timed runs (the first reads a cold cache)")
-    ap.add_argument("--keep", default=None, help="build the study here and keep it")
+    ap.add_argument("--diag-every", type=int, default=1, help="diagnostics every N steps (runner: 1)")
+    ap.add_argument("--keep", default=None, help="build the study here and keep it (reused if present)")
     args = ap.parse_args()
     tmp = None
     if args.keep:
@@ -74,17 +76,20 @@ def main() -> int:
         tmp = tempfile.TemporaryDirectory(prefix="bench-report-")
         folder = Path(tmp.name) / "bench"
     t0 = time.perf_counter()
-    n = build(folder, args.configs, args.seeds) if not (folder / "records").is_dir() else \
-        len(list((folder / "records").glob("*.json")))
+    n = build(folder, args.configs, args.seeds, args.diag_every) if not (folder / "records").is_dir() \
+        else len(list((folder / "records").glob("*.json")))
     build_s = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in (folder / "records").glob("*.json"))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    times = []
+    times, cpu = [], []
     for _ in range(args.repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "rewardsweep.cli", "report", str(folder)],
                               env=env, capture_output=True, text=True)
         times.append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         if proc.returncode != 0:
             print(proc.stdout[-2000:], proc.stderr[-2000:], file=sys.stderr)
             return 1
@@ -92,14 +97,16 @@ def main() -> int:
     result = {"records": n, "configs": args.configs + 1, "seeds": args.seeds,
               "record_mb": round(size / 1e6, 1), "build_s": round(build_s, 2),
               "report_s": [round(t, 3) for t in times], "best_s": round(min(times), 3),
+              "cpu_s": [round(c, 3) for c in cpu], "load_avg": os.getloadavg(),
               "target_s": 5.0, "plots": plots, "python": platform.python_version(),
               "machine": platform.machine(), "cpus": os.cpu_count(),
               "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench_report.json").write_text(json.dumps(result, indent=1))
-    print(f"report over {n} records ({result['record_mb']} MB): "
-          + ", ".join(f"{t:.2f} s" for t in times) + f" (target <= 5 s); plots: {', '.join(plots)}")
+    print(f"report over {n} records ({result['record_mb']} MB): wall "
+          + ", ".join(f"{t:.2f} s" for t in times) + " (target <= 5 s); CPU "
+          + ", ".join(f"{c:.2f} s" for c in cpu) + f"; load {os.getloadavg()[0]:.1f}; plots: {', '.join(plots)}")
     if tmp:
         tmp.cleanup()
     return 0
