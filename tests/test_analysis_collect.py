@@ -185,3 +185,17 @@ def test_fast_reader_equals_read_record_minus_skipped_values(tmp_path):
         (tmp_path / "bad.json").write_text(text)
         with pytest.raises(ValueError, match=msg):
             load_record(tmp_path / "bad.json")
+
+
+def test_records_with_other_class_names_lose_only_their_per_class_numbers(tmp_path):
+    write_study(tmp_path / "s", effects=(0.01,), seeds=2)
+    for seed in (5, 6):
+        rec = make_record(study="s", config_id="odd", arm="reward", seed=seed, control_id=None,
+                          params={}, miou_start=0.61, miou_final=0.62, class_names=["a", "b"])
+        write_record(record_path(tmp_path / "s", "odd", "reward", seed), rec)
+    coll = collect([tmp_path / "s"])
+    assert len(coll.trials) == 6 and len(coll.warnings) == 1
+    assert "1 other record(s)" in coll.warnings[0] and "class_names differ" in coll.warnings[0]
+    odd = coll.trials.index[coll.trials.config_id == "odd"]
+    assert coll.iou_final.loc[odd].isna().all().all()
+    assert coll.trials.loc[odd, "delta_miou"].notna().all()

@@ -118,6 +118,9 @@ def test_summary_numbers_equal_scipy_and_statsmodels(reported):
         assert row.bca_high == pytest.approx(boot.confidence_interval.high, rel=1e-9)
         assert (row.min_delta, row.max_delta) == pytest.approx((x.min(), x.max()))
         assert row.mean_final == pytest.approx(g["miou_final"].mean(), rel=1e-12)
+        per_class = np.mean(np.stack(g["per_class_iou_final"]) - np.stack(g["per_class_iou_start"]), axis=0)
+        got = [row[f"iou_delta:{c}"] for c in g["class_names"].iloc[0]]
+        np.testing.assert_allclose(got, per_class, rtol=1e-12)
         if row.arm == "mle":
             assert row.verdict == "control"
             continue

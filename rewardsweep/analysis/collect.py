@@ -304,15 +304,21 @@ def build(entries: Iterable[Entry], start: str | None = None,
     n_cls = len(class_names)
     iou_s = np.full((len(rows), n_cls), np.nan)
     iou_f = np.full((len(rows), n_cls), np.nan)
+    odd = []
     for i, r in enumerate(rows):
         if r["_classes"] and r["_classes"] != class_names:
-            warnings.append(f"{r['file']}: class_names differ from the other records; "
-                            "its per-class IoU is left out")
+            odd.append(r["file"])
             continue
         if r["_iou_start"] is not None:
             iou_s[i] = r["_iou_start"]
         if r["_iou_final"] is not None:
             iou_f[i] = r["_iou_final"]
+
+    if odd:
+        more = f" and {len(odd) - 1} other record(s)" if len(odd) > 1 else ""
+        ref = next(r["file"] for r in rows if r["_classes"])
+        warnings.append(f"{odd[0]}{more}: class_names differ from {ref}; "
+                        "their per-class IoU is left out")
 
     # Params: flat columns; a name that collides with a base column gets a prefix.
     param_keys = list(dict.fromkeys(k for r in rows for k in r["_params"]))

@@ -148,7 +148,8 @@ def _headline(summary: Summary) -> list[str]:
         ids = list(lost["config_id"])
         more = f" and {len(ids) - 10} more (see the seeds table)" if len(ids) > 10 else ""
         lines.append(f"{len(lost)} configuration(s) lost seeds (failed, diverged or missing): "
-                     + ", ".join(ids[:10]) + more + ".")
+                     + ", ".join(ids[:10]) + more + ". Lost seeds are left out of every mean, "
+                     "interval and test, and counted and flagged per configuration.")
     return lines
 
 
@@ -278,7 +279,12 @@ def write_files(summary: Summary, coll: Collection, plots: dict[str, Path], fold
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"summary.csv": folder / "summary.csv", "trials.csv": folder / "trials.csv",
              "report.md": folder / "report.md", "report.html": folder / "report.html"}
-    summary.table.to_csv(paths["summary.csv"], index=False)
+    table = summary.table
+    if summary.iou_delta.shape[1]:
+        per_class = summary.iou_delta.copy()
+        per_class.columns = [f"iou_delta:{c}" for c in per_class.columns]
+        table = pd.concat([table, per_class.reset_index(drop=True)], axis=1)
+    table.to_csv(paths["summary.csv"], index=False)
     trials_csv(coll).to_csv(paths["trials.csv"], index=False)
     bl = blocks(summary, coll, plots, study)
     paths["report.md"].write_text(to_markdown(bl))
@@ -297,7 +303,7 @@ def console_table(summary: Summary, max_rows: int = CONSOLE_ROWS):
     has_ctrl = summary.has_control
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
                   show_edge=False, header_style="bold")
-    table.add_column("config", overflow="ellipsis", no_wrap=True, width=20)
+    table.add_column("config", overflow="ellipsis", no_wrap=True, width=22)
     table.add_column("ok/fl/dv", justify="right", no_wrap=True, min_width=8)
     table.add_column("Δ mIoU ±CI", justify="right", no_wrap=True, min_width=10)
     table.add_column("SD", justify="right", no_wrap=True, min_width=4)
