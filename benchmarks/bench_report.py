@@ -2,7 +2,7 @@
 
 Builds a study of CONFIGS reward configurations x SEEDS seeds (+ a control arm of SEEDS
 seeds) in a temporary folder with realistic records (200 steps, curve every 20 steps,
-diagnostics at every step as the runner writes them, 19 classes like Cityscapes), then runs
+a diagnostics summary as the runner writes it, 19 classes like Cityscapes), then runs
 ``python -m rewardsweep.cli report FOLDER`` in a fresh interpreter (imports included,
 plots included) and prints the wall time. Results go to benchmarks/results/bench_report.json.
 

@@ -23,8 +23,11 @@ Record fields (all JSON types):
 - ``per_class_iou_start``, ``per_class_iou_final``: lists aligned with ``class_names``
   (None for a class absent from val)
 - ``curve``: list of ``{"step": int, "miou": float}`` (step 0 = start checkpoint)
-- ``diagnostics``: list of per-step dicts (step, loss, reward_mean, reward_std,
-  advantage_mean, advantage_std, grad_norm, lr)
+- ``diagnostics_file``: path, relative to the study folder, of the per-step diagnostics
+  (JSON lines: step, loss, reward_mean, reward_std, advantage_mean, advantage_std,
+  grad_norm, lr). They are most of a trial's data and the report never needs them, so
+  they live beside the record, not in it; ``diagnostics_summary`` holds their means over
+  the last 10% of steps
 - ``timings``: ``{"setup_s", "train_s", "eval_s", "total_s"}``
 - ``versions``: package versions; ``host``: node name; ``started_at``/``finished_at``
 """
@@ -41,6 +44,7 @@ SCHEMA_VERSION = 1
 STATUSES = ("finished", "failed", "diverged")
 ARMS = ("reward", "mle")
 RECORDS_DIRNAME = "records"
+DIAGNOSTICS_DIRNAME = "diagnostics"
 
 
 def record_filename(config_id: str, arm: str, seed: int) -> str:
@@ -49,6 +53,34 @@ def record_filename(config_id: str, arm: str, seed: int) -> str:
 
 def record_path(study_dir: str | os.PathLike, config_id: str, arm: str, seed: int) -> Path:
     return Path(study_dir) / RECORDS_DIRNAME / record_filename(config_id, arm, seed)
+
+
+def diagnostics_path(study_dir: str | os.PathLike, config_id: str, arm: str, seed: int) -> Path:
+    name = record_filename(config_id, arm, seed).removesuffix(".json") + ".jsonl"
+    return Path(study_dir) / DIAGNOSTICS_DIRNAME / name
+
+
+def write_diagnostics(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(row, allow_nan=True) + "\n" for row in rows))
+    os.replace(tmp, path)
+    return path
+
+
+def read_diagnostics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def summarize_diagnostics(rows: list[dict[str, Any]], tail: float = 0.1) -> dict[str, float]:
+    """Means of each numeric diagnostic over the last ``tail`` fraction of steps."""
+    if not rows:
+        return {}
+    window = rows[-max(1, int(len(rows) * tail)):]
+    keys = [k for k, v in window[-1].items() if k not in ("kind", "step") and isinstance(v, (int, float))]
+    return {k: sum(float(r.get(k, float("nan"))) for r in window) / len(window) for k in keys}
 
 
 def write_record(path: str | os.PathLike, record: dict[str, Any]) -> Path:

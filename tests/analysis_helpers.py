@@ -30,7 +30,7 @@ def make_record(*, study: str, config_id: str, arm: str, seed: int, control_id: 
                 status: str = "finished", class_names=CLASS_NAMES, iou_start=None,
                 iou_final=None, steps: int = 200, eval_every: int = 50, diag_every: int = 10,
                 start: dict | None = None, rng=None, finished_at: str = "2025-01-01T00:00:00") -> dict:
-    """One trial record, valid under ``rewardsweep.records`` (curve, diagnostics, per class)."""
+    """One trial record, valid under ``rewardsweep.records`` (curve, per class, diagnostics summary)."""
     rng = rng if rng is not None else np.random.default_rng(seed)
     n_cls = len(class_names)
     if iou_start is None:
@@ -66,7 +66,8 @@ def make_record(*, study: str, config_id: str, arm: str, seed: int, control_id: 
         "miou_best": None if miou_final is None else float(max(c["miou"] for c in curve)),
         "per_class_iou_start": [float(v) for v in iou_start],
         "per_class_iou_final": None if iou_final is None else [float(v) for v in iou_final],
-        "curve": curve, "diagnostics": diag,
+        "curve": curve, "diagnostics_file": None,
+        "diagnostics_summary": {k: v for k, v in diag[-1].items() if k != "step"} if diag else {},
         "timings": {"setup_s": 1.0, "train_s": 10.0, "eval_s": 2.0, "total_s": 13.0},
         "versions": {"rewardsweep": "0.1.0"}, "host": "node0",
         "started_at": "2025-01-01T00:00:00", "finished_at": finished_at,

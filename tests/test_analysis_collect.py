@@ -160,33 +160,6 @@ def test_lost_trial_record_without_class_names_still_counts(tmp_path):
     assert len(coll.trials) == 1 and not coll.warnings
 
 
-def test_fast_reader_equals_read_record_minus_skipped_values(tmp_path):
-    from rewardsweep.analysis.collect import SKIPPED_KEYS, load_record
-    from rewardsweep.records import read_record
-
-    rec = make_record(study="s", config_id="c1", arm="reward", seed=0, control_id=None,
-                      params={"a.b": [1, 2]}, miou_start=0.6, miou_final=0.61, diag_every=1)
-    rec["config"]["debug"] = {"diagnostics": "nested keys of the same name stay"}
-    path = write_record(tmp_path / "r.json", rec)
-    fast, full = load_record(path), read_record(path)
-    assert all(fast[k] is None for k in SKIPPED_KEYS)
-    assert {k: v for k, v in fast.items() if k not in SKIPPED_KEYS} == \
-        {k: v for k, v in full.items() if k not in SKIPPED_KEYS}
-    # the last top-level key skipped, other layouts (compact JSON): same answer, full parse
-    last = tmp_path / "last.json"
-    last.write_text('{\n "arm": "mle",\n "config_id": "c",\n "seed": 1,\n "status": "failed",\n'
-                    ' "zz": [\n  1\n ],\n "diagnostics": [\n  {"a": 1}\n ]\n}')
-    out = load_record(last)
-    assert out["status"] == "failed" and out["zz"] == [1] and out["diagnostics"] is None
-    compact = tmp_path / "compact.json"
-    compact.write_text(json.dumps(rec))
-    assert load_record(compact) == json.loads(compact.read_text())
-    for text, msg in (('{\n "config": [1,\n', "not a readable"), ('{\n "arm": "x"\n}', "lacks key")):
-        (tmp_path / "bad.json").write_text(text)
-        with pytest.raises(ValueError, match=msg):
-            load_record(tmp_path / "bad.json")
-
-
 def test_records_with_other_class_names_lose_only_their_per_class_numbers(tmp_path):
     write_study(tmp_path / "s", effects=(0.01,), seeds=2)
     for seed in (5, 6):

@@ -36,6 +36,10 @@ def test_reward_trial_runs_end_to_end_and_writes_its_record(tmp_path, tiny_start
     assert [e["step"] for e in evals] == [3, 6] and len(evals[-1]["per_class_iou"]) == 6
     on_disk = records.read_record(records.record_path(tmp_path, "cfg", "reward", 1))
     assert on_disk["miou_final"] == record["miou_final"]
+    diagnostics = records.read_diagnostics(tmp_path / on_disk["diagnostics_file"])
+    assert [d["step"] for d in diagnostics] == list(range(1, 7))
+    assert diagnostics == [{k: v for k, v in e.items()} for e in steps]
+    assert on_disk["diagnostics_summary"]["loss"] == pytest.approx(steps[-1]["loss"])
     assert on_disk["timings"]["train_s"] > 0
 
 
@@ -43,7 +47,10 @@ def test_same_seed_twice_gives_identical_numbers_and_another_seed_differs(tmp_pa
     a = run_trial(_config(tmp_path / "a", tiny_start))
     b = run_trial(_config(tmp_path / "b", tiny_start))
     c = run_trial(_config(tmp_path / "c", tiny_start, seed=2))
-    losses = lambda r: [d["loss"] for d in r["diagnostics"]]
+    def losses(r):
+        study = tmp_path / r["config"]["study_dir"]
+        return [d["loss"] for d in records.read_diagnostics(study / r["diagnostics_file"])]
+
     assert losses(a) == losses(b)
     assert a["miou_final"] == b["miou_final"] and a["per_class_iou_final"] == b["per_class_iou_final"]
     assert losses(a) != losses(c)
@@ -61,7 +68,8 @@ def test_forced_failure_is_recorded_as_failed_then_raised(tmp_path, tiny_start):
         run_trial(_config(tmp_path, tiny_start, debug={"raise_at_step": 2}))
     record = records.read_record(records.record_path(tmp_path, "cfg", "reward", 1))
     assert record["status"] == "failed" and "forced to fail" in record["error"]
-    assert len(record["diagnostics"]) == 1 and record["miou_final"] is None
+    assert len(records.read_diagnostics(tmp_path / record["diagnostics_file"])) == 1
+    assert record["miou_final"] is None
 
 
 def test_nan_loss_is_recorded_as_diverged(tmp_path, tiny_start):

@@ -96,60 +96,10 @@ def read_folder(folder: str | os.PathLike, warnings: list[str]) -> list[Entry]:
     return entries
 
 
-# Top-level values the report never reads; per-step diagnostics are most of a record.
-SKIPPED_KEYS = ("config", "diagnostics")
-
-
-def _drop_top_level(data: bytes, keys=SKIPPED_KEYS) -> bytes:
-    """Cut the values of top-level ``keys`` out of a record as ``write_record`` writes it.
-
-    ``write_record`` uses ``json.dump(indent=1)``: a top-level key is the only thing that
-    starts a line with exactly one space and a quote (JSON strings hold no raw newline, and
-    nested lines are indented further), so the value of ``"diagnostics"`` runs from its key
-    to the next such line. Anything unexpected returns the data unchanged (full parse).
-    """
-    for key in keys:
-        marker = b'\n "' + key.encode() + b'": '
-        i = data.find(marker)
-        if i < 0:
-            continue
-        start = i + len(marker)
-        j = data.find(b'\n "', start)
-        if j >= 0:
-            if data[j - 1:j] != b",":
-                return data
-            data = data[:start] + b"null," + data[j:]
-        else:
-            j = data.rfind(b"\n}")
-            if j < start:
-                return data
-            data = data[:start] + b"null" + data[j:]
-    return data
-
-
 def load_record(path: str | os.PathLike) -> dict:
-    """``records.read_record`` without parsing the values the report skips (10x faster on
-    records with per-step diagnostics); same checks, same errors. Falls back to
-    ``read_record`` whenever the shortcut does not apply."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{path}: not a readable trial record ({exc})") from exc
-    slim = _drop_top_level(data)
-    if slim is data:
-        return read_record(path)
-    try:
-        record = json.loads(slim)
-    except ValueError:
-        return read_record(path)
-    if not isinstance(record, dict):
-        return read_record(path)
-    missing = [k for k in ("config_id", "arm", "seed", "status") if k not in record]
-    if missing:
-        raise ValueError(f"{path}: trial record lacks key(s) {', '.join(missing)}")
-    if record["status"] not in STATUSES:
-        raise ValueError(f"{path}: status {record['status']!r} is not one of {STATUSES}")
-    return record
+    """One record (``records.read_record``); records are small because per-step
+    diagnostics live in a sidecar file the report never reads."""
+    return read_record(path)
 
 
 def _num(value: Any, key: str, name: str) -> float:

@@ -139,7 +139,8 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         "host": platform.node(),
         "started_at": _now(),
         "curve": [],
-        "diagnostics": [],
+        "diagnostics_file": None,
+        "diagnostics_summary": {},
     }
     work_dir = tempfile.mkdtemp(prefix="rewardsweep-trial-")
     hook = None
@@ -197,12 +198,13 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
                       traceback=traceback.format_exc(limit=8))
         raise TrialFailed(record["error"]) from exc
     finally:
+        diagnostics = hook.diagnostics if hook is not None else []
         if hook is not None:
             record["curve"] = record["curve"][:1] + hook.curve
-            record["diagnostics"] = hook.diagnostics
             train_s, eval_s = hook.train_seconds, hook.eval_seconds
         else:
             train_s = eval_s = 0.0
+        record["diagnostics_summary"] = records.summarize_diagnostics(diagnostics)
         total = time.perf_counter() - wall_start
         record["timings"] = {"setup_s": locals().get("setup_seconds", 0.0), "train_s": train_s,
                              "eval_s": eval_s, "total_s": total}
@@ -216,6 +218,9 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         except Exception:  # pragma: no cover - versions are informative only
             record["versions"] = {}
         if write and config.get("study_dir"):
+            sidecar = records.diagnostics_path(config["study_dir"], record["config_id"], arm, record["seed"])
+            records.write_diagnostics(sidecar, diagnostics)
+            record["diagnostics_file"] = str(sidecar.relative_to(config["study_dir"]))
             records.write_record(
                 records.record_path(config["study_dir"], record["config_id"], arm, record["seed"]), record)
         shutil.rmtree(work_dir, ignore_errors=True)
