@@ -19,7 +19,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rewardsweep.sweep.spec import Expansion, Spec, TrialPlan, expand_study, load_spec
+from rewardsweep.sweep.expand import Expansion, TrialPlan, expand_study
+from rewardsweep.sweep.formatting import format_value
+from rewardsweep.sweep.spec import Spec, load_spec
 
 __all__ = ["MAX_WIDTH", "collapse_seeds", "format_value", "summary_lines", "render", "dry_run"]
 
@@ -41,22 +43,6 @@ def collapse_seeds(seeds: Iterable[int]) -> str:
         if s is not None:
             start = prev = s
     return ",".join(parts)
-
-
-def format_value(value: Any) -> str:
-    """A parameter value as a table shows it (None: ``-``, meaning "ignored/not used")."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list):
-        text = "[" + ",".join(format_value(v) for v in value) + "]"
-        return text if len(text) <= 24 else f"[{len(value)} values]"
-    if isinstance(value, str) and os.sep in value and len(value) > 28:
-        return "..." + value[-25:]
-    return str(value)
 
 
 def _configs(trials: list[TrialPlan]) -> list[tuple[TrialPlan, list[int]]]:
