@@ -51,8 +51,15 @@ def launch_logs(study_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((study_dir / "ray").glob("launch-*/rewardsweep-launch.json"))]
 
 
-def wandb_runs(study_dir: Path) -> list[dict]:
-    return [read_offline_run(d) for d in sorted((study_dir / "wandb").glob("offline-run-*"))]
+def wandb_runs(study_dir: Path, complete: int = 0, timeout: float = 20.0) -> list[dict]:
+    """The study's offline W&B runs. ``run.finish()`` does not wait for W&B's service to
+    write the file's last block, so wait (briefly) until ``complete`` runs have their exit."""
+    deadline = time.time() + timeout
+    while True:
+        runs = [read_offline_run(d) for d in sorted((study_dir / "wandb").glob("offline-run-*"))]
+        if sum(r["exit_code"] is not None for r in runs) >= complete or time.time() > deadline:
+            return runs
+        time.sleep(0.25)
 
 
 def keys_of(spec_path: Path) -> set[str]:
@@ -131,7 +138,7 @@ def test_interrupted_launch_resumes_without_rerunning(tmp_path):
     assert len(list((study / "ray").glob("launch-*"))) == 2        # one Ray experiment per launch
     # W&B: exactly one finished run per trial (an interrupted attempt leaves an unfinished one)
     finished_runs = {}
-    for run in wandb_runs(study):
+    for run in wandb_runs(study, complete=len(planned)):
         if run["summary"].get("status") == "finished":
             finished_runs.setdefault(run["name"], 0)
             finished_runs[run["name"]] += 1
@@ -189,7 +196,7 @@ def test_smoke_end_to_end(smoke_study):
     assert max(t["worker_trial_index"] for t in log["trials"].values()) >= 1
 
     # W&B: one offline run per trial, grouped by config id, job_type = arm, study tag
-    runs = wandb_runs(study)
+    runs = wandb_runs(study, complete=len(planned))
     assert sorted(r["name"] for r in runs) == sorted(planned)
     for run in runs:
         rec = recs[run["name"]]
@@ -269,7 +276,7 @@ def test_failed_and_diverged_trials_are_recorded(ray_local, tmp_path):
     counts = result.summary["counts"]
     assert (counts["finished"], counts["failed"], counts["diverged"], counts["missing"]) == (4, 1, 1, 0)
     assert {f["key"] for f in result.summary["failures"]} == {fail_key, nan_key}
-    runs = [r for r in wandb_runs(study) if r["name"] == nan_key]
+    runs = [r for r in wandb_runs(study, complete=7) if r["name"] == nan_key]
     assert len(runs) == 1 and runs[0]["summary"]["status"] == "diverged"
 
     # a later launch keeps both (final results); --retry-failed reruns only the failed one

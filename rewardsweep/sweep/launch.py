@@ -142,7 +142,8 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
 
     console.print(f"[bold]{spec.name}[/]: {len(plans)} trials, {len(state.done)} already done, "
                   f"{len(state.failed_kept)} failed kept, {len(state.todo)} to run"
-                  + (f" ({len(state.retried_failed)} failed retried)" if state.retried_failed else ""))
+                  + (f" ({len(state.retried_failed)} failed retried)" if state.retried_failed else "")
+                  + (f" ({len(state.interrupted)} interrupted earlier)" if state.interrupted else ""))
 
     # trial configs of this launch; the start checkpoint(s) resolved once, here on the driver
     jobs: dict[str, dict[str, Any]] = {}
@@ -174,6 +175,10 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
 
     trial_fn = trial_fn or _default_trial_fn()
     cpu, gpu = float(spec.resources.get("cpu", 1)), float(spec.resources.get("gpu", 0))
+    if wb.enabled and not address and not tune_mod.ray_is_up():
+        from rewardsweep.sweep.wandb_log import start_shared_service
+
+        start_shared_service()  # before ray.init: the local workers inherit it
     owned = tune_mod.init_ray(address, num_cpus=num_cpus, verbose=verbose)
     stamp = study_mod.launch_stamp()
     name = f"launch-{stamp}"
@@ -183,6 +188,8 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
         if result.slots == 0:
             raise UserError(f"{spec.source}: resources: a trial needs cpu {cpu:g} gpu {gpu:g} but the Ray "
                             f"cluster has no node with that much free; lower resources or add nodes")
+        console.print(f"running {len(jobs)} trial(s), {result.slots} at a time "
+                      f"(cpu {cpu:g}, gpu {gpu:g} each); Ray experiment {result.experiment}")
         fit_began = time.perf_counter()
         view = ProgressView(total=len(jobs), slots=result.slots, console=console, title=spec.name)
         with view:
@@ -197,9 +204,10 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
 
     result.interrupted = _keep_records(jobs, result.outcomes, paths, notes)
     result.total_s = time.perf_counter() - began
+    log_path = result.experiment / study_mod.LAUNCH_FILENAME
+    study_mod.write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))
     result.summary = _summary(spec, plans, paths, result, notes)
-    study_mod.write_launch_log(result.experiment / study_mod.LAUNCH_FILENAME,
-                               _launch_log(spec, result, wb.mode, cpu, gpu))
+    study_mod.write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))  # with the counts
     print_summary(console, result.summary)
     return result
 
@@ -239,22 +247,21 @@ def _same_record(path: Path, record: dict) -> bool:
 
 
 def _summary(spec, plans, paths: study_mod.StudyPaths, result: LaunchResult, notes: list[str]) -> dict[str, Any]:
-    counts = {"planned": len(plans), "finished": 0, "diverged": 0, "failed": 0, "missing": 0}
+    """Counts from the records on disk (all launches), as a resume would see them."""
+    state = study_mod.plan_state(plans, paths, retry_failed=False)
+    finished = [p for p in state.done if state.existing[p.trial_name]["status"] == "finished"]
+    diverged = [p for p in state.done if state.existing[p.trial_name]["status"] == "diverged"]
+    counts = {"planned": len(plans), "finished": len(finished), "diverged": len(diverged),
+              "failed": len(state.failed_kept), "missing": len(state.todo)}
     failures = []
-    for plan in plans:
-        path = paths.record(plan.config_id, plan.arm, plan.seed)
-        try:
-            record = records.read_record(path)
-        except (OSError, ValueError):
-            counts["missing"] += 1
-            continue
-        status = record["status"]
-        counts[status] = counts.get(status, 0) + 1
-        if status != "finished":
-            failures.append({"key": plan.trial_name, "status": status,
-                             "error": (record.get("error") or "").splitlines()[0] if record.get("error") else None})
+    for plan in diverged + state.failed_kept:
+        error = state.existing[plan.trial_name].get("error")
+        failures.append({"key": plan.trial_name, "status": state.existing[plan.trial_name]["status"],
+                         "error": error.splitlines()[0] if error else None})
     return {"study": spec.name, "study_dir": str(paths.root), "counts": counts, "failures": failures,
-            "notes": notes, "ran": len(result.to_run) if result.outcomes else None,
+            "notes": notes,
+            "ran": sum(1 for o in result.outcomes.values() if o.state not in ("pending", "running"))
+            if result.outcomes else None,
             "wall_s": result.total_s, "interrupted": result.interrupted}
 
 
@@ -265,7 +272,7 @@ def _launch_log(spec, result: LaunchResult, wandb_mode: str, cpu: float, gpu: fl
         trials[key] = {"state": out.state, "attempts": out.attempts, "retries": out.retries, "error": out.error,
                        "started": out.started, "ended": out.ended,
                        **{k: res.get(k) for k in ("node_id", "host", "pid", "worker_trial_index",
-                                                  "trial_seconds", "timings")}}
+                                                  "trial_seconds", "trial_fn_seconds", "wandb_seconds", "timings")}}
     return {"study": spec.name, "spec": str(spec.path), "experiment": str(result.experiment),
             "slots": result.slots, "resources": {"cpu": cpu, "gpu": gpu}, "max_concurrent": spec.max_concurrent,
             "retries": spec.retries, "wandb": wandb_mode, "fit_s": result.fit_s, "total_s": result.total_s,

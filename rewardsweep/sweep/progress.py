@@ -96,14 +96,12 @@ class ProgressView:
                        f"{_fmt_miou(result.get('miou_final'))}  ({_fmt_seconds(result.get('trial_seconds'))})")
 
     def trial_errored(self, key: str, error: str, retrying: bool, result: dict[str, Any]) -> None:
-        run = self.running.pop(key, None)
+        self.running.pop(key, None)
         if retrying:
             self.retried += 1
             self._line(f"[yellow]retry[/] {key}: {error}")
             return
-        if run is not None:
-            self.durations.append(time.time() - run.since)
-        self.failed += 1
+        self.failed += 1  # (not in the ETA: failures are often quick and would skew it)
         self._line(f"[red]failed[/] {key}: {error}")
 
     # ---- rendering
@@ -124,18 +122,18 @@ class ProgressView:
         return left / max(1, self.slots)
 
     def counts_line(self) -> str:
-        parts = [f"{self.finished_count}/{self.total} done", f"{len(self.running)} running",
-                 f"{self.failed} failed", f"{self.pending} pending"]
+        parts = [f"{self.done}/{self.total} finished", f"{len(self.running)} running", f"{self.pending} pending",
+                 f"{self.failed} failed"]
         if self.diverged:
-            parts.insert(1, f"{self.diverged} diverged")
+            parts.append(f"{self.diverged} diverged")
         if self.retried:
-            parts.append(f"{self.retried} retries")
-        parts.append(f"elapsed {_fmt_seconds(time.time() - self.started_at)}")
+            parts.append(f"{self.retried} retried")
         parts.append(f"ETA {_fmt_seconds(self.eta())}")
-        return " | ".join(parts)
+        parts.append(f"{_fmt_seconds(time.time() - self.started_at)} elapsed")
+        return ", ".join(parts)
 
     def render(self):
-        head = Text.from_markup(f"[bold]{self.title}[/]  {self.counts_line()}")
+        head = Text.from_markup(f"[bold]{self.title}[/]: {self.counts_line()}")
         if not self.running:
             return head
         table = Table(box=None, show_header=True, pad_edge=False)

@@ -181,13 +181,30 @@ class PlanState:
     failed_kept: list[Any] = field(default_factory=list)     # failed, not retried (no --retry-failed)
     unreadable: list[Path] = field(default_factory=list)     # records that did not parse (rerun)
     retried_failed: list[Any] = field(default_factory=list)  # failed and scheduled again
+    interrupted: list[Any] = field(default_factory=list)     # failed record left by an interruption (rerun)
     existing: dict[str, dict] = field(default_factory=dict)  # key -> record, for the plans that have one
     orphans: int = 0                                         # records the spec no longer names
+
+
+def interrupted_trials(paths: StudyPaths) -> set[str]:
+    """Trials that a launch left pending or running when it was interrupted (by the launch
+    logs, in order): a ``failed`` record of such a trial is not final. It was stopped from
+    outside (Ctrl+C reaches the workers too) or had retries left, so it runs again."""
+    last: dict[str, str] = {}
+    for log in sorted(paths.ray.glob(f"launch-*/{LAUNCH_FILENAME}"), key=lambda p: p.stat().st_mtime):
+        try:
+            trials = json.loads(log.read_text()).get("trials", {})
+        except (OSError, json.JSONDecodeError):
+            continue
+        for key, info in trials.items():
+            last[key] = info.get("state", "")
+    return {key for key, st in last.items() if st in ("pending", "running")}
 
 
 def plan_state(plans: Iterable[Any], paths: StudyPaths, retry_failed: bool = False) -> PlanState:
     state = PlanState()
     named: set[str] = set()
+    interrupted = interrupted_trials(paths)
     for plan in plans:
         key = trial_key(plan.config_id, plan.arm, plan.seed)
         named.add(key)
@@ -202,9 +219,10 @@ def plan_state(plans: Iterable[Any], paths: StudyPaths, retry_failed: bool = Fal
             state.todo.append(plan)
             continue
         state.existing[key] = record
-        if record.get("status") == "failed" and not record.get("error"):
-            # a trial stopped from outside (Ctrl+C reaching the worker) may leave a failed
-            # record without an error: it was interrupted, not a failure; run it again
+        if record.get("status") == "failed" and (not record.get("error") or key in interrupted):
+            # stopped from outside (a failed record without an error: Ctrl+C reached the
+            # worker) or interrupted with retries left: not a final failure; run it again
+            state.interrupted.append(plan)
             state.todo.append(plan)
         elif records.is_done(record):
             state.done.append(plan)

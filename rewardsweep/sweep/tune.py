@@ -10,7 +10,8 @@ One Ray trial per (config, arm, seed). What keeps the per-trial overhead low (me
 - Trials report to Tune only at evaluations and at the end (a handful of results per
   trial), never per step; trial configs travel once through the object store
   (``tune.with_parameters``) and Tune's param space holds only their names.
-- Longest trials are scheduled first, so the last slot is not left idle behind one long trial.
+- Longest trials are scheduled first (reward arms before the cheaper control), so at the
+  end slots do not idle behind one long trial.
 
 Failures: a trial that raises is retried by Ray (``FailureConfig(max_failures=retries)``);
 each attempt's record is written by the trial itself, so after the last attempt a
@@ -77,6 +78,12 @@ def _quiet_loggers(verbose: bool) -> None:
         logging.getLogger(name).setLevel(level if verbose else logging.CRITICAL)
 
 
+def ray_is_up() -> bool:
+    import ray
+
+    return ray.is_initialized()
+
+
 def shutdown_ray() -> None:
     import ray
 
@@ -105,17 +112,25 @@ def _runtime_info(attempt_started: float) -> dict[str, Any]:
     try:
         import ray
 
-        ctx = ray.get_runtime_context()
-        info["node_id"] = ctx.get_node_id()
-        info["node_ip"] = ray.util.get_node_ip_address()
+        if ray.is_initialized():  # (get_runtime_context() would start Ray outside of it)
+            ctx = ray.get_runtime_context()
+            info["node_id"] = ctx.get_node_id()
+            info["node_ip"] = ray.util.get_node_ip_address()
     except Exception:  # noqa: BLE001 - not in Ray (a direct call in a test)
         pass
     try:
+        import warnings
+
+        import ray
         from ray import tune
 
-        tctx = tune.get_context()
-        info["ray_trial_id"] = tctx.get_trial_id()
-        info["ray_experiment"] = tctx.get_experiment_name()
+        if not ray.is_initialized():
+            raise RuntimeError("not in Ray")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # outside a Tune trial these warn and return None
+            tctx = tune.get_context()
+            info["ray_trial_id"] = tctx.get_trial_id()
+            info["ray_experiment"] = tctx.get_experiment_name()
     except Exception:  # noqa: BLE001
         pass
     info["attempt_started"] = round(attempt_started, 3)
@@ -148,12 +163,14 @@ def _fresh_record(config: dict[str, Any], since: float) -> dict[str, Any] | None
 
 
 def _final_result(record: dict[str, Any] | None, status: str, error: str | None,
-                  runtime: dict[str, Any], seconds: float) -> dict[str, Any]:
+                  runtime: dict[str, Any], seconds: float, trial_s: float, wandb_s: float) -> dict[str, Any]:
     record = record or {}
     return {
         "final": True, "status": status, "error": error,
         "miou_start": record.get("miou_start"), "miou_final": record.get("miou_final"),
-        "delta_miou": record.get("delta_miou"), "trial_seconds": seconds,
+        "delta_miou": record.get("delta_miou"),
+        # wall seconds in the worker: all of it, inside the trial function, in W&B start+finish
+        "trial_seconds": seconds, "trial_fn_seconds": trial_s, "wandb_seconds": wandb_s,
         "timings": record.get("timings") or {},
         "node_id": runtime.get("node_id"), "host": runtime.get("host"), "pid": runtime.get("pid"),
         "worker_trial_index": runtime.get("worker_trial_index"),
@@ -172,14 +189,16 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
     global _WORKER_TRIALS
     from rewardsweep.sweep.wandb_log import TrialLogger
 
-    began = time.time()
+    began, clock0 = time.time(), time.perf_counter()
     if cwd and os.path.isdir(cwd):
         os.chdir(cwd)  # Tune switches to the trial folder; relative paths mean the launch folder
     config = copy.deepcopy(job["config"])
     runtime = _runtime_info(began)
     config[RUNTIME_KEY] = runtime
     _WORKER_TRIALS += 1
+    wandb_clock = time.perf_counter()
     logger = TrialLogger(wandb_options, config, job.get("params")).start() if wandb_options else None
+    wandb_s = time.perf_counter() - wandb_clock
 
     def on_event(event: dict[str, Any]) -> None:
         if logger is not None:
@@ -191,27 +210,33 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
     try:
         record = trial_fn(config, on_event=on_event)
     except Exception as exc:
-        seconds = time.perf_counter() - clock
+        trial_s = time.perf_counter() - clock
         record = _fresh_record(config, began)
         diverged = _is_diverged(exc) or (record or {}).get("status") == "diverged"
         status = "diverged" if diverged else "failed"
         error = (record or {}).get("error") or f"{type(exc).__name__}: {exc}"
-        if logger is not None:
-            logger.finish(record, status=status, error=error)
-        final = _final_result(record, status, error, runtime, seconds)
+        wandb_s += _finish(logger, record, status, error)
+        final = _final_result(record, status, error, runtime, time.perf_counter() - clock0, trial_s, wandb_s)
         if report is not None:
             report(final)
         if diverged:
             return final  # recorded; a retry would diverge again
         raise
-    seconds = time.perf_counter() - clock
-    if logger is not None:
-        logger.finish(record)
+    trial_s = time.perf_counter() - clock
+    wandb_s += _finish(logger, record)
     final = _final_result(record, (record or {}).get("status", "finished"), (record or {}).get("error"),
-                          runtime, seconds)
+                          runtime, time.perf_counter() - clock0, trial_s, wandb_s)
     if report is not None:
         report(final)
     return final
+
+
+def _finish(logger, record, status=None, error=None) -> float:
+    if logger is None:
+        return 0.0
+    clock = time.perf_counter()
+    logger.finish(record, status=status, error=error)
+    return time.perf_counter() - clock
 
 
 def _trainable(tune_config: dict[str, Any], jobs: dict[str, dict], trial_fn: Callable[..., dict],
@@ -313,6 +338,16 @@ class _Tracker(Callback):
 
 
 
+def trial_cost(config: dict[str, Any]) -> float:
+    """A rough relative cost, to schedule the longest trials first (LPT): the last trials
+    to start are the short ones, so slots do not idle behind one long trial at the end.
+    Reward trials sample k labellings per image; the control does one cross-entropy pass."""
+    steps = float(config.get("steps") or 1) * float(config.get("batch_size") or 1)
+    if config.get("arm") == "reward":
+        return steps * (1.0 + 0.5 * float(config.get("samples") or 1))
+    return steps
+
+
 def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., dict], storage_path: str,
                    name: str, cpu: float = 1, gpu: float = 0, max_concurrent: int | None = None,
                    retries: int = 0, wandb_options: dict[str, Any] | None = None,
@@ -325,7 +360,7 @@ def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., d
     from ray import tune
 
     _quiet_loggers(verbose)
-    order = sorted(jobs, key=lambda k: -float(jobs[k]["config"].get("steps") or 0))  # longest first (stable)
+    order = sorted(jobs, key=lambda k: -trial_cost(jobs[k]["config"]))  # longest first (stable)
     outcomes = {key: Outcome(key) for key in order}
     trainable = tune.with_parameters(_trainable, jobs=jobs, trial_fn=trial_fn, wandb_options=wandb_options,
                                      cwd=os.getcwd())

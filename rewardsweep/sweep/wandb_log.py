@@ -18,6 +18,12 @@ Modes: ``offline`` by default (runs under ``<study>/wandb/``; ``wandb sync`` lat
 passed, written or logged by this module: W&B reads it itself when it syncs.
 
 W&B trouble never fails a trial: errors become one warning and the trial goes on.
+
+Finishing a run does not block on writing or syncing: ``run.finish()`` hands the last
+records to the W&B service and returns in milliseconds; the service completes the
+offline file (its last 32 KiB block) moments later, even if the worker exits or is killed.
+On a local launch the driver starts one W&B service before Ray and every worker attaches
+to it (``start_shared_service``), so no worker pays for starting its own.
 """
 
 from __future__ import annotations
@@ -95,6 +101,29 @@ def _as_dict(value: Any) -> dict[str, Any]:
     if hasattr(value, "__dataclass_fields__"):
         return asdict(value)
     return dict(vars(value))
+
+
+def start_shared_service() -> bool:
+    """Start one W&B service in the driver, before a local Ray starts its workers.
+
+    W&B records the service's socket in ``WANDB_SERVICE``; the raylet and every worker it
+    spawns inherit the variable and attach to this one service instead of each starting
+    its own (a second or two of CPU per worker on a small machine). Only for a Ray started
+    by this process: workers of an existing cluster (``--address``) do not inherit the
+    driver's environment and start their own. Returns True if the service is shared.
+    """
+    if os.environ.get("WANDB_SERVICE"):
+        return True
+    try:
+        import wandb
+        from wandb.sdk import wandb_setup
+
+        wandb.setup(settings=_settings(wandb))
+        wandb_setup.singleton().ensure_service()
+    except Exception as exc:  # noqa: BLE001 - an optimisation only
+        _warn(f"could not start a shared W&B service ({type(exc).__name__}: {exc}); each worker starts its own")
+        return False
+    return bool(os.environ.get("WANDB_SERVICE"))
 
 
 # --------------------------------------------------------------------------- worker side

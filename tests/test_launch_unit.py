@@ -1,0 +1,227 @@
+"""The launch machinery without Ray: resume bookkeeping, start-once, W&B mode and logging,
+the worker-side wrapper, progress. Fast (no training); the end-to-end tests are in
+test_launch.py and test_cluster.py."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rewardsweep import records
+from rewardsweep.errors import UserError
+from rewardsweep.sweep import study
+from rewardsweep.sweep import tune as tune_mod
+from rewardsweep.sweep import wandb_log
+from rewardsweep.sweep.progress import ProgressView
+
+
+@dataclass
+class Plan:
+    config_id: str
+    arm: str
+    seed: int
+
+    @property
+    def trial_name(self) -> str:
+        return f"{self.config_id}-{self.arm}-seed{self.seed}"
+
+
+def _record(study_dir: Path, plan: Plan, status: str, error: str | None = None) -> Path:
+    return records.write_record(records.record_path(study_dir, plan.config_id, plan.arm, plan.seed),
+                                {"config_id": plan.config_id, "arm": plan.arm, "seed": plan.seed,
+                                 "status": status, "error": error})
+
+
+def _config(tmp_path: Path, **extra) -> dict:
+    return {"study": "s", "study_dir": str(tmp_path / "s"), "config_id": "abc", "arm": "reward", "seed": 0,
+            "model": "tiny-synthetic", "checkpoint": "auto", "data_root": None, "pretrain": None,
+            "steps": 4, "start": {"miou": 0.5, "class_names": ["a", "b"]}, **extra}
+
+
+def test_plan_state_resume_rules(tmp_path):
+    paths = study.StudyPaths(tmp_path).create()
+    plans = [Plan("c1", "reward", s) for s in range(6)]
+    _record(tmp_path, plans[0], "finished")
+    _record(tmp_path, plans[1], "diverged", "loss became nan")
+    _record(tmp_path, plans[2], "failed", "RuntimeError: boom")
+    _record(tmp_path, plans[3], "failed", None)              # interrupted, not a failure
+    (paths.records / f"{plans[4].trial_name}.json").write_text("{not json")
+    _record(tmp_path, Plan("gone", "reward", 0), "finished")  # no longer in the spec
+
+    state = study.plan_state(plans, paths)
+    assert [p.seed for p in state.done] == [0, 1]
+    assert [p.seed for p in state.failed_kept] == [2]
+    assert [p.seed for p in state.todo] == [3, 4, 5]
+    assert len(state.unreadable) == 1 and state.orphans == 1
+
+    state = study.plan_state(plans, paths, retry_failed=True)
+    assert [p.seed for p in state.todo] == [2, 3, 4, 5] and [p.seed for p in state.retried_failed] == [2]
+
+
+def test_start_resolved_once_and_reused(tmp_path):
+    paths = study.StudyPaths(tmp_path).create()
+    ckpt = tmp_path / "start.pth"
+    ckpt.write_bytes(b"x")
+    calls = []
+
+    def fake_ensure_start(model, checkpoint, data_root, iters):
+        calls.append((model, checkpoint, iters))
+        return {"model": model, "checkpoint": str(ckpt), "checkpoint_hash": f"h{iters}", "dataset": "d",
+                "miou": 0.5, "per_class_iou": [0.5], "class_names": ["a"], "cached": False}
+
+    configs = [_config(tmp_path, seed=s) for s in range(3)] + [_config(tmp_path, pretrain={"iters": 7})]
+    starts, computed = study.resolve_starts(paths, configs, ensure_start=fake_ensure_start)
+    assert computed == 2 and len(calls) == 2 and len(starts) == 2
+    assert {c["start"]["checkpoint_hash"] for c in configs} == {"hNone", "h7"}
+    assert "cached" not in configs[0]["start"] and "request" not in configs[0]["start"]
+
+    again = [_config(tmp_path)]
+    _, computed = study.resolve_starts(paths, again, ensure_start=fake_ensure_start)
+    assert computed == 0 and len(calls) == 2 and again[0]["start"]["checkpoint_hash"] == "hNone"
+    ckpt.unlink()                                              # cache gone: resolve again
+    _, computed = study.resolve_starts(paths, [_config(tmp_path)], ensure_start=fake_ensure_start)
+    assert computed == 1 and len(json.loads(paths.start.read_text())["starts"]) == 2
+
+
+def test_spec_copy_keeps_history(tmp_path):
+    paths = study.StudyPaths(tmp_path / "study").create()
+    spec = tmp_path / "a.yaml"
+    spec.write_text("seeds: 2\n")
+    assert study.copy_spec(spec, paths) is None
+    assert study.copy_spec(spec, paths) is None                # unchanged: nothing moved
+    spec.write_text("seeds: 3\n")
+    moved = study.copy_spec(spec, paths)
+    assert moved is not None and moved.read_text() == "seeds: 2\n" and paths.spec.read_text() == "seeds: 3\n"
+
+
+def test_write_lost_record(tmp_path):
+    config = _config(tmp_path)
+    path = study.write_lost_record(config, {"baseline.kind": "none"}, "the worker died")
+    rec = records.read_record(path)
+    assert rec["status"] == "failed" and rec["error"] == "the worker died" and rec["miou_start"] == 0.5
+
+
+def test_wandb_mode_resolution(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    opts = wandb_log.resolve_options({"mode": "online", "project": "p", "tags": ["x"]}, None, tmp_path, "study")
+    assert opts.mode == "offline" and "no API key" in opts.note and opts.tags == ("study", "x")
+    assert wandb_log.resolve_options({"mode": "offline"}, "disabled", tmp_path, "s").enabled is False
+    (tmp_path / "netrc").write_text("machine api.wandb.ai login user password k3y\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert wandb_log.resolve_options({"mode": "online"}, None, tmp_path, "s").mode == "online"
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_API_KEY", "k")
+    opts = wandb_log.resolve_options({}, "online", tmp_path, "s")
+    assert opts.mode == "online" and "k" not in json.dumps(opts.to_dict()).replace('"', " ").split()
+    with pytest.raises(UserError):
+        wandb_log.resolve_options({"mode": "sometimes"}, None, tmp_path, "s")
+
+
+# --------------------------------------------------------------------------- worker-side wrapper
+
+class TrialDiverged(RuntimeError):
+    pass
+
+
+def _stand_in(outcome: str):
+    def trial(config, on_event=None):
+        path = records.record_path(config["study_dir"], config["config_id"], config["arm"], config["seed"])
+        for step in (1, 2):
+            on_event({"kind": "step", "step": step, "loss": 1.0 / step, "lr": 0.1})
+        on_event({"kind": "eval", "step": 2, "miou": 0.6, "per_class_iou": [0.5, None]})
+        status = {"ok": "finished", "nan": "diverged", "raise": "failed"}[outcome]
+        rec = {"config_id": config["config_id"], "arm": config["arm"], "seed": config["seed"], "status": status,
+               "error": None if outcome == "ok" else f"{outcome}!", "miou_start": 0.5, "miou_final": 0.6,
+               "delta_miou": 0.1, "timings": {"train_s": 0.1}, "config": config}
+        records.write_record(path, rec)
+        if outcome == "nan":
+            raise TrialDiverged("loss became nan")
+        if outcome == "raise":
+            raise RuntimeError("boom")
+        return rec
+    return trial
+
+
+def _complete_runs(folder: Path, n: int, timeout: float = 20.0) -> list[dict]:
+    """``run.finish()`` returns before W&B's service writes the file's last block: wait for it."""
+    deadline = time.time() + timeout
+    while True:
+        runs = [wandb_log.read_offline_run(d) for d in sorted((folder / "wandb").glob("offline-run-*"))]
+        if sum(r["exit_code"] is not None for r in runs) >= n or time.time() > deadline:
+            return runs
+        time.sleep(0.2)
+
+
+def test_run_one_statuses_and_wandb_offline(tmp_path):
+    opts = wandb_log.WandbOptions(mode="offline", dir=str(tmp_path / "s"), tags=("s",)).to_dict()
+    reports = []
+    final = tune_mod.run_one({"config": _config(tmp_path), "params": {"k": 1}}, _stand_in("ok"), opts,
+                             report=reports.append)
+    assert final["status"] == "finished" and final["record"]["miou_final"] == 0.6
+    assert [r["final"] for r in reports] == [False, True] and reports[0]["miou"] == 0.6
+    assert final["node_id"] is None  # not in Ray: nothing started
+    import ray
+    assert not ray.is_initialized()
+
+    # a divergence returns normally (no retry), a failure raises (Ray retries it)
+    nan = tune_mod.run_one({"config": _config(tmp_path, seed=1), "params": {}}, _stand_in("nan"), opts)
+    assert nan["status"] == "diverged"
+    with pytest.raises(RuntimeError, match="boom"):
+        tune_mod.run_one({"config": _config(tmp_path, seed=2), "params": {}}, _stand_in("raise"), opts)
+
+    runs = {r["name"]: r for r in _complete_runs(tmp_path / "s", 3)}
+    assert set(runs) == {"abc-reward-seed0", "abc-reward-seed1", "abc-reward-seed2"}
+    ok = runs["abc-reward-seed0"]
+    assert ok["group"] == "abc" and ok["job_type"] == "reward" and "s" in ok["tags"]
+    assert ok["config"]["params"] == {"k": 1} and ok["config"]["status"] == "finished"
+    assert ok["config"]["runtime"]["pid"] > 0
+    assert [(h["_step"], h.get("val/miou")) for h in ok["history"] if "val/miou" in h] == [(0, 0.5), (2, 0.6)]
+    assert ok["history"][-1]["val/iou/a"] == 0.5 and "val/iou/b" not in ok["history"][-1]
+    assert ok["summary"]["delta_miou"] == pytest.approx(0.1) and ok["exit_code"] == 0
+    assert runs["abc-reward-seed1"]["summary"]["status"] == "diverged"
+    assert runs["abc-reward-seed2"]["summary"]["status"] == "failed"
+    assert runs["abc-reward-seed2"]["summary"]["error"] == "raise!"
+
+
+def test_offline_reader_spans_blocks(tmp_path):
+    """History larger than one 32 KiB block of the .wandb file reads back whole."""
+    opts = wandb_log.WandbOptions(mode="offline", dir=str(tmp_path)).to_dict()
+    logger = wandb_log.TrialLogger(opts, _config(tmp_path)).start()
+    for step in range(1, 801):
+        logger.on_event({"kind": "step", "step": step, "loss": 1.0 / step, "lr": 0.1, "grad_norm": 2.0,
+                         "reward_mean": 0.5, "reward_std": 0.1, "advantage_mean": 0.0, "advantage_std": 1.0})
+    logger.finish({"status": "finished", "miou_final": 0.7, "miou_start": 0.5, "delta_miou": 0.2})
+    (run,) = _complete_runs(tmp_path, 1)
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert next(run_dir.glob("run-*.wandb")).stat().st_size > 3 * 32768
+    steps = [h["_step"] for h in run["history"] if "train/loss" in h]
+    assert steps == list(range(1, 801)) and run["summary"]["miou_final"] == 0.7
+
+
+def test_trial_cost_orders_reward_before_control():
+    reward = {"arm": "reward", "steps": 100, "batch_size": 8, "samples": 2}
+    control = {"arm": "mle", "steps": 100, "batch_size": 8}
+    assert tune_mod.trial_cost(reward) > tune_mod.trial_cost(control)
+    assert tune_mod.trial_cost({**control, "steps": 400}) > tune_mod.trial_cost(reward)
+
+
+def test_progress_counts_and_eta(capsys):
+    from rich.console import Console
+
+    view = ProgressView(total=4, slots=2, console=Console(file=None, force_terminal=False, width=120), live=False)
+    with view:
+        view.trial_started("a", 1)
+        view.trial_started("b", 1)
+        view.running["a"].since -= 10
+        view.trial_finished("a", {"status": "finished", "miou_start": 0.5, "miou_final": 0.6, "trial_seconds": 10})
+        view.trial_errored("b", "boom", retrying=True, result={})
+        view.trial_started("b", 2)
+        view.trial_errored("b", "boom", retrying=False, result={})
+        assert (view.done, view.failed, view.retried, view.pending) == (1, 1, 1, 2)
+        assert view.eta() == pytest.approx(10.0, abs=0.5)              # 2 pending x 10 s / 2 slots
+        assert view.counts_line().startswith("1/4 finished, 0 running, 2 pending, 1 failed, 1 retried, ETA")
