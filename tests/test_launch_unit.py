@@ -225,3 +225,13 @@ def test_progress_counts_and_eta(capsys):
         assert (view.done, view.failed, view.retried, view.pending) == (1, 1, 1, 2)
         assert view.eta() == pytest.approx(10.0, abs=0.5)              # 2 pending x 10 s / 2 slots
         assert view.counts_line().startswith("1/4 finished, 0 running, 2 pending, 1 failed, 1 retried, ETA")
+
+
+def test_one_launch_per_study_at_a_time(tmp_path):
+    paths = study.StudyPaths(tmp_path / "s").create()
+    with study.StudyLock(paths):
+        with pytest.raises(UserError, match="another launch of this study is running"):
+            with study.StudyLock(paths):
+                pass
+    with study.StudyLock(paths):  # released
+        pass

@@ -122,6 +122,15 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
                             to_run=[p.trial_name for p in state.todo])
 
     paths.create()
+    with study_mod.StudyLock(paths):
+        return _launch_locked(spec, plans, paths, state, address=address, retry_failed=retry_failed,
+                              trial_fn=trial_fn, ensure_start=ensure_start, config_hook=config_hook,
+                              num_cpus=num_cpus, console=console, verbose=verbose, began=began)
+
+
+def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, retry_failed, trial_fn,
+                   ensure_start, config_hook, num_cpus, console, verbose, began) -> LaunchResult:
+    state = study_mod.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
     study_mod.copy_spec(spec.path, paths)
     notes: list[str] = []
     if state.unreadable:

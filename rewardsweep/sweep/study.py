@@ -270,6 +270,45 @@ def write_lost_record(config: dict[str, Any], params: dict[str, Any], error: str
     return records.write_record(path, record)
 
 
+# --------------------------------------------------------------------------- one launch at a time
+
+class StudyLock:
+    """An exclusive lock on a study folder for the duration of a launch: two launches of
+    the same study would run the same trials twice. Released when the process ends, even
+    if it is killed (``flock``)."""
+
+    def __init__(self, paths: StudyPaths) -> None:
+        self.path = paths.root / ".launch.lock"
+        self._handle = None
+
+    def __enter__(self) -> "StudyLock":
+        import fcntl
+
+        from rewardsweep.errors import UserError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise UserError(f"{self.path.parent}: another launch of this study is running ({holder}); "
+                            f"wait for it or stop it, then launch again") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {_now()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the flock
+            self._handle = None
+
+
 # --------------------------------------------------------------------------- helpers
 
 def _now() -> str:
