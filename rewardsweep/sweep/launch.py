@@ -199,7 +199,7 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
                             f"cluster has no node with that much free; lower resources or add nodes")
         console.print(f"running {len(jobs)} trial(s), {result.slots} at a time "
                       f"(cpu {cpu:g}, gpu {gpu:g} each); Ray experiment {result.experiment}")
-        fit_began = time.perf_counter()
+        fit_began, fit_wall = time.perf_counter(), time.time()
         view = ProgressView(total=len(jobs), slots=result.slots, console=console, title=spec.name)
         with view:
             result.outcomes = tune_mod.run_experiment(
@@ -212,6 +212,8 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
             tune_mod.shutdown_ray()
 
     result.interrupted = _keep_records(jobs, result.outcomes, paths, notes)
+    if result.interrupted and wb.mode == "offline":
+        _set_aside_interrupted_runs(jobs, result.outcomes, paths, since=fit_wall, notes=notes)
     result.total_s = time.perf_counter() - began
     log_path = result.experiment / study_mod.LAUNCH_FILENAME
     study_mod.write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))
@@ -245,6 +247,32 @@ def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_
     if lost:
         notes.append(f"{lost} trial(s) died without writing a record; recorded as failed")
     return interrupted
+
+
+def _set_aside_interrupted_runs(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_mod.StudyPaths,
+                                since: float, notes: list[str]) -> None:
+    """Move the offline W&B runs of trials cut short by the interruption to wandb/interrupted/,
+    so that `wandb sync <study>/wandb/offline-run-*` uploads only complete runs (the trial
+    runs again from scratch on resume, with a new run)."""
+    moved = 0
+    for key, out in outcomes.items():
+        if getattr(out, "state", None) != "running":
+            continue
+        config = jobs[key]["config"]
+        pattern = f"offline-run-*-{config['config_id']}-{config['arm']}-s{config['seed']}-*"
+        candidates = [d for d in paths.wandb.glob(pattern) if d.is_dir() and d.stat().st_mtime >= since - 1]
+        if not candidates:
+            continue
+        newest = max(candidates, key=lambda d: d.stat().st_mtime)
+        target = paths.wandb / "interrupted"
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(newest, target / newest.name)
+            moved += 1
+        except OSError:
+            pass
+    if moved:
+        notes.append(f"{moved} W&B run(s) of interrupted trials moved to {paths.wandb / 'interrupted'}")
 
 
 def _same_record(path: Path, record: dict) -> bool:
