@@ -44,11 +44,17 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
             self.evals: list[dict[str, Any]] = []
             self.train_seconds = 0.0
             self.eval_seconds = 0.0
-            self._iter_start = 0.0
+            self._train_start = 0.0
             self._val_start = 0.0
 
+        def before_train(self, runner) -> None:
+            self._train_start = time.perf_counter()
+
+        def after_train(self, runner) -> None:
+            # Training time is the whole loop (data loading included) minus evaluations.
+            self.train_seconds = time.perf_counter() - self._train_start - self.eval_seconds
+
         def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-            self._iter_start = time.perf_counter()
             step = runner.iter + 1
             if debug.get("raise_at_step") == step:
                 raise RuntimeError(f"debug: trial forced to fail at step {step}")
@@ -69,7 +75,7 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
                 if short in DIAGNOSTIC_KEYS or key.startswith(("decode.", "aux.")):
                     event[key if not short in DIAGNOSTIC_KEYS else short] = _float(value)
             self.diagnostics.append(event)
-            self.train_seconds += time.perf_counter() - self._iter_start
+            self.train_seconds = time.perf_counter() - self._train_start - self.eval_seconds
             if on_event:
                 on_event(dict(event))
             if progress:

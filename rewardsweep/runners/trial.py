@@ -137,6 +137,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         "config": config,
         "estimator": "mle" if arm == "mle" else config["estimator"],
         "host": platform.node(),
+        "runtime": config.get("runtime"),  # where it ran (set by the sweep: node id, pid, ...)
         "started_at": _now(),
         "curve": [],
         "diagnostics_file": None,
@@ -144,6 +145,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
     }
     work_dir = tempfile.mkdtemp(prefix="rewardsweep-trial-")
     hook = None
+    interrupted = False
     torch.set_num_threads(max(1, int(config.get("threads") or 1)))
     try:
         setting = resolve_setting(config["model"], config.get("data_root"))
@@ -190,6 +192,9 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
     except TrialDiverged as exc:
         record.update(status="diverged", error=str(exc))
         raise
+    except (KeyboardInterrupt, SystemExit):
+        interrupted = True  # not a result: the sweep reruns the trial, so write no record
+        raise
     except UserError as exc:  # a bad config: recorded, and reported to the user as it is
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -217,7 +222,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
             record["versions"] = _versions()
         except Exception:  # pragma: no cover - versions are informative only
             record["versions"] = {}
-        if write and config.get("study_dir"):
+        if write and config.get("study_dir") and not interrupted:
             sidecar = records.diagnostics_path(config["study_dir"], record["config_id"], arm, record["seed"])
             records.write_diagnostics(sidecar, diagnostics)
             record["diagnostics_file"] = str(sidecar.relative_to(config["study_dir"]))
