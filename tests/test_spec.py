@@ -34,7 +34,7 @@ SHIPPED = sorted(SPACES.glob("*.yaml"))
 # name -> (reward configs, control configs, seeds, grid/sample points, duplicates removed)
 EXPECTED = {
     "aux_head": (3, 1, 3, 3, 0),
-    "baseline": (6, 1, 3, 10, 4),
+    "baseline": (6, 1, 5, 10, 4),
     "cityscapes-baseline": (4, 1, 5, 4, 0),
     "easyportrait-baseline": (4, 1, 5, 4, 0),
     "estimator": (4, 1, 3, 4, 0),

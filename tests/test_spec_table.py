@@ -44,14 +44,14 @@ def test_baseline_table_content():
     out = io.StringIO()
     dry_run(SPACES / "baseline.yaml", file=out)
     text = out.getvalue()
-    assert "21 trials: 7 configurations x 3 seeds (0-2)" in text
-    assert "reward 18 trials (6 configs), mle control 3 trials (1 config)" in text
+    assert "35 trials: 7 configurations x 5 seeds (0-4)" in text
+    assert "reward 30 trials (6 configs), mle control 5 trials (1 config)" in text
     assert "4 duplicate configurations removed (10 grid/sample points -> 6 distinct" in text
     import re
 
     rows = [line for line in text.splitlines() if re.match(r"[0-9a-f]{8}  ", line)]
     assert len(rows) == 7
-    assert all(" 0-2 " in row for row in rows)
+    assert all(" 0-4 " in row for row in rows)
     assert any("baseline.kind=batch_loo baseline.coef=0.1" in row for row in rows)
     assert any("baseline.kind=ema baseline.coef=-" in row for row in rows)
     assert "samples=2" in text  # fixed values are listed once, above the table
