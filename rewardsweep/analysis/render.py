@@ -169,7 +169,8 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
         + (f"; {coll.n_duplicates} duplicate record(s) superseded by a newer one" if coll.n_duplicates else ""),
         f"configurations: {int((t['arm'] != 'mle').sum())} reward, {int((t['arm'] == 'mle').sum())} control",
         "estimators: " + ", ".join(sorted(str(e) for e in trials["estimator"].dropna().unique())),
-        "fixed parameters: " + (", ".join(f"{k}={v}" for k, v in summary.constant.items()) or "–"),
+        "fixed parameters: " + (", ".join(f"{_param_name(k)}={_param_value(v)}"
+                                          for k, v in summary.constant.items()) or "–"),
         f"settings: {s.confidence:.0%} intervals, alpha {s.alpha:g}, power {s.power:g}, "
         f"effect {s.effect * 100:g} mIoU points, {CORRECTION_NAMES.get(s.correction, s.correction)} adjustment",
     ]))
@@ -349,3 +350,17 @@ def print_console(summary: Summary, coll: Collection, files: dict[str, Path], co
         console.print(line, highlight=False, markup=False)
     if "report.md" in files:
         console.print(f"report: {files['report.md'].parent}", highlight=False)
+
+
+def _param_name(column: str) -> str:
+    """A parameter as the spec names it (collect prefixes the few that collide with columns)."""
+    from rewardsweep.analysis.collect import PARAM_PREFIX
+
+    return column.removeprefix(PARAM_PREFIX)
+
+
+def _param_value(value) -> str:
+    """Whole numbers read as written (a pandas float column turns 2 into 2.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
