@@ -63,3 +63,15 @@ def test_cli_user_error_is_one_line_and_exit_2(capsys):
     assert main(["pretrain", "--model", "no-such-preset"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("rewardsweep: error: model: unknown preset")
+
+
+def test_pretraining_is_reproducible_whatever_the_callers_thread_count(tmp_path):
+    """Same config and seed -> the same weights, byte for byte (the hash names the weights)."""
+    hashes = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        start = ensure_start("tiny-synthetic", "auto", iters=12, cache_dir=tmp_path / f"t{threads}")
+        hashes.append((start["checkpoint_hash"], start["miou"]))
+        assert torch.get_num_threads() == threads  # restored for the caller
+    torch.set_num_threads(1)
+    assert hashes[0] == hashes[1]

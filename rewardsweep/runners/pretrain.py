@@ -70,11 +70,18 @@ def check_checkpoint_matches(model, path: str | os.PathLike) -> None:
 
 
 def _strip_to_weights(src: Path, dst: Path) -> None:
-    """Keep only weights and meta (no optimizer state): smaller and loads faster."""
+    """Keep only the weights (no optimizer state): smaller and loads faster."""
     import torch
 
     state = torch.load(str(src), map_location="cpu", weights_only=False)
-    torch.save({"state_dict": state["state_dict"], "meta": state.get("meta", {})}, str(dst))
+    # No MMEngine meta (time stamps, run names): the same weights give the same bytes, so
+    # the checkpoint hash names the weights and records from equal starts pool.
+    torch.save({"state_dict": state["state_dict"]}, str(dst))
+
+
+def pretrain_threads() -> int:
+    """Threads for MLE pretraining on CPU: all cores up to 4, the same on every call."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _train(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: int, work_dir: str,
@@ -82,6 +89,12 @@ def _train(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: 
     from rewardsweep.runners.hooks import ConsoleProgress, make_event_hook
     from rewardsweep.runners.runner_config import build_runner, runner_config
 
+    import torch
+
+    # CPU results depend on the intra-op thread count (reduction order), and the cached
+    # checkpoint must not depend on OMP_NUM_THREADS: fix it per machine, then restore.
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(pretrain_threads())
     progress = ConsoleProgress(iters, f"pretrain {setting.name}") if show_progress else None
     hook = make_event_hook(None, setting.class_names, progress=progress)
     cfg = runner_config(
@@ -92,11 +105,14 @@ def _train(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: 
     )
     runner = build_runner(cfg, hooks=[hook])
     started = time.perf_counter()
-    if progress:
-        with progress:
+    try:
+        if progress:
+            with progress:
+                runner.train()
+        else:
             runner.train()
-    else:
-        runner.train()
+    finally:
+        torch.set_num_threads(previous_threads)
     seconds = time.perf_counter() - started
     first_losses = [d["loss"] for d in hook.diagnostics[:20]]
     last_losses = [d["loss"] for d in hook.diagnostics[-20:]]
