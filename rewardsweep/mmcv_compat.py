@@ -95,6 +95,11 @@ def import_mmseg() -> types.ModuleType:
     import warnings
 
     apply()
+    # Deprecation notices MMSeg prints while building its own losses and heads: not the
+    # researcher's concern, and they would interleave with our progress output.
+    for module in ("mmseg", "mmengine", "mmcv"):
+        warnings.filterwarnings("ignore", category=UserWarning, module=module + r"(\..*)?$")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module + r"(\..*)?$")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
         import mmseg

@@ -69,7 +69,9 @@ def runner_config(
         env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
                      dist_cfg=dict(backend="gloo")),
         randomness=dict(seed=seed, deterministic=False),
-        log_level="WARNING",
+        # MMEngine's own warnings (deprecations, FileClient) are noise to a researcher;
+        # our hooks report progress and our checks give the errors that matter.
+        log_level="ERROR",
         log_processor=dict(by_epoch=False),
         load_from=load_from,
         resume=False,
@@ -85,7 +87,7 @@ def runner_config(
             dataset=_in_process(setting.val_dataset),
         )
         cfg["val_cfg"] = dict(type="ValLoop")
-        cfg["val_evaluator"] = dict(type="PreciseIoUMetric", ignore_index=setting.ignore_index)
+        cfg["val_evaluator"] = dict(type="PreciseIoUMetric", ignore_index=setting.ignore_index, prefix="val")
     return cfg
 
 
