@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rewardsweep.errors import ConfigError
+from rewardsweep.trial_config import TRIAL_DEFAULTS
 from rewardsweep.reward.class_weights import (
     class_weight_values,
     class_weights_from_counts,
@@ -39,14 +40,8 @@ BASELINES = ("none", "batch_loo", "sample_loo", "greedy", "ema")
 AUX_HEADS = ("off", "mle", "reward")
 RWCE_BASELINES = ("none", "batch_loo")
 
-DEFAULTS = {
-    "estimator": "reinforce",
-    "samples": 1,
-    "baseline": {"kind": "greedy", "coef": 1.0, "decay": 0.9},
-    "normalize_advantage": False,
-    "class_weights": None,
-    "aux_head": "mle",
-}
+DEFAULTS = {key: TRIAL_DEFAULTS[key] for key in
+            ("estimator", "samples", "baseline", "normalize_advantage", "class_weights", "aux_head")}
 
 
 def _is_number(x) -> bool:
@@ -63,7 +58,7 @@ class RewardSettings:
 
     estimator: str = "reinforce"
     samples: int = 1
-    baseline_kind: str = "greedy"
+    baseline_kind: str = "none"
     baseline_coef: float = 1.0
     baseline_decay: float = 0.9
     normalize_advantage: bool = False

@@ -22,6 +22,7 @@ from rewardsweep import records
 from rewardsweep.errors import UserError
 from rewardsweep.runners.hooks import EventCallback, TrialDiverged, make_event_hook
 from rewardsweep.runners.presets import ModelSetting, resolve_setting
+from rewardsweep.trial_config import with_defaults
 
 
 class TrialFailed(RuntimeError):
@@ -29,36 +30,6 @@ class TrialFailed(RuntimeError):
 
 
 REWARD_KEYS = ("estimator", "samples", "baseline", "normalize_advantage", "class_weights", "aux_head")
-DEFAULTS: dict[str, Any] = {
-    "arm": "reward",
-    "seed": 0,
-    "data_root": None,
-    "steps": 100,
-    "eval_every": 50,
-    "batch_size": 8,
-    "estimator": "reinforce",
-    "samples": 1,
-    "baseline": {"kind": "none", "coef": 1.0, "decay": 0.9},
-    "normalize_advantage": False,
-    "lr": {"start": 1e-4, "end": 1e-6, "schedule": "poly", "power": 0.9},
-    "optimizer": {"type": "SGD", "momentum": 0.9, "weight_decay": 0.0005},
-    "class_weights": None,
-    "aux_head": "mle",
-    "threads": 1,
-    "debug": {},
-}
-
-
-def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(DEFAULTS)
-    for key, value in config.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **{k: v for k, v in value.items() if v is not None}}
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def reward_model_config(setting: ModelSetting, config: dict[str, Any]) -> dict[str, Any]:
     """The preset's model with its decode head (and maybe aux head) as reward heads."""
     from rewardsweep.reward.head import register_reward_heads, wrap_head_config

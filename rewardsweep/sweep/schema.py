@@ -18,6 +18,7 @@ from typing import Any, Callable
 from rewardsweep.reward.settings import AUX_HEADS, BASELINES, ESTIMATORS
 from rewardsweep.runners.schedules import SCHEDULES
 from rewardsweep.sweep.formatting import as_written
+from rewardsweep.trial_config import default
 
 __all__ = [
     "AUX_HEADS", "BASELINES", "ESTIMATORS", "SCHEDULES", "OPTIMIZERS", "WANDB_MODES", "CONTROLS",
@@ -172,25 +173,15 @@ REAL_KEYS = ("baseline.coef", "baseline.decay", "lr.start", "lr.end", "lr.power"
              "optimizer.momentum", "optimizer.weight_decay", "class_weights.smooth")
 
 DEFAULTS: dict[str, Any] = {
-    "estimator": "reinforce",
-    "samples": 1,
-    "baseline.kind": "none",
-    "baseline.coef": 1.0,
-    "baseline.decay": 0.9,
-    "normalize_advantage": False,
-    "lr.start": 1e-4,
-    "lr.end": 1e-6,
-    "lr.schedule": "poly",
-    "lr.power": 0.9,
-    "optimizer.type": "SGD",
-    "optimizer.momentum": 0.9,
-    "optimizer.weight_decay": 0.0005,
+    **{key: default(key) for key in (
+        "estimator", "samples", "baseline.kind", "baseline.coef", "baseline.decay",
+        "normalize_advantage", "lr.start", "lr.end", "lr.schedule", "lr.power", "optimizer.type",
+        "optimizer.momentum", "optimizer.weight_decay", "aux_head", "batch_size")},
+    # Spec-only keys: the switch and smoothing of class weights, the start checkpoint.
     "class_weights": False,          # internal on/off switch; the config holds None when off
     "class_weights.counts": None,
     "class_weights.smooth": 0.05,
-    "aux_head": "mle",
     "checkpoint": "auto",
-    "batch_size": 8,
     "pretrain.iters": None,
 }
 
