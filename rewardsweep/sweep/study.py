@@ -146,13 +146,15 @@ def resolve_starts(paths: StudyPaths, configs: Iterable[dict[str, Any]],
         if rid not in used:
             entry = saved.get(rid)
             if not entry or not Path(str(entry.get("checkpoint"))).is_file():
+                extra: dict[str, Any] = {}
                 if ensure_start is None:
                     from rewardsweep.runners.pretrain import ensure_start as ensure_start  # noqa: PLW0127
+                    extra["show_progress"] = True  # pretraining takes a minute or more: show it
                 if on_resolve is not None:
                     on_resolve(request)
                 began = time.perf_counter()
                 start = dict(ensure_start(model=request["model"], checkpoint=request["checkpoint"],
-                                          data_root=request["data_root"], iters=request["iters"]))
+                                          data_root=request["data_root"], iters=request["iters"], **extra))
                 entry = {**clean_start(start), "request": request, "resolved_at": _now(),
                          "resolve_seconds": round(time.perf_counter() - began, 3),
                          "from_cache": bool(start.get("cached"))}
