@@ -30,6 +30,9 @@ from PIL import Image
 SIZE = (64, 128)  # H, W: the aspect ratio of Cityscapes
 BLOCK = 8
 
+# EasyPortrait raw id -> face-parsing class id (person merges into background).
+FACE_MAP = {1: 0, **{i: i - 1 for i in range(2, 9)}}
+
 
 def block_label(ids, size=SIZE, seed: int = 0) -> np.ndarray:
     """A uint8 label of 8x8 blocks; the ids cycle (shuffled) so that each appears."""

@@ -14,6 +14,7 @@ from rewardsweep.errors import DataError
 from rewardsweep.reward.class_weights import class_weights_from_counts, load_counts
 from rewardsweep.runners.class_counts import count_pixels
 from tests.dataset_fixtures import (
+    FACE_MAP,
     brute_force_counts,
     read_label,
     write_cityscapes,
@@ -21,7 +22,6 @@ from tests.dataset_fixtures import (
     write_mapillary,
 )
 
-FACE_MAP = {1: 0, **{i: i - 1 for i in range(2, 9)}}
 # preset -> (dataset, classes, raw id -> class id or 255, train label files (glob), val label files)
 CASES = {
     "deeplabv3-r50-cityscapes": ("cityscapes", 19, {}, "gtFine/train/*/*_gtFine_labelTrainIds.png",

@@ -18,6 +18,7 @@ from PIL import Image
 from rewardsweep.errors import DataError
 from rewardsweep.runners.presets import resolve_setting
 from tests.dataset_fixtures import (
+    FACE_MAP,
     read_label,
     small_preset,
     with_crop,
@@ -26,7 +27,6 @@ from tests.dataset_fixtures import (
     write_mapillary,
 )
 
-FACE_MAP = {1: 0, **{i: i - 1 for i in range(2, 9)}}
 
 # preset -> (dataset, classes, first class, last class, raw id -> class id or 255)
 PRESETS = {
