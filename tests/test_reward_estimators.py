@@ -167,3 +167,11 @@ def test_pixel_weights():
     gt = torch.tensor([[[0, 1, IGNORE]]])
     assert pixel_weights(gt).tolist() == [[[1.0, 1.0, 0.0]]]
     assert pixel_weights(gt, torch.tensor([0.5, 3.0])).tolist() == [[[0.5, 3.0, 0.0]]]
+
+
+def test_greedy_labelling_equals_argmax_including_ties():
+    from rewardsweep.reward.estimators import greedy_labelling
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randint(0, 3, (4, 5, 7, 9), generator=g).float()  # many ties
+    assert torch.equal(greedy_labelling(logits), logits.argmax(1))

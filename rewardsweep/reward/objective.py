@@ -11,6 +11,7 @@ import torch
 from rewardsweep.errors import ConfigError
 from rewardsweep.reward import baselines
 from rewardsweep.reward.estimators import (
+    greedy_labelling,
     reinforce_loss,
     reward_weighted_ce_loss,
     reward_weighted_ce_weights,
@@ -92,7 +93,7 @@ class RewardObjective:
             elif kind == "sample_loo":
                 b = baselines.sample_loo(R)
             elif kind == "greedy":
-                R_greedy, _ = per_image_miou(logits.argmax(1), gt, C, ignore, check=False)
+                R_greedy, _ = per_image_miou(greedy_labelling(logits), gt, C, ignore, check=False)
                 b = baselines.greedy(R_greedy)
             elif kind == "ema":
                 b = self.ema.baseline(R, valid)
@@ -106,7 +107,7 @@ class RewardObjective:
 
     def _reward_weighted_ce(self, logits, gt, cw):
         with torch.no_grad():
-            m, valid = per_image_miou(logits.argmax(1), gt, self.num_classes, self.ignore_index)
+            m, valid = per_image_miou(greedy_labelling(logits), gt, self.num_classes, self.ignore_index)
             w = reward_weighted_ce_weights(m, self.settings.beta, valid)
         loss = reward_weighted_ce_loss(logits, gt, class_weights=cw, ignore_index=self.ignore_index, weights=w)
         return loss, self._stats(m, w, valid)
