@@ -97,3 +97,5 @@ def test_aux_head_modes(tmp_path, tiny_start, aux):
         assert not any(k.startswith("aux.") for k in keys)
     else:
         assert "aux.loss_reward" in keys
+        # the aux head's reward statistics never overwrite the decode head's
+        assert "aux.reward_mean" in keys and "reward_mean" in keys

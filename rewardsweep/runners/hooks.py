@@ -71,9 +71,13 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
             event = {"kind": "step", "step": step, "loss": loss, "grad_norm": grad_norm,
                      "lr": float(next(iter(lrs.values()))[0])}
             for key, value in outputs.items():
-                short = key.split(".")[-1]
-                if short in DIAGNOSTIC_KEYS or key.startswith(("decode.", "aux.")):
-                    event[key if not short in DIAGNOSTIC_KEYS else short] = _float(value)
+                # The decode head's reward statistics are the trial's (reward_mean, ...);
+                # everything else keeps MMSeg's name (decode.loss_ce, aux.reward_mean, ...).
+                head, _, name = key.partition(".")
+                if head == "decode" and name in DIAGNOSTIC_KEYS:
+                    event[name] = _float(value)
+                elif head in ("decode", "aux"):
+                    event[key] = _float(value)
             self.diagnostics.append(event)
             self.train_seconds = time.perf_counter() - self._train_start - self.eval_seconds
             if on_event:

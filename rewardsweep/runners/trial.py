@@ -111,12 +111,17 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         "runtime": config.get("runtime"),  # where it ran (set by the sweep: node id, pid, ...)
         "started_at": _now(),
         "curve": [],
+        "miou_final": None,
+        "delta_miou": None,
+        "miou_best": None,
+        "per_class_iou_final": None,
         "diagnostics_file": None,
         "diagnostics_summary": {},
     }
     work_dir = tempfile.mkdtemp(prefix="rewardsweep-trial-")
     hook = None
     interrupted = False
+    setup_seconds = 0.0
     torch.set_num_threads(max(1, int(config.get("threads") or 1)))
     try:
         setting = resolve_setting(config["model"], config.get("data_root"))
@@ -177,17 +182,11 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         diagnostics = hook.diagnostics if hook is not None else []
         if hook is not None:
             record["curve"] = record["curve"][:1] + hook.curve
-            train_s, eval_s = hook.train_seconds, hook.eval_seconds
-        else:
-            train_s = eval_s = 0.0
         record["diagnostics_summary"] = records.summarize_diagnostics(diagnostics)
-        total = time.perf_counter() - wall_start
-        record["timings"] = {"setup_s": locals().get("setup_seconds", 0.0), "train_s": train_s,
-                             "eval_s": eval_s, "total_s": total}
-        record.setdefault("miou_final", None)
-        record.setdefault("delta_miou", None)
-        record.setdefault("miou_best", None)
-        record.setdefault("per_class_iou_final", None)
+        record["timings"] = {"setup_s": setup_seconds,
+                             "train_s": hook.train_seconds if hook is not None else 0.0,
+                             "eval_s": hook.eval_seconds if hook is not None else 0.0,
+                             "total_s": time.perf_counter() - wall_start}
         record["finished_at"] = _now()
         try:
             record["versions"] = _versions()
