@@ -8,13 +8,19 @@ Record fields (all JSON types):
 
 - ``schema``: int, :data:`SCHEMA_VERSION`
 - ``study``: study name; ``config_id``: short stable hash of the trial config minus seed
-- ``arm``: ``"reward"`` or ``"mle"`` (the cross-entropy control)
+- ``arm``: ``"reward"``, ``"mle"`` (the cross-entropy control) or ``"noop"`` (the
+  reference: the same batches forward, no update; BatchNorm drift and evaluation noise)
 - ``control_id``: config id of the control this trial is paired with (``None`` if none;
   a control's own ``control_id`` is its ``config_id``)
 - ``seed``: int; ``status``: one of :data:`STATUSES`; ``error``: str or None
 - ``params``: the varied parameters as flat dotted keys (what a table shows)
 - ``config``: the full trial config
-- ``estimator``: ``"reinforce"``, ``"reward_weighted_ce"`` or ``"mle"``
+- ``estimator``: ``"reinforce"``, ``"reward_weighted_ce"``, ``"mle"`` or ``"noop"``
+- ``reference_id``: config id of the no-op reference this trial is paired with, or None
+- ``treatment`` (reward arm): what reached the model, from the probes every
+  ``diagnostics_every`` steps (``runners/probe.py``): ``reward_share``, ``reward_grad_norm``,
+  ``other_grad_norm``, ``wd_norm``, ``signal_norm``, ``halves_cos``, ``reward_rise``,
+  ``reward_rise_se``, ``probes``
 - ``start``: ``{"checkpoint": path, "checkpoint_hash": str, "dataset": str}``; records
   with different ``start`` are never pooled silently
 - ``class_names``: list of str
@@ -42,7 +48,7 @@ from typing import Any, Iterator
 
 SCHEMA_VERSION = 1
 STATUSES = ("finished", "failed", "diverged")
-ARMS = ("reward", "mle")
+ARMS = ("reward", "mle", "noop")
 RECORDS_DIRNAME = "records"
 DIAGNOSTICS_DIRNAME = "diagnostics"
 
@@ -79,7 +85,9 @@ def summarize_diagnostics(rows: list[dict[str, Any]], tail: float = 0.1) -> dict
     if not rows:
         return {}
     window = rows[-max(1, int(len(rows) * tail)):]
-    keys = [k for k, v in window[-1].items() if k not in ("kind", "step") and isinstance(v, (int, float))]
+    # Keys every row of the window has (probe values exist on probe steps only).
+    keys = [k for k, v in window[-1].items() if k not in ("kind", "step") and isinstance(v, (int, float))
+            and all(k in r for r in window)]
     return {k: sum(float(r.get(k, float("nan"))) for r in window) / len(window) for k in keys}
 
 

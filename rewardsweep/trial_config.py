@@ -26,6 +26,7 @@ TRIAL_DEFAULTS: dict[str, Any] = {
     "class_weights": None,
     "aux_head": "mle",
     "threads": 1,
+    "diagnostics_every": 10,
     "debug": {},
 }
 

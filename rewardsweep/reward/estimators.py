@@ -23,6 +23,7 @@ from rewardsweep.reward.miou import per_image_miou
 __all__ = [
     "pixel_weights",
     "reinforce_loss",
+    "reinforce_per_image",
     "reward_weighted_ce_loss",
     "reward_weighted_ce_weights",
     "sample_labellings",
@@ -88,6 +89,23 @@ def reinforce_loss(
 
     ``advantages`` ``[B, k]`` are detached here; images with ``valid`` False get A = 0.
     """
+    return reinforce_per_image(logits, gt, samples, advantages, valid, class_weights, ignore_index).mean()
+
+
+def reinforce_per_image(
+    logits: torch.Tensor,
+    gt: torch.Tensor,
+    samples: torch.Tensor,
+    advantages: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    class_weights: torch.Tensor | None = None,
+    ignore_index: int = 255,
+) -> torch.Tensor:
+    """Each image's term ``[B]`` of :func:`reinforce_loss` (whose mean it is).
+
+    Per-image terms let a diagnostic take the gradient of part of the batch (two halves
+    give the policy gradient's signal-to-noise) without a second forward pass.
+    """
     if samples.dim() != 4 or samples.shape[0] != logits.shape[0] or samples.shape[-2:] != logits.shape[-2:]:
         raise ValueError(f"samples must be [B, k, H, W] matching logits {tuple(logits.shape)}; got {tuple(samples.shape)}")
     A = advantages.detach().to(torch.float32)
@@ -98,7 +116,7 @@ def reinforce_loss(
     logp = torch.log_softmax(logits.float(), dim=1).gather(1, samples.long())  # [B, k, H, W]
     w = pixel_weights(gt, class_weights, ignore_index)  # [B, H, W]
     per_sample = torch.einsum("bkhw,bhw->bk", logp, w) / w.sum((-2, -1)).clamp_min(_TINY).unsqueeze(-1)
-    return -(A * per_sample).mean()
+    return -(A * per_sample).mean(-1)
 
 
 def weighted_cross_entropy(

@@ -6,21 +6,37 @@ of the method (the EMA baseline) and is not an ``nn.Module``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from rewardsweep.errors import ConfigError
 from rewardsweep.reward import baselines
 from rewardsweep.reward.estimators import (
     greedy_labelling,
-    reinforce_loss,
-    reward_weighted_ce_loss,
+    reinforce_per_image,
     reward_weighted_ce_weights,
     sample_labellings,
+    weighted_cross_entropy,
 )
 from rewardsweep.reward.miou import per_image_miou
 from rewardsweep.reward.settings import RewardSettings
 
-__all__ = ["RewardObjective"]
+__all__ = ["BatchTerms", "RewardObjective"]
+
+
+@dataclass
+class BatchTerms:
+    """What one call computed, kept for the treatment probe (``runners/probe.py``).
+
+    ``per_image_loss`` ``[B]`` (with graph; the loss is its mean), ``rewards`` ``[B, k]``
+    (detached; k = 1 for reward_weighted_ce, whose reward is the greedy mIoU) and
+    ``valid`` ``[B]``.
+    """
+
+    per_image_loss: torch.Tensor
+    rewards: torch.Tensor
+    valid: torch.Tensor
 
 
 def _mean_std(x: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
@@ -40,6 +56,7 @@ class RewardObjective:
     ``advantage_std`` over the valid images (and their samples); for
     ``reward_weighted_ce`` the reward is each image's greedy mIoU and the "advantage" its
     weight w_i. ``class_weights=None`` takes them from ``settings`` (None if it has none).
+    ``last_batch`` holds the :class:`BatchTerms` of the latest call.
     """
 
     def __init__(
@@ -64,6 +81,7 @@ class RewardObjective:
         self.class_weights = class_weights
         use_ema = settings.estimator == "reinforce" and settings.baseline_kind == "ema"
         self.ema = baselines.EmaBaseline(settings.baseline_decay) if use_ema else None
+        self.last_batch: BatchTerms | None = None
 
     def __call__(
         self, logits: torch.Tensor, gt: torch.Tensor, generator: torch.Generator | None = None
@@ -100,17 +118,19 @@ class RewardObjective:
             else:  # pragma: no cover - RewardSettings validates the kind
                 raise ValueError(f"unknown baseline {kind!r}")
             A = baselines.advantages(R, b, valid, normalize=s.normalize_advantage)
-        loss = reinforce_loss(logits, gt, samples, A, valid, cw, ignore)
+        per_image = reinforce_per_image(logits, gt, samples, A, valid, cw, ignore)
         if self.ema is not None:
             self.ema.update(baselines.batch_mean(R, valid))
-        return loss, self._stats(R, A, valid.unsqueeze(-1))
+        self.last_batch = BatchTerms(per_image, R, valid)
+        return per_image.mean(), self._stats(R, A, valid.unsqueeze(-1))
 
     def _reward_weighted_ce(self, logits, gt, cw):
         with torch.no_grad():
             m, valid = per_image_miou(greedy_labelling(logits), gt, self.num_classes, self.ignore_index)
             w = reward_weighted_ce_weights(m, self.settings.beta, valid)
-        loss = reward_weighted_ce_loss(logits, gt, class_weights=cw, ignore_index=self.ignore_index, weights=w)
-        return loss, self._stats(m, w, valid)
+        per_image = w.to(torch.float32) * weighted_cross_entropy(logits, gt, cw, self.ignore_index)
+        self.last_batch = BatchTerms(per_image, m.unsqueeze(-1), valid)
+        return per_image.mean(), self._stats(m, w, valid)
 
     @staticmethod
     def _stats(R, A, mask) -> dict[str, float]:

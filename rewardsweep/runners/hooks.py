@@ -26,14 +26,51 @@ def _float(value: Any) -> float:
         return float("nan")
 
 
+class RandomState:
+    """Every random stream training draws from (python, numpy, torch CPU and CUDA).
+
+    Evaluation creates a DataLoader iterator, which draws a seed from torch's global
+    generator: without this, changing ``eval_every`` would change the training that follows.
+    """
+
+    def __init__(self) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        self._python = random.getstate()
+        self._numpy = np.random.get_state()
+        self._torch = torch.get_rng_state()
+        self._cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+    def restore(self) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        random.setstate(self._python)
+        np.random.set_state(self._numpy)
+        torch.set_rng_state(self._torch)
+        if self._cuda is not None:
+            torch.cuda.set_rng_state_all(self._cuda)
+
+
 def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...], debug: dict | None = None,
-                    progress: Callable[[int, dict], None] | None = None):
-    """An MMEngine hook instance (built lazily so this module imports without MMEngine)."""
+                    progress: Callable[[int, dict], None] | None = None,
+                    probes: dict[int, dict[str, float]] | None = None):
+    """An MMEngine hook instance (built lazily so this module imports without MMEngine).
+
+    ``probes`` (step -> values), filled by the treatment probe during a step, is merged
+    into that step's event as ``probe.<name>``.
+    """
     from mmengine.hooks import Hook
 
     from rewardsweep.runners.metric import split_metrics
 
     debug = dict(debug or {})
+    probes = probes if probes is not None else {}
 
     class EventHook(Hook):
         priority = "LOW"  # after the optimizer step and the timer
@@ -46,6 +83,8 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
             self.eval_seconds = 0.0
             self._train_start = 0.0
             self._val_start = 0.0
+            self._step_lr = float("nan")
+            self._random_state: RandomState | None = None
 
         def before_train(self, runner) -> None:
             self._train_start = time.perf_counter()
@@ -58,6 +97,8 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
             step = runner.iter + 1
             if debug.get("raise_at_step") == step:
                 raise RuntimeError(f"debug: trial forced to fail at step {step}")
+            # The lr this step uses: the scheduler steps in after_train_iter, before we log.
+            self._step_lr = float(next(iter(runner.optim_wrapper.get_lr().values()))[0])
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
             step = runner.iter + 1
@@ -67,9 +108,7 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
                 loss = float("nan")
             grad_norm = _float(runner.message_hub.get_scalar("train/grad_norm").current()) \
                 if "train/grad_norm" in runner.message_hub.log_scalars else float("nan")
-            lrs = runner.optim_wrapper.get_lr()
-            event = {"kind": "step", "step": step, "loss": loss, "grad_norm": grad_norm,
-                     "lr": float(next(iter(lrs.values()))[0])}
+            event = {"kind": "step", "step": step, "loss": loss, "grad_norm": grad_norm, "lr": self._step_lr}
             for key, value in outputs.items():
                 # The decode head's reward statistics are the trial's (reward_mean, ...);
                 # everything else keeps MMSeg's name (decode.loss_ce, aux.reward_mean, ...).
@@ -78,6 +117,7 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
                     event[name] = _float(value)
                 elif head in ("decode", "aux"):
                     event[key] = _float(value)
+            event.update({f"probe.{k}": v for k, v in probes.get(step, {}).items()})
             self.diagnostics.append(event)
             self.train_seconds = time.perf_counter() - self._train_start - self.eval_seconds
             if on_event:
@@ -89,6 +129,10 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
 
         def before_val(self, runner) -> None:
             self._val_start = time.perf_counter()
+            self._random_state = RandomState()
+
+        def after_val(self, runner) -> None:
+            self._random_state.restore()
 
         def after_val_epoch(self, runner, metrics=None) -> None:
             self.eval_seconds += time.perf_counter() - self._val_start

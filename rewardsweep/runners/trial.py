@@ -92,6 +92,8 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
     """Run one trial and return its record (also written under ``config['study_dir']``)."""
     import torch
 
+    from rewardsweep.runners.probe import probe_hook, summarize_probes
+
     wall_start = time.perf_counter()
     config = with_defaults(config)
     arm = config["arm"]
@@ -100,13 +102,14 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         "study": config.get("study", "adhoc"),
         "config_id": config.get("config_id", "adhoc"),
         "control_id": config.get("control_id"),
+        "reference_id": config.get("reference_id"),
         "arm": arm,
         "seed": int(config["seed"]),
         "status": "failed",
         "error": None,
         "params": _params(config),
         "config": config,
-        "estimator": "mle" if arm == "mle" else config["estimator"],
+        "estimator": config["estimator"] if arm == "reward" else arm,  # mle | noop
         "host": platform.node(),
         "runtime": config.get("runtime"),  # where it ran (set by the sweep: node id, pid, ...)
         "started_at": _now(),
@@ -120,6 +123,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
     }
     work_dir = tempfile.mkdtemp(prefix="rewardsweep-trial-")
     hook = None
+    probes: dict[int, dict[str, float]] = {}  # step -> treatment probe values (reward arm)
     interrupted = False
     setup_seconds = 0.0
     torch.set_num_threads(max(1, int(config.get("threads") or 1)))
@@ -139,7 +143,10 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         validate_trial_config(config, setting)
 
         model = reward_model_config(setting, config) if arm == "reward" else None
-        hook = make_event_hook(on_event, setting.class_names, debug=config.get("debug"))
+        hook = make_event_hook(on_event, setting.class_names, debug=config.get("debug"), probes=probes)
+        every = int(config.get("diagnostics_every") or 0) if arm == "reward" else 0
+        probe = probe_hook(every, int(config["steps"]), lambda step, values: probes.__setitem__(step, values),
+                           noop=arm == "noop")
         from rewardsweep.runners.pretrain import check_checkpoint_matches
         from rewardsweep.runners.runner_config import build_runner, runner_config
 
@@ -150,7 +157,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
             device=config.get("device"),
         )
         setup_start = time.perf_counter()
-        runner = build_runner(cfg, hooks=[hook])
+        runner = build_runner(cfg, hooks=[hook, probe])
         check_checkpoint_matches(runner.model, start["checkpoint"])
         setup_seconds = time.perf_counter() - setup_start
         runner.train()
@@ -183,6 +190,9 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         if hook is not None:
             record["curve"] = record["curve"][:1] + hook.curve
         record["diagnostics_summary"] = records.summarize_diagnostics(diagnostics)
+        if arm == "reward":
+            rows = [{"step": step, **values} for step, values in sorted(probes.items())]
+            record["treatment"] = summarize_probes(rows, int(config["steps"]))
         record["timings"] = {"setup_s": setup_seconds,
                              "train_s": hook.train_seconds if hook is not None else 0.0,
                              "eval_s": hook.eval_seconds if hook is not None else 0.0,

@@ -1,0 +1,97 @@
+"""Did the treatment reach the model? The probe, the no-op arm, and training that
+evaluation and probing leave untouched (issue: reward arms that really reward-tune)."""
+
+import math
+
+import pytest
+import torch
+
+from rewardsweep import records
+from rewardsweep.runners.probe import summarize_probes
+from rewardsweep.runners.trial import run_trial
+
+
+def _config(tmp_path, start, **overrides):
+    cfg = dict(study="t", study_dir=str(tmp_path), config_id="cfg", arm="reward", seed=3,
+               model="tiny-synthetic", start=start, steps=8, eval_every=8, batch_size=4, samples=2,
+               baseline={"kind": "sample_loo"}, lr={"start": 1e-2, "end": 1e-4, "schedule": "poly"},
+               optimizer={"type": "SGD", "momentum": 0.9, "weight_decay": 5e-4}, aux_head="mle",
+               diagnostics_every=4)
+    cfg.update(overrides)
+    return cfg
+
+
+def _diagnostics(record, study_dir):
+    return records.read_diagnostics(study_dir / record["diagnostics_file"])
+
+
+def _losses(record, study_dir):
+    return [d["loss"] for d in _diagnostics(record, study_dir)]
+
+
+def test_probes_and_evaluations_leave_training_unchanged(tmp_path, tiny_start):
+    base = run_trial(_config(tmp_path / "a", tiny_start, diagnostics_every=0))
+    probed = run_trial(_config(tmp_path / "b", tiny_start, diagnostics_every=2))
+    evaluated = run_trial(_config(tmp_path / "c", tiny_start, eval_every=4))
+    assert _losses(base, tmp_path / "a") == _losses(probed, tmp_path / "b") == _losses(evaluated, tmp_path / "c")
+    assert base["miou_final"] == probed["miou_final"] == evaluated["miou_final"]
+    assert [p["step"] for p in evaluated["curve"]] == [0, 4, 8]
+    assert base["treatment"] == {"probes": 0}
+    assert probed["treatment"]["probes"] == 4
+
+
+def test_logged_lr_is_the_lr_the_step_used(tmp_path, tiny_start):
+    record = run_trial(_config(tmp_path, tiny_start, lr={"start": 1e-2, "end": 1e-4, "schedule": "linear"}))
+    lrs = [d["lr"] for d in _diagnostics(record, tmp_path)]
+    assert lrs[0] == pytest.approx(1e-2)  # step 1 runs at lr.start
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] > 1e-4 * 0.999
+
+
+def test_probe_measures_a_reward_term_drowned_by_aux_ce_and_weight_decay(tmp_path, tiny_start):
+    """The old default (aux CE, weight decay, unnormalised advantage): the reward term is a
+    sliver of the update, and the probe's numbers match a direct gradient computation."""
+    record = run_trial(_config(tmp_path, tiny_start))
+    t = record["treatment"]
+    assert t["probes"] == 2
+    assert t["other_grad_norm"] > 10 * t["reward_grad_norm"] > 0
+    assert t["wd_norm"] == pytest.approx(5e-4 * math.sqrt(sum(
+        float(v.double().pow(2).sum()) for k, v in torch.load(tiny_start["checkpoint"])["state_dict"].items()
+        if "running" not in k and "num_batches" not in k)), rel=0.05)
+    assert 0 < t["reward_share"] < 0.1
+    rows = [d for d in _diagnostics(record, tmp_path) if "probe.reward_share" in d]
+    assert [d["step"] for d in rows] == [4, 8]
+    assert all(math.isfinite(d["probe.reward_gain"]) and d["probe.reward_gain_se"] >= 0 for d in rows)
+
+
+def test_probe_sees_a_reward_only_update(tmp_path, tiny_start):
+    record = run_trial(_config(tmp_path, tiny_start, aux_head="off", normalize_advantage=True,
+                               optimizer={"type": "SGD", "momentum": 0.9, "weight_decay": 0.0}))
+    t = record["treatment"]
+    assert t["reward_share"] == pytest.approx(1.0)
+    assert t["other_grad_norm"] == 0 and t["wd_norm"] == 0
+    # normalised advantages: the whole update is the policy gradient, ~0.03 in norm
+    diag = [d for d in _diagnostics(record, tmp_path) if "probe.reward_grad_norm" in d]
+    for d in diag:
+        assert d["probe.reward_grad_norm"] == pytest.approx(d["grad_norm"], rel=1e-4)
+
+
+def test_noop_arm_changes_batchnorm_statistics_only(tmp_path, tiny_start):
+    record = run_trial(_config(tmp_path, tiny_start, arm="noop", config_id="ref"))
+    assert record["status"] == "finished" and record["estimator"] == "noop"
+    assert "treatment" not in record
+    assert len(_diagnostics(record, tmp_path)) == 8
+    assert record["miou_final"] != record["miou_start"]  # BN running statistics drifted
+    assert abs(record["delta_miou"]) < 0.05
+
+
+def test_summarize_probes_takes_the_late_half_for_the_rise():
+    rows = [{"step": 10, "reward_gain": 1.0, "reward_gain_se": 0.3, "signal_dot": 4.0, "reward_share": 0.5},
+            {"step": 20, "reward_gain": 0.2, "reward_gain_se": 0.1, "signal_dot": -2.0, "reward_share": 0.7},
+            {"step": 30, "reward_gain": 0.4, "reward_gain_se": 0.1, "signal_dot": 1.0, "reward_share": 0.9}]
+    s = summarize_probes(rows, steps=30)
+    assert s["probes"] == 3
+    assert s["reward_rise"] == pytest.approx(0.3)          # steps 20 and 30 (> 15)
+    assert s["reward_rise_se"] == pytest.approx(math.sqrt(0.02) / 2)
+    assert s["signal_norm"] == pytest.approx(1.0)           # sqrt(mean(4, -2, 1))
+    assert s["reward_share"] == pytest.approx(0.7)
+    assert summarize_probes([], 30) == {"probes": 0}
