@@ -51,7 +51,7 @@ CONFIG_KEYS = {
     "study", "study_dir", "config_id", "control_id", "arm", "seed", "model", "data_root", "start",
     "steps", "eval_every", "batch_size", "estimator", "samples", "baseline", "normalize_advantage",
     "lr", "optimizer", "class_weights", "aux_head", "threads", "debug", "checkpoint", "pretrain",
-    "params",
+    "params", "reference_id", "diagnostics_every",
 }
 
 
@@ -471,3 +471,38 @@ def test_no_torch_mmseg_or_ray_imported():
     heavy = [m for m in lines[0].split(";") if m]
     importers = dict(kv.split("=", 1) for kv in lines[1].split(";") if kv) if len(lines) > 1 else {}
     assert not heavy, f"spec loading imported {heavy}, first from {importers}"
+
+
+def test_reference_and_control_grid_arms(tmp_path: Path):
+    """reference: noop adds one no-update arm per budget; control_grid adds cross-entropy
+    arms with their own lr that name the paired control they vary; ids of the rest stay."""
+    body = """\
+        name: arms
+        model: tiny-synthetic
+        seeds: 2
+        steps: 20
+        eval_every: 20
+        control: mle
+        fixed:
+          samples: 2
+          lr: {start: 1.0e-2, end: 1.0e-4}
+        grid:
+          baseline.kind: [sample_loo, greedy]
+        """
+    plain = expand_study(load_spec(_write(tmp_path, "a.yaml", body)))
+    extra = "reference: noop\ncontrol_grid:\n  lr: [{start: 3.0e-2, end: 3.0e-4}, {start: 1.0e-1, end: 1.0e-3}]\n"
+    spec = load_spec(_write(tmp_path, "b.yaml", textwrap.dedent(body) + extra))
+    exp = expand_study(spec)
+    ids = lambda e, arm: {t.config_id for t in e.trials if t.arm == arm}  # noqa: E731
+    assert ids(exp, "reward") == ids(plain, "reward")
+    assert ids(plain, "mle") < ids(exp, "mle") and len(ids(exp, "mle")) == 3
+    assert exp.reference_configs == 1 and exp.count("noop") == 2
+    (ref_id,) = ids(exp, "noop")
+    (paired,) = ids(plain, "mle")
+    for t in exp.trials:
+        assert t.config["reference_id"] == ref_id
+        if t.arm == "mle" and t.config_id != paired:
+            assert t.control_id == paired and t.config["lr"]["start"] in (3e-2, 1e-1)
+            assert t.config["lr"]["end"] == t.config["lr"]["start"] / 100
+        assert config_hash(t.config) == t.config_id
+    assert {t.seed for t in exp.trials if t.arm == "noop"} == set(spec.seeds)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from rewardsweep.errors import UserError
+from rewardsweep.analysis.treatment import TREATMENT_KEYS
 from rewardsweep.records import ARMS, RECORDS_DIRNAME, STATUSES, read_record
 
 # Columns of the trials table that are not parameters (params never overwrite these).
@@ -151,11 +152,12 @@ def _validate(entry: Entry) -> dict:
         "file": name,
         "config_id": str(rec["config_id"]),
         "control_id": None if rec.get("control_id") is None else str(rec["control_id"]),
+        "reference_id": None if rec.get("reference_id") is None else str(rec["reference_id"]),
         "arm": rec["arm"],
         "seed": seed,
         "status": rec["status"],
         "error": rec.get("error"),
-        "estimator": "mle" if rec["arm"] == "mle" else rec.get("estimator"),
+        "estimator": rec.get("estimator") if rec["arm"] == "reward" else rec["arm"],
         "checkpoint": start.get("checkpoint"),
         "checkpoint_hash": start.get("checkpoint_hash"),
         "dataset": start.get("dataset"),
@@ -169,6 +171,9 @@ def _validate(entry: Entry) -> dict:
         row["delta_miou"] = row["miou_final"] - row["miou_start"]
     if row["status"] == "finished" and not math.isfinite(row["delta_miou"]):
         raise ValueError(f"{name}: status is finished but miou_final/miou_start are missing")
+    treatment = rec.get("treatment") if isinstance(rec.get("treatment"), dict) else {}
+    for key in TREATMENT_KEYS:
+        row[f"treatment.{key}"] = _num(treatment.get(key), f"treatment.{key}", name)
     timings = rec.get("timings") or {}
     row["total_s"] = _num(timings.get("total_s"), "timings.total_s", name) if isinstance(timings, dict) else math.nan
     params = rec.get("params") or {}

@@ -28,19 +28,22 @@ from typing import TYPE_CHECKING, Any
 from rewardsweep.errors import ConfigError, SpecError
 from rewardsweep.sweep.formatting import format_value
 from rewardsweep.sweep.schema import DEFAULTS, PARAM_KEYS
+from rewardsweep.trial_config import default
 
 if TYPE_CHECKING:
     from rewardsweep.sweep.spec import SampleSpec, Spec
 
 __all__ = ["TrialPlan", "Expansion", "expand", "expand_study", "config_hash", "RUNTIME_FIELDS",
-           "CONTROL_KEYS"]
+           "CONTROL_KEYS", "REFERENCE_KEYS"]
 
 # Fields of a trial config that do not define the configuration (not hashed).
 RUNTIME_FIELDS = ("seed", "study_dir", "start", "threads", "config_id", "control_id", "debug",
-                  "params")
+                  "params", "reference_id", "diagnostics_every")
 # What one control (cross-entropy) config is shared by.
 CONTROL_KEYS = ("model", "data_root", "checkpoint", "pretrain", "steps", "eval_every",
                 "batch_size", "lr", "optimizer")
+# What one no-op reference is shared by (it never steps: lr and optimizer do not matter).
+REFERENCE_KEYS = ("model", "data_root", "checkpoint", "pretrain", "steps", "eval_every", "batch_size")
 # Parameter groups a control's table row shows (those it shares with its reward configs).
 _CONTROL_PARAMS = ("lr", "optimizer", "steps", "checkpoint", "batch_size", "pretrain")
 # Ignored top-level reward keys take these values in the config (RewardSettings requires a
@@ -79,6 +82,7 @@ class Expansion:
     reward_configs: int
     control_configs: int
     seeds: tuple[int, ...]
+    reference_configs: int = 0
 
     def count(self, arm: str | None = None) -> int:
         return sum(1 for t in self.trials if arm is None or t.arm == arm)
@@ -121,11 +125,14 @@ def expand_study(spec: Spec) -> Expansion:
             seen.add(cid)
             config["config_id"] = cid
             rewards.append((config, view, params))
-    controls = _pair_controls(rewards, shown) if spec.control == "mle" else []
-    trials = [plan for config, params in controls + [(c, p) for c, _, p in rewards]
+    controls = _pair_controls(spec, rewards, shown) if spec.control == "mle" else []
+    references = (_pair_references([c for c, _, _ in rewards] + [c for c, _ in controls])
+                  if spec.reference == "noop" else [])
+    trials = [plan for config, params in controls + references + [(c, p) for c, _, p in rewards]
               for plan in _per_seed(spec, config, params)]
     return Expansion(trials=trials, points=points, duplicates=duplicates,
-                     reward_configs=len(rewards), control_configs=len(controls), seeds=spec.seeds)
+                     reward_configs=len(rewards), control_configs=len(controls), seeds=spec.seeds,
+                     reference_configs=len(references))
 
 
 # --------------------------------------------------------------------------------------
@@ -326,6 +333,7 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
         "study_dir": spec.study_dir,
         "config_id": None,
         "control_id": None,
+        "reference_id": None,
         "arm": arm,
         "seed": None,
         "model": spec.model,
@@ -352,6 +360,7 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
         "class_weights": class_weights,
         "aux_head": leaves["aux_head"] if reward else "mle",
         "threads": spec.threads,
+        "diagnostics_every": spec.diagnostics_every,
         "debug": {},
     }
     if class_weights and isinstance(counts, str):
@@ -433,11 +442,18 @@ def _settings_error(spec: Spec, exc: ConfigError, leaves_at: dict[str, str],
 # --------------------------------------------------------------------------------------
 
 
-def _pair_controls(rewards: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]],
+def _pair_controls(spec: Spec, rewards: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]],
                    shown: list[str]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """One cross-entropy control per distinct CONTROL_KEYS; sets each reward's control_id."""
+    """One cross-entropy control per distinct CONTROL_KEYS; sets each reward's control_id.
+
+    Each ``control_grid`` point adds a variant of every control (its own lr/optimizer, the
+    same budget) whose ``control_id`` names the paired control it varies: the report picks
+    the best of them as "the best cross-entropy for this budget".
+    """
     control_shown = [k for k in shown if k.split(".")[0] in _CONTROL_PARAMS]
+    variant_keys = list(dict.fromkeys(leaf for values in spec.control_grid.values() for a in values for leaf in a))
     controls: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    variants: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for config, view, params in rewards:
         key = json.dumps({k: config[k] for k in CONTROL_KEYS}, sort_keys=True)
         if key not in controls:
@@ -453,8 +469,58 @@ def _pair_controls(rewards: list[tuple[dict[str, Any], dict[str, Any], dict[str,
             cparams = {k: v for k, v in params.items() if k in control_shown}
             ccfg["params"] = cparams
             controls[key] = (ccfg, cparams)
+            for point in itertools.product(*spec.control_grid.values()) if spec.control_grid else ():
+                variants.append(_control_variant(spec, ccfg, {**view, **cross_entropy}, point,
+                                                 control_shown, variant_keys))
         config["control_id"] = controls[key][0]["config_id"]
-    return list(controls.values())
+    return list(controls.values()) + variants
+
+
+def _control_variant(spec: Spec, control: dict[str, Any], view: dict[str, Any], point: tuple,
+                     shown: list[str], variant_keys: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A control with the lr/optimizer leaves of one control_grid point (canonicalised)."""
+    config = json.loads(json.dumps(control))
+    view = json.loads(json.dumps(view))
+    for assignment in point:
+        for leaf, value in assignment.items():
+            group, sub = leaf.split(".", 1)
+            config[group][sub] = view[group][sub] = value
+    for c in (config, view):
+        if c["lr"]["schedule"] != "poly":
+            c["lr"]["power"] = None
+        if c["lr"]["schedule"] == "constant":
+            c["lr"]["end"] = c["lr"]["start"]
+        if c["optimizer"]["type"] != "SGD":
+            c["optimizer"]["momentum"] = None
+    if config["lr"]["schedule"] != "constant" and config["lr"]["end"] > config["lr"]["start"]:
+        raise SpecError(f"{spec.where('control_grid')}: control_grid: lr.end {config['lr']['end']:g} is above "
+                        f"lr.start {config['lr']['start']:g} in a control arm; expected end <= start")
+    config["config_id"] = config_hash(view)
+    config["control_id"] = control["config_id"]
+    flat = {f"{g}.{k}": v for g in ("lr", "optimizer") for k, v in config[g].items()}
+    params = {k: control["params"].get(k) for k in shown}
+    params.update({k: flat.get(k) for k in variant_keys})
+    config["params"] = params
+    return config, params
+
+
+def _pair_references(configs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """One no-op reference per distinct REFERENCE_KEYS; sets every config's reference_id."""
+    references: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for config in configs:
+        key = json.dumps({k: config[k] for k in REFERENCE_KEYS}, sort_keys=True)
+        if key not in references:
+            noop = {**config, "arm": "noop", "estimator": None, "samples": None,
+                    "baseline": {"kind": None, "coef": None, "decay": None}, "normalize_advantage": None,
+                    "class_weights": None, "aux_head": "mle", "lr": default("lr"),
+                    "optimizer": default("optimizer")}
+            rid = config_hash(noop)
+            params = {k: v for k, v in (config.get("params") or {}).items()
+                      if k.split(".")[0] in ("steps", "checkpoint", "batch_size", "pretrain")}
+            noop.update(config_id=rid, control_id=None, reference_id=rid, params=params)
+            references[key] = (noop, params)
+        config["reference_id"] = references[key][0]["config_id"]
+    return list(references.values())
 
 
 def _per_seed(spec: Spec, config: dict[str, Any], params: dict[str, Any]) -> list[TrialPlan]:

@@ -21,7 +21,7 @@ from rewardsweep.sweep.formatting import as_written
 from rewardsweep.trial_config import default
 
 __all__ = [
-    "AUX_HEADS", "BASELINES", "ESTIMATORS", "SCHEDULES", "OPTIMIZERS", "WANDB_MODES", "CONTROLS",
+    "AUX_HEADS", "BASELINES", "ESTIMATORS", "SCHEDULES", "OPTIMIZERS", "WANDB_MODES", "CONTROLS", "REFERENCES", "CONTROL_GRID_GROUPS",
     "Invalid", "Param", "PARAM_KEYS", "GROUPS", "REAL_KEYS", "DEFAULTS", "TOP_KEYS",
     "TOP_LEVEL_PARAMS", "STUDY_NAME",
     "one_of", "int_at_least", "number_between", "boolean", "or_null",
@@ -30,6 +30,9 @@ __all__ = [
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 WANDB_MODES = ("offline", "online", "disabled")
 CONTROLS = ("mle", "none")
+REFERENCES = ("noop", "none")
+# What a control_grid may vary: the cross-entropy arm's own learning rate and optimizer.
+CONTROL_GRID_GROUPS = ("lr", "optimizer")
 
 
 class Invalid(ValueError):
@@ -193,7 +196,8 @@ DEFAULTS: dict[str, Any] = {
 TOP_KEYS: dict[str, bool] = {
     "name": True, "description": False, "model": True, "data_root": False, "checkpoint": False,
     "pretrain": False, "seeds": True, "steps": False, "eval_every": True, "batch_size": False,
-    "control": False, "fixed": False, "grid": False, "sample": False, "resources": False,
+    "control": False, "control_grid": False, "reference": False, "diagnostics_every": False,
+    "fixed": False, "grid": False, "sample": False, "resources": False,
     "max_concurrent": False, "storage": False, "wandb": False, "retries": False,
 }
 # Parameters that may also be given at the top level (as well as under fixed/grid/sample).

@@ -37,7 +37,9 @@ from rewardsweep.sweep.expand import (
 )
 from rewardsweep.sweep.formatting import as_written
 from rewardsweep.sweep.schema import (
+    CONTROL_GRID_GROUPS,
     CONTROLS,
+    REFERENCES,
     DEFAULTS,
     GROUPS,
     PARAM_KEYS,
@@ -51,6 +53,7 @@ from rewardsweep.sweep.schema import (
     number_between,
     one_of,
 )
+from rewardsweep.trial_config import default
 from rewardsweep.sweep.yaml_lines import YamlError, line_of, line_table, parse_yaml, where
 
 __all__ = [
@@ -105,6 +108,9 @@ class Spec:
     seeds: tuple[int, ...]
     eval_every: int
     control: str                  # "mle" | "none"
+    control_grid: dict[str, list] # extra cross-entropy arms: lr/optimizer keys -> values (like grid)
+    reference: str                # "noop" | "none": the no-update reference arm
+    diagnostics_every: int        # treatment probe interval in reward trials (0: off)
     fixed: dict[str, Any]         # flat dotted key -> value (includes top-level steps etc.)
     grid: dict[str, list]         # key as written -> one flat {leaf: value} per listed value
                                   # (internally, "class_weights" is an on/off switch)
@@ -219,6 +225,15 @@ def load_spec(path: str | os.PathLike, *, storage: str | None = None, wandb_mode
     fixed, origins, grid, sample = _read_parameters(file, raw)
     eval_every = file.checked("eval_every", int_at_least(1), raw["eval_every"])
     control = _read_control(file, raw.get("control", "mle"))
+    control_grid = _parse_grid(file, raw.get("control_grid"), section="control_grid")
+    if control_grid and control != "mle":
+        raise file.fail("control_grid", "extra cross-entropy arms need control: mle; set control: mle "
+                                        "or remove control_grid")
+    reference = file.checked("reference", one_of(REFERENCES), raw.get("reference") or "none",
+                             " (noop: the same batches with no update, the zero line of BatchNorm drift)")
+    diagnostics_every = file.checked("diagnostics_every", int_at_least(0),
+                                     raw.get("diagnostics_every", default("diagnostics_every")),
+                                     " (treatment probe interval in steps; 0: off)")
     resources = _read_resources(file, raw.get("resources") or {})
     max_concurrent = _read_max_concurrent(file, raw.get("max_concurrent"), max_concurrent)
     storage, study_dir = _read_storage(file, raw.get("storage", "runs"), storage, name)
@@ -228,7 +243,8 @@ def load_spec(path: str | os.PathLike, *, storage: str | None = None, wandb_mode
     spec = Spec(
         source=source, path=fpath, text=text, name=name, description=description,
         model=model, model_ref=model_ref, data_root=data_root, data_root_ref=data_root_ref,
-        seeds=seeds, eval_every=eval_every, control=control, fixed=fixed, grid=grid,
+        seeds=seeds, eval_every=eval_every, control=control, control_grid=control_grid,
+        reference=reference, diagnostics_every=diagnostics_every, fixed=fixed, grid=grid,
         sample=sample, resources=resources, max_concurrent=max_concurrent, storage=storage,
         study_dir=study_dir, wandb=wandb, retries=retries, lines=file.lines, origins=origins,
     )
@@ -550,19 +566,22 @@ def _add_top_level_params(file: _SpecFile, raw: Mapping, fixed: dict[str, Any],
         origins["pretrain.iters"] = "pretrain.iters"
 
 
-def _parse_grid(file: _SpecFile, grid: Any) -> dict[str, list[dict[str, Any]]]:
-    """grid -> {key as written: [flattened assignment per value]}."""
+def _parse_grid(file: _SpecFile, grid: Any, section: str = "grid") -> dict[str, list[dict[str, Any]]]:
+    """grid (or control_grid) -> {key as written: [flattened assignment per value]}."""
     if grid is None:
         return {}
     if not isinstance(grid, Mapping):
-        raise file.fail("grid", f"{as_written(grid)} is not a mapping; expected dotted keys mapped to "
-                                f"lists of values")
+        raise file.fail(section, f"{as_written(grid)} is not a mapping; expected dotted keys mapped to "
+                                 f"lists of values")
     out: dict[str, list[dict[str, Any]]] = {}
     for key, values in grid.items():
         key = str(key)
-        at = f"grid.{key}"
+        at = f"{section}.{key}"
         if key not in PARAM_KEYS and key not in GROUPS:
             raise _unknown_param(file, at, key)
+        if section == "control_grid" and key.split(".")[0] not in CONTROL_GRID_GROUPS:
+            raise file.fail(at, f"{key!r} cannot vary in the control arm; expected lr or optimizer keys "
+                                f"(the cross-entropy arm's own learning rate and optimizer)")
         if not isinstance(values, list):
             raise file.fail(at, f"{as_written(values)} is not a list; expected a non-empty list of values "
                                 f"(a single value belongs under fixed:)")

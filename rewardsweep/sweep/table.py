@@ -84,7 +84,7 @@ def _split_params(configs: list[tuple[TrialPlan, list[int]]]) -> tuple[list[str]
 def summary_lines(spec: Spec, expansion: Expansion, done: set[str] | None = None) -> list[str]:
     """The counts under the table (plain text, one fact a line)."""
     n = len(expansion.trials)
-    configs = expansion.reward_configs + expansion.control_configs
+    configs = expansion.reward_configs + expansion.control_configs + expansion.reference_configs
     seeds = len(expansion.seeds)
     lines = [f"{n} trial{'s' if n != 1 else ''}: {configs} configuration{'s' if configs != 1 else ''} "
              f"x {seeds} seed{'s' if seeds != 1 else ''} ({collapse_seeds(expansion.seeds)})"]
@@ -96,6 +96,9 @@ def summary_lines(spec: Spec, expansion: Expansion, done: set[str] | None = None
         arms.append(f"mle control {expansion.count('mle')} trials ({configs_(expansion.control_configs)})")
     else:
         arms.append("no control arm (control: none)")
+    if expansion.reference_configs:
+        arms.append(f"no-op reference {expansion.count('noop')} trials "
+                    f"({configs_(expansion.reference_configs)})")
     lines.append("per arm: " + ", ".join(arms))
     pts = expansion.points
     if expansion.duplicates:
@@ -121,6 +124,8 @@ def render(spec: Spec, expansion: Expansion | None = None, *, console: Console |
         console.print(renderable, width=width)
     configs = _configs(expansion.trials)
     varied, fixed = _split_params(configs)
+    control_grid_keys = list(dict.fromkeys(leaf for values in spec.control_grid.values()
+                                           for a in values for leaf in a))
 
     head = Text()
     head.append(f"study {spec.name}", style="bold")
@@ -151,11 +156,16 @@ def render(spec: Spec, expansion: Expansion | None = None, *, console: Console |
             left = sum(1 for s in seeds if f"{plan.config_id}-{plan.arm}-seed{s}" not in done)
             label += f" ({left} to run)" if left else " (done)"
         row = [plan.config_id, plan.arm, label]
+        tuned = plan.arm == "mle" and plan.control_id != plan.config_id
         if spec.control == "mle":
-            row.append("(self)" if plan.arm == "mle" else (plan.control_id or "-"))
+            row.append("(self)" if plan.arm == "mle" and not tuned else (plan.control_id or "-"))
         if plan.arm == "mle":
-            shown = [f"{k}={format_value(plan.params[k])}" for k in varied if k in plan.params]
-            params = "cross-entropy, same budget" + (": " + " ".join(shown) if shown else "")
+            keys = varied + [k for k in control_grid_keys if k not in varied]
+            shown = [f"{k}={format_value(plan.params[k])}" for k in keys if k in plan.params]
+            what = "cross-entropy, its own lr/optimizer" if tuned else "cross-entropy, same budget"
+            params = what + (": " + " ".join(shown) if shown else "")
+        elif plan.arm == "noop":
+            params = "no-op reference: the same batches forward, no update"
         else:
             params = " ".join(f"{k}={format_value(plan.params.get(k))}" for k in varied)
         row.append(params)

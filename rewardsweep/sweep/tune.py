@@ -345,6 +345,8 @@ def trial_cost(config: dict[str, Any]) -> float:
     steps = float(config.get("steps") or 1) * float(config.get("batch_size") or 1)
     if config.get("arm") == "reward":
         return steps * (1.0 + 0.5 * float(config.get("samples") or 1))
+    if config.get("arm") == "noop":
+        return steps / 3  # forward only
     return steps
 
 
