@@ -31,13 +31,16 @@ def _losses(record, study_dir):
 
 def test_probes_and_evaluations_leave_training_unchanged(tmp_path, tiny_start):
     base = run_trial(_config(tmp_path / "a", tiny_start, diagnostics_every=0))
-    probed = run_trial(_config(tmp_path / "b", tiny_start, diagnostics_every=2))
+    probed = run_trial(_config(tmp_path / "b", tiny_start, diagnostics_every=1))  # gradients at 5 and 8
     evaluated = run_trial(_config(tmp_path / "c", tiny_start, eval_every=4))
     assert _losses(base, tmp_path / "a") == _losses(probed, tmp_path / "b") == _losses(evaluated, tmp_path / "c")
     assert base["miou_final"] == probed["miou_final"] == evaluated["miou_final"]
     assert [p["step"] for p in evaluated["curve"]] == [0, 4, 8]
     assert base["treatment"] == {"probes": 0}
-    assert probed["treatment"]["probes"] == 4
+    assert probed["treatment"]["probes"] == 8
+    rows = _diagnostics(probed, tmp_path / "b")
+    assert [d["step"] for d in rows if "probe.reward_share" in d] == [5, 8]
+    assert [d["step"] for d in rows if "probe.reward_gain" in d] == list(range(1, 9))
 
 
 def test_logged_lr_is_the_lr_the_step_used(tmp_path, tiny_start):
@@ -58,8 +61,9 @@ def test_probe_measures_a_reward_term_drowned_by_aux_ce_and_weight_decay(tmp_pat
         float(v.double().pow(2).sum()) for k, v in torch.load(tiny_start["checkpoint"])["state_dict"].items()
         if "running" not in k and "num_batches" not in k)), rel=0.05)
     assert 0 < t["reward_share"] < 0.1
-    rows = [d for d in _diagnostics(record, tmp_path) if "probe.reward_share" in d]
-    assert [d["step"] for d in rows] == [4, 8]
+    rows = [d for d in _diagnostics(record, tmp_path) if "probe.reward_gain" in d]
+    assert [d["step"] for d in rows] == [4, 8]  # the gain every 4 steps, gradients at the last
+    assert [d["step"] for d in rows if "probe.reward_share" in d] == [8]
     assert all(math.isfinite(d["probe.reward_gain"]) and d["probe.reward_gain_se"] >= 0 for d in rows)
 
 

@@ -37,6 +37,8 @@ class BatchTerms:
     per_image_loss: torch.Tensor
     rewards: torch.Tensor
     valid: torch.Tensor
+    logits: torch.Tensor | None = None  # detached, with the labels, only when ``keep_logits`` is set
+    labels: torch.Tensor | None = None
 
 
 def _mean_std(x: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
@@ -82,6 +84,7 @@ class RewardObjective:
         use_ema = settings.estimator == "reinforce" and settings.baseline_kind == "ema"
         self.ema = baselines.EmaBaseline(settings.baseline_decay) if use_ema else None
         self.last_batch: BatchTerms | None = None
+        self.keep_logits = False  # the probe sets it for the steps it measures
 
     def __call__(
         self, logits: torch.Tensor, gt: torch.Tensor, generator: torch.Generator | None = None
@@ -121,7 +124,7 @@ class RewardObjective:
         per_image = reinforce_per_image(logits, gt, samples, A, valid, cw, ignore)
         if self.ema is not None:
             self.ema.update(baselines.batch_mean(R, valid))
-        self.last_batch = BatchTerms(per_image, R, valid)
+        self.last_batch = BatchTerms(per_image, R, valid, *self._kept(logits, gt))
         return per_image.mean(), self._stats(R, A, valid.unsqueeze(-1))
 
     def _reward_weighted_ce(self, logits, gt, cw):
@@ -129,8 +132,11 @@ class RewardObjective:
             m, valid = per_image_miou(greedy_labelling(logits), gt, self.num_classes, self.ignore_index)
             w = reward_weighted_ce_weights(m, self.settings.beta, valid)
         per_image = w.to(torch.float32) * weighted_cross_entropy(logits, gt, cw, self.ignore_index)
-        self.last_batch = BatchTerms(per_image, m.unsqueeze(-1), valid)
+        self.last_batch = BatchTerms(per_image, m.unsqueeze(-1), valid, *self._kept(logits, gt))
         return per_image.mean(), self._stats(m, w, valid)
+
+    def _kept(self, logits, gt) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        return (logits.detach(), gt) if self.keep_logits else (None, None)
 
     @staticmethod
     def _stats(R, A, mask) -> dict[str, float]:

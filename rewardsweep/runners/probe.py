@@ -28,7 +28,11 @@ from typing import Any, Callable
 
 import torch
 
-PROBE_PREFIX = "probe."
+# Labellings per image for the reward gain (more than training's k: the gain is a small
+# difference of jumpy per-image mIoUs, and sampling is cheap next to a forward pass).
+RISE_SAMPLES = 16
+# The gradient probe (one or two extra backward passes) runs at every GRADIENT_EVERY-th probe.
+GRADIENT_EVERY = 5
 
 
 def _flat_norm(grads: list[torch.Tensor | None]) -> float:
@@ -64,12 +68,9 @@ def reward_heads(model) -> list:
     return [h for h in heads if h is not None and hasattr(h, "reward_objective")]
 
 
-def _reward_terms(model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(per-image reward loss [B] with graph, rewards [B, k], valid [B]) of the last forward."""
-    heads = reward_heads(model)
-    per_image = sum(h.reward_objective.last_batch.per_image_loss * h.reward_loss_weight for h in heads)
-    first = heads[0].reward_objective.last_batch
-    return per_image, first.rewards.detach(), first.valid
+def _reward_terms(model) -> torch.Tensor:
+    """The per-image reward loss ``[B]`` (with graph) of the last forward, all reward heads."""
+    return sum(h.reward_objective.last_batch.per_image_loss * h.reward_loss_weight for h in reward_heads(model))
 
 
 def _update_capturing_grads(optim_wrapper, loss: torch.Tensor, params: list) -> list[torch.Tensor | None]:
@@ -93,22 +94,59 @@ def _update_capturing_grads(optim_wrapper, loss: torch.Tensor, params: list) -> 
     return captured
 
 
-def probe_step(model, start_model, data: dict, optim_wrapper) -> tuple[dict, dict[str, float]]:
+def reward_gain(model, start_model, samples: int, seed: int) -> tuple[float, float]:
+    """Mean (and SE over images) of the current policy's reward minus the start policy's, on
+    the batch both just saw, from ``samples`` labellings per image drawn with the same
+    uniforms for both (common random numbers; the training streams are not touched)."""
+    from rewardsweep.reward.estimators import sample_labellings
+    from rewardsweep.reward.miou import per_image_miou
+
+    head, start_head = reward_heads(model)[0], reward_heads(start_model)[0]
+    now, then = head.reward_objective.last_batch, start_head.reward_objective.last_batch
+    objective = head.reward_objective
+    rewards = []
+    for logits in (now.logits, then.logits):
+        generator = torch.Generator().manual_seed(seed)
+        labellings = sample_labellings(logits, samples, generator)
+        R, _ = per_image_miou(labellings, now.labels, objective.num_classes, objective.ignore_index, check=False)
+        rewards.append(R)
+    gain = (rewards[0] - rewards[1]).mean(-1)[now.valid.bool()].double()
+    if gain.numel() == 0:
+        return float("nan"), float("nan")
+    se = float(gain.std() / math.sqrt(gain.numel())) if gain.numel() >= 2 else float("nan")
+    return float(gain.mean()), se
+
+
+def probe_step(model, start_model, data: dict, optim_wrapper, gradients: bool,
+               seed: int) -> tuple[dict, dict[str, float]]:
     """One training step with the probe: (log_vars as ``train_step`` returns them, probe values).
 
-    Cost: one forward of the start policy and one or two extra backward passes (one when
-    the reward is the only loss term: the second half's gradient is then the total's rest).
+    Always: the reward gain over the start policy (one extra forward, no grad). With
+    ``gradients``: the gradient norms and the half-batch signal (one or two extra backward
+    passes: one when the reward is the only loss term, whose second half is then the rest
+    of the step's own gradient).
     """
-    with optim_wrapper.optim_context(model):
-        data = model.data_preprocessor(data, True)
-        with torch.random.fork_rng(devices=[data["inputs"].device] if data["inputs"].is_cuda else []):
-            with torch.no_grad():
-                start_model._run_forward(data, mode="loss")
-        start_rewards = reward_heads(start_model)[0].reward_objective.last_batch.rewards
-        losses = model._run_forward(data, mode="loss")
+    heads = reward_heads(model) + reward_heads(start_model)
+    for head in heads:
+        head.reward_objective.keep_logits = True
+    try:
+        with optim_wrapper.optim_context(model):
+            data = model.data_preprocessor(data, True)
+            with torch.random.fork_rng(devices=[data["inputs"].device] if data["inputs"].is_cuda else []):
+                with torch.no_grad():
+                    start_model._run_forward(data, mode="loss")
+            losses = model._run_forward(data, mode="loss")
+    finally:
+        for head in heads:
+            head.reward_objective.keep_logits = False
     parsed, log_vars = model.parse_losses(losses)
+    values: dict[str, float] = {}
+    values["reward_gain"], values["reward_gain_se"] = reward_gain(model, start_model, RISE_SAMPLES, seed)
+    if not gradients:
+        optim_wrapper.update_params(parsed)
+        return log_vars, values
 
-    per_image, rewards, valid = _reward_terms(model)
+    per_image = _reward_terms(model)
     params = [p for p in model.parameters() if p.requires_grad]
     B = per_image.shape[0]
     half = max(1, B // 2)
@@ -122,7 +160,6 @@ def probe_step(model, start_model, data: dict, optim_wrapper) -> tuple[dict, dic
         return [None if x is None and y is None else
                 (fb * y if x is None else fa * x if y is None else fa * x + fb * y) for x, y in zip(a, b)]
 
-    values: dict[str, float] = {}
     if B >= 2:
         if g_b is None:  # reward is the only term: total = (half * g_a + (B - half) * g_b) / B
             g_b = combine(B / (B - half), g_total, -half / (B - half), g_a)
@@ -138,16 +175,12 @@ def probe_step(model, start_model, data: dict, optim_wrapper) -> tuple[dict, dic
     values["wd_norm"] = weight_decay_norm(optim_wrapper.optimizer)
     parts = values["reward_grad_norm"] + values["other_grad_norm"] + values["wd_norm"]
     values["reward_share"] = values["reward_grad_norm"] / parts if parts > 0 else 0.0
-
-    gain = (rewards - start_rewards.to(rewards.device)).mean(-1)[valid.bool()].double()  # per image
-    if gain.numel():
-        values["reward_gain"] = float(gain.mean())
-        values["reward_gain_se"] = float(gain.std() / math.sqrt(gain.numel())) if gain.numel() >= 2 else float("nan")
     return log_vars, values
 
 
 def install_probe(runner, every: int, steps: int, on_probe: Callable[[int, dict[str, float]], None]) -> None:
-    """Wrap ``runner.model.train_step`` so steps ``every, 2*every, ...`` and the last are probed.
+    """Wrap ``runner.model.train_step``: the reward gain every ``every`` steps, the gradients
+    at every :data:`GRADIENT_EVERY`-th probe, both at the last step.
 
     The frozen start policy is a copy of the model as loaded (before the first step).
     """
@@ -160,7 +193,8 @@ def install_probe(runner, every: int, steps: int, on_probe: Callable[[int, dict[
     def train_step(data, optim_wrapper):
         step = runner.iter + 1
         if every and (step % every == 0 or step == steps):
-            log_vars, values = probe_step(model, start_model, data, optim_wrapper)
+            gradients = step % (every * GRADIENT_EVERY) == 0 or step == steps
+            log_vars, values = probe_step(model, start_model, data, optim_wrapper, gradients, seed=step)
             on_probe(step, values)
             return log_vars
         return original(data, optim_wrapper)
