@@ -112,10 +112,14 @@ def test_bad_input_is_one_line_naming_source_and_key(config, kwargs, key):
 
 
 def test_null_means_default():
+    from rewardsweep.trial_config import default
+
     s = RewardSettings.from_config(
         {"estimator": None, "samples": None, "baseline": {"kind": "ema", "coef": None, "decay": None}, "aux_head": None}
     )
-    assert (s.estimator, s.samples, s.baseline_coef, s.baseline_decay, s.aux_head) == ("reinforce", 1, 1.0, 0.9, "mle")
+    assert (s.estimator, s.samples, s.baseline_coef, s.baseline_decay, s.aux_head) == (
+        default("estimator"), default("samples"), default("baseline.coef"), default("baseline.decay"),
+        default("aux_head"))
 
 
 def test_settings_do_not_import_torch():

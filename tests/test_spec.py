@@ -34,7 +34,7 @@ SHIPPED = sorted(SPACES.glob("*.yaml"))
 # name -> (reward configs, control configs, seeds, grid/sample points, duplicates removed)
 EXPECTED = {
     "aux_head": (3, 1, 3, 3, 0),
-    "baseline": (6, 1, 5, 10, 4),
+    "baseline": (3, 2, 6, 3, 0),
     "cityscapes-baseline": (4, 1, 5, 4, 0),
     "easyportrait-baseline": (4, 1, 5, 4, 0),
     "estimator": (4, 1, 3, 4, 0),
@@ -74,7 +74,7 @@ def test_shipped_space_loads_and_expands(path: Path):
     rewards, controls, nseeds, points, dups = EXPECTED[path.stem]
     assert (exp.reward_configs, exp.control_configs, len(spec.seeds), exp.points, exp.duplicates) == (
         rewards, controls, nseeds, points, dups)
-    assert len(exp.trials) == (rewards + controls) * nseeds
+    assert len(exp.trials) == (rewards + controls + exp.reference_configs) * nseeds
     assert exp.count("reward") == rewards * nseeds
     assert exp.count("mle") == controls * nseeds
     names = [t.trial_name for t in exp.trials]
@@ -101,7 +101,8 @@ def test_same_seeds_in_every_arm_and_control_pairing(path: Path):
     assert all(tuple(v) == spec.seeds for v in seeds.values())
     controls = {t.config_id: t for t in trials if t.arm == "mle"}
     for cid, c in controls.items():
-        assert c.config["control_id"] == cid
+        # a paired control names itself; a control_grid variant names the control it varies
+        assert controls[c.config["control_id"]].config["control_id"] == c.config["control_id"]
         assert c.config["estimator"] is None and c.config["class_weights"] is None
         assert c.config["aux_head"] == "mle"
     paired = Counter()
@@ -116,29 +117,32 @@ def test_same_seeds_in_every_arm_and_control_pairing(path: Path):
             assert control.config[key] == t.config[key], key
         paired[t.control_id] += 1
     if spec.control == "mle":
-        assert set(paired) == set(controls), "every control has a reward config"
+        own = {cid for cid, c in controls.items() if c.control_id == cid}
+        assert set(paired) == own, "every paired control has a reward config"
 
 
 def test_baseline_study_dedup_and_pairing():
+    """The README's main job: three baselines under the measured defaults, their control,
+    a tuned cross-entropy and a no-op reference, small enough for a laptop."""
     spec = load_spec(SPACES / "baseline.yaml")
     exp = expand_study(spec)
     rewards = {t.config_id: t for t in exp.trials if t.arm == "reward"}
     kinds = Counter(t.config["baseline"]["kind"] for t in rewards.values())
-    assert kinds == {"none": 1, "batch_loo": 2, "sample_loo": 1, "greedy": 1, "ema": 1}
+    assert kinds == {"batch_loo": 1, "sample_loo": 1, "ema": 1}
     for t in rewards.values():
-        b = t.config["baseline"]
-        assert t.config["samples"] == 2
-        if b["kind"] == "batch_loo":
-            assert b["coef"] in (0.1, 1.0) and b["decay"] is None
-        elif b["kind"] == "ema":
-            assert b["coef"] is None and b["decay"] == 0.9
-        else:
-            assert b["coef"] is None and b["decay"] is None
-        assert t.params["baseline.coef"] == b["coef"]
-    assert len({t.control_id for t in rewards.values()}) == 1
-    assert {t.config["steps"] for t in exp.trials} == {100}
-    # the README's main job stays small: at most ~7 configurations + control
-    assert exp.reward_configs + exp.control_configs <= 8
+        b, c = t.config["baseline"], t.config
+        assert c["samples"] == 2 and c["normalize_advantage"] is True and c["aux_head"] == "off"
+        assert c["optimizer"]["weight_decay"] == 0.0
+        assert b["coef"] == (1.0 if b["kind"] == "batch_loo" else None)
+        assert b["decay"] == (0.9 if b["kind"] == "ema" else None)
+    (paired,) = {t.control_id for t in rewards.values()}
+    tuned = {t.config_id: t for t in exp.trials if t.arm == "mle" and t.config_id != paired}
+    assert len(tuned) == 1
+    (t,) = tuned.values()
+    assert t.control_id == paired and t.config["lr"]["start"] == 3 * rewards[next(iter(rewards))].config["lr"]["start"]
+    assert exp.reference_configs == 1
+    assert {t.config["steps"] for t in exp.trials} == {200}
+    # the README's main job stays small
     assert len(exp.trials) <= 40
 
 
@@ -406,12 +410,13 @@ def test_overrides_and_defaults(tmp_path: Path):
     cfg = expand(spec)[-1].config
     assert cfg["threads"] == 2
     assert cfg["batch_size"] == 8 and cfg["checkpoint"] == "auto" and cfg["pretrain"] is None
-    assert cfg["estimator"] == "reinforce" and cfg["samples"] == 1
-    assert cfg["baseline"] == {"kind": "none", "coef": None, "decay": None}
-    assert cfg["lr"] == {"start": 1e-4, "end": 1e-6, "schedule": "poly", "power": 0.9}
-    assert cfg["optimizer"] == {"type": "SGD", "momentum": 0.9, "weight_decay": 0.0005}
-    assert cfg["class_weights"] is None and cfg["aux_head"] == "mle"
-    assert cfg["normalize_advantage"] is False
+    # unset keys take trial_config.TRIAL_DEFAULTS (keys the chosen settings ignore are None)
+    from rewardsweep.trial_config import default
+
+    for key in ("estimator", "samples", "lr", "optimizer", "class_weights", "aux_head", "normalize_advantage"):
+        assert cfg[key] == default(key), key
+    assert cfg["baseline"]["kind"] == default("baseline.kind") == "sample_loo"
+    assert cfg["diagnostics_every"] == default("diagnostics_every")
     default_storage = load_spec(path)
     assert default_storage.study_dir == str(Path.cwd() / "runs" / "defaults")
     with pytest.raises(SpecError, match=r"^--wandb: "):

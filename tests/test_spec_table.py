@@ -44,16 +44,18 @@ def test_baseline_table_content():
     out = io.StringIO()
     dry_run(SPACES / "baseline.yaml", file=out)
     text = out.getvalue()
-    assert "35 trials: 7 configurations x 5 seeds (0-4)" in text
-    assert "reward 30 trials (6 configs), mle control 5 trials (1 config)" in text
-    assert "4 duplicate configurations removed (10 grid/sample points -> 6 distinct" in text
+    assert "36 trials: 6 configurations x 6 seeds (0-5)" in text
+    assert ("reward 18 trials (3 configs), mle control 12 trials (2 configs), no-op \nreference 6 trials "
+            "(1 config)") in text or "no-op reference 6 trials (1 config)" in " ".join(text.split())
+    assert "no duplicates (3 grid/sample points)" in text
     import re
 
     rows = [line for line in text.splitlines() if re.match(r"[0-9a-f]{8}  ", line)]
-    assert len(rows) == 7
-    assert all(" 0-4 " in row for row in rows)
-    assert any("baseline.kind=batch_loo baseline.coef=0.1" in row for row in rows)
-    assert any("baseline.kind=ema baseline.coef=-" in row for row in rows)
+    assert len(rows) == 6
+    assert all(" 0-5 " in row for row in rows)
+    assert any("baseline.kind=ema" in row for row in rows)
+    assert any("its own lr/optimizer" in row for row in rows)   # the tuned cross-entropy
+    assert any("no-op reference" in row for row in rows)
     assert "samples=2" in text  # fixed values are listed once, above the table
 
 

@@ -56,16 +56,17 @@ def _one_line(x) -> str:
 class RewardSettings:
     """Validated reward settings of one trial. Build it with :meth:`from_config`."""
 
-    estimator: str = "reinforce"
-    samples: int = 1
-    baseline_kind: str = "none"
-    baseline_coef: float = 1.0
-    baseline_decay: float = 0.9
-    normalize_advantage: bool = False
+    # Field defaults are the trial config's (trial_config.TRIAL_DEFAULTS), not a copy.
+    estimator: str = DEFAULTS["estimator"]
+    samples: int = DEFAULTS["samples"]
+    baseline_kind: str = DEFAULTS["baseline"]["kind"]
+    baseline_coef: float = DEFAULTS["baseline"]["coef"]
+    baseline_decay: float = DEFAULTS["baseline"]["decay"]
+    normalize_advantage: bool = DEFAULTS["normalize_advantage"]
     class_weights_counts: tuple[float, ...] | None = None
     class_weights_smooth: float | None = None
     class_weights_path: str | None = None  # where the counts came from, when a file
-    aux_head: str = "mle"
+    aux_head: str = DEFAULTS["aux_head"]
 
     # ------------------------------------------------------------------ reading
     @classmethod
