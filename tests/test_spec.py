@@ -159,9 +159,9 @@ def test_lr_study_constant_schedule_ignores_end():
 
 def test_estimator_study_rwce_ignores_samples():
     trials = [t for t in expand(load_spec(SPACES / "estimator.yaml")) if t.arm == "reward"]
-    seen = {(t.config["estimator"], t.config["baseline"]["kind"]) for t in trials}
-    assert seen == {("reinforce", "none"), ("reinforce", "batch_loo"),
-                    ("reward_weighted_ce", "none"), ("reward_weighted_ce", "batch_loo")}
+    seen = {(t.config["estimator"], t.config["baseline"]["kind"], t.config["baseline"]["coef"]) for t in trials}
+    assert seen == {("reinforce", "batch_loo", 0.1), ("reinforce", "batch_loo", 1.0),
+                    ("reward_weighted_ce", "batch_loo", 0.1), ("reward_weighted_ce", "batch_loo", 1.0)}
     for t in trials:
         if t.config["estimator"] == "reward_weighted_ce":
             assert t.params["samples"] is None  # shown as ignored
