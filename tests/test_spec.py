@@ -511,3 +511,26 @@ def test_reference_and_control_grid_arms(tmp_path: Path):
             assert t.config["lr"]["end"] == t.config["lr"]["start"] / 100
         assert config_hash(t.config) == t.config_id
     assert {t.seed for t in exp.trials if t.arm == "noop"} == set(spec.seeds)
+
+
+def test_docs_parameter_table_states_the_real_defaults():
+    """docs/search_spaces.md's key table says what trial_config.TRIAL_DEFAULTS holds."""
+    import re
+
+    from rewardsweep.trial_config import default
+
+    text = (ROOT / "docs" / "search_spaces.md").read_text()
+    table = text[text.index("## Parameters"):text.index("A group (")]
+    checked = 0
+    for key, shown in re.findall(r"^\| `([a-z_.]+)` \| ([^|]+) \|", table, flags=re.M):
+        try:
+            value = default(key)
+        except (KeyError, TypeError):  # spec-only keys (class_weights.smooth, checkpoint, ...)
+            continue
+        shown = shown.strip().strip("`")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            assert float(shown) == value, key
+        else:
+            assert shown.lower() == json.dumps(value).strip('"').lower(), key  # YAML spelling: null, true
+        checked += 1
+    assert checked >= 12
