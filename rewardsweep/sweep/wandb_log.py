@@ -230,6 +230,8 @@ class TrialLogger:
                 summary["miou_start"] = (self.config.get("start") or {}).get("miou")
             for k, v in (record.get("timings") or {}).items():
                 summary[f"timings/{k}"] = v
+            for k, v in (record.get("treatment") or {}).items():  # did the reward reach the model?
+                summary[f"treatment/{k}"] = v
             run.summary.update(summary)
             run.config.update({"status": status}, allow_val_change=True)
             run.tags = tuple(dict.fromkeys([*run.tags, status]))
