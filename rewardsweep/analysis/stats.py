@@ -275,31 +275,82 @@ def verdict(p_adjusted, diff_mean, alpha: float = 0.05):
 
 # --------------------------------------------------------------------------- power
 
+MAX_SEEDS = 10_000_000   # seeds_needed gives up (NaN) beyond this
+
+
+def t_power(effect_size, nobs, alpha: float = 0.05):
+    """Power of the two-sided one-sample (= paired) t-test, vectorised over both arguments.
+
+    ``P(|T| > t_crit)`` with ``T ~ nct(df=n-1, nc=effect_size * sqrt(n))``: the upper tail
+    plus the lower tail, each taken as ``scipy.stats.nct.sf`` (the lower one as the upper
+    tail at ``-nc``, by symmetry). statsmodels' ``TTestPower.power`` takes the lower tail
+    with ``nct.cdf``, which returns NaN once the noncentrality is large; ``sf`` returns the
+    (vanishing) tail there. Any tail that still comes back non-finite is the vanishing one
+    and counts as 0. NaN where ``n < 2``.
+    """
+    es = np.abs(np.asarray(effect_size, dtype=float))
+    n = np.asarray(nobs, dtype=float)
+    ok = n >= 2
+    df = np.where(ok, n - 1, 1.0)
+    nc = es * np.sqrt(np.where(ok, n, 1.0))
+    with np.errstate(all="ignore"), _quiet():
+        crit = _st.t.isf(alpha / 2, df)
+        upper = _st.nct.sf(crit, df, nc)
+        upper = np.where(np.isfinite(upper), upper, 1 - _st.nct.cdf(crit, df, nc))
+        lower = np.nan_to_num(_st.nct.sf(crit, df, -nc), nan=0.0)
+    out = np.where(ok, np.clip(np.nan_to_num(upper, nan=1.0) + lower, 0.0, 1.0), np.nan)
+    return float(out) if out.ndim == 0 else out
+
+
 def seeds_needed(sd: float, effect: float, alpha: float = 0.05, power: float = 0.8) -> float:
     """Seeds needed to detect a true mean difference ``effect`` with a two-sided t-test.
 
-    ``statsmodels.stats.power.TTestPower().solve_power(effect_size=effect / sd, alpha,
-    power)`` (one-sample t; the paired test is a one-sample test on the differences),
-    rounded up. ``sd`` and ``effect`` in the same unit. NaN when ``sd`` is unknown (fewer
-    than 2 seeds) or ``effect <= 0``. When even 2 seeds give the power (a huge effect
-    relative to the SD, where the solver cannot bracket a root) the answer is the smallest
-    n >= 2 whose power reaches the target.
+    The smallest n >= 2 with ``t_power(effect / sd, n) >= power`` (one-sample t; the paired
+    test is a one-sample test on the differences): found by doubling then bisection, since
+    power grows with n, and checked (power(n) >= target > power(n - 1)). The same number
+    as ``statsmodels.stats.power.TTestPower().solve_power`` rounded up where that solver
+    works; it fails (NaN, or an unchecked 2) when the effect is large relative to the SD.
+    ``sd`` and ``effect`` in the same unit. NaN when ``sd`` is unknown (fewer than 2 seeds)
+    or ``effect <= 0``.
     """
-    import statsmodels.tools.sm_exceptions  # noqa: F401  (its import resets warning filters)
-    from statsmodels.stats.power import TTestPower
-
     if not (math.isfinite(sd) and math.isfinite(effect)) or effect <= 0 or sd < 0:
         return float("nan")
     if sd == 0:
         return 2.0
     es = effect / sd
-    tp = TTestPower()
-    with _quiet():
-        n = float(np.asarray(tp.solve_power(effect_size=es, alpha=alpha, power=power)).item())
-        if not math.isfinite(n):
-            # The solver cannot bracket a root below a handful of seeds: take the smallest
-            # n whose power (statsmodels, vectorised over n) reaches the target.
-            ns = np.arange(2, 101)
-            reach = np.nan_to_num(tp.power(effect_size=es, nobs=ns, alpha=alpha)) >= power
-            return float(ns[np.argmax(reach)]) if reach.any() else float("nan")
-    return float(max(2, math.ceil(n)))
+
+    def reaches(n: int) -> bool:
+        return t_power(es, n, alpha) >= power
+
+    if reaches(2):
+        return 2.0
+    lo, hi = 2, 4                     # invariant: power(lo) < target
+    while not reaches(hi):
+        lo, hi = hi, hi * 2
+        if hi > MAX_SEEDS:
+            return float("nan")
+    while hi - lo > 1:                # power(lo) < target <= power(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if reaches(mid) else (mid, hi)
+    assert reaches(hi) and not reaches(hi - 1)
+    return float(hi)
+
+
+def min_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean difference that ``n`` seeds detect with the given power.
+
+    ``sd`` times the effect size solving ``t_power(es, n) = power`` (``scipy.optimize.brentq``
+    on the robust power above; statsmodels' ``solve_power(nobs=n)`` gives the same where its
+    power is finite). In the unit of ``sd``. NaN with fewer than 2 seeds or an unknown SD.
+    """
+    from scipy.optimize import brentq
+
+    if not (math.isfinite(sd) and sd >= 0 and n >= 2):
+        return float("nan")
+    if sd == 0 or power <= alpha:     # the test's own rejection rate already reaches it
+        return 0.0
+    hi = 1.0
+    while t_power(hi, n, alpha) < power:
+        hi *= 2
+    es = brentq(lambda e: t_power(e, n, alpha) - power, 0.0, hi, xtol=1e-10, rtol=1e-12)
+    return float(es * sd)
