@@ -59,6 +59,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--effect", type=float, default=0.5, help="improvement to detect, in mIoU points (for seeds needed)")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--power", type=float, default=0.8)
+    p.add_argument("--margin", type=float, default=None, metavar="POINTS",
+                   help="equivalence margin in mIoU points: test (TOST) whether configurations are within it of the control")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--wandb-summary", action="store_true", help="log the summary as a W&B run of job_type report")
     p.add_argument("--start", default=None, metavar="HASH",

@@ -96,13 +96,18 @@ def control_table(t: pd.DataFrame) -> pd.DataFrame:
         "t-test p": t["p_ttest"].map(pval), "Wilcoxon p": t["p_wilcoxon"].map(pval),
         "P(better)": t["p_improve"].map(num), "adjusted p": t["p_adj"].map(pval),
         "verdict": t["verdict"],
+        **({"TOST adjusted p": t["p_equiv_adj"].map(pval),
+            "equivalent": t["equivalent"].map(lambda x: "yes" if x else "no")}
+           if np.isfinite(t["p_equiv"].to_numpy(float)).any() else {}),
     })
 
 
 def seeds_table(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "config": t["config_id"], "arm": t["arm"], "seeds used": t["seeds_used"].map(count),
-        "seeds needed": t["seeds_needed"].map(count), "based on SD of": t["seeds_basis"],
+        "seeds needed": t["seeds_needed"].map(count),
+        "detectable now": t["detectable"].map(lambda x: pts(x, False)),
+        "based on SD of": t["seeds_basis"],
         "failed seeds": t["failed_seeds"].replace("", "–"),
         "diverged seeds": t["diverged_seeds"].replace("", "–"),
         "missing seeds": t["missing_seeds"].replace("", "–"),
@@ -198,7 +203,9 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
     out.append(("h", 2, "Seeds and failures"))
     out.append(("p", f"Seeds needed to detect {s.effect * 100:g} mIoU points with a two-sided t-test "
                      f"at alpha {s.alpha:g} and power {s.power:g}, from the observed SD of the paired "
-                     "differences (or of delta mIoU where there is no control). " + TREATMENT))
+                     "differences (or of delta mIoU where there is no control). Detectable now: the smallest true "
+                     f"difference the seeds used detect with power {s.power:g} at alpha {s.alpha:g} "
+                     "(minimum detectable effect, points). " + TREATMENT))
     out.append(("table", seeds_table(t)))
     if coll.class_names:
         out.append(("h", 2, "Per-class IoU change (points, mean over finished seeds)"))
@@ -207,6 +214,9 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
         out.append(("h", 2, "Plots"))
         for title, path in plots.items():
             out.append(("img", title, path))
+    if summary.next_steps:
+        out.append(("h", 2, "Next steps"))
+        out.append(("list", summary.next_steps))
     out.append(("p", "How to read this report: docs/report.md in the rewardsweep repository."))
     return out
 
@@ -348,6 +358,10 @@ def print_console(summary: Summary, coll: Collection, files: dict[str, Path], co
         console.print(f"… {len(t) - CONSOLE_ROWS} more configurations in report.md / summary.csv")
     for line in _headline(summary) + summary.notes:
         console.print(line, highlight=False, markup=False)
+    if summary.next_steps:
+        console.print("[bold]Next steps[/]")
+        for line in summary.next_steps:
+            console.print("- " + line, highlight=False, markup=False)
     if "report.md" in files:
         console.print(f"report: {files['report.md'].parent}", highlight=False)
 

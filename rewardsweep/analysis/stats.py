@@ -12,6 +12,7 @@ Units: whatever the caller passes. The report passes mIoU as stored in the recor
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import math
 import warnings
@@ -343,14 +344,41 @@ def min_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float =
     on the robust power above; statsmodels' ``solve_power(nobs=n)`` gives the same where its
     power is finite). In the unit of ``sd``. NaN with fewer than 2 seeds or an unknown SD.
     """
-    from scipy.optimize import brentq
-
     if not (math.isfinite(sd) and sd >= 0 and n >= 2):
         return float("nan")
     if sd == 0 or power <= alpha:     # the test's own rejection rate already reaches it
         return 0.0
+    return float(_detectable_effect_size(int(n), float(alpha), float(power)) * sd)
+
+
+@functools.lru_cache(maxsize=1024)
+def _detectable_effect_size(n: int, alpha: float, power: float) -> float:
+    """Effect size (mean / SD) with the target power at n: depends on n only, so cached."""
+    from scipy.optimize import brentq
+
     hi = 1.0
     while t_power(hi, n, alpha) < power:
         hi *= 2
-    es = brentq(lambda e: t_power(e, n, alpha) - power, 0.0, hi, xtol=1e-10, rtol=1e-12)
-    return float(es * sd)
+    return brentq(lambda e: t_power(e, n, alpha) - power, 0.0, hi, xtol=1e-12, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- equivalence
+
+def equivalence_test(a, b, margin: float) -> float:
+    """TOST p-value that the mean paired difference ``a - b`` lies within ``(-margin, margin)``.
+
+    ``statsmodels.stats.weightstats.ttost_paired`` (two one-sided paired t-tests; the
+    p-value is the larger of the two). A small p is evidence of equivalence within the
+    margin, which "no evidence" of a difference never is. NaN with fewer than 2 pairs or
+    all differences equal (no spread to test with).
+    """
+    from statsmodels.stats.weightstats import ttost_paired
+
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    d = a - b
+    if d.size < 2 or np.all(d == d[0]) or not margin > 0:
+        return float("nan")
+    with _quiet(), np.errstate(all="ignore"):
+        p = ttost_paired(a, b, -margin, margin)[0]
+    return float(p)

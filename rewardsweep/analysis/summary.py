@@ -38,6 +38,7 @@ class Settings:
     correction: str = "holm"
     confidence: float = stats.CONFIDENCE
     bootstrap_seed: int = stats.BCA_SEED
+    margin: float | None = None      # equivalence margin (records' unit): TOST when set
 
 
 @dataclass
@@ -50,6 +51,8 @@ class Summary:
     varying: list[str]               # param columns that differ between configurations
     constant: dict                   # param columns with one value in the whole study
     notes: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)    # every seed some trial of the study has
+    next_steps: list[str] = field(default_factory=list)   # filled by analysis.next_steps
 
 
 def _fmt_seeds(seeds) -> str:
@@ -191,11 +194,15 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
             "wilcoxon_note": comp.wilcoxon_note, "p_improve": comp.p_improve,
             "seeds_used": comp.n, "seeds_basis": "paired difference",
         })
-    # Seeds needed: from the SD of the paired differences where there is a comparison,
-    # else from the SD of delta mIoU.
+    if s.margin:
+        for i, a, b in to_pair:
+            rows[i]["p_equiv"] = stats.equivalence_test(a, b, s.margin)
+    # Seeds needed and the smallest effect the seeds used can detect: from the SD of the
+    # paired differences where there is a comparison, else from the SD of delta mIoU.
     for row in rows:
         sd_basis = row["diff_sd"] if "diff_sd" in row else row["sd_delta"]
         row["seeds_needed"] = stats.seeds_needed(sd_basis, s.effect, s.alpha, s.power)
+        row["detectable"] = stats.min_detectable_effect(sd_basis, row["seeds_used"], s.alpha, s.power)
 
     table = pd.DataFrame(rows)
     for col in ("n_paired", "diff_mean", "diff_sd", "diff_ci_low", "diff_ci_high", "t", "p_ttest",
@@ -213,6 +220,15 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
         table.loc[tested, "p_adj"] = stats.adjust_pvalues(
             table.loc[tested, "p_ttest"].to_numpy(float), s.correction, s.alpha)
     compared = (table["arm"] == "reward") & table["n_paired"].notna()
+    # Equivalence (TOST) p-values, adjusted the same way as the difference tests.
+    table["p_equiv"] = table["p_equiv"] if "p_equiv" in table else np.nan
+    table["p_equiv_adj"] = np.nan
+    testable = compared.to_numpy() & np.isfinite(table["p_equiv"].to_numpy(float))
+    if testable.any():
+        table.loc[testable, "p_equiv_adj"] = stats.adjust_pvalues(
+            table.loc[testable, "p_equiv"].to_numpy(float), s.correction, s.alpha)
+    with np.errstate(invalid="ignore"):
+        table["equivalent"] = table["p_equiv_adj"].to_numpy(float) < s.alpha
     table.loc[compared, "verdict"] = stats.verdict(
         table.loc[compared, "p_adj"].to_numpy(float), table.loc[compared, "diff_mean"].to_numpy(float),
         s.alpha)
@@ -242,7 +258,7 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
         iou_delta = pd.DataFrame(index=pd.MultiIndex.from_frame(table[["config_id", "arm"]]))
 
     return Summary(table, iou_delta, curve_stats(coll, s.confidence), s, has_control,
-                   varying, constant, notes)
+                   varying, constant, notes, sorted(expected))
 
 
 def _flags(r) -> str:
