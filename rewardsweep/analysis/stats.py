@@ -274,6 +274,24 @@ def verdict(p_adjusted, diff_mean, alpha: float = 0.05):
     return str(out) if out.ndim == 0 else out
 
 
+def adjusted_intervals(mean, sd, n, p, p_adjusted, alpha: float = 0.05):
+    """Intervals of the paired differences that agree with the adjusted verdicts, vectorised.
+
+    Each is the paired t-interval at confidence ``1 - alpha * p / p_adjusted``: the
+    per-comparison level the adjustment effectively tested that comparison at (for Holm
+    alpha/(m - j + 1) at its step j, for Bonferroni alpha/m). So an interval excludes 0
+    exactly when the adjusted p is below alpha, i.e. when the verdict is "beats control" or
+    "worse". Returns ``(confidence, low, high)``; NaN where there is no adjusted p.
+    """
+    mean, sd, n, p, q = (np.asarray(v, dtype=float) for v in (mean, sd, n, p, p_adjusted))
+    with np.errstate(all="ignore"):
+        level = np.where(np.isfinite(q) & (q > 0) & (p > 0), 1 - alpha * p / q, np.nan)
+        low, high = t_interval_from_moments(mean, sd, n, np.where(np.isfinite(level), level, 0.5))
+    low = np.where(np.isfinite(level), low, np.nan)
+    high = np.where(np.isfinite(level), high, np.nan)
+    return level, low, high
+
+
 # --------------------------------------------------------------------------- power
 
 MAX_SEEDS = 10_000_000   # seeds_needed gives up (NaN) beyond this
