@@ -133,7 +133,7 @@ def test_enough_seeds_but_no_evidence_is_explained():
         {"config_id": "c1", "arm": "reward", "label": "c1 kind=greedy", "verdict": "no evidence",
          "seeds_used": 5, "seeds_needed": 3.0, "diff_sd": 0.002, "sd_delta": 0.003, "p_ttest": 0.4,
          "diff_mean": 0.0004, "detectable": stats.min_detectable_effect(0.002, 5), "n_failed": 0,
-         "n_seeds": 5, "equivalent": False, "p_equiv": np.nan},
+         "n_seeds": 5, "n_finished": 5, "equivalent": False, "p_equiv": np.nan},
     ])
     summary = Summary(table, pd.DataFrame(), pd.DataFrame(), Settings(), True, [], {}, seeds=list(range(5)))
     lines = next_steps(summary, None)

@@ -122,6 +122,17 @@ def next_steps(summary: Summary, topup: TopUp | None, target: str = "STUDY") -> 
         lines.append(f"\"No evidence\" is not evidence of no effect. To test whether a configuration is "
                      f"equivalent to the control within a margin you care about, run `rewardsweep report "
                      f"{target} --margin POINTS` (TOST equivalence test, adjusted like the verdicts).")
+    if "img_survives" in rew:
+        dec = rew[rew["img_survives"].isin(["yes", "no"])]
+        lost = dec[dec["img_survives"] == "no"]
+        if len(dec):
+            lines.append(f"Val-image bootstrap: {len(dec) - len(lost)} of {len(dec)} decided verdicts survive "
+                         "resampling the val images as well as the seeds"
+                         + (". Not surviving: " + _names(lost) + ". Their verdict may hinge on a few val "
+                            "images; a larger (or another) val split would settle it." if len(lost) else "."))
+    elif (rew["n_finished"] > 0).any() and target:
+        lines.append(f"Only seed variance is counted above; `rewardsweep report {target} --bootstrap-images` "
+                     "also resamples the val images (needs trials' val_counts/).")
     failed = rew[(rew["n_failed"] > 0)]
     if len(failed) and topup is not None:
         lines.append(f"{len(failed)} configuration(s) have failed seeds: `{topup.command('--retry-failed')}` "

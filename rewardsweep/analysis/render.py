@@ -103,6 +103,19 @@ def control_table(t: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def image_table(t: pd.DataFrame) -> pd.DataFrame:
+    t = t[t["arm"] != "mle"]
+    return pd.DataFrame({
+        "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
+        "pairs": t["img_pairs"].map(count), "val images": t["img_n"].map(count),
+        "mean diff": t["diff_mean"].map(pts),
+        "95% CI, seeds only": [ci(a, b) for a, b in zip(t["diff_ci_low"], t["diff_ci_high"])],
+        "95% CI, seeds x images": [ci(a, b) for a, b in zip(t["img_low"], t["img_high"])],
+        "adjusted, seeds x images": [ci(a, b) for a, b in zip(t["img_adj_low"], t["img_adj_high"])],
+        "verdict": t["verdict"], "survives": t["img_survives"].replace("", "–"),
+    })
+
+
 def seeds_table(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "config": t["config_id"], "arm": t["arm"], "params": [_name(r) for _, r in t.iterrows()],
@@ -205,6 +218,15 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
         out.append(("table", control_table(t)))
     else:
         out.append(("p", "No control arm: no comparison with cross-entropy training is possible."))
+    if "img_survives" in t:
+        out.append(("h", 2, "Validation-set uncertainty: seeds x val images (points)"))
+        out.append(("p", "The val split is a sample of images too. Two-level bootstrap of the mean paired "
+                         "difference: each of the replicates draws the seeds and the val images with "
+                         "replacement (the same images for every trial, as all were evaluated on the same "
+                         "split) and recomputes every trial's mIoU from its per-image counts. Percentile "
+                         "intervals: 95%, and at the verdict's adjusted level; a verdict survives when the "
+                         "latter still excludes 0 on its side."))
+        out.append(("table", image_table(t)))
     out.append(("h", 2, "Seeds and failures"))
     out.append(("p", f"Seeds needed to detect {s.effect * 100:g} mIoU points with a two-sided t-test "
                      f"at alpha {s.alpha:g} and power {s.power:g}, from the observed SD of the paired "
@@ -264,7 +286,7 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:1em auto;padding:0 1em;max
         "th.params{text-align:left}td.params{text-align:left;white-space:normal;min-width:14em;max-width:28em}"
         "figure{margin:1em 0}img{max-width:100%;height:auto}"
         "code{background:#f4f4f4;padding:0 .2em;overflow-wrap:anywhere}")
-_TEXT_COLUMNS = {"config", "arm", "control", "verdict", "based on SD of", "flags", "equivalent",
+_TEXT_COLUMNS = {"config", "arm", "control", "verdict", "based on SD of", "flags", "equivalent", "survives",
                  "failed seeds", "diverged seeds", "missing seeds"}
 
 

@@ -167,6 +167,14 @@ def build_report(folders: list[Path], *, out: Path, study: str, start: str | Non
         raise UserError(f"{where}: no finished trials ({int(status.get('failed', 0))} failed, "
                         f"{int(status.get('diverged', 0))} diverged): nothing to report yet")
     summary = summarize(coll, settings)
+    if summary.settings.bootstrap_images:
+        from rewardsweep.analysis.val_bootstrap import add_image_bootstrap
+
+        before = len(coll.warnings)
+        add_image_bootstrap(summary, coll, coll.warnings)
+        if warnings_out is not None:
+            for w in coll.warnings[before:]:
+                warnings_out(w)
     plot_paths = {}
     if plots:
         from rewardsweep.analysis.plots import make_plots
@@ -209,7 +217,8 @@ def report_command(args) -> int:
     if margin is not None and not margin > 0:
         raise UserError(f"--margin {margin}: must be a positive number of mIoU points")
     settings = Settings(alpha=args.alpha, power=args.power, effect=args.effect / 100.0,
-                        correction=args.correction, margin=None if margin is None else margin / 100.0)
+                        correction=args.correction, margin=None if margin is None else margin / 100.0,
+                        bootstrap_images=bool(getattr(args, "bootstrap_images", False)))
     coll, summary, files, plots = build_report(
         folders, out=out, study=study, start=getattr(args, "start", None), extra=extra,
         settings=settings, plots=not args.no_plots, warnings_out=warn,

@@ -292,6 +292,62 @@ def adjusted_intervals(mean, sd, n, p, p_adjusted, alpha: float = 0.05):
     return level, low, high
 
 
+# --------------------------------------------------------------------------- val images
+
+IMAGE_RESAMPLES = 2000    # replicates of the two-level bootstrap
+IMAGE_SEED = 0            # fixed: the same records always give the same interval
+
+
+def image_resample_weights(n_images: int, n_resamples: int = IMAGE_RESAMPLES,
+                           seed: int = IMAGE_SEED) -> np.ndarray:
+    """How often each val image is drawn in each bootstrap replicate: ``[B, n_images]``.
+
+    One draw per replicate, shared by every trial and comparison of a study: every trial
+    was evaluated on the same val images, so a resample of them applies to all at once.
+    """
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=n_resamples).astype(float)
+
+
+def resampled_miou(intersect, union, weights) -> np.ndarray:
+    """mIoU of each trial under each image resample: ``[B, trials]``.
+
+    ``intersect``/``union``: per-image counts ``[trials, images, classes]``; ``weights``:
+    :func:`image_resample_weights`; leading axes (many studies at once) broadcast. The
+    dataset-level IoU of a class is its summed
+    intersection over its summed union (classes with no union in a resample are left out
+    of the mean, as MMSeg does for absent classes).
+    """
+    inter = np.einsum("...bn,...tnc->...btc", weights, np.asarray(intersect, dtype=float))
+    uni = np.einsum("...bn,...tnc->...btc", weights, np.asarray(union, dtype=float))
+    with np.errstate(all="ignore"), _quiet():
+        return np.nanmean(inter / np.where(uni > 0, uni, np.nan), axis=-1)
+
+
+def two_level_bootstrap(miou_a, miou_b, n_resamples: int | None = None, seed: int = IMAGE_SEED) -> np.ndarray:
+    """Replicates of the mean paired difference, resampling seeds and val images together.
+
+    ``miou_a``/``miou_b``: :func:`resampled_miou` of the configuration's and its control's
+    trials ``[..., B, seeds]``, the same seeds in the same order (column s of both is seed s, row
+    b the same image resample). Each replicate also draws the seeds with replacement, so it
+    varies both sources: which seeds were run and which images make up the val split. The
+    interval is a percentile interval of these replicates (``np.quantile``).
+    """
+    a = np.asarray(miou_a, dtype=float)
+    b = np.asarray(miou_b, dtype=float)
+    d = a - b                                           # [..., B, seeds]
+    rng = np.random.default_rng(seed + 1)
+    pick = rng.integers(0, d.shape[-1], size=d.shape)
+    return np.take_along_axis(d, pick, axis=-1).mean(axis=-1)
+
+
+def percentile_interval(replicates, confidence: float = CONFIDENCE):
+    """Equal-tailed percentile interval of bootstrap replicates (along the last axis)."""
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(replicates, [tail, 1 - tail], axis=-1)
+    return low, high
+
+
 # --------------------------------------------------------------------------- power
 
 MAX_SEEDS = 10_000_000   # seeds_needed gives up (NaN) beyond this

@@ -39,6 +39,7 @@ class Settings:
     confidence: float = stats.CONFIDENCE
     bootstrap_seed: int = stats.BCA_SEED
     margin: float | None = None      # equivalence margin (records' unit): TOST when set
+    bootstrap_images: bool = False   # add the seeds x val images bootstrap (val_bootstrap.py)
 
 
 @dataclass
