@@ -450,3 +450,33 @@ def test_labels_are_the_same_everywhere(reported):
     assert "name='viewport'" in html and "overflow-x:auto" in html
     assert html.count("<div class='scroll'><table>") == html.count("<table>") >= 4
     assert "<td class='params'>" in html
+
+
+def test_wandb_summary_table_reads_back_from_the_offline_run(study, tmp_path, monkeypatch, capsys):
+    """Real W&B, offline: the report run holds the per-configuration summary as a Table whose
+    rows are summary.csv's, labels first and identical."""
+    from rewardsweep.sweep.wandb_log import read_offline_run
+
+    folder, _ = study
+    copy = tmp_path / "toy"
+    import shutil
+
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("report"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert main(["report", str(copy), "--wandb-summary", "--no-plots"]) == 0
+    (run_dir,) = (copy / "report" / "wandb").glob("offline-run-*")
+    import time
+
+    deadline = time.time() + 20     # finish() returns before W&B's service writes the last block
+    while (run := read_offline_run(run_dir))["exit_code"] is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert run["job_type"] == "report" and run["name"] == "report-toy" and run["exit_code"] == 0
+    ref = next(h for h in run["history"] if "summary.path" in h)
+    assert ref["summary._type"] == "table-file" and ref["summary.nrows"] == 5
+    table = json.loads((run_dir / "files" / ref["summary.path"]).read_text())
+    cols = table["columns"]
+    assert cols[:4] == ["label", "config_id", "arm", "verdict"]
+    csv = pd.read_csv(copy / "report" / "summary.csv")
+    assert [row[0] for row in table["data"]] == list(csv["label"])
+    assert [row[cols.index("diff_mean")] for row in table["data"]][1:] == pytest.approx(
+        list(csv["diff_mean"])[1:], rel=1e-12)

@@ -61,6 +61,8 @@ def test_missing_or_inconsistent_counts_are_named(tmp_path, capsys):
     write_study(tmp_path / "old", effects=(0.01,), seeds=3)
     assert main(["report", str(tmp_path / "old"), "--bootstrap-images", "--no-plots"]) == 0
     assert "no finished trial has per-image val counts" in capsys.readouterr().err
-    # without the option the next steps point to it
+    # without the option the next steps point to it, where the trials kept their counts
+    assert main(["report", str(tmp_path / "s"), "--no-plots"]) == 0
+    assert "--bootstrap-images` also resamples" in (tmp_path / "s" / "report" / "report.md").read_text()
     assert main(["report", str(tmp_path / "old"), "--no-plots"]) == 0
-    assert "--bootstrap-images" in (tmp_path / "old" / "report" / "report.md").read_text()
+    assert "--bootstrap-images" not in (tmp_path / "old" / "report" / "report.md").read_text()

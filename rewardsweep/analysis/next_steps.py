@@ -56,8 +56,10 @@ def _p(x: float) -> str:
     return f"{x * 100:.2f}"
 
 
-def next_steps(summary: Summary, topup: TopUp | None, target: str = "STUDY") -> list[str]:
-    """The lines of the "Next steps" section (plain text, one thought per line)."""
+def next_steps(summary: Summary, topup: TopUp | None, target: str = "STUDY",
+               has_val_counts: bool = False) -> list[str]:
+    """The lines of the "Next steps" section (plain text, one thought per line).
+    ``has_val_counts``: some trials kept per-image val counts (``--bootstrap-images`` can run)."""
     t, s = summary.table, summary.settings
     rew = t[t["arm"] != "mle"]
     lines: list[str] = []
@@ -130,9 +132,9 @@ def next_steps(summary: Summary, topup: TopUp | None, target: str = "STUDY") -> 
                          "resampling the val images as well as the seeds"
                          + (". Not surviving: " + _names(lost) + ". Their verdict may hinge on a few val "
                             "images; a larger (or another) val split would settle it." if len(lost) else "."))
-    elif (rew["n_finished"] > 0).any() and target:
+    elif has_val_counts:
         lines.append(f"Only seed variance is counted above; `rewardsweep report {target} --bootstrap-images` "
-                     "also resamples the val images (needs trials' val_counts/).")
+                     "also resamples the val images, and says which verdicts survive.")
     failed = rew[(rew["n_failed"] > 0)]
     if len(failed) and topup is not None:
         lines.append(f"{len(failed)} configuration(s) have failed seeds: `{topup.command('--retry-failed')}` "

@@ -180,7 +180,8 @@ def build_report(folders: list[Path], *, out: Path, study: str, start: str | Non
         from rewardsweep.analysis.plots import make_plots
 
         plot_paths = make_plots(summary, coll, out)
-    summary.next_steps = next_steps(summary, topup, target)
+    summary.next_steps = next_steps(summary, topup, target,
+                                    has_val_counts=bool(coll.trials["val_counts_file"].notna().any()))
     files = write_files(summary, coll, plot_paths, out, study)
     return coll, summary, files, plot_paths
 
