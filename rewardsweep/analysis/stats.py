@@ -381,8 +381,9 @@ def seeds_needed(sd: float, effect: float, alpha: float = 0.05, power: float = 0
     """Seeds needed to detect a true mean difference ``effect`` with a two-sided t-test.
 
     The smallest n >= 2 with ``t_power(effect / sd, n) >= power`` (one-sample t; the paired
-    test is a one-sample test on the differences): found by doubling then bisection, since
-    power grows with n, and checked (power(n) >= target > power(n - 1)). The same number
+    test is a one-sample test on the differences): power grows with n, so it is the first n
+    reaching the target among those just around the normal-approximation answer (which is
+    a step or two low), or, when that misses, found by doubling then bisection; checked (power(n) >= target > power(n - 1)). The same number
     as ``statsmodels.stats.power.TTestPower().solve_power`` rounded up where that solver
     works; it fails (NaN, or an unchecked 2) when the effect is large relative to the SD.
     ``sd`` and ``effect`` in the same unit. NaN when ``sd`` is unknown (fewer than 2 seeds)
@@ -399,6 +400,13 @@ def seeds_needed(sd: float, effect: float, alpha: float = 0.05, power: float = 0
 
     if reaches(2):
         return 2.0
+    # Start next to the answer: n ~ ((z_{1-alpha/2} + z_power) / es)^2 for large n.
+    guess = max(3, math.ceil(((_st.norm.isf(alpha / 2) + _st.norm.ppf(power)) / es) ** 2))
+    if guess <= MAX_SEEDS:            # one vectorised power call over the n around it
+        ns = np.arange(max(2, guess - 3), guess + 9)
+        ok = t_power(es, ns, alpha) >= power
+        if ok[-1] and not ok[0]:
+            return float(ns[np.argmax(ok)])    # power(n) >= target > power(n - 1)
     lo, hi = 2, 4                     # invariant: power(lo) < target
     while not reaches(hi):
         lo, hi = hi, hi * 2
