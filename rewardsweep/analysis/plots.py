@@ -316,7 +316,7 @@ def plot_heatmap(summary: Summary, path: Path) -> Path | None:
     sub = summary.table.iloc[rows]
     values = delta.to_numpy(float)[rows] * 100
     n_r, n_c = values.shape
-    labels = [label(r) for _, r in sub.iterrows()]
+    labels = [label(r, 56) for _, r in sub.iterrows()]     # wider lines: fewer, and a shorter figure
     left = _label_inches(labels)
     bottom = _label_inches([str(c) for c in delta.columns]) * 0.85 + 0.2
     fig = _figure(min(max(7.0, left + 1.6 + 0.4 * n_c), 20), bottom + 0.6 + _row_inches(labels) * n_r)
