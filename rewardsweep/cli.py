@@ -59,7 +59,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--effect", type=float, default=0.5, help="improvement to detect, in mIoU points (for seeds needed)")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--power", type=float, default=0.8)
+    p.add_argument("--margin", type=float, default=None, metavar="POINTS",
+                   help="equivalence margin in mIoU points: test (TOST) whether configurations are within it of the control")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--bootstrap-images", action="store_true",
+                   help="also bootstrap the paired differences over seeds and val images (needs val_counts/)")
     p.add_argument("--wandb-summary", action="store_true", help="log the summary as a W&B run of job_type report")
     p.add_argument("--start", default=None, metavar="HASH",
                    help="report only records from this start checkpoint (hash prefix or dataset) when sources mix several")

@@ -51,6 +51,7 @@ STATUSES = ("finished", "failed", "diverged")
 ARMS = ("reward", "mle", "noop")
 RECORDS_DIRNAME = "records"
 DIAGNOSTICS_DIRNAME = "diagnostics"
+VAL_COUNTS_DIRNAME = "val_counts"
 
 
 def record_filename(config_id: str, arm: str, seed: int) -> str:
@@ -78,6 +79,30 @@ def write_diagnostics(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Pa
 def read_diagnostics(path: str | os.PathLike) -> list[dict[str, Any]]:
     with open(path) as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def val_counts_path(study_dir: str | os.PathLike, config_id: str, arm: str, seed: int) -> Path:
+    return Path(study_dir) / VAL_COUNTS_DIRNAME / record_filename(config_id, arm, seed)
+
+
+def write_val_counts(path: str | os.PathLike, class_names: list[str], intersect, union,
+                     miou: float) -> Path:
+    """The final evaluation's per-image confusion counts: ``intersect[i][c]`` and
+    ``union[i][c]`` pixels of val image i (the val split's order) and class c, and the mIoU
+    they give (a check). The report's val-image bootstrap resamples these rows."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"class_names": list(class_names), "miou": float(miou),
+            "intersect": [[int(round(float(v))) for v in row] for row in intersect],
+            "union": [[int(round(float(v))) for v in row] for row in union]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, separators=(",", ":")))
+    os.replace(tmp, path)
+    return path
+
+
+def read_val_counts(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
 
 
 def summarize_diagnostics(rows: list[dict[str, Any]], tail: float = 0.1) -> dict[str, float]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rewardsweep.records import SCHEMA_VERSION, record_path, write_record
+from rewardsweep.records import SCHEMA_VERSION, record_path, val_counts_path, write_record, write_val_counts
 
 CLASS_NAMES = ["background", "road", "car", "person", "sky"]
 START = {"checkpoint": "/cache/ckpt-tiny.pth", "checkpoint_hash": "a1b2c3d4e5f60718",
@@ -79,11 +79,14 @@ def write_study(folder, *, study: str = "toy", effects=(0.01, 0.0, -0.01), seeds
                 control_mean: float = 0.002, miou_start: float = 0.61,
                 bad: dict | None = None, start: dict | None = None, rng_seed: int = 0,
                 steps: int = 200, eval_every: int = 50, diag_every: int = 10,
-                class_names=CLASS_NAMES) -> dict:
+                class_names=CLASS_NAMES, val_images: int = 0, image_effects: dict | None = None) -> dict:
     """Write a study folder; return the truth and the generated deltas.
 
     ``effects``: true mean improvement over the control of each reward configuration
     (records' unit). ``bad``: ``{(config_index or "control", seed): "failed"|"diverged"}``.
+    ``val_images``: also write each finished trial's per-image val counts (``val_counts/``)
+    over that many images, the final mIoU then being the one the counts give;
+    ``image_effects``: ``{config_index: {image: extra IoU}}``, a gain only on those images.
     Returns ``{"control_id", "config_ids", "delta": {(cid, arm, seed): delta}, "params"}``.
     """
     rng = np.random.default_rng(rng_seed)
@@ -103,11 +106,22 @@ def write_study(folder, *, study: str = "toy", effects=(0.01, 0.0, -0.01), seeds
         out["config_ids"].append(cid)
         out["params"][cid] = params
         arms.append((i, cid, "reward", params, eff))
+    # (drawn only when asked: the other studies' random numbers stay as they were)
+    union = rng.poisson(300, (val_images, len(class_names))).astype(float) + 1 if val_images else None
     for key, cid, arm, params, eff in arms:
+        extra = np.zeros(union.shape) if val_images else None
+        for img, gain in (image_effects or {}).get(key, {}).items():
+            extra[img] += gain
         for s in range(seeds):
             delta = control_mean + seed_effect[s] + eff + rng.normal(0, sd)
             status = bad.get((key, s), "finished")
             final = None if status == "failed" else miou_start + delta
+            counts = None
+            if val_images and status == "finished":
+                ratio = np.clip(final + extra + rng.normal(0, 0.02, union.shape), 0, 1)
+                counts = np.round(ratio * union), union
+                final = float(np.mean(counts[0].sum(0) / union.sum(0)))
+                delta = final - miou_start
             if status == "finished":
                 out["delta"][(cid, arm, s)] = delta
             rec = make_record(study=study, config_id=cid, arm=arm, seed=s, control_id=ctrl_id,
@@ -115,6 +129,10 @@ def write_study(folder, *, study: str = "toy", effects=(0.01, 0.0, -0.01), seeds
                               status=status, rng=rng, start=start, steps=steps,
                               eval_every=eval_every, diag_every=diag_every,
                               class_names=class_names)
+            if counts is not None:
+                path = val_counts_path(folder, cid, arm, s)
+                write_val_counts(path, class_names, *counts, final)
+                rec["val_counts_file"] = str(path.relative_to(folder))
             write_record(record_path(folder, cid, arm, s), rec)
     return out
 

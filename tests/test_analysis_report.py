@@ -69,10 +69,10 @@ def test_report_writes_every_output(reported):
     assert rc == 0
     rep = folder / "report"
     for name in ("report.md", "report.html", "summary.csv", "trials.csv", "delta_per_config.png",
-                 "curves.png", "per_class_delta.png"):
+                 "paired_differences.png", "curves.png", "per_class_delta.png"):
         assert (rep / name).is_file() and (rep / name).stat().st_size > 0, name
     html = (rep / "report.html").read_text()
-    assert html.count("src='data:image/png;base64,") == 3
+    assert html.count("src='data:image/png;base64,") == 4
     assert "src='delta" not in html and "http" not in html.split("<body>")[1].split("docs/report.md")[0]
     md = (rep / "report.md").read_text()
     assert "![delta per configuration](delta_per_config.png)" in md
@@ -294,7 +294,7 @@ def test_wandb_summary_logs_a_report_run(study, tmp_path, monkeypatch, capsys):
     assert "toy" in init["tags"]
     assert calls["log"]["summary"][0] == "table" and calls["log"]["summary"][1][0] == 5
     assert {v[1] for k, v in calls["log"].items() if k.startswith("plots/")} == {
-        "delta_per_config.png", "curves.png", "per_class_delta.png"}
+        "delta_per_config.png", "paired_differences.png", "curves.png", "per_class_delta.png"}
     assert calls["finished"]
     # WANDB_MODE wins over the spec's mode
     monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -344,3 +344,139 @@ def test_analysis_never_imports_ray_torch_mmseg_or_wandb(study, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "RC 0 BAD []" in proc.stdout, proc.stdout[-500:]
+
+
+# --------------------------------------------------------------------------- figures and labels
+
+@pytest.mark.parametrize("correction", ["holm", "fdr_bh"])
+def test_adjusted_intervals_agree_with_the_verdicts(tmp_path, correction):
+    """The forest plot's adjusted intervals exclude 0 exactly when the verdict is not "no
+    evidence"; for Holm each is the t-interval at alpha / (m - j + 1) at its step j."""
+    write_study(tmp_path / "s", effects=tuple(np.linspace(-0.012, 0.012, 9)), seeds=6, sd=0.002)
+    assert main(["report", str(tmp_path / "s"), "--no-plots", "--correction", correction]) == 0
+    s = pd.read_csv(tmp_path / "s" / "report" / "summary.csv")
+    rew = s[s.arm == "reward"]
+    excludes = (rew.diff_adj_low > 0) | (rew.diff_adj_high < 0)
+    assert list(excludes) == list(rew.verdict != "no evidence")
+    assert {"beats control", "worse", "no evidence"} <= set(rew.verdict)      # all three occur
+    wider = (rew.diff_adj_low <= rew.diff_ci_low + 1e-15) & (rew.diff_adj_high >= rew.diff_ci_high - 1e-15)
+    assert wider.all()
+    if correction == "holm":
+        order = np.argsort(rew.p_ttest.to_numpy())
+        m = len(rew)
+        for j, i in enumerate(order):
+            r = rew.iloc[i]
+            if r.p_adj == pytest.approx((m - j) * r.p_ttest):       # no running maximum here
+                ci = st.t.interval(1 - 0.05 / (m - j), r.n_paired - 1, loc=r.diff_mean,
+                                   scale=r.diff_sd / math.sqrt(r.n_paired))
+                assert (r.diff_adj_low, r.diff_adj_high) == pytest.approx(ci, rel=1e-9)
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_legends_never_cover_data_and_labels_are_never_cut(tmp_path):
+    from rewardsweep.analysis.collect import collect
+    from rewardsweep.analysis.plots import MAX_CURVES, curves_figure, deltas_figure, forest_figure
+    from rewardsweep.analysis.summary import summarize
+
+    write_study(tmp_path / "s", effects=tuple(np.linspace(-0.01, 0.014, 12)), seeds=3)
+    coll = collect([tmp_path / "s"])
+    summary = summarize(coll)
+    for fig in (deltas_figure(summary, coll), forest_figure(summary)):
+        renderer = fig.canvas.get_renderer()
+        (ax,) = fig.axes
+        legend = fig.legends[0].get_window_extent(renderer)
+        assert not _overlaps(legend, ax.get_window_extent(renderer))
+        assert not ax.get_legend()
+        ticks = [t.get_text() for t in ax.get_yticklabels()]
+        for lab in summary.table["label"]:
+            if any(lab.split(" [")[0] in t.replace("\n", " ") for t in ticks):
+                assert any(t.replace("\n", " ") == lab or t.replace("\n", "") == lab for t in ticks)
+        assert not any("…" in t for t in ticks)
+        # every tick label fits inside the figure (nothing cut at the left edge)
+        assert all(t.get_window_extent(renderer).x0 >= 0 for t in ax.get_yticklabels())
+    # the forest plot shows each compared configuration once, with its full label and id
+    ticks = [t.get_text().replace("\n", " ") for t in forest_figure(summary).axes[0].get_yticklabels()]
+    assert sorted(ticks) == sorted(summary.table.loc[summary.table.arm == "reward", "label"])
+    # curves: small multiples of the best few, shared axes
+    fig = curves_figure(summary, coll)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == MAX_CURVES
+    assert all(ax.get_shared_y_axes().joined(visible[0], ax) for ax in visible)
+    best = summary.table[summary.table.arm == "reward"].head(MAX_CURVES)
+    for ax, lab in zip(visible, best["label"]):
+        assert ax.get_title().replace("\n", " ").startswith(lab.split(" [")[0].split(" ")[0])
+        assert lab.split(" [")[1][:-1] in ax.get_title()            # its config id
+
+
+def test_labels_are_the_same_everywhere(reported):
+    """One label per configuration: the full spec names of the varied parameters, then the
+    config id; in summary.csv, the markdown/html tables (params + config columns) and the
+    console (wrapped at 100 columns, whole on a wide console)."""
+    folder, truth, _, out, _ = reported
+    s = pd.read_csv(folder / "report" / "summary.csv").set_index("config_id")
+    every = [truth["params"][c] for c in truth["config_ids"]]
+    varied = sorted(k for k in every[0] if len({str(p[k]) for p in every}) > 1)
+    assert varied == ["baseline.kind"]
+    for cid in truth["config_ids"]:
+        params = truth["params"][cid]
+        want = " ".join(f"{k}={params[k]:g}" if isinstance(params[k], float) else f"{k}={params[k]}"
+                        for k in varied)
+        assert s.loc[cid, "params"] == want
+        assert s.loc[cid, "label"] == f"{want} [{cid}]"
+        md = (folder / "report" / "report.md").read_text()
+        assert md.count(f"| {cid} | reward | {want} |") >= 2       # per-config and seeds tables
+        # the console: every word of the label, none cut
+        assert all(w in out for w in s.loc[cid, "label"].split()), cid
+    assert "…" not in out
+    # a wide console keeps each label on one line
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        os.environ["COLUMNS"] = "200"
+        try:
+            main(["report", str(folder), "--no-plots"])
+        finally:
+            del os.environ["COLUMNS"]
+    wide = buf.getvalue().splitlines()
+    assert max(len(x) for x in wide) <= 200
+    for cid in truth["config_ids"]:
+        assert any(s.loc[cid, "label"] in line for line in wide)
+    html = (folder / "report" / "report.html").read_text()
+    assert "name='viewport'" in html and "overflow-x:auto" in html
+    assert html.count("<div class='scroll'><table>") == html.count("<table>") >= 4
+    assert "<td class='params'>" in html
+
+
+def test_wandb_summary_table_reads_back_from_the_offline_run(study, tmp_path, monkeypatch, capsys):
+    """Real W&B, offline: the report run holds the per-configuration summary as a Table whose
+    rows are summary.csv's, labels first and identical."""
+    from rewardsweep.sweep.wandb_log import read_offline_run
+
+    folder, _ = study
+    copy = tmp_path / "toy"
+    import shutil
+
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("report"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert main(["report", str(copy), "--wandb-summary", "--no-plots"]) == 0
+    (run_dir,) = (copy / "report" / "wandb").glob("offline-run-*")
+    import time
+
+    deadline = time.time() + 20     # finish() returns before W&B's service writes the last block
+    while (run := read_offline_run(run_dir))["exit_code"] is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert run["job_type"] == "report" and run["name"] == "report-toy" and run["exit_code"] == 0
+    ref = next(h for h in run["history"] if "summary.path" in h)
+    assert ref["summary._type"] == "table-file" and ref["summary.nrows"] == 5
+    table = json.loads((run_dir / "files" / ref["summary.path"]).read_text())
+    cols = table["columns"]
+    assert cols[:4] == ["label", "config_id", "arm", "verdict"]
+    csv = pd.read_csv(copy / "report" / "summary.csv")
+    assert [row[0] for row in table["data"]] == list(csv["label"])
+    assert [row[cols.index("diff_mean")] for row in table["data"]][1:] == pytest.approx(
+        list(csv["diff_mean"])[1:], rel=1e-12)

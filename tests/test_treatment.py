@@ -16,7 +16,7 @@ def _config(tmp_path, start, **overrides):
                model="tiny-synthetic", start=start, steps=8, eval_every=8, batch_size=4, samples=2,
                baseline={"kind": "sample_loo"}, lr={"start": 1e-2, "end": 1e-4, "schedule": "poly"},
                optimizer={"type": "SGD", "momentum": 0.9, "weight_decay": 5e-4}, aux_head="mle",
-               diagnostics_every=4)
+               normalize_advantage=False, diagnostics_every=4)  # the old defaults, explicit
     cfg.update(overrides)
     return cfg
 

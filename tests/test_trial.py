@@ -41,6 +41,16 @@ def test_reward_trial_runs_end_to_end_and_writes_its_record(tmp_path, tiny_start
     assert diagnostics == [{k: v for k, v in e.items()} for e in steps]
     assert on_disk["diagnostics_summary"]["loss"] == pytest.approx(steps[-1]["loss"])
     assert on_disk["timings"]["train_s"] > 0
+    # the final evaluation's per-image counts give exactly the final mIoU (the val bootstrap's input)
+    import numpy as np
+
+    counts = records.read_val_counts(tmp_path / on_disk["val_counts_file"])
+    inter, union = np.asarray(counts["intersect"], float), np.asarray(counts["union"], float)
+    assert inter.shape == union.shape and inter.shape[1] == 6 and inter.shape[0] > 1
+    assert (inter <= union).all() and counts["class_names"] == on_disk["class_names"]
+    with np.errstate(invalid="ignore"):
+        miou = np.nanmean(inter.sum(0) / np.where(union.sum(0) > 0, union.sum(0), np.nan))
+    assert miou == pytest.approx(record["miou_final"], abs=1e-6)   # MMSeg sums in float32
 
 
 def test_same_seed_twice_gives_identical_numbers_and_another_seed_differs(tmp_path, tiny_start):

@@ -39,6 +39,7 @@ BASE_COLUMNS = (
     "study", "source", "file", "config_id", "control_id", "arm", "seed", "status", "error",
     "estimator", "miou_start", "miou_final", "delta_miou", "miou_best",
     "checkpoint", "checkpoint_hash", "dataset", "started_at", "finished_at", "total_s", "host",
+    "val_counts_file",
 )
 PARAM_PREFIX = "param:"   # only used when a parameter name collides with a base column
 
@@ -164,6 +165,9 @@ def _validate(entry: Entry) -> dict:
         "started_at": rec.get("started_at"),
         "finished_at": rec.get("finished_at"),
         "host": rec.get("host"),
+        # the per-image counts sidecar (relative to the study folder), for --bootstrap-images
+        "val_counts_file": (str(Path(entry.source) / rec["val_counts_file"])
+                            if isinstance(rec.get("val_counts_file"), str) else None),
     }
     for key in ("miou_start", "miou_final", "delta_miou", "miou_best"):
         row[key] = _num(rec.get(key), key, name)

@@ -2,7 +2,9 @@
 
 Many configurations stay readable: the per-configuration plots show the controls, the
 best configurations and the worst few (``select_rows``) and say so in their title; the
-curve plot shows the controls and the best few. The full numbers are always in the CSVs.
+curves are small multiples of the best few, each with its control. Labels are the
+configurations' labels wrapped onto lines (never cut); legends sit below the axes, never
+over data. The full numbers are always in the CSVs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from rewardsweep.analysis.collect import Collection
-from rewardsweep.analysis.summary import Summary
+from rewardsweep.analysis.summary import Summary, wrap_label
 
 MAX_ROWS = 30        # configurations in the dot plot and the heatmap
 MAX_WORST = 6        # of which the worst ones (the rest: the best)
@@ -37,13 +39,29 @@ def _margins(fig, left: float, bottom: float, top: float, right: float = 0.2) ->
     fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h)
 
 
+LABEL_WIDTH = 36     # characters per line of a wrapped label
+
+
 def _label_inches(labels, fontsize: float = 7) -> float:
-    return 0.3 + 0.58 * fontsize / 72 * max((len(x) for x in labels), default=0)
+    longest = max((len(line) for x in labels for line in str(x).split("\n")), default=0)
+    return 0.3 + 0.58 * fontsize / 72 * longest
 
 
-def label(row, width: int = 48) -> str:
-    text = str(row["label"])
-    return text if len(text) <= width else text[: width - 1] + "…"
+def label(row, width: int = LABEL_WIDTH) -> str:
+    """The configuration's label (parameters, then [config id]) wrapped onto lines, never cut."""
+    return "\n".join(wrap_label(str(row["label"]), width))
+
+
+def _row_inches(labels) -> float:
+    """Height per row so that the tallest wrapped label (7 pt lines) fits."""
+    lines = max((str(x).count("\n") + 1 for x in labels), default=1)
+    return max(0.28, 0.12 * lines + 0.08)
+
+
+def _legend_below(fig, handles, ncol: int | None = None) -> None:
+    """The legend in the bottom margin, outside every axes: it never covers data."""
+    fig.legend(handles=handles, loc="lower center", ncol=ncol or len(handles), fontsize=7,
+               frameon=False, bbox_to_anchor=(0.5, 0.0))
 
 
 def select_rows(table: pd.DataFrame, cap: int = MAX_ROWS,
@@ -61,12 +79,53 @@ def select_rows(table: pd.DataFrame, cap: int = MAX_ROWS,
     return chosen, f"{room - worst} best and {worst} worst of {len(rest)} configurations", worst
 
 
+def _handles(items):
+    """Legend entries drawn in neutral grey where the data's colour means the verdict."""
+    from matplotlib.lines import Line2D
+
+    out = []
+    for kind, colour, text in items:
+        if kind == "dot":
+            out.append(Line2D([], [], ls="none", marker="o", ms=4, color=colour, alpha=0.6, label=text))
+        elif kind == "diamond":
+            out.append(Line2D([], [], ls="none", marker="D", ms=5, color=colour, label=text))
+        elif kind == "circle":
+            out.append(Line2D([], [], ls="none", marker="o", ms=5, color=colour, label=text))
+        elif kind == "wide":
+            out.append(Line2D([], [], color=colour, lw=6, label=text))
+        elif kind == "bar":
+            out.append(Line2D([], [], color=colour, lw=2.4, label=text))
+        elif kind == "thin":
+            out.append(Line2D([], [], color=colour, lw=1.0, label=text))
+        elif kind == "dashed":
+            out.append(Line2D([], [], color=colour, lw=1.0, ls="--", label=text))
+        elif kind == "band":
+            from matplotlib.patches import Patch
+
+            out.append(Patch(color=colour, alpha=0.25, lw=0, label=text))
+    return out
+
+
+def _verdict_handles(verdicts) -> list:
+    present = [v for v in VERDICT_COLOURS if v in set(verdicts)]
+    return _handles([("bar", VERDICT_COLOURS[v], v) for v in present])
+
+
 def plot_deltas(summary: Summary, coll: Collection, path: Path) -> Path:
+    deltas_figure(summary, coll).savefig(path)
+    return path
+
+
+def deltas_figure(summary: Summary, coll: Collection):
+    """Delta mIoU per configuration: every seed a dot, the mean, its 95% t-interval."""
     table = summary.table
     rows, caption, n_worst = select_rows(table)
     sub = table.iloc[rows].reset_index(drop=True)
     fin = coll.finished
-    fig = _figure(9, 1.4 + 0.28 * len(sub))
+    labels = [label(r) for _, r in sub.iterrows()]
+    row_h = _row_inches(labels)
+    top, bottom = (0.55 if caption else 0.4), 0.95
+    fig = _figure(9, top + bottom + row_h * len(sub) + 0.2)
     ax = fig.add_subplot(1, 1, 1)
     ypos = {(c, a): len(sub) - 1 - i for i, (c, a) in enumerate(zip(sub["config_id"], sub["arm"]))}
     key = list(zip(fin["config_id"], fin["arm"]))
@@ -74,68 +133,173 @@ def plot_deltas(summary: Summary, coll: Collection, path: Path) -> Path:
     keep = np.isfinite(y)
     jitter = np.random.default_rng(0).uniform(-0.18, 0.18, keep.sum())
     ax.scatter(fin["delta_miou"].to_numpy()[keep] * 100, y[keep] + jitter, s=9, alpha=0.45,
-               color="#7f7f7f", linewidths=0, label="one seed", zorder=2)
+               color="#7f7f7f", linewidths=0, zorder=2)
     yy = np.array([ypos[(c, a)] for c, a in zip(sub["config_id"], sub["arm"])], dtype=float)
-    colours = [VERDICT_COLOURS.get(v, "#4d4d4d") for v in sub["verdict"]]
+    colours = np.array([VERDICT_COLOURS.get(v, "#4d4d4d") for v in sub["verdict"]], dtype=object)
     lo, hi = sub["ci_low"].to_numpy(float) * 100, sub["ci_high"].to_numpy(float) * 100
     mean = sub["mean_delta"].to_numpy(float) * 100
     ok = np.isfinite(lo)
-    ax.hlines(yy[ok], lo[ok], hi[ok], colors=np.array(colours, dtype=object)[ok], lw=2.2, zorder=3,
-              label="95% t-interval")
-    ax.scatter(mean, yy, marker="D", s=28, c=colours, zorder=4, label="mean")
+    ax.hlines(yy[ok], lo[ok], hi[ok], colors=list(colours[ok]), lw=2.2, zorder=3)
+    ax.scatter(mean, yy, marker="D", s=28, c=list(colours), zorder=4)
     ax.axvline(0, color="black", lw=0.8)
     if n_worst:   # a dotted line where the best end and the worst begin
         ax.axhline(n_worst - 0.5, color="#999999", lw=0.8, ls=":")
     for _, r in sub[sub["arm"] == "mle"].iterrows():
         ax.axvline(r["mean_delta"] * 100, color=VERDICT_COLOURS["control"], lw=0.8, ls="--")
     ax.set_yticks(yy)
-    labels = [label(r) for _, r in sub.iterrows()]
     ax.set_yticklabels(labels, fontsize=7)
     ax.set_ylim(-0.7, len(sub) - 0.3)
-    ax.set_xlabel("delta mIoU after tuning (points; dashed: control mean)")
-    title = "delta mIoU per configuration (dots: seeds; diamond: mean; bar: 95% CI)"
+    ax.set_xlabel("delta mIoU after tuning (points)")
+    title = "delta mIoU per configuration: every seed, the mean and its 95% t-interval"
     ax.set_title(title + (f"\n{caption}" if caption else ""), fontsize=9)
-    ax.legend(loc="lower right", fontsize=7, frameon=False)
+    _legend_below(fig, _handles([("dot", "#7f7f7f", "one seed"), ("diamond", "#4d4d4d", "mean"),
+                                 ("bar", "#4d4d4d", "95% t-interval (colour: verdict)"),
+                                 ("dashed", VERDICT_COLOURS["control"], "control mean")])
+                  + _verdict_handles(sub["verdict"]), ncol=4)
     ax.grid(axis="x", alpha=0.3)
-    _margins(fig, _label_inches(labels), 0.55, 0.55 if caption else 0.4)
+    _margins(fig, _label_inches(labels), bottom, top)
+    return fig
+
+
+def plot_forest(summary: Summary, path: Path) -> Path | None:
+    fig = forest_figure(summary)
+    if fig is None:
+        return None
     fig.savefig(path)
     return path
 
 
-def plot_curves(summary: Summary, path: Path) -> Path | None:
+def forest_figure(summary: Summary):
+    """The paired differences the verdicts rest on: configuration minus control per seed.
+
+    Wide grey bar: the unadjusted 95% paired t-interval (the table's CI). Line, coloured by
+    verdict: the interval at the level the multiple-testing adjustment used for that
+    comparison (``stats.adjusted_intervals``), so it excludes 0 exactly when the verdict
+    is "beats control" or "worse". The equivalence margin is shaded when given.
+    """
+    table = summary.table
+    comp = table[(table["arm"] != "mle") & table["n_paired"].notna()].reset_index(drop=True)
+    if comp.empty:
+        return None
+    rows, caption, n_worst = select_rows(comp)
+    sub = comp.iloc[rows].reset_index(drop=True)
+    s = summary.settings
+    labels = [label(r) for _, r in sub.iterrows()]
+    row_h = _row_inches(labels)
+    top, bottom = (0.85 if caption else 0.7), 0.95
+    fig = _figure(9, top + bottom + row_h * len(sub) + 0.2)
+    ax = fig.add_subplot(1, 1, 1)
+    yy = np.arange(len(sub))[::-1].astype(float)
+    colours = np.array([VERDICT_COLOURS.get(v, "#4d4d4d") for v in sub["verdict"]], dtype=object)
+    lo, hi = sub["diff_ci_low"].to_numpy(float) * 100, sub["diff_ci_high"].to_numpy(float) * 100
+    alo, ahi = sub["diff_adj_low"].to_numpy(float) * 100, sub["diff_adj_high"].to_numpy(float) * 100
+    mean = sub["diff_mean"].to_numpy(float) * 100
+    if s.margin:
+        ax.axvspan(-s.margin * 100, s.margin * 100, color="#fee08b", alpha=0.35, lw=0, zorder=0)
+    ok = np.isfinite(lo)
+    ax.hlines(yy[ok], lo[ok], hi[ok], colors="#bdbdbd", lw=6, zorder=2)
+    ok = np.isfinite(alo)
+    ax.hlines(yy[ok], alo[ok], ahi[ok], colors=list(colours[ok]), lw=1.6, zorder=3)
+    ax.scatter(np.r_[alo[ok], ahi[ok]], np.r_[yy[ok], yy[ok]], marker="|", s=60,
+               c=list(colours[ok]) * 2, linewidths=1.6, zorder=3)
+    ax.scatter(mean, yy, marker="o", s=22, c="white", edgecolors="black", linewidths=0.8, zorder=4)
+    ax.axvline(0, color="black", lw=0.8)
+    if n_worst:
+        ax.axhline(n_worst - 0.5, color="#999999", lw=0.8, ls=":")
+    ax.set_yticks(yy)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_ylim(-0.7, len(sub) - 0.3)
+    ax.set_xlabel("configuration minus control, paired by seed (mIoU points)")
+    corr = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg"}.get(s.correction, s.correction)
+    title = (f"paired difference against the control (configuration minus control, same seed)\n"
+             f"mean, 95% t-interval (grey bar) and {corr}-adjusted interval (line)")
+    ax.set_title(title + (f"\n{caption}" if caption else ""), fontsize=9)
+    items = [("circle", "white", "mean difference"), ("wide", "#bdbdbd", "95% t-interval, unadjusted"),
+             ("thin", "#4d4d4d", f"{corr}-adjusted interval: excludes 0 exactly when the verdict is not 'no evidence'")]
+    if s.margin:
+        items.append(("band", "#fee08b", f"equivalence margin ±{s.margin * 100:g}"))
+    handles = _handles(items)
+    handles[0].set_markeredgecolor("black")
+    _legend_below(fig, handles + _handles([("thin", VERDICT_COLOURS[v], v) for v in VERDICT_COLOURS
+                                          if v in set(sub["verdict"])]), ncol=3)
+    ax.grid(axis="x", alpha=0.3)
+    _margins(fig, _label_inches(labels), bottom, top)
+    return fig
+
+
+def plot_curves(summary: Summary, coll: Collection, path: Path) -> Path | None:
+    fig = curves_figure(summary, coll)
+    if fig is None:
+        return None
+    fig.savefig(path)
+    return path
+
+
+def curves_figure(summary: Summary, coll: Collection):
+    """Small multiples: one panel per shown configuration (the best few), its control dashed
+    in every panel, shared axes. With 5 or more seeds a 95% band around the mean; with fewer
+    (where a t-band is too wide to read) every seed's own curve, thin."""
     curves = summary.curves
     if curves.empty:
         return None
     table = summary.table
-    ctrl = table[table["arm"] == "mle"]
-    best = table[(table["arm"] != "mle") & (table["n_finished"] > 0)].head(MAX_CURVES)
-    shown = pd.concat([ctrl, best])
-    fig = _figure(9, 5)
-    ax = fig.add_subplot(1, 1, 1)
+    shown = table[(table["arm"] != "mle") & (table["n_finished"] > 0)].head(MAX_CURVES)
+    if shown.empty:
+        shown = table[table["n_finished"] > 0].head(MAX_CURVES)
     groups = {k: g for k, g in curves.groupby(["config_id", "arm"], sort=False)}
+    fin = coll.curves[coll.curves["trial"].isin(coll.trials.index[coll.trials["status"] == "finished"])]
+    per_seed = {k: g for k, g in fin.groupby(["config_id", "arm"], sort=False)}
+    ctrl_rows = {r["config_id"]: r for _, r in table[table["arm"] == "mle"].iterrows()}
+    k = len(shown)
+    ncol = min(3, k)
+    nrow = -(-k // ncol)
+    lines = max(label(r, 44).count("\n") + 2 for _, r in shown.iterrows())
+    panel, title_h, head, foot = 1.9, 0.11 * lines + 0.3, 0.4, 0.5      # inches
+    fig = _figure(9, head + foot + nrow * (panel + title_h))
+    axes = fig.subplots(nrow, ncol, sharex=True, sharey=True, squeeze=False)
     cmap = _cmap("tab10")
-    for i, (_, r) in enumerate(shown.iterrows()):
+
+    def draw(ax, r, colour, is_ctrl):
         g = groups.get((r["config_id"], r["arm"]))
         if g is None:
-            continue
-        is_ctrl = r["arm"] == "mle"
-        colour = "black" if is_ctrl else cmap(i % 10)
+            return
         x = g["step"].to_numpy()
-        ax.plot(x, g["mean"] * 100, color=colour, lw=2.2 if is_ctrl else 1.4,
-                ls="--" if is_ctrl else "-", label=label(r, 40))
-        band = np.isfinite(g["low"].to_numpy(float))
-        ax.fill_between(x[band], g["low"].to_numpy(float)[band] * 100, g["high"].to_numpy(float)[band] * 100,
-                        color=colour, alpha=0.15, lw=0)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("val mIoU (points)")
+        if int(g["n"].max()) >= 5:
+            band = np.isfinite(g["low"].to_numpy(float))
+            ax.fill_between(x[band], g["low"].to_numpy(float)[band] * 100,
+                            g["high"].to_numpy(float)[band] * 100, color=colour, alpha=0.15, lw=0)
+        else:
+            for _, one in per_seed.get((r["config_id"], r["arm"]), pd.DataFrame()).groupby("trial"):
+                ax.plot(one["step"], one["miou"] * 100, color=colour, lw=0.6, alpha=0.4,
+                        ls="--" if is_ctrl else "-")
+        ax.plot(x, g["mean"] * 100, color=colour, lw=1.8 if is_ctrl else 1.6, ls="--" if is_ctrl else "-")
+
+    for i, (_, r) in enumerate(shown.iterrows()):
+        ax = axes[i // ncol][i % ncol]
+        ctrl = ctrl_rows.get(r["control_id"])
+        if ctrl is not None:
+            draw(ax, ctrl, "black", True)
+        draw(ax, r, cmap(i % 10), False)
+        verdict = r["verdict"] if isinstance(r["verdict"], str) else ""
+        ax.set_title(label(r, 44) + (f"\n{verdict}" if verdict and r["arm"] != "mle" else ""),
+                     fontsize=7, color=VERDICT_COLOURS.get(verdict, "black"))
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    for j in range(k, nrow * ncol):
+        axes[j // ncol][j % ncol].set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("training step", fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("val mIoU (points)", fontsize=8)
     n_rest = int((table["arm"] != "mle").sum())
-    extra = f" (best {len(best)} of {n_rest})" if n_rest > len(best) else ""
-    ax.set_title(f"mIoU over tuning: mean and 95% CI across seeds; controls dashed{extra}", fontsize=9)
-    ax.legend(fontsize=7, frameon=False, loc="best")
-    ax.grid(alpha=0.3)
-    _margins(fig, 0.8, 0.6, 0.4)
-    fig.savefig(path)
-    return path
+    extra = f"; the best {k} of {n_rest} configurations" if n_rest > k else ""
+    n_min = int(curves["n"].max()) if len(curves) else 0
+    how = "mean and 95% band across seeds" if n_min >= 5 else "mean (thick) and every seed (thin)"
+    fig.suptitle(f"val mIoU over tuning: {how}; control dashed in every panel{extra}", fontsize=9)
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=0.8 / w, right=1 - 0.2 / w, bottom=foot / h, top=1 - (head + title_h) / h,
+                        hspace=title_h / panel, wspace=0.08)
+    return fig
 
 
 def _cmap(name: str):
@@ -152,9 +316,10 @@ def plot_heatmap(summary: Summary, path: Path) -> Path | None:
     sub = summary.table.iloc[rows]
     values = delta.to_numpy(float)[rows] * 100
     n_r, n_c = values.shape
-    left = _label_inches([label(r, 40) for _, r in sub.iterrows()])
+    labels = [label(r, 56) for _, r in sub.iterrows()]     # wider lines: fewer, and a shorter figure
+    left = _label_inches(labels)
     bottom = _label_inches([str(c) for c in delta.columns]) * 0.85 + 0.2
-    fig = _figure(min(max(7.0, left + 1.6 + 0.4 * n_c), 20), bottom + 0.6 + 0.26 * n_r)
+    fig = _figure(min(max(7.0, left + 1.6 + 0.4 * n_c), 20), bottom + 0.6 + _row_inches(labels) * n_r)
     ax = fig.add_subplot(1, 1, 1)
     finite = values[np.isfinite(values)]
     vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
@@ -164,7 +329,6 @@ def plot_heatmap(summary: Summary, path: Path) -> Path | None:
     ax.set_xticks(range(n_c))
     ax.set_xticklabels([str(c) for c in delta.columns], rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(n_r))
-    labels = [label(r, 40) for _, r in sub.iterrows()]
     ax.set_yticklabels(labels, fontsize=7)
     if n_r * n_c <= 400:
         for (i, j), v in np.ndenumerate(values):
@@ -181,8 +345,12 @@ def plot_heatmap(summary: Summary, path: Path) -> Path | None:
 
 def make_plots(summary: Summary, coll: Collection, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    out = {"delta per configuration": plot_deltas(summary, coll, folder / "delta_per_config.png")}
-    curves = plot_curves(summary, folder / "curves.png")
+    out = {}
+    forest = plot_forest(summary, folder / "paired_differences.png")
+    if forest:   # first: the verdicts rest on these differences
+        out["paired differences against the control"] = forest
+    out["delta per configuration"] = plot_deltas(summary, coll, folder / "delta_per_config.png")
+    curves = plot_curves(summary, coll, folder / "curves.png")
     if curves:
         out["mIoU curves"] = curves
     heat = plot_heatmap(summary, folder / "per_class_delta.png")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rewardsweep.analysis.collect import Collection
-from rewardsweep.analysis.summary import SECONDARY, TREATMENT, Summary
+from rewardsweep.analysis.summary import SECONDARY, TREATMENT, Summary, wrap_label
 
 CONSOLE_ROWS = 30
 CORRECTION_NAMES = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg"}
@@ -89,20 +89,40 @@ def config_table(t: pd.DataFrame) -> pd.DataFrame:
 def control_table(t: pd.DataFrame) -> pd.DataFrame:
     t = t[t["arm"] != "mle"]
     return pd.DataFrame({
-        "config": t["config_id"], "control": t["control_id"].fillna("–"),
+        "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
+        "control": t["control_id"].fillna("–"),
         "pairs": t["n_paired"].map(count),
         "mean diff": t["diff_mean"].map(pts),
         "95% CI": [ci(a, b) for a, b in zip(t["diff_ci_low"], t["diff_ci_high"])],
         "t-test p": t["p_ttest"].map(pval), "Wilcoxon p": t["p_wilcoxon"].map(pval),
         "P(better)": t["p_improve"].map(num), "adjusted p": t["p_adj"].map(pval),
         "verdict": t["verdict"],
+        **({"TOST adjusted p": t["p_equiv_adj"].map(pval),
+            "equivalent": t["equivalent"].map(lambda x: "yes" if x else "no")}
+           if np.isfinite(t["p_equiv"].to_numpy(float)).any() else {}),
+    })
+
+
+def image_table(t: pd.DataFrame) -> pd.DataFrame:
+    t = t[t["arm"] != "mle"]
+    return pd.DataFrame({
+        "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
+        "pairs": t["img_pairs"].map(count), "val images": t["img_n"].map(count),
+        "mean diff": t["diff_mean"].map(pts),
+        "95% CI, seeds only": [ci(a, b) for a, b in zip(t["diff_ci_low"], t["diff_ci_high"])],
+        "95% CI, seeds x images": [ci(a, b) for a, b in zip(t["img_low"], t["img_high"])],
+        "adjusted, seeds x images": [ci(a, b) for a, b in zip(t["img_adj_low"], t["img_adj_high"])],
+        "verdict": t["verdict"], "survives": t["img_survives"].replace("", "–"),
     })
 
 
 def seeds_table(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
-        "config": t["config_id"], "arm": t["arm"], "seeds used": t["seeds_used"].map(count),
-        "seeds needed": t["seeds_needed"].map(count), "based on SD of": t["seeds_basis"],
+        "config": t["config_id"], "arm": t["arm"], "params": [_name(r) for _, r in t.iterrows()],
+        "seeds used": t["seeds_used"].map(count),
+        "seeds needed": t["seeds_needed"].map(count),
+        "detectable now": t["detectable"].map(lambda x: pts(x, False)),
+        "based on SD of": t["seeds_basis"],
         "failed seeds": t["failed_seeds"].replace("", "–"),
         "diverged seeds": t["diverged_seeds"].replace("", "–"),
         "missing seeds": t["missing_seeds"].replace("", "–"),
@@ -112,7 +132,10 @@ def seeds_table(t: pd.DataFrame) -> pd.DataFrame:
 
 def class_table(summary: Summary) -> pd.DataFrame:
     d = summary.iou_delta
-    out = pd.DataFrame({"config": [c for c, _ in d.index], "arm": [a for _, a in d.index]})
+    names = {(c, a): _name(r) for (c, a), (_, r) in zip(zip(summary.table["config_id"], summary.table["arm"]),
+                                                         summary.table.iterrows())}
+    out = pd.DataFrame({"config": [c for c, _ in d.index], "arm": [a for _, a in d.index],
+                        "params": [names.get(k, "") for k in d.index]})
     for col in d.columns:
         out[str(col)] = d[col].map(lambda x: pts(x, digits=1)).to_numpy()
     return out
@@ -135,8 +158,8 @@ def _headline(summary: Summary) -> list[str]:
             f"{len(compared)} comparisons (paired t-test on seeds finished in both arms).")
         if len(beats):
             more = f" and {len(beats) - 10} more" if len(beats) > 10 else ""
-            lines.append("Beats control: " + ", ".join(
-                f"{r.config_id} ({pts(r.diff_mean)} points)" for r in beats.head(10).itertuples()) + more)
+            lines.append("Beats control: " + "; ".join(
+                f"{r.label} ({pts(r.diff_mean)} points)" for r in beats.head(10).itertuples()) + more)
     under = t[t["underpowered"]]
     if len(under):
         lines.append(
@@ -145,10 +168,10 @@ def _headline(summary: Summary) -> list[str]:
             "'no evidence' verdict there is not evidence of no effect.")
     lost = t[t["lost_seeds"]]
     if len(lost):
-        ids = list(lost["config_id"])
+        ids = list(lost["label"])
         more = f" and {len(ids) - 10} more (see the seeds table)" if len(ids) > 10 else ""
         lines.append(f"{len(lost)} configuration(s) lost seeds (failed, diverged or missing): "
-                     + ", ".join(ids[:10]) + more + ". Lost seeds are left out of every mean, "
+                     + "; ".join(ids[:10]) + more + ". Lost seeds are left out of every mean, "
                      "interval and test, and counted and flagged per configuration.")
     return lines
 
@@ -195,10 +218,21 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
         out.append(("table", control_table(t)))
     else:
         out.append(("p", "No control arm: no comparison with cross-entropy training is possible."))
+    if "img_survives" in t:
+        out.append(("h", 2, "Validation-set uncertainty: seeds x val images (points)"))
+        out.append(("p", "The val split is a sample of images too. Two-level bootstrap of the mean paired "
+                         "difference: each of the replicates draws the seeds and the val images with "
+                         "replacement (the same images for every trial, as all were evaluated on the same "
+                         "split) and recomputes every trial's mIoU from its per-image counts. Percentile "
+                         "intervals: 95%, and at the verdict's adjusted level; a verdict survives when the "
+                         "latter still excludes 0 on its side."))
+        out.append(("table", image_table(t)))
     out.append(("h", 2, "Seeds and failures"))
     out.append(("p", f"Seeds needed to detect {s.effect * 100:g} mIoU points with a two-sided t-test "
                      f"at alpha {s.alpha:g} and power {s.power:g}, from the observed SD of the paired "
-                     "differences (or of delta mIoU where there is no control). " + TREATMENT))
+                     "differences (or of delta mIoU where there is no control). Detectable now: the smallest true "
+                     f"difference the seeds used detect with power {s.power:g} at alpha {s.alpha:g} "
+                     "(minimum detectable effect, points). " + TREATMENT))
     out.append(("table", seeds_table(t)))
     if coll.class_names:
         out.append(("h", 2, "Per-class IoU change (points, mean over finished seeds)"))
@@ -207,6 +241,9 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
         out.append(("h", 2, "Plots"))
         for title, path in plots.items():
             out.append(("img", title, path))
+    if summary.next_steps:
+        out.append(("h", 2, "Next steps"))
+        out.append(("list", summary.next_steps))
     out.append(("p", "How to read this report: docs/report.md in the rewardsweep repository."))
     return out
 
@@ -238,24 +275,54 @@ def to_markdown(bl: list[tuple]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-_CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
-        "table{border-collapse:collapse;font-size:12px;margin:1em 0}"
+# Responsive: the page wraps at any width; a table wider than the page scrolls inside its
+# own box (the numbers never wrap); the params column wraps at spaces.
+_CSS = ("body{font-family:system-ui,sans-serif;margin:1em auto;padding:0 1em;max-width:1400px;"
+        "line-height:1.4}p,li{max-width:60em}"
+        ".scroll{overflow-x:auto;margin:1em 0;max-width:100%}"
+        "table{border-collapse:collapse;font-size:12px}"
         "th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}"
-        "th{background:#f0f0f0}td:nth-child(-n+3){text-align:left}img{max-width:100%}")
+        "th{background:#f0f0f0}.text{text-align:left}"
+        "th.params{text-align:left}td.params{text-align:left;white-space:normal;min-width:14em;max-width:28em}"
+        "figure{margin:1em 0}img{max-width:100%;height:auto}"
+        "code{background:#f4f4f4;padding:0 .2em;overflow-wrap:anywhere}")
+_TEXT_COLUMNS = {"config", "arm", "control", "verdict", "based on SD of", "flags", "equivalent", "survives",
+                 "failed seeds", "diverged seeds", "missing seeds"}
+
+
+def html_table(df: pd.DataFrame) -> str:
+    """A table in its own scrolling box; text columns left-aligned, params wrapping."""
+    cls = ["params" if c == "params" else "text" if c in _TEXT_COLUMNS else "" for c in df.columns]
+    head = "".join((f"<th class='{k}'>" if k else "<th>") + html.escape(str(c)) + "</th>"
+                   for k, c in zip(cls, df.columns))
+    body = []
+    for row in df.itertuples(index=False):
+        cells = "".join((f"<td class='{k}'>" if k else "<td>") + html.escape(str(v)) + "</td>"
+                        for k, v in zip(cls, row))
+        body.append(f"<tr>{cells}</tr>")
+    return (f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>"
+            + "".join(body) + "</tbody></table></div>")
+
+
+def _inline(text: str) -> str:
+    """Escape, and show `backticked` commands as code."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def to_html(bl: list[tuple], title: str) -> str:
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body>"]
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"]
     for b in bl:
         if b[0] == "h":
             parts.append(f"<h{b[1]}>{html.escape(b[2])}</h{b[1]}>")
         elif b[0] == "p":
-            parts.append(f"<p>{html.escape(b[1])}</p>")
+            parts.append(f"<p>{_inline(b[1])}</p>")
         elif b[0] == "list":
-            parts.append("<ul>" + "".join(f"<li>{html.escape(str(x))}</li>" for x in b[1]) + "</ul>")
+            parts.append("<ul>" + "".join(f"<li>{_inline(str(x))}</li>" for x in b[1]) + "</ul>")
         elif b[0] == "table":
-            parts.append(b[1].to_html(index=False, escape=True, border=0))
+            parts.append(html_table(b[1]))
         elif b[0] == "img":
             data = base64.b64encode(Path(b[2]).read_bytes()).decode("ascii")
             parts.append(f"<figure><img alt='{html.escape(b[1])}' src='data:image/png;base64,{data}'>"
@@ -295,38 +362,52 @@ def write_files(summary: Summary, coll: Collection, plots: dict[str, Path], fold
 
 # --------------------------------------------------------------------------- console
 
-def console_table(summary: Summary, max_rows: int = CONSOLE_ROWS):
-    """A rich Table readable at 100 columns (the best ``max_rows`` rows; controls first)."""
+def console_table(summary: Summary, max_rows: int = CONSOLE_ROWS, width: int = 100):
+    """A rich Table ``width`` characters wide (the best ``max_rows`` rows; controls first).
+
+    The numbers never wrap; the label (parameters, then [config id]) takes the width they
+    leave and is wrapped onto more lines (:func:`summary.wrap_label`), never cut.
+    """
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     t = summary.table
     has_ctrl = summary.has_control
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
-                  show_edge=False, header_style="bold")
-    table.add_column("config", overflow="ellipsis", no_wrap=True, width=22)
-    table.add_column("ok/fl/dv", justify="right", no_wrap=True, min_width=8)
-    table.add_column("Δ mIoU ±CI", justify="right", no_wrap=True, min_width=10)
-    table.add_column("SD", justify="right", no_wrap=True, min_width=4)
+    heads = ["ok/fl/dv", "Δ mIoU ±CI", "SD"]
     if has_ctrl:
-        table.add_column("vs ctrl ±CI", justify="right", no_wrap=True, min_width=11)
-        table.add_column("p adj", justify="right", no_wrap=True, min_width=6)
-        table.add_column("P(>)", justify="right", no_wrap=True, min_width=4)
-        table.add_column("verdict", no_wrap=True, min_width=13)
-    table.add_column("seeds", justify="right", no_wrap=True, min_width=6)
+        heads += ["vs ctrl ±CI", "p adj", "P(>)", "verdict"]
+    heads.append("seeds")
     style = {"beats control": "green", "worse": "red", "control": "blue"}
+    rows = []
     for _, r in t.head(max_rows).iterrows():
-        name = r["label"]
-        cells = [name.strip(), _n(r), pm(r["mean_delta"], r["ci_low"], r["ci_high"]),
-                 pts(r["sd_delta"], False)]
+        cells = [Text(_n(r)), Text(pm(r["mean_delta"], r["ci_low"], r["ci_high"])),
+                 Text(pts(r["sd_delta"], False))]
         if has_ctrl:
             v = r["verdict"]
-            cells += [pm(r["diff_mean"], r["diff_ci_low"], r["diff_ci_high"]), pval(r["p_adj"]),
-                      num(r["p_improve"]), f"[{style[v]}]{v}[/]" if v in style else v]
+            cells += [Text(pm(r["diff_mean"], r["diff_ci_low"], r["diff_ci_high"])), Text(pval(r["p_adj"])),
+                      Text(num(r["p_improve"])), Text(v, style=style.get(v, ""))]
         seeds = (count(r["seeds_used"]) if r["arm"] == "mle"
                  else f"{count(r['seeds_used'])}/{count(r['seeds_needed'])}")
-        cells.append(f"[yellow]{seeds}![/]" if r["underpowered"] else seeds)
-        table.add_row(*cells)
+        cells.append(Text(seeds + "!", style="yellow") if r["underpowered"] else Text(seeds))
+        rows.append((str(r["label"]), cells))
+    widths = [max([len(h)] + [len(c[i]) for _, c in rows]) for i, h in enumerate(heads)]
+    label_width = width - sum(widths) - 2 * len(heads)
+    narrow = label_width < 16        # too narrow for labels: config ids here, labels below
+    if narrow:                       # and the two columns a reader misses least go
+        keep = [i for i, h in enumerate(heads) if h not in ("SD", "P(>)")]
+        heads, widths = [heads[i] for i in keep], [widths[i] for i in keep]
+        rows = [(label, [c[i] for i in keep]) for label, c in rows]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
+                  show_edge=False, header_style="bold")
+    table.add_column("config" if narrow else "configuration", overflow="fold",
+                     no_wrap=narrow, max_width=None if narrow else label_width)
+    for h, w in zip(heads, widths):
+        table.add_column(h, justify="left" if h == "verdict" else "right", no_wrap=True, min_width=w)
+    ids = t["config_id"].head(max_rows).tolist()
+    for cid, (label, cells) in zip(ids, rows):
+        table.add_row(Text(cid if narrow else "\n".join(wrap_label(label, label_width))), *cells)
+    table.narrow_labels = [label for label, _ in rows] if narrow else []
     return table
 
 
@@ -343,11 +424,18 @@ def print_console(summary: Summary, coll: Collection, files: dict[str, Path], co
     t = summary.table
     console.print(f"[bold]{len(coll.trials)} trials, {len(t)} configurations[/] · mIoU in points · "
                   "±: 95% CI half-width · seeds: used/needed (! too few)")
-    console.print(console_table(summary))
+    table = console_table(summary, width=console.width)
+    console.print(table)
+    for label in table.narrow_labels:
+        console.print(label, highlight=False, markup=False)
     if len(t) > CONSOLE_ROWS:
         console.print(f"… {len(t) - CONSOLE_ROWS} more configurations in report.md / summary.csv")
     for line in _headline(summary) + summary.notes:
         console.print(line, highlight=False, markup=False)
+    if summary.next_steps:
+        console.print("[bold]Next steps[/]")
+        for line in summary.next_steps:
+            console.print("- " + line, highlight=False, markup=False)
     if "report.md" in files:
         console.print(f"report: {files['report.md'].parent}", highlight=False)
 

@@ -8,6 +8,7 @@ folders are one study (a top-up); the report is written to the first one's ``rep
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -110,12 +111,47 @@ def _spec_wandb(folder: Path) -> dict:
     return block if isinstance(block, dict) else {}
 
 
+def top_up_hint(folders: list[Path], targets: list[str]):
+    """How to launch more seeds of the reported study, as a :class:`next_steps.TopUp`.
+
+    The spec the user gave (if a target was a spec), else the copy in the study folder
+    (``spec.yaml``, the spec as last launched); ``--storage`` is added when the spec's own
+    storage, resolved from here, would not land in this study folder. ``None`` when there
+    is no spec to launch (or its name no longer matches the folder).
+    """
+    import yaml
+
+    from rewardsweep.analysis.next_steps import TopUp
+
+    if not folders:
+        return None
+    folder = folders[0]
+    given = [t for t in targets if Path(t).is_file() and Path(t).suffix in (".yaml", ".yml")]
+    spec = Path(given[0]) if given else folder / "spec.yaml"
+    try:
+        data = yaml.safe_load(spec.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict) or data.get("name") != folder.name:
+        return None
+    storage = data.get("storage") or "runs"
+    lands = isinstance(storage, str) and "://" not in storage and \
+        (Path(storage).expanduser().resolve() / folder.name) == folder.resolve()
+    seeds = data.get("seeds") if isinstance(data.get("seeds"), (int, list)) else None
+    return TopUp(spec=str(spec), storage=None if lands else str(folder.parent), seeds=seeds)
+
+
 # --------------------------------------------------------------------------- the command
 
 def build_report(folders: list[Path], *, out: Path, study: str, start: str | None = None,
-                 extra=(), settings=None, plots: bool = True, warnings_out=None):
-    """Collect, summarise and write; return ``(collection, summary, files, plot paths)``."""
+                 extra=(), settings=None, plots: bool = True, warnings_out=None,
+                 topup=None, target: str = "STUDY"):
+    """Collect, summarise and write; return ``(collection, summary, files, plot paths)``.
+
+    ``topup`` and ``target`` only shape the next-step lines (the launch command, and how
+    to rerun this report)."""
     from rewardsweep.analysis.collect import collect
+    from rewardsweep.analysis.next_steps import next_steps
     from rewardsweep.analysis.render import write_files
     from rewardsweep.analysis.summary import summarize
 
@@ -131,11 +167,21 @@ def build_report(folders: list[Path], *, out: Path, study: str, start: str | Non
         raise UserError(f"{where}: no finished trials ({int(status.get('failed', 0))} failed, "
                         f"{int(status.get('diverged', 0))} diverged): nothing to report yet")
     summary = summarize(coll, settings)
+    if summary.settings.bootstrap_images:
+        from rewardsweep.analysis.val_bootstrap import add_image_bootstrap
+
+        before = len(coll.warnings)
+        add_image_bootstrap(summary, coll, coll.warnings)
+        if warnings_out is not None:
+            for w in coll.warnings[before:]:
+                warnings_out(w)
     plot_paths = {}
     if plots:
         from rewardsweep.analysis.plots import make_plots
 
         plot_paths = make_plots(summary, coll, out)
+    summary.next_steps = next_steps(summary, topup, target,
+                                    has_val_counts=bool(coll.trials["val_counts_file"].notna().any()))
     files = write_files(summary, coll, plot_paths, out, study)
     return coll, summary, files, plot_paths
 
@@ -168,11 +214,17 @@ def report_command(args) -> int:
         if not extra and not folders:
             raise UserError(f"--wandb {wandb_path}: no trial runs tagged {study!r}")
     out = (folders[0] if folders else Path(args.runs) / study) / REPORT_DIRNAME
+    margin = getattr(args, "margin", None)
+    if margin is not None and not margin > 0:
+        raise UserError(f"--margin {margin}: must be a positive number of mIoU points")
     settings = Settings(alpha=args.alpha, power=args.power, effect=args.effect / 100.0,
-                        correction=args.correction)
+                        correction=args.correction, margin=None if margin is None else margin / 100.0,
+                        bootstrap_images=bool(getattr(args, "bootstrap_images", False)))
     coll, summary, files, plots = build_report(
         folders, out=out, study=study, start=getattr(args, "start", None), extra=extra,
-        settings=settings, plots=not args.no_plots, warnings_out=warn)
+        settings=settings, plots=not args.no_plots, warnings_out=warn,
+        topup=top_up_hint(folders, targets),
+        target=" ".join(shlex.quote(t) for t in targets) if targets else str(folders[0]) if folders else "STUDY")
 
     from rewardsweep.analysis.render import print_console
 

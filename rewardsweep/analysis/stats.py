@@ -12,6 +12,7 @@ Units: whatever the caller passes. The report passes mIoU as stored in the recor
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import math
 import warnings
@@ -273,33 +274,193 @@ def verdict(p_adjusted, diff_mean, alpha: float = 0.05):
     return str(out) if out.ndim == 0 else out
 
 
+def adjusted_intervals(mean, sd, n, p, p_adjusted, alpha: float = 0.05):
+    """Intervals of the paired differences that agree with the adjusted verdicts, vectorised.
+
+    Each is the paired t-interval at confidence ``1 - alpha * p / p_adjusted``: the
+    per-comparison level the adjustment effectively tested that comparison at (for Holm
+    alpha/(m - j + 1) at its step j, for Bonferroni alpha/m). So an interval excludes 0
+    exactly when the adjusted p is below alpha, i.e. when the verdict is "beats control" or
+    "worse". Returns ``(confidence, low, high)``; NaN where there is no adjusted p.
+    """
+    mean, sd, n, p, q = (np.asarray(v, dtype=float) for v in (mean, sd, n, p, p_adjusted))
+    with np.errstate(all="ignore"):
+        level = np.where(np.isfinite(q) & (q > 0) & (p > 0), 1 - alpha * p / q, np.nan)
+        low, high = t_interval_from_moments(mean, sd, n, np.where(np.isfinite(level), level, 0.5))
+    low = np.where(np.isfinite(level), low, np.nan)
+    high = np.where(np.isfinite(level), high, np.nan)
+    return level, low, high
+
+
+# --------------------------------------------------------------------------- val images
+
+IMAGE_RESAMPLES = 2000    # replicates of the two-level bootstrap
+IMAGE_SEED = 0            # fixed: the same records always give the same interval
+
+
+def image_resample_weights(n_images: int, n_resamples: int = IMAGE_RESAMPLES,
+                           seed: int = IMAGE_SEED) -> np.ndarray:
+    """How often each val image is drawn in each bootstrap replicate: ``[B, n_images]``.
+
+    One draw per replicate, shared by every trial and comparison of a study: every trial
+    was evaluated on the same val images, so a resample of them applies to all at once.
+    """
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_images, np.full(n_images, 1.0 / n_images), size=n_resamples).astype(float)
+
+
+def resampled_miou(intersect, union, weights) -> np.ndarray:
+    """mIoU of each trial under each image resample: ``[B, trials]``.
+
+    ``intersect``/``union``: per-image counts ``[trials, images, classes]``; ``weights``:
+    :func:`image_resample_weights`; leading axes (many studies at once) broadcast. The
+    dataset-level IoU of a class is its summed
+    intersection over its summed union (classes with no union in a resample are left out
+    of the mean, as MMSeg does for absent classes).
+    """
+    inter = np.einsum("...bn,...tnc->...btc", weights, np.asarray(intersect, dtype=float))
+    uni = np.einsum("...bn,...tnc->...btc", weights, np.asarray(union, dtype=float))
+    with np.errstate(all="ignore"), _quiet():
+        return np.nanmean(inter / np.where(uni > 0, uni, np.nan), axis=-1)
+
+
+def two_level_bootstrap(miou_a, miou_b, n_resamples: int | None = None, seed: int = IMAGE_SEED) -> np.ndarray:
+    """Replicates of the mean paired difference, resampling seeds and val images together.
+
+    ``miou_a``/``miou_b``: :func:`resampled_miou` of the configuration's and its control's
+    trials ``[..., B, seeds]``, the same seeds in the same order (column s of both is seed s, row
+    b the same image resample). Each replicate also draws the seeds with replacement, so it
+    varies both sources: which seeds were run and which images make up the val split. The
+    interval is a percentile interval of these replicates (``np.quantile``).
+    """
+    a = np.asarray(miou_a, dtype=float)
+    b = np.asarray(miou_b, dtype=float)
+    d = a - b                                           # [..., B, seeds]
+    rng = np.random.default_rng(seed + 1)
+    pick = rng.integers(0, d.shape[-1], size=d.shape)
+    return np.take_along_axis(d, pick, axis=-1).mean(axis=-1)
+
+
+def percentile_interval(replicates, confidence: float = CONFIDENCE):
+    """Equal-tailed percentile interval of bootstrap replicates (along the last axis)."""
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(replicates, [tail, 1 - tail], axis=-1)
+    return low, high
+
+
 # --------------------------------------------------------------------------- power
+
+MAX_SEEDS = 10_000_000   # seeds_needed gives up (NaN) beyond this
+
+
+def t_power(effect_size, nobs, alpha: float = 0.05):
+    """Power of the two-sided one-sample (= paired) t-test, vectorised over both arguments.
+
+    ``P(|T| > t_crit)`` with ``T ~ nct(df=n-1, nc=effect_size * sqrt(n))``: the upper tail
+    plus the lower tail, each taken as ``scipy.stats.nct.sf`` (the lower one as the upper
+    tail at ``-nc``, by symmetry). statsmodels' ``TTestPower.power`` takes the lower tail
+    with ``nct.cdf``, which returns NaN once the noncentrality is large; ``sf`` returns the
+    (vanishing) tail there. Any tail that still comes back non-finite is the vanishing one
+    and counts as 0. NaN where ``n < 2``.
+    """
+    es = np.abs(np.asarray(effect_size, dtype=float))
+    n = np.asarray(nobs, dtype=float)
+    ok = n >= 2
+    df = np.where(ok, n - 1, 1.0)
+    nc = es * np.sqrt(np.where(ok, n, 1.0))
+    with np.errstate(all="ignore"), _quiet():
+        crit = _st.t.isf(alpha / 2, df)
+        upper = _st.nct.sf(crit, df, nc)
+        upper = np.where(np.isfinite(upper), upper, 1 - _st.nct.cdf(crit, df, nc))
+        lower = np.nan_to_num(_st.nct.sf(crit, df, -nc), nan=0.0)
+    out = np.where(ok, np.clip(np.nan_to_num(upper, nan=1.0) + lower, 0.0, 1.0), np.nan)
+    return float(out) if out.ndim == 0 else out
+
 
 def seeds_needed(sd: float, effect: float, alpha: float = 0.05, power: float = 0.8) -> float:
     """Seeds needed to detect a true mean difference ``effect`` with a two-sided t-test.
 
-    ``statsmodels.stats.power.TTestPower().solve_power(effect_size=effect / sd, alpha,
-    power)`` (one-sample t; the paired test is a one-sample test on the differences),
-    rounded up. ``sd`` and ``effect`` in the same unit. NaN when ``sd`` is unknown (fewer
-    than 2 seeds) or ``effect <= 0``. When even 2 seeds give the power (a huge effect
-    relative to the SD, where the solver cannot bracket a root) the answer is the smallest
-    n >= 2 whose power reaches the target.
+    The smallest n >= 2 with ``t_power(effect / sd, n) >= power`` (one-sample t; the paired
+    test is a one-sample test on the differences): power grows with n, so it is the first n
+    reaching the target among those just around the normal-approximation answer (which is
+    a step or two low), or, when that misses, found by doubling then bisection; checked (power(n) >= target > power(n - 1)). The same number
+    as ``statsmodels.stats.power.TTestPower().solve_power`` rounded up where that solver
+    works; it fails (NaN, or an unchecked 2) when the effect is large relative to the SD.
+    ``sd`` and ``effect`` in the same unit. NaN when ``sd`` is unknown (fewer than 2 seeds)
+    or ``effect <= 0``.
     """
-    import statsmodels.tools.sm_exceptions  # noqa: F401  (its import resets warning filters)
-    from statsmodels.stats.power import TTestPower
-
     if not (math.isfinite(sd) and math.isfinite(effect)) or effect <= 0 or sd < 0:
         return float("nan")
     if sd == 0:
         return 2.0
     es = effect / sd
-    tp = TTestPower()
-    with _quiet():
-        n = float(np.asarray(tp.solve_power(effect_size=es, alpha=alpha, power=power)).item())
-        if not math.isfinite(n):
-            # The solver cannot bracket a root below a handful of seeds: take the smallest
-            # n whose power (statsmodels, vectorised over n) reaches the target.
-            ns = np.arange(2, 101)
-            reach = np.nan_to_num(tp.power(effect_size=es, nobs=ns, alpha=alpha)) >= power
-            return float(ns[np.argmax(reach)]) if reach.any() else float("nan")
-    return float(max(2, math.ceil(n)))
+
+    def reaches(n: int) -> bool:
+        return t_power(es, n, alpha) >= power
+
+    if reaches(2):
+        return 2.0
+    # Start next to the answer: n ~ ((z_{1-alpha/2} + z_power) / es)^2 for large n.
+    guess = max(3, math.ceil(((_st.norm.isf(alpha / 2) + _st.norm.ppf(power)) / es) ** 2))
+    if guess <= MAX_SEEDS:            # one vectorised power call over the n around it
+        ns = np.arange(max(2, guess - 3), guess + 9)
+        ok = t_power(es, ns, alpha) >= power
+        if ok[-1] and not ok[0]:
+            return float(ns[np.argmax(ok)])    # power(n) >= target > power(n - 1)
+    lo, hi = 2, 4                     # invariant: power(lo) < target
+    while not reaches(hi):
+        lo, hi = hi, hi * 2
+        if hi > MAX_SEEDS:
+            return float("nan")
+    while hi - lo > 1:                # power(lo) < target <= power(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if reaches(mid) else (mid, hi)
+    assert reaches(hi) and not reaches(hi - 1)
+    return float(hi)
+
+
+def min_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean difference that ``n`` seeds detect with the given power.
+
+    ``sd`` times the effect size solving ``t_power(es, n) = power`` (``scipy.optimize.brentq``
+    on the robust power above; statsmodels' ``solve_power(nobs=n)`` gives the same where its
+    power is finite). In the unit of ``sd``. NaN with fewer than 2 seeds or an unknown SD.
+    """
+    if not (math.isfinite(sd) and sd >= 0 and n >= 2):
+        return float("nan")
+    if sd == 0 or power <= alpha:     # the test's own rejection rate already reaches it
+        return 0.0
+    return float(_detectable_effect_size(int(n), float(alpha), float(power)) * sd)
+
+
+@functools.lru_cache(maxsize=1024)
+def _detectable_effect_size(n: int, alpha: float, power: float) -> float:
+    """Effect size (mean / SD) with the target power at n: depends on n only, so cached."""
+    from scipy.optimize import brentq
+
+    hi = 1.0
+    while t_power(hi, n, alpha) < power:
+        hi *= 2
+    return brentq(lambda e: t_power(e, n, alpha) - power, 0.0, hi, xtol=1e-12, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- equivalence
+
+def equivalence_test(a, b, margin: float) -> float:
+    """TOST p-value that the mean paired difference ``a - b`` lies within ``(-margin, margin)``.
+
+    ``statsmodels.stats.weightstats.ttost_paired`` (two one-sided paired t-tests; the
+    p-value is the larger of the two). A small p is evidence of equivalence within the
+    margin, which "no evidence" of a difference never is. NaN with fewer than 2 pairs or
+    all differences equal (no spread to test with).
+    """
+    from statsmodels.stats.weightstats import ttost_paired
+
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    d = a - b
+    if d.size < 2 or np.all(d == d[0]) or not margin > 0:
+        return float("nan")
+    with _quiet(), np.errstate(all="ignore"):
+        p = ttost_paired(a, b, -margin, margin)[0]
+    return float(p)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from rewardsweep.analysis import stats
-from rewardsweep.analysis.collect import Collection
+from rewardsweep.analysis.collect import PARAM_PREFIX, Collection
 
 TREATMENT = (
     "Failed and diverged trials are excluded from every mean, interval and test (they have "
@@ -38,6 +38,8 @@ class Settings:
     correction: str = "holm"
     confidence: float = stats.CONFIDENCE
     bootstrap_seed: int = stats.BCA_SEED
+    margin: float | None = None      # equivalence margin (records' unit): TOST when set
+    bootstrap_images: bool = False   # add the seeds x val images bootstrap (val_bootstrap.py)
 
 
 @dataclass
@@ -50,19 +52,16 @@ class Summary:
     varying: list[str]               # param columns that differ between configurations
     constant: dict                   # param columns with one value in the whole study
     notes: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)    # every seed some trial of the study has
+    next_steps: list[str] = field(default_factory=list)   # filled by analysis.next_steps
 
 
 def _fmt_seeds(seeds) -> str:
     return " ".join(str(s) for s in sorted(seeds))
 
 
-def short_names(columns: list[str]) -> dict[str, str]:
-    """``baseline.kind`` -> ``kind`` where the last part is unique among the columns."""
-    last = [c.rsplit(".", 1)[-1] for c in columns]
-    return {c: (x if last.count(x) == 1 else c) for c, x in zip(columns, last)}
-
-
-def _params_label(row: dict, varying: list[str], names: dict[str, str] | None = None) -> str:
+def _params_label(row: dict, varying: list[str]) -> str:
+    """``baseline.kind=greedy lr.start=0.0001``: the varied parameters, by their full spec names."""
     parts = []
     for col in varying:
         value = row.get(col)
@@ -70,8 +69,43 @@ def _params_label(row: dict, varying: list[str], names: dict[str, str] | None = 
             continue
         if isinstance(value, float):
             value = f"{value:g}"
-        parts.append(f"{(names or {}).get(col, col)}={value}")
+        parts.append(f"{col.removeprefix(PARAM_PREFIX)}={value}")
     return " ".join(parts)
+
+
+def config_label(params: str, config_id: str, arm: str) -> str:
+    """The one name of a configuration in every output: its parameters, then its id."""
+    name = ("control (mle) " + params).strip() if arm == "mle" else (params or "(no varied parameter)")
+    return f"{name} [{config_id}]"
+
+
+def wrap_label(text: str, width: int) -> list[str]:
+    """A label in lines of at most ``width`` characters, never cut: breaks at spaces, then
+    after ``=`` or before ``.`` inside a long ``key=value``, and only then inside a word."""
+    import re
+    import textwrap
+
+    lines: list[str] = []
+    for line in textwrap.wrap(text, max(width, 4), break_long_words=False, break_on_hyphens=False) or [""]:
+        if len(line) <= width:
+            lines.append(line)
+            continue
+        cur = ""
+        for piece in re.split(r"(?<==)|(?=\.)", line):
+            while len(piece) > width:                       # a word longer than a line
+                if cur:
+                    lines.append(cur)
+                    cur = ""
+                lines.append(piece[:width])
+                piece = piece[width:]
+            if len(cur) + len(piece) > width:
+                lines.append(cur)
+                cur = piece
+            else:
+                cur += piece
+        if cur:
+            lines.append(cur)
+    return lines
 
 
 def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
@@ -126,7 +160,6 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
             order = np.argsort(seed_a[idx], kind="stable")
             ctrl[cid] = (seed_a[idx][order], delta_a[idx][order])
 
-    short = short_names(varying)
     nan = float("nan")
     rows: list[dict] = []
     to_pair: list[tuple[int, np.ndarray, np.ndarray]] = []
@@ -144,8 +177,7 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
         row = {
             "config_id": cid, "arm": arm,
             "params": _params_label(first, varying),
-            "label": " ".join([cid, *(["control"] if arm == "mle" else []),
-                               _params_label(first, varying, short)]).strip(),
+            "label": config_label(_params_label(first, varying), cid, arm),
             "control_id": None if arm == "mle" else ctrl_a[i0],
             "estimator": est_a[i0],
             **first,
@@ -191,11 +223,15 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
             "wilcoxon_note": comp.wilcoxon_note, "p_improve": comp.p_improve,
             "seeds_used": comp.n, "seeds_basis": "paired difference",
         })
-    # Seeds needed: from the SD of the paired differences where there is a comparison,
-    # else from the SD of delta mIoU.
+    if s.margin:
+        for i, a, b in to_pair:
+            rows[i]["p_equiv"] = stats.equivalence_test(a, b, s.margin)
+    # Seeds needed and the smallest effect the seeds used can detect: from the SD of the
+    # paired differences where there is a comparison, else from the SD of delta mIoU.
     for row in rows:
         sd_basis = row["diff_sd"] if "diff_sd" in row else row["sd_delta"]
         row["seeds_needed"] = stats.seeds_needed(sd_basis, s.effect, s.alpha, s.power)
+        row["detectable"] = stats.min_detectable_effect(sd_basis, row["seeds_used"], s.alpha, s.power)
 
     table = pd.DataFrame(rows)
     for col in ("n_paired", "diff_mean", "diff_sd", "diff_ci_low", "diff_ci_high", "t", "p_ttest",
@@ -213,6 +249,18 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
         table.loc[tested, "p_adj"] = stats.adjust_pvalues(
             table.loc[tested, "p_ttest"].to_numpy(float), s.correction, s.alpha)
     compared = (table["arm"] == "reward") & table["n_paired"].notna()
+    # Equivalence (TOST) p-values, adjusted the same way as the difference tests.
+    table["p_equiv"] = table["p_equiv"] if "p_equiv" in table else np.nan
+    table["p_equiv_adj"] = np.nan
+    testable = compared.to_numpy() & np.isfinite(table["p_equiv"].to_numpy(float))
+    if testable.any():
+        table.loc[testable, "p_equiv_adj"] = stats.adjust_pvalues(
+            table.loc[testable, "p_equiv"].to_numpy(float), s.correction, s.alpha)
+    with np.errstate(invalid="ignore"):
+        table["equivalent"] = table["p_equiv_adj"].to_numpy(float) < s.alpha
+    table["adj_level"], table["diff_adj_low"], table["diff_adj_high"] = stats.adjusted_intervals(
+        table["diff_mean"], table["diff_sd"], table["n_paired"], table["p_ttest"], table["p_adj"],
+        s.alpha)
     table.loc[compared, "verdict"] = stats.verdict(
         table.loc[compared, "p_adj"].to_numpy(float), table.loc[compared, "diff_mean"].to_numpy(float),
         s.alpha)
@@ -242,7 +290,7 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
         iou_delta = pd.DataFrame(index=pd.MultiIndex.from_frame(table[["config_id", "arm"]]))
 
     return Summary(table, iou_delta, curve_stats(coll, s.confidence), s, has_control,
-                   varying, constant, notes)
+                   varying, constant, notes, sorted(expected))
 
 
 def _flags(r) -> str:

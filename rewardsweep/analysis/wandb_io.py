@@ -114,7 +114,10 @@ def log_summary(summary_table, plots: dict, *, study: str, project: str, entity:
     run = wandb.init(project=project, entity=entity, job_type="report", name=f"report-{study}",
                      tags=[study, "report"], config=settings, dir=str(folder), mode=mode)
     try:
-        table = summary_table.astype(object).where(summary_table.notna(), None)
+        # the configuration's label (parameters, then [config id]) first, as in every output
+        first = [c for c in ("label", "config_id", "arm", "verdict") if c in summary_table]
+        ordered = summary_table[first + [c for c in summary_table.columns if c not in first]]
+        table = ordered.astype(object).where(ordered.notna(), None)
         payload = {"summary": wandb.Table(dataframe=table)}
         for title, path in plots.items():
             payload["plots/" + Path(path).stem] = wandb.Image(str(path), caption=title)

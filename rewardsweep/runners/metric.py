@@ -11,6 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def _numpy(x) -> np.ndarray:
+    """A (possibly CUDA) tensor or array as float64 numpy."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
 def register_metric() -> None:
     from rewardsweep.mmcv_compat import import_mmseg
 
@@ -25,6 +32,10 @@ def register_metric() -> None:
         """``IoUMetric`` whose results are unrounded: ``mIoU`` in [0, 1] and ``IoU.<class>``."""
 
         def compute_metrics(self, results: list) -> dict[str, float]:
+            # Per-image counts of this evaluation (rows in the val split's order), kept for
+            # the trial's val_counts sidecar: the report's val-image bootstrap needs them.
+            self.per_image = (np.stack([_numpy(r[0]) for r in results]),
+                              np.stack([_numpy(r[1]) for r in results]))
             intersect, union, pred_area, label_area = (sum(parts) for parts in zip(*results))
             areas = self.total_area_to_metrics(intersect, union, pred_area, label_area, ["mIoU"])
             iou = np.asarray(areas["IoU"], dtype=np.float64)
@@ -44,3 +55,15 @@ def split_metrics(metrics: dict[str, float], class_names: tuple[str, ...]) -> tu
         per_class.append(None if value is None or not np.isfinite(value) else float(value))
     miou = metrics.get("mIoU", metrics.get("val/mIoU"))
     return float(miou), per_class
+
+
+def last_per_image_counts(runner) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(intersect, union)`` per val image [images, classes] of the runner's last evaluation."""
+    try:
+        metrics = runner.val_loop.evaluator.metrics
+    except Exception:
+        return None
+    for metric in metrics:
+        if getattr(metric, "per_image", None) is not None:
+            return metric.per_image
+    return None

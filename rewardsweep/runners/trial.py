@@ -124,6 +124,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
     work_dir = tempfile.mkdtemp(prefix="rewardsweep-trial-")
     hook = None
     probes: dict[int, dict[str, float]] = {}  # step -> treatment probe values (reward arm)
+    val_counts = None
     interrupted = False
     setup_seconds = 0.0
     torch.set_num_threads(max(1, int(config.get("threads") or 1)))
@@ -161,7 +162,9 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         check_checkpoint_matches(runner.model, start["checkpoint"])
         setup_seconds = time.perf_counter() - setup_start
         runner.train()
+        from rewardsweep.runners.metric import last_per_image_counts
 
+        val_counts = last_per_image_counts(runner)
         final = hook.evals[-1]
         record.update(
             status="finished",
@@ -206,6 +209,10 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
             sidecar = records.diagnostics_path(config["study_dir"], record["config_id"], arm, record["seed"])
             records.write_diagnostics(sidecar, diagnostics)
             record["diagnostics_file"] = str(sidecar.relative_to(config["study_dir"]))
+            if val_counts is not None and record["status"] == "finished":
+                path = records.val_counts_path(config["study_dir"], record["config_id"], arm, record["seed"])
+                records.write_val_counts(path, record["class_names"], *val_counts, record["miou_final"])
+                record["val_counts_file"] = str(path.relative_to(config["study_dir"]))
             records.write_record(
                 records.record_path(config["study_dir"], record["config_id"], arm, record["seed"]), record)
         shutil.rmtree(work_dir, ignore_errors=True)
