@@ -34,7 +34,7 @@ SHIPPED = sorted(SPACES.glob("*.yaml"))
 # name -> (reward configs, control configs, seeds, grid/sample points, duplicates removed)
 EXPECTED = {
     "aux_head": (3, 1, 3, 3, 0),
-    "baseline": (3, 2, 6, 3, 0),
+    "baseline": (2, 2, 6, 2, 0),
     "cityscapes-baseline": (4, 1, 5, 4, 0),
     "easyportrait-baseline": (4, 1, 5, 4, 0),
     "estimator": (4, 1, 3, 4, 0),
@@ -128,7 +128,7 @@ def test_baseline_study_dedup_and_pairing():
     exp = expand_study(spec)
     rewards = {t.config_id: t for t in exp.trials if t.arm == "reward"}
     kinds = Counter(t.config["baseline"]["kind"] for t in rewards.values())
-    assert kinds == {"batch_loo": 1, "sample_loo": 1, "ema": 1}
+    assert kinds == {"batch_loo": 1, "sample_loo": 1}
     for t in rewards.values():
         b, c = t.config["baseline"], t.config
         assert c["samples"] == 2 and c["normalize_advantage"] is True and c["aux_head"] == "off"

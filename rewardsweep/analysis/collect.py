@@ -39,7 +39,8 @@ BASE_COLUMNS = (
     "study", "source", "file", "config_id", "control_id", "arm", "seed", "status", "error",
     "estimator", "miou_start", "miou_final", "delta_miou", "miou_best",
     "checkpoint", "checkpoint_hash", "dataset", "started_at", "finished_at", "total_s", "host",
-    "val_counts_file",
+    "val_counts_file", "reference_id",
+    *(f"treatment.{k}" for k in TREATMENT_KEYS),
 )
 PARAM_PREFIX = "param:"   # only used when a parameter name collides with a base column
 

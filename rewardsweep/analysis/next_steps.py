@@ -61,8 +61,13 @@ def next_steps(summary: Summary, topup: TopUp | None, target: str = "STUDY",
     """The lines of the "Next steps" section (plain text, one thought per line).
     ``has_val_counts``: some trials kept per-image val counts (``--bootstrap-images`` can run)."""
     t, s = summary.table, summary.settings
-    rew = t[t["arm"] != "mle"]
+    rew = t[t["arm"] == "reward"]
     lines: list[str] = []
+    flagged = rew[rew["treatment"].fillna("") != ""] if "treatment" in rew else rew.iloc[:0]
+    if len(flagged):
+        lines.append(f"Not reward tuning ({len(flagged)}): fix the setting before adding seeds, more seeds "
+                     "of these measure something else (docs/method.md, 'Is my reward arm reward tuning?'): "
+                     + _names(flagged, lambda r: f"{r['label']}: {r['treatment']}"))
     effect = f"{s.effect * 100:g} points"
     if not summary.has_control:
         lines.append("Nothing can be decided against cross-entropy: the study has no control arm. "

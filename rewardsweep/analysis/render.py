@@ -66,8 +66,8 @@ def _n(r) -> str:
 
 
 def _name(r) -> str:
-    params = r["params"] if isinstance(r["params"], str) else ""
-    return ("control (mle) " + params).strip() if r["arm"] == "mle" else params
+    """The label without its [config id] (tables have an id column)."""
+    return str(r["label"]).rsplit(" [", 1)[0]
 
 
 # --------------------------------------------------------------------------- tables in points
@@ -83,11 +83,41 @@ def config_table(t: pd.DataFrame) -> pd.DataFrame:
         "min": t["min_delta"].map(pts), "max": t["max_delta"].map(pts),
         "final mIoU": t["mean_final"].map(lambda x: pts(x, False)),
         "best (secondary)": t["mean_best_secondary"].map(lambda x: pts(x, False)),
+        **({"vs no-op (95% CI)": [_diff(m, a, b) for m, a, b in zip(t["ref_diff_mean"], t["ref_ci_low"], t["ref_ci_high"])]}
+           if np.isfinite(t["ref_diff_mean"].to_numpy(float)).any() else {}),
+    })
+
+
+def _diff(mean, low, high) -> str:
+    return "–" if not _finite(mean) else f"{pts(mean)} {ci(low, high)}"
+
+
+def treatment_table(t: pd.DataFrame) -> pd.DataFrame:
+    """Did the treatment reach the model? One row per reward configuration."""
+    t = t[t["arm"] == "reward"]
+    return pd.DataFrame({
+        "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
+        "reward share": t["reward_share"].map(lambda x: f"{100 * x:.3g}%" if _finite(x) else "–"),
+        "reward rise ± SE": [f"{m:+.4f} ± {e:.4f}" if _finite(m) and _finite(e) else "–"
+                             for m, e in zip(t["reward_rise"], t["reward_rise_se"])],
+        "signal |E g|": t["signal_norm"].map(lambda x: f"{x:.2g}" if _finite(x) else "–"),
+        "flags": t["treatment"].fillna("").replace("", "–"),
+    })
+
+
+def best_control_table(t: pd.DataFrame) -> pd.DataFrame:
+    t = t[(t["arm"] == "reward") & (t["best_control_id"].fillna("") != "")]
+    return pd.DataFrame({
+        "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
+        "best CE": t["best_control_id"],
+        "mean diff": t["best_diff_mean"].map(pts),
+        "95% CI": [ci(a, b) for a, b in zip(t["best_ci_low"], t["best_ci_high"])],
+        "adjusted p": t["best_p_adj"].map(pval), "verdict": t["best_verdict"],
     })
 
 
 def control_table(t: pd.DataFrame) -> pd.DataFrame:
-    t = t[t["arm"] != "mle"]
+    t = t[t["arm"] == "reward"]
     return pd.DataFrame({
         "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
         "control": t["control_id"].fillna("–"),
@@ -104,7 +134,7 @@ def control_table(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def image_table(t: pd.DataFrame) -> pd.DataFrame:
-    t = t[t["arm"] != "mle"]
+    t = t[t["arm"] == "reward"]
     return pd.DataFrame({
         "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
         "pairs": t["img_pairs"].map(count), "val images": t["img_n"].map(count),
@@ -145,7 +175,7 @@ def class_table(summary: Summary) -> pd.DataFrame:
 
 def _headline(summary: Summary) -> list[str]:
     t, s = summary.table, summary.settings
-    rew = t[t["arm"] != "mle"]
+    rew = t[t["arm"] == "reward"]
     lines = []
     if summary.has_control:
         compared = rew[rew["n_paired"].notna()]
@@ -160,6 +190,18 @@ def _headline(summary: Summary) -> list[str]:
             more = f" and {len(beats) - 10} more" if len(beats) > 10 else ""
             lines.append("Beats control: " + "; ".join(
                 f"{r.label} ({pts(r.diff_mean)} points)" for r in beats.head(10).itertuples()) + more)
+    flagged = rew[rew["treatment"].fillna("") != ""]
+    if len(flagged):
+        lines.append(f"{len(flagged)} configuration(s) are not reward tuning (their verdict says so; "
+                     "docs/method.md, 'Is my reward arm reward tuning?'): " + "; ".join(
+                         f"{r.label}: {r.treatment}" for r in flagged.head(10).itertuples()))
+    best = rew[rew["best_control_id"].fillna("") != ""]
+    if len(best):
+        beat = best[best["best_verdict"] == "beats best CE"]
+        lines.append(f"Against the best cross-entropy of the same budget (selected on the validation split, "
+                     f"which favours it): {len(beat)} of {len(best)} configurations beat it, "
+                     f"{int((best['best_verdict'] == 'worse than best CE').sum())} are worse. "
+                     "'Beats control' above is against the control at the reward arm's own lr.")
     under = t[t["underpowered"]]
     if len(under):
         lines.append(
@@ -190,7 +232,8 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
         f"trials: {len(trials)} ({int(status.get('finished', 0))} finished, "
         f"{int(status.get('failed', 0))} failed, {int(status.get('diverged', 0))} diverged)"
         + (f"; {coll.n_duplicates} duplicate record(s) superseded by a newer one" if coll.n_duplicates else ""),
-        f"configurations: {int((t['arm'] != 'mle').sum())} reward, {int((t['arm'] == 'mle').sum())} control",
+        f"configurations: {int((t['arm'] == 'reward').sum())} reward, {int((t['arm'] == 'mle').sum())} control"
+        + (f", {int((t['arm'] == 'noop').sum())} no-op reference" if (t["arm"] == "noop").any() else ""),
         "estimators: " + ", ".join(sorted(str(e) for e in trials["estimator"].dropna().unique())),
         "fixed parameters: " + (", ".join(f"{_param_name(k)}={_param_value(v)}"
                                           for k, v in summary.constant.items()) or "–"),
@@ -203,6 +246,16 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
     if coll.warnings:
         out.append(("h", 2, "Warnings"))
         out.append(("list", coll.warnings))
+    if (t["arm"] == "reward").any():
+        out.append(("h", 2, "Did the treatment reach the model?"))
+        out.append(("p", "From each reward trial's probes (docs/method.md): reward share = the reward term's "
+                         "part of the update's gradient norm (reward + other losses + weight decay); reward "
+                         "rise = the sampled reward's gain over the start policy on the same batches (common "
+                         "random numbers), second half of the trial, mean ± SE over seeds; signal = the expected "
+                         "policy gradient's norm. A configuration is flagged when its reward term is under 10% "
+                         "of the update, its reward did not rise (one-sided t-test across seeds, 5%), or a "
+                         "trial collapsed (3+ points below start); its verdict then carries the flag."))
+        out.append(("table", treatment_table(t)))
     out.append(("h", 2, "Delta mIoU per configuration (points)"))
     out.append(("p", "Delta = final val mIoU minus the start checkpoint's, over finished seeds. "
                      "n ok/fail/div: finished / failed / diverged seeds. BCa interval only with 10 or "
@@ -216,6 +269,14 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
                          "adjusted t-test p and the sign of the mean difference; Wilcoxon is a check "
                          "that does not assume normal differences."))
         out.append(("table", control_table(t)))
+        if (t["best_control_id"].fillna("") != "").any():
+            out.append(("h", 2, "Against the best cross-entropy of the same budget (points)"))
+            out.append(("p", "The control above runs at the reward arm's own learning rate: a fair budget "
+                             "match, not a tuned cross-entropy. Here each configuration meets the best of the "
+                             "cross-entropy arms of its budget (its control and the control_grid ones), paired "
+                             "by seed. 'Best' is the highest mean delta on the validation split, the same split "
+                             "these deltas are measured on: the selection favours the control."))
+            out.append(("table", best_control_table(t)))
     else:
         out.append(("p", "No control arm: no comparison with cross-entropy training is possible."))
     if "img_survives" in t:
@@ -287,7 +348,7 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:1em auto;padding:0 1em;max
         "figure{margin:1em 0}img{max-width:100%;height:auto}"
         "code{background:#f4f4f4;padding:0 .2em;overflow-wrap:anywhere}")
 _TEXT_COLUMNS = {"config", "arm", "control", "verdict", "based on SD of", "flags", "equivalent", "survives",
-                 "failed seeds", "diverged seeds", "missing seeds"}
+                 "failed seeds", "diverged seeds", "missing seeds", "best CE"}
 
 
 def html_table(df: pd.DataFrame) -> str:
@@ -374,20 +435,26 @@ def console_table(summary: Summary, max_rows: int = CONSOLE_ROWS, width: int = 1
 
     t = summary.table
     has_ctrl = summary.has_control
+    has_ref = bool(np.isfinite(t["ref_diff_mean"].to_numpy(float)).any()) if "ref_diff_mean" in t else False
     heads = ["ok/fl/dv", "Δ mIoU ±CI", "SD"]
+    if has_ref:
+        heads.append("vs no-op ±CI")
     if has_ctrl:
         heads += ["vs ctrl ±CI", "p adj", "P(>)", "verdict"]
     heads.append("seeds")
-    style = {"beats control": "green", "worse": "red", "control": "blue"}
+    style = {"beats control": "green", "worse": "red", "control": "blue", "reference": "blue"}
     rows = []
     for _, r in t.head(max_rows).iterrows():
         cells = [Text(_n(r)), Text(pm(r["mean_delta"], r["ci_low"], r["ci_high"])),
                  Text(pts(r["sd_delta"], False))]
+        if has_ref:
+            cells.append(Text(pm(r["ref_diff_mean"], r["ref_ci_low"], r["ref_ci_high"])))
         if has_ctrl:
             v = r["verdict"]
+            flagged = "[" in v  # "... [not reward tuning]": a verdict that measures something else
             cells += [Text(pm(r["diff_mean"], r["diff_ci_low"], r["diff_ci_high"])), Text(pval(r["p_adj"])),
-                      Text(num(r["p_improve"])), Text(v, style=style.get(v, ""))]
-        seeds = (count(r["seeds_used"]) if r["arm"] == "mle"
+                      Text(num(r["p_improve"])), Text(v, style="yellow" if flagged else style.get(v, ""))]
+        seeds = (count(r["seeds_used"]) if r["arm"] != "reward"
                  else f"{count(r['seeds_used'])}/{count(r['seeds_needed'])}")
         cells.append(Text(seeds + "!", style="yellow") if r["underpowered"] else Text(seeds))
         rows.append((str(r["label"]), cells))

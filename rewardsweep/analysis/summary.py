@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from rewardsweep.analysis import stats
+from rewardsweep.analysis import arms, stats
 from rewardsweep.analysis.collect import PARAM_PREFIX, Collection
 
 TREATMENT = (
@@ -73,9 +73,13 @@ def _params_label(row: dict, varying: list[str]) -> str:
     return " ".join(parts)
 
 
+ARM_NAMES = {"mle": "control (mle)", "tuned": "cross-entropy, own lr", "noop": "no-op reference"}
+
+
 def config_label(params: str, config_id: str, arm: str) -> str:
-    """The one name of a configuration in every output: its parameters, then its id."""
-    name = ("control (mle) " + params).strip() if arm == "mle" else (params or "(no varied parameter)")
+    """The one name of a configuration in every output: its parameters, then its id.
+    ``arm``: reward, mle (a paired control), tuned (a control_grid variant) or noop."""
+    name = f"{ARM_NAMES[arm]} {params}".strip() if arm in ARM_NAMES else (params or "(no varied parameter)")
     return f"{name} [{config_id}]"
 
 
@@ -118,13 +122,17 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
     # Params that vary between configurations vs. constant in the study.
     # (over the reward arm: a key only controls carry does not label anything).
     varying, constant = [], {}
-    reward = trials[trials["arm"] != "mle"]
+    reward = trials[trials["arm"] == "reward"]
+    mle = trials[trials["arm"] == "mle"]
+    ctrl_varying = []  # what tells control_grid variants apart (their own lr / optimizer)
     for col in coll.param_columns:
         values = reward[col].astype(object).where(reward[col].notna(), "–").astype(str).unique()
         if len(values) > 1:
             varying.append(col)
         elif len(values) == 1 and values[0] != "–":
             constant[col] = reward[col].iloc[0]
+        if col not in varying and mle[col].astype(object).where(mle[col].notna(), "–").astype(str).nunique() > 1:
+            ctrl_varying.append(col)
 
     expected = set(trials["seed"].tolist())
     has_control = bool((trials["arm"] == "mle").any())
@@ -149,7 +157,7 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
     delta_a = trials["delta_miou"].to_numpy(float)
     ctrl_a = trials["control_id"].to_numpy(object)
     est_a = trials["estimator"].to_numpy(object)
-    var_a = {col: trials[col].to_numpy(object) for col in varying}
+    var_a = {col: trials[col].to_numpy(object) for col in varying + ctrl_varying}
     fin_a = status_a == "finished"
 
     # The controls' finished deltas by seed, for pairing.
@@ -174,11 +182,14 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
         diverged = seeds_g[st_g == "diverged"].tolist()
         missing = sorted(expected - set(seeds_g.tolist()))
         first = {col: var_a[col][i0] for col in varying}
+        tuned = arm == "mle" and ctrl_a[i0] not in (None, cid)
+        shown = _params_label({**first, **{c: var_a[c][i0] for c in ctrl_varying}}, varying + ctrl_varying) \
+            if tuned else _params_label(first, varying)
         row = {
             "config_id": cid, "arm": arm,
-            "params": _params_label(first, varying),
-            "label": config_label(_params_label(first, varying), cid, arm),
-            "control_id": None if arm == "mle" else ctrl_a[i0],
+            "params": shown,
+            "label": config_label(shown, cid, "tuned" if tuned else arm),
+            "control_id": ctrl_a[i0] if tuned or arm == "reward" else None,
             "estimator": est_a[i0],
             **first,
             "n_seeds": int(len(idx)), "n_finished": int(fmask.sum()), "n_failed": len(failed),
@@ -193,8 +204,8 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
                               ("mean_best_secondary", "best")):
             row[out_key] = float(m[mkey]) if m is not None else nan
         row["bca_low"], row["bca_high"] = bca
-        if arm == "mle":
-            row["verdict"] = "control"
+        if arm in ("mle", "noop"):
+            row["verdict"] = "control" if arm == "mle" else "reference"
         else:
             cids = list(dict.fromkeys(c for c in ctrl_a[idx] if c is not None))
             if len(cids) > 1:
@@ -265,13 +276,17 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
         table.loc[compared, "p_adj"].to_numpy(float), table.loc[compared, "diff_mean"].to_numpy(float),
         s.alpha)
     # The control makes no claim of its own: only configurations are flagged.
-    table["underpowered"] = ((table["arm"] != "mle") & table["seeds_needed"].notna()
+    table["underpowered"] = ((table["arm"] == "reward") & table["seeds_needed"].notna()
                              & (table["seeds_used"] < table["seeds_needed"])).astype(bool)
     table["flags"] = [_flags(r) for r in table.itertuples()]
+    arms.add_reference(table, trials, s.confidence)
+    arms.add_best_control(table, trials, s.confidence, s.correction, s.alpha)
+    arms.add_treatment(table, trials)  # last: a flag is appended to the verdict
 
-    # Order: controls, then configurations by mean paired difference (or mean delta).
+    # Order: controls, the reference, then configurations by mean paired difference (or delta).
     key = table["diff_mean"].where(table["diff_mean"].notna(), table["mean_delta"])
-    table = (table.assign(_ctrl=table["arm"] != "mle", _key=-key.fillna(-np.inf))
+    order = table["arm"].map({"mle": 0, "noop": 1}).fillna(2)
+    table = (table.assign(_ctrl=order, _key=-key.fillna(-np.inf))
              .sort_values(["_ctrl", "_key", "config_id"]).drop(columns=["_ctrl", "_key"])
              .reset_index(drop=True))
 
