@@ -104,10 +104,13 @@ def reward_gain(model, start_model, samples: int, seed: int) -> tuple[float, flo
     head, start_head = reward_heads(model)[0], reward_heads(start_model)[0]
     now, then = head.reward_objective.last_batch, start_head.reward_objective.last_batch
     objective = head.reward_objective
+    # reward_weighted_ce's reward is the argmax labelling's mIoU (it samples nothing)
+    greedy = objective.settings.estimator == "reward_weighted_ce"
     rewards = []
     for logits in (now.logits, then.logits):
         generator = torch.Generator().manual_seed(seed)
-        labellings = sample_labellings(logits, samples, generator)
+        labellings = (logits.max(1).indices.unsqueeze(1) if greedy
+                      else sample_labellings(logits, samples, generator))
         R, _ = per_image_miou(labellings, now.labels, objective.num_classes, objective.ignore_index, check=False)
         rewards.append(R)
     gain = (rewards[0] - rewards[1]).mean(-1)[now.valid.bool()].double()
