@@ -1,14 +1,15 @@
-"""Cost of the treatment probe (runners/probe.py): trial training time with probes every N
-steps relative to no probe, measured side by side.
+"""Cost of the treatment probe (runners/probe.py) and of the no-op reference arm, measured
+side by side.
 
-    python benchmarks/bench_probe.py [--steps 100] [--repeats 5] [--every 0 10 20 50]
+    python benchmarks/bench_probe.py [--steps 100] [--repeats 5] [--every 0 10 20]
 
-Runs whole reward trials of the tiny preset through MMEngine (sample_loo, k = 2), once
-with the aux head's cross-entropy (two extra backward passes per probe) and once without
-it (one), for each probe interval, interleaved round-robin so machine noise hits every
-variant alike. Reports the median training time of each relative to ``every = 0``; target
-(issue 9): at most 1.05 at the default interval (``trial_config.TRIAL_DEFAULTS``). Writes
-JSON to benchmarks/results/.
+Runs whole trials of the tiny preset through MMEngine: reward trials (sample_loo, k = 2)
+with the aux head's cross-entropy (two extra backward passes per gradient probe) and
+without it (one), for each probe interval; a cross-entropy control and a no-op reference
+trial. All interleaved round-robin so machine noise hits every variant alike. Reports
+median training times as ratios: each probe interval to ``every = 0`` (target, issue 9: at
+most 1.05 at the default interval, ``trial_config.TRIAL_DEFAULTS``), and the no-op arm to
+the control (it has no backward pass). Writes JSON to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -46,12 +47,23 @@ def main() -> None:
                 record = run_trial(config, write=False)
                 if repeat:
                     times.setdefault(f"aux={aux} every={every}", []).append(record["timings"]["train_s"])
+        for arm in ("mle", "noop"):
+            config = dict(study="bench", config_id="bench", arm=arm, seed=repeat, model="tiny-synthetic",
+                          start=start, steps=args.steps, eval_every=args.steps, batch_size=8,
+                          lr={"start": 1e-2, "end": 1e-4, "schedule": "poly"})
+            record = run_trial(config, write=False)
+            if repeat:
+                times.setdefault(f"arm={arm}", []).append(record["timings"]["train_s"])
     medians = {k: statistics.median(v) for k, v in times.items()}
-    ratios = {k: medians[k] / medians[k.split(" every=")[0] + " every=0"] for k in medians}
-    for k in medians:
+    ratios = {k: medians[k] / medians[k.split(" every=")[0] + " every=0"] for k in medians if "every=" in k}
+    for k in ratios:
         print(f"{k:24s} median train {medians[k]:6.2f} s   x{ratios[k]:.3f} of no probe")
+    noop_ratio = medians["arm=noop"] / medians["arm=mle"]
+    print(f"{'no-op reference':24s} median train {medians['arm=noop']:6.2f} s   x{noop_ratio:.3f} of a control trial "
+          f"({medians['arm=mle']:.2f} s)")
     result = {"steps": args.steps, "repeats": args.repeats, "intervals": intervals, "default_every": default_every,
-              "median_train_s": medians, "ratio_to_no_probe": ratios, "target_at_default": 1.05}
+              "median_train_s": medians, "ratio_to_no_probe": ratios, "target_at_default": 1.05,
+              "noop_to_control": noop_ratio}
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     path = out / "probe_overhead.json"
