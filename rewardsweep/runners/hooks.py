@@ -147,6 +147,26 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
     return EventHook()
 
 
+def start_weights_hook(checkpoint: str):
+    """Load the start checkpoint's weights before training, silently.
+
+    MMEngine's ``load_from`` prints "The model and loaded state dict do not match exactly"
+    (with ``print``, past every log level) whenever the trial drops a head the checkpoint
+    has, e.g. ``aux_head: off``: noise, since ``pretrain.check_checkpoint_matches`` already
+    refused a checkpoint that lacks any tensor the model needs.
+    """
+    from mmengine.hooks import Hook
+    from mmengine.runner import load_checkpoint
+
+    class StartWeightsHook(Hook):
+        priority = "VERY_HIGH"
+
+        def before_train(self, runner) -> None:
+            load_checkpoint(runner.model, checkpoint, map_location="cpu", strict=False, logger="silent")
+
+    return StartWeightsHook()
+
+
 class ConsoleProgress:
     """A rich progress bar over iterations (used by pretraining)."""
 

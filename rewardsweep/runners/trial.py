@@ -20,7 +20,7 @@ from typing import Any
 
 from rewardsweep import records
 from rewardsweep.errors import UserError
-from rewardsweep.runners.hooks import EventCallback, TrialDiverged, make_event_hook
+from rewardsweep.runners.hooks import EventCallback, TrialDiverged, make_event_hook, start_weights_hook
 from rewardsweep.runners.presets import ModelSetting, resolve_setting
 from rewardsweep.trial_config import with_defaults
 
@@ -154,11 +154,11 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         cfg = runner_config(
             setting, work_dir=work_dir, iters=int(config["steps"]), batch_size=int(config["batch_size"]),
             lr=config["lr"], optimizer=config["optimizer"], eval_every=int(config["eval_every"]),
-            seed=int(config["seed"]), load_from=start["checkpoint"], model=model,
+            seed=int(config["seed"]), load_from=None, model=model,
             device=config.get("device"),
         )
         setup_start = time.perf_counter()
-        runner = build_runner(cfg, hooks=[hook, probe])
+        runner = build_runner(cfg, hooks=[start_weights_hook(start["checkpoint"]), hook, probe])
         check_checkpoint_matches(runner.model, start["checkpoint"])
         setup_seconds = time.perf_counter() - setup_start
         runner.train()
