@@ -35,13 +35,17 @@ RISE_SAMPLES = 16
 GRADIENT_EVERY = 5
 
 
+def _total(terms: list[torch.Tensor]) -> float:
+    """Sum of per-tensor sums, with one device sync (not one per parameter)."""
+    return float(torch.stack(terms).sum()) if terms else 0.0
+
+
 def _flat_norm(grads: list[torch.Tensor | None]) -> float:
-    total = sum(float(g.double().pow(2).sum()) for g in grads if g is not None)
-    return math.sqrt(total)
+    return math.sqrt(_total([g.double().pow(2).sum() for g in grads if g is not None]))
 
 
 def _flat_dot(a: list[torch.Tensor | None], b: list[torch.Tensor | None]) -> float:
-    return sum(float((x.double() * y.double()).sum()) for x, y in zip(a, b) if x is not None and y is not None)
+    return _total([(x.double() * y.double()).sum() for x, y in zip(a, b) if x is not None and y is not None])
 
 
 def _grads(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor | None]:
@@ -52,12 +56,9 @@ def _grads(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.T
 
 def weight_decay_norm(optimizer: torch.optim.Optimizer) -> float:
     """``|wd * theta|`` over the optimizer's parameter groups (the L2 pull, gradient units)."""
-    total = 0.0
-    for group in optimizer.param_groups:
-        wd = float(group.get("weight_decay") or 0.0)
-        if wd:
-            total += sum(float((wd * p.detach().double()).pow(2).sum()) for p in group["params"])
-    return math.sqrt(total)
+    terms = [(float(group["weight_decay"]) * p.detach().double()).pow(2).sum()
+             for group in optimizer.param_groups if group.get("weight_decay") for p in group["params"]]
+    return math.sqrt(_total(terms))
 
 
 def reward_heads(model) -> list:
