@@ -1,15 +1,17 @@
 """``rewardsweep launch SPEC``: run a study on Ray Tune, resumably.
 
-    spec -> (validate, expand) -> study folder -> start checkpoint(s), once -> Ray -> records
+    spec -> (validate, expand) -> study folder -> Ray -> start checkpoint(s), once -> records
 
 1. Load and validate the spec (a :class:`SpecError` before Ray starts), expand it into
    trials; ``--dry-run`` prints the trial table and stops there.
 2. Copy the spec to ``<study>/spec.yaml``; read the records already there: trials with a
    final record are skipped (resume, top-up; see :mod:`rewardsweep.sweep.study`).
-3. Resolve each distinct start checkpoint once, on the driver (``ensure_start``:
+3. Find Ray as a bare ``ray.init()`` would (``--address``, else ``RAY_ADDRESS``, else a
+   local ``ray start`` cluster, else a new Ray on this machine's CPUs) and join it or fail
+   in one line (:func:`.tune.ray_target`), before any pretraining.
+4. Resolve each distinct start checkpoint once, on the driver (``ensure_start``:
    MLE-pretrain and cache for ``checkpoint: auto``, val mIoU once), save ``start.json`` and
-   put the start dict into every trial config.
-4. ``ray.init`` on this machine (all CPUs) or join ``--address``; run the remaining trials
+   put the start dict into every trial config; run the remaining trials
    as one Ray Tune experiment ``<study>/ray/launch-<timestamp>`` with the spec's resources,
    concurrency and retries, a live progress view, W&B per trial (:mod:`.wandb_log`).
 5. Make sure every trial that ran has a record (a trial whose worker died gets a
@@ -121,14 +123,19 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
         return LaunchResult(study_dir=paths.root, planned=len(plans), dry_run=True,
                             to_run=[p.trial_name for p in state.todo])
 
+    from rewardsweep.sweep import tune as tune_mod
+
+    # where Ray is, checked now: an unreachable cluster fails in seconds, before any work
+    target = tune_mod.ray_target(address) if state.todo and not tune_mod.ray_is_up() else None
     paths.create()
     with study_mod.StudyLock(paths):
-        return _launch_locked(spec, plans, paths, state, address=address, retry_failed=retry_failed,
+        return _launch_locked(spec, plans, paths, state, address=address, target=target,
+                              retry_failed=retry_failed,
                               trial_fn=trial_fn, ensure_start=ensure_start, config_hook=config_hook,
                               num_cpus=num_cpus, console=console, verbose=verbose, began=began)
 
 
-def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, retry_failed, trial_fn,
+def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, target, retry_failed, trial_fn,
                    ensure_start, config_hook, num_cpus, console, verbose, began) -> LaunchResult:
     state = study_mod.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
     study_mod.copy_spec(spec.path, paths)
@@ -161,16 +168,6 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
         if config_hook is not None:
             config_hook(plan, config)
         jobs[plan.trial_name] = {"config": config, "params": dict(plan.params)}
-    starts, result.starts_computed = study_mod.resolve_starts(
-        paths, [job["config"] for job in jobs.values()], ensure_start=ensure_start,
-        on_resolve=lambda req: console.print(
-            f"start checkpoint: {req['model']} ({req['checkpoint']}"
-            + (f", {req['iters']} pretrain iters" if req.get("iters") else "")
-            + "): pretraining if not cached, evaluating on val once ..."))
-    for entry in starts:
-        notes.append(f"start {entry.get('model')} {Path(str(entry.get('checkpoint'))).name}: "
-                     f"val mIoU {entry.get('miou', float('nan')):.4f}")
-
     from rewardsweep.sweep import tune as tune_mod
     from rewardsweep.sweep.wandb_log import resolve_options
 
@@ -184,11 +181,16 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
 
     trial_fn = trial_fn or _default_trial_fn()
     cpu, gpu = float(spec.resources.get("cpu", 1)), float(spec.resources.get("gpu", 0))
-    if wb.enabled and not address and not tune_mod.ray_is_up():
+    if target is None and not tune_mod.ray_is_up():
+        target = tune_mod.ray_target(address)
+    if wb.enabled and target is not None and not target.joins:
         from rewardsweep.sweep.wandb_log import start_shared_service
 
         start_shared_service()  # before ray.init: the local workers inherit it
-    owned = tune_mod.init_ray(address, num_cpus=num_cpus, verbose=verbose)
+    # Ray first (join or fail), then the start checkpoint: no pretraining for a launch that cannot run
+    owned = tune_mod.init_ray(num_cpus=num_cpus, verbose=verbose, target=target) if target else False
+    if owned and target.joins:
+        console.print(f"joined the Ray cluster at {target.address or target.given} (from {target.origin})")
     stamp = study_mod.launch_stamp()
     name = f"launch-{stamp}"
     result.experiment = paths.ray / name
@@ -197,6 +199,15 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
         if result.slots == 0:
             raise UserError(f"{spec.source}: resources: a trial needs cpu {cpu:g} gpu {gpu:g} but the Ray "
                             f"cluster has no node with that much free; lower resources or add nodes")
+        starts, result.starts_computed = study_mod.resolve_starts(
+            paths, [job["config"] for job in jobs.values()], ensure_start=ensure_start,
+            on_resolve=lambda req: console.print(
+                f"start checkpoint: {req['model']} ({req['checkpoint']}"
+                + (f", {req['iters']} pretrain iters" if req.get("iters") else "")
+                + "): pretraining if not cached, evaluating on val once ..."))
+        for entry in starts:
+            notes.append(f"start {entry.get('model')} {Path(str(entry.get('checkpoint'))).name}: "
+                         f"val mIoU {entry.get('miou', float('nan')):.4f}")
         console.print(f"running {len(jobs)} trial(s), {result.slots} at a time "
                       f"(cpu {cpu:g}, gpu {gpu:g} each); Ray experiment {result.experiment}")
         fit_began, fit_wall = time.perf_counter(), time.time()
