@@ -276,8 +276,13 @@ def test_failed_and_diverged_trials_are_recorded(ray_local, tmp_path):
     runs = [r for r in wandb_runs(study, complete=7) if r["name"] == nan_key]
     assert len(runs) == 1 and runs[0]["summary"]["status"] == "diverged"
 
-    # a later launch keeps both (final results); --retry-failed reruns only the failed one
+    # a later launch keeps both (final results) and, like this one, exits 1 for them
+    from rewardsweep import cli
+
     assert launch(spec).to_run == []
+    assert cli.main(["launch", str(spec)]) == 1
+    assert cli.main(["launch", str(spec), "--allow-failures"]) == 0
+    # --retry-failed reruns only the failed one
     rerun = launch(spec, retry_failed=True, wandb_mode="disabled")
     assert rerun.to_run == [fail_key]
     assert read_all(study)[fail_key]["status"] == "finished"           # no debug hook this time

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,14 +55,24 @@ class LaunchResult:
 
 
 def launch_command(args) -> int:
-    """The CLI entry point (``rewardsweep launch``): exit 0, or 130 when interrupted."""
+    """The CLI entry point (``rewardsweep launch``): exit 0; 1 when a trial of the study is
+    recorded failed or diverged (unless ``--allow-failures``), so scripts and CI notice;
+    130 when interrupted."""
     with _sigterm_as_sigint():
         result = launch(
             args.spec, address=args.address, dry_run=args.dry_run, storage=args.storage,
             wandb_mode=args.wandb, retry_failed=args.retry_failed, max_concurrent=args.max_concurrent,
             verbose=getattr(args, "verbose", False),
         )
-    return 130 if result.interrupted else 0
+    if result.interrupted:
+        return 130
+    counts = result.summary.get("counts") or {}
+    bad = int(counts.get("failed") or 0) + int(counts.get("diverged") or 0)
+    if bad and not getattr(args, "allow_failures", False):
+        print(f"rewardsweep: {bad} trial(s) of the study failed or diverged: exit status 1 "
+              f"(`--allow-failures` exits 0)", file=sys.stderr)
+        return 1
+    return 0
 
 
 @contextmanager
