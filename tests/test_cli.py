@@ -79,3 +79,14 @@ def test_hints_use_the_command_as_invoked(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{tool.parent}:/usr/bin:/bin")
     assert invoked_as(str(tool)) == "rewardsweep"                       # on PATH: its name
     assert invoked_as(str(ROOT / "rewardsweep" / "__main__.py")).endswith(" -m rewardsweep")
+
+
+def test_report_summary_run_prints_its_sync_command(tmp_path, monkeypatch, capsys):
+    """A real offline W&B summary run: the hint names exactly that run's folder."""
+    write_study(tmp_path / "toy", seeds=3)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert cli.main(["report", str(tmp_path / "toy"), "--no-plots", "--wandb-summary"]) == 0
+    hint = [ln for ln in capsys.readouterr().out.splitlines() if "wandb sync" in ln]
+    assert len(hint) == 1
+    run_dir = Path(hint[0].split("wandb sync ", 1)[1])
+    assert run_dir.is_dir() and run_dir.name.startswith("offline-run-") and any(run_dir.glob("run-*.wandb"))

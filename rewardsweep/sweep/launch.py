@@ -141,12 +141,13 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
     paths.create()
     with study_mod.StudyLock(paths):
         return _launch_locked(spec, plans, paths, state, address=address, target=target,
-                              retry_failed=retry_failed,
+                              retry_failed=retry_failed, wandb_mode=wandb_mode,
                               trial_fn=trial_fn, ensure_start=ensure_start, config_hook=config_hook,
                               num_cpus=num_cpus, console=console, verbose=verbose, began=began)
 
 
-def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, target, retry_failed, trial_fn,
+def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, target, retry_failed, wandb_mode,
+                   trial_fn,
                    ensure_start, config_hook, num_cpus, console, verbose, began) -> LaunchResult:
     state = study_mod.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
     study_mod.copy_spec(spec.path, paths)
@@ -173,22 +174,28 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
                   + (f" ({len(state.interrupted)} interrupted earlier)" if state.interrupted else ""))
 
     # trial configs of this launch; the start checkpoint(s) resolved once, here on the driver
+    from rewardsweep.sweep.wandb_log import run_labels
+
+    labels = run_labels(plans)
     jobs: dict[str, dict[str, Any]] = {}
     for plan in state.todo:
         config = copy.deepcopy(plan.config)
         if config_hook is not None:
             config_hook(plan, config)
-        jobs[plan.trial_name] = {"config": config, "params": dict(plan.params)}
+        jobs[plan.trial_name] = {"config": config, "params": dict(plan.params), "label": labels.get(plan.config_id)}
     from rewardsweep.sweep import tune as tune_mod
     from rewardsweep.sweep.wandb_log import resolve_options
 
-    wb = resolve_options(spec.wandb, None, paths.root, spec.name)
+    wb = resolve_options(spec.wandb, wandb_mode, paths.root, spec.name)
     if wb.note:
         console.print(f"[yellow]warning:[/] {wb.note}")
+    if wb.mode == "offline":
+        _set_aside_unfinished_runs(jobs, Path(wb.runs_dir), notes)
     if wb.enabled:
-        notes.append(f"W&B {wb.mode}: project {wb.project}, runs grouped by config id"
-                     + (f" under {paths.wandb} (`wandb sync {paths.wandb}/offline-run-*` uploads)"
-                        if wb.mode == "offline" else ""))
+        notes.append(f"W&B {wb.mode} ({wb.source}): project {wb.project}"
+                     + (f", entity {wb.entity}" if wb.entity else "") + ", runs grouped by configuration"
+                     + (f" under {wb.runs_dir} (`wandb sync {wb.runs_dir}/offline-run-*` uploads one run "
+                        f"per trial attempt)" if wb.mode == "offline" else ""))
 
     trial_fn = trial_fn or _default_trial_fn()
     cpu, gpu = float(spec.resources.get("cpu", 1)), float(spec.resources.get("gpu", 0))
@@ -235,7 +242,7 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
 
     result.interrupted = _keep_records(jobs, result.outcomes, paths, notes)
     if result.interrupted and wb.mode == "offline":
-        _set_aside_interrupted_runs(jobs, result.outcomes, paths, since=fit_wall, notes=notes)
+        _set_aside_interrupted_runs(jobs, result.outcomes, Path(wb.runs_dir), since=fit_wall, notes=notes)
     result.total_s = time.perf_counter() - began
     log_path = result.experiment / study_mod.LAUNCH_FILENAME
     study_mod.write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))
@@ -271,7 +278,7 @@ def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_
     return interrupted
 
 
-def _set_aside_interrupted_runs(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_mod.StudyPaths,
+def _set_aside_interrupted_runs(jobs: dict[str, dict], outcomes: dict[str, Any], runs_dir: Path,
                                 since: float, notes: list[str]) -> None:
     """Move the offline W&B runs of trials cut short by the interruption to wandb/interrupted/,
     so that `wandb sync <study>/wandb/offline-run-*` uploads only complete runs (the trial
@@ -280,21 +287,46 @@ def _set_aside_interrupted_runs(jobs: dict[str, dict], outcomes: dict[str, Any],
     for key, out in outcomes.items():
         if getattr(out, "state", None) != "running":
             continue
-        config = jobs[key]["config"]
-        pattern = f"offline-run-*-{config['config_id']}-{config['arm']}-s{config['seed']}-*"
-        candidates = [d for d in paths.wandb.glob(pattern) if d.is_dir() and d.stat().st_mtime >= since - 1]
-        if not candidates:
-            continue
-        newest = max(candidates, key=lambda d: d.stat().st_mtime)
-        target = paths.wandb / "interrupted"
-        target.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(newest, target / newest.name)
+        candidates = [d for d in _trial_runs(runs_dir, jobs[key]["config"]) if d.stat().st_mtime >= since - 1]
+        if candidates and _set_aside(max(candidates, key=lambda d: d.stat().st_mtime), runs_dir):
             moved += 1
-        except OSError:
-            pass
     if moved:
-        notes.append(f"{moved} W&B run(s) of interrupted trials moved to {paths.wandb / 'interrupted'}")
+        notes.append(f"{moved} W&B run(s) of interrupted trials moved to {runs_dir / 'interrupted'}")
+
+
+def _set_aside_unfinished_runs(jobs: dict[str, dict], runs_dir: Path, notes: list[str]) -> None:
+    """Before trials run again: set aside their earlier runs that never ended (the driver
+    was killed, so :func:`_set_aside_interrupted_runs` could not). Runs with an exit (a
+    failed attempt) stay: they are attempts like any other."""
+    from rewardsweep.sweep.wandb_log import read_offline_run
+
+    moved = 0
+    for job in jobs.values():
+        for run in _trial_runs(runs_dir, job["config"]):
+            try:
+                ended = read_offline_run(run)["exit_code"] is not None
+            except Exception:  # noqa: BLE001 - unreadable: unfinished
+                ended = False
+            if not ended and _set_aside(run, runs_dir):
+                moved += 1
+    if moved:
+        notes.append(f"{moved} unfinished W&B run(s) of an earlier, killed launch moved to "
+                     f"{runs_dir / 'interrupted'}")
+
+
+def _trial_runs(runs_dir: Path, config: dict[str, Any]) -> list[Path]:
+    pattern = f"offline-run-*-{config['config_id']}-{config['arm']}-s{config['seed']}-*"
+    return [d for d in runs_dir.glob(pattern) if d.is_dir()]
+
+
+def _set_aside(run: Path, runs_dir: Path) -> bool:
+    target = runs_dir / "interrupted"
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        os.replace(run, target / run.name)
+        return True
+    except OSError:
+        return False
 
 
 def _same_record(path: Path, record: dict) -> bool:

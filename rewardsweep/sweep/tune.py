@@ -291,7 +291,7 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
     config[RUNTIME_KEY] = runtime
     _WORKER_TRIALS += 1
     wandb_clock = time.perf_counter()
-    logger = TrialLogger(wandb_options, config, job.get("params")).start() if wandb_options else None
+    logger = TrialLogger(wandb_options, config, job.get("params"), job.get("label")).start() if wandb_options else None
     wandb_s = time.perf_counter() - wandb_clock
 
     def on_event(event: dict[str, Any]) -> None:
