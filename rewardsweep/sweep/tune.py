@@ -86,8 +86,12 @@ def ray_target(address: str | None = None, probe: bool = True) -> RayTarget:
     if given and given.startswith("ray://"):
         return RayTarget(given=address, origin=origin)  # Ray Client: ray.init reports its own errors
     try:
+        # Ray's own resolution (RAY_ADDRESS, the `ray start` record, "auto"); private, so
+        # a Ray without it just gets the address handed to ray.init unprobed
         from ray._private.services import canonicalize_bootstrap_address
-
+    except ImportError:
+        return RayTarget(given=address, address=given, origin=origin if given else "local")
+    try:
         found = canonicalize_bootstrap_address(address)
     except ConnectionError:
         raise UserError(f"{shown}: no running Ray cluster found on this machine; start one with "
