@@ -65,16 +65,42 @@ def _small_spec(tmp_path: Path, name: str) -> Path:
     return spec
 
 
-def test_launch_joins_the_cluster_a_bare_ray_init_would(two_node_cluster, tmp_path, capsys, monkeypatch):
-    """RAY_ADDRESS, and with it unset the cluster a `ray start` recorded on this node
-    (``Cluster`` records its head the same way), are joined without ``--address`` and
-    without passing ``num_cpus`` (which Ray refuses when joining)."""
+@pytest.fixture
+def private_cluster(monkeypatch):
+    """A one-node cluster whose ``ray start`` record (``<RAY_TMPDIR>/ray/ray_current_cluster``,
+    written by ``Cluster`` as ``ray start`` writes it) no other Ray on this machine can
+    overwrite: a short private RAY_TMPDIR (Ray's socket paths must stay short)."""
+    import shutil
+    import tempfile
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    temp = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", temp)
+    # A ray.init() that finds a local cluster by itself turns on token authentication when
+    # this machine has a Ray token (any earlier local ray.init made one); a real `ray start`
+    # uses that token, ``Cluster`` does not. Off on both sides, as RAY_AUTH_MODE allows.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    cluster.wait_for_nodes()
+    yield cluster
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_launch_joins_the_cluster_a_bare_ray_init_would(private_cluster, tmp_path, capsys, monkeypatch):
+    """RAY_ADDRESS, and with it unset the cluster a `ray start` recorded on this node, are
+    joined without ``--address`` and without passing ``num_cpus`` (which Ray refuses when
+    joining)."""
     import ray
 
     from rewardsweep import cli
 
-    cluster_nodes = {n.node_id for n in two_node_cluster.list_all_nodes()}
-    monkeypatch.setenv("RAY_ADDRESS", two_node_cluster.address)
+    cluster_nodes = {n.node_id for n in private_cluster.list_all_nodes()}
+    monkeypatch.setenv("RAY_ADDRESS", private_cluster.address)
     assert cli.main(["launch", str(_small_spec(tmp_path, "via-env"))]) == 0
     assert "(from RAY_ADDRESS)" in capsys.readouterr().err
 

@@ -284,10 +284,11 @@ def _set_aside_interrupted_runs(jobs: dict[str, dict], outcomes: dict[str, Any],
     so that `wandb sync <study>/wandb/offline-run-*` uploads only complete runs (the trial
     runs again from scratch on resume, with a new run)."""
     moved = 0
+    runs = _runs_by_trial(runs_dir)
     for key, out in outcomes.items():
         if getattr(out, "state", None) != "running":
             continue
-        candidates = [d for d in _trial_runs(runs_dir, jobs[key]["config"]) if d.stat().st_mtime >= since - 1]
+        candidates = [d for d in runs.get(_run_key(jobs[key]["config"]), []) if d.stat().st_mtime >= since - 1]
         if candidates and _set_aside(max(candidates, key=lambda d: d.stat().st_mtime), runs_dir):
             moved += 1
     if moved:
@@ -301,8 +302,9 @@ def _set_aside_unfinished_runs(jobs: dict[str, dict], runs_dir: Path, notes: lis
     from rewardsweep.sweep.wandb_log import read_offline_run
 
     moved = 0
+    runs = _runs_by_trial(runs_dir)
     for job in jobs.values():
-        for run in _trial_runs(runs_dir, job["config"]):
+        for run in runs.get(_run_key(job["config"]), []):
             try:
                 ended = read_offline_run(run)["exit_code"] is not None
             except Exception:  # noqa: BLE001 - unreadable: unfinished
@@ -314,9 +316,24 @@ def _set_aside_unfinished_runs(jobs: dict[str, dict], runs_dir: Path, notes: lis
                      f"{runs_dir / 'interrupted'}")
 
 
-def _trial_runs(runs_dir: Path, config: dict[str, Any]) -> list[Path]:
-    pattern = f"offline-run-*-{config['config_id']}-{config['arm']}-s{config['seed']}-*"
-    return [d for d in runs_dir.glob(pattern) if d.is_dir()]
+def _run_key(config: dict[str, Any]) -> str:
+    return f"{config['config_id']}-{config['arm']}-s{config['seed']}"
+
+
+def _runs_by_trial(runs_dir: Path) -> dict[str, list[Path]]:
+    """The offline runs in ``runs_dir`` by trial, from one listing of the folder. A run's
+    folder is ``offline-run-<date>_<time>-<config_id>-<arm>-s<seed>-<6 hex>`` (its id is
+    set in :class:`.wandb_log.TrialLogger`)."""
+    out: dict[str, list[Path]] = {}
+    try:
+        entries = list(os.scandir(runs_dir))
+    except OSError:
+        return out
+    for entry in entries:
+        parts = entry.name.split("-")
+        if entry.name.startswith("offline-run-") and len(parts) >= 7 and entry.is_dir():
+            out.setdefault("-".join(parts[3:-1]), []).append(Path(entry.path))
+    return out
 
 
 def _set_aside(run: Path, runs_dir: Path) -> bool:

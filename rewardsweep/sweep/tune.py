@@ -69,8 +69,8 @@ class RayTarget:
 CONNECT_TIMEOUT_S = 5.0       # a TCP probe of the cluster's GCS port before ray.init
 
 
-def ray_target(address: str | None = None, probe: bool = True) -> RayTarget:
-    """Resolve (and, with ``probe``, reach) the Ray cluster a launch would use.
+def ray_target(address: str | None = None) -> RayTarget:
+    """Resolve and reach the Ray cluster a launch would use.
 
     Raises :class:`UserError` in one line, within seconds, when the address names no
     running cluster: ``ray.init`` itself retries an unreachable address for minutes.
@@ -101,12 +101,11 @@ def ray_target(address: str | None = None, probe: bool = True) -> RayTarget:
         raise UserError(f"{shown}: not a Ray address ({exc}); expected HOST:PORT, auto or local") from None
     if found is None:
         return RayTarget(given=address, origin="local")
-    if probe:
-        problem = _probe_gcs(found)
-        if problem:
-            stale = " (a stale address of a stopped `ray start`? run `ray stop`)" if origin == "ray start" else ""
-            raise UserError(f"{shown}: cannot reach the Ray cluster at {found}{stale}: {problem}; "
-                            f"is `ray start --head` running there?")
+    problem = _probe_gcs(found)
+    if problem:
+        stale = " (a stale address of a stopped `ray start`? run `ray stop`)" if origin == "ray start" else ""
+        raise UserError(f"{shown}: cannot reach the Ray cluster at {found}{stale}: {problem}; "
+                        f"is `ray start --head` running there?")
     return RayTarget(given=address, address=found, origin=origin)
 
 
@@ -130,7 +129,7 @@ def _probe_gcs(address: str) -> str | None:
         try:
             sock.sendall(_H2_PREFACE)
             reply = sock.recv(9)
-        except OSError as exc:
+        except OSError:
             return f"it accepts a connection but gives no gRPC answer within {CONNECT_TIMEOUT_S:g} s (not a Ray port?)"
     if len(reply) < 4 or reply[3] != 0x04:
         return f"something listens there but does not answer as a Ray cluster (gRPC) within {CONNECT_TIMEOUT_S:g} s"
