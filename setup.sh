@@ -26,12 +26,13 @@ else
     pip_install "torch==2.13.0"
 fi
 
+extras="test"
 if python -c "import mmcv" 2>/dev/null; then
     echo "setup: keeping mmcv $(python -c 'import mmcv; print(mmcv.__version__)')"
 else
     echo "setup: installing mmcv-lite (pure Python; rewardsweep supplies the few ops DeepLabV3 needs)"
-    pip_install "mmcv-lite>=2.0.0,<2.2.0"
+    extras="test,cpu"  # the `cpu` extra of pyproject.toml: mmcv-lite
 fi
 
-pip_install -e ".[test]"
+pip_install -e ".[$extras]"
 echo "setup: done ($(python -c 'import rewardsweep; print(rewardsweep.__file__)'))"

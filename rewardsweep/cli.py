@@ -1,15 +1,21 @@
 """The ``rewardsweep`` command: parse arguments, call one part, print. Nothing else.
 
-User errors (:class:`rewardsweep.errors.UserError`) print as one line on stderr and exit
-with status 2; anything else is a bug and keeps its traceback.
+Exit status: 0 done; 1 ``launch`` finished but some trial of the study failed or diverged
+(``--allow-failures``: 0); 2 a user error (:class:`rewardsweep.errors.UserError`, one
+line on stderr; also bad arguments); 130 interrupted. A closed stdout (``| head -1``)
+ends the command quietly (status 1).
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
+from rewardsweep import __version__
 from rewardsweep.errors import UserError
+from rewardsweep.shell import make_output_safe, silence_broken_pipe
 
 
 def _add_pretrain(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +46,8 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true", help="also rerun trials recorded as failed")
     p.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")
     p.add_argument("--verbose", action="store_true", help="show Ray's and the trials' own log output")
+    p.add_argument("--allow-failures", action="store_true",
+                   help="exit 0 even when trials of the study failed or diverged (default: exit 1)")
     p.set_defaults(handler=_run_launch)
 
 
@@ -97,15 +105,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rewardsweep",
         description="Reward-optimisation fine-tuning of MMSegmentation models as a repeatable, seeded study.",
+        epilog="exit status: 0 ok, 1 launch: some trial failed or diverged, 2 usage or input error, "
+               "130 interrupted",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"rewardsweep {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_launch, _add_report, _add_pretrain, _add_class_weights):
         add(sub)
     return parser
 
 
+_NUMBER = re.compile(r"^-\d|^-\.\d")
+
+
+def _unknown_flags(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Options that neither the command nor its subcommand knows. argparse itself reports
+    ``rewardsweep --foo`` as a missing command and ``launch --foo`` as a missing SPEC."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    known = set(parser._option_string_actions)
+    for token in argv:
+        if token == "--":
+            break
+        if token in commands:
+            known |= set(commands[token]._option_string_actions)
+            break
+    unknown = []
+    for token in argv:
+        if token == "--":
+            break
+        flag = token.split("=", 1)[0]
+        if token.startswith("-") and token != "-" and not _NUMBER.match(token) \
+                and not any(k.startswith(flag) for k in known):  # argparse accepts unique prefixes
+            unknown.append(flag)
+    return unknown
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    make_output_safe()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    unknown = _unknown_flags(parser, argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
     except UserError as exc:
@@ -115,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         print("rewardsweep: interrupted; finished trials are kept, re-run the same command to resume",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return silence_broken_pipe()
 
 
 if __name__ == "__main__":  # pragma: no cover

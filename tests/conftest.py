@@ -16,6 +16,9 @@ os.environ["REWARDSWEEP_CACHE"] = _SESSION_CACHE
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# a new Ray per test unless a test says otherwise: never join a `ray start` cluster that
+# happens to run on this machine (a bare ray.init() would, and so does a plain launch)
+os.environ.setdefault("RAY_ADDRESS", "local")
 
 TEST_PRETRAIN_ITERS = 40
 

@@ -55,3 +55,61 @@ def test_launch_on_two_node_cluster(two_node_cluster, tmp_path, capsys):
     cluster_nodes = {n.node_id for n in two_node_cluster.list_all_nodes()}
     assert node_ids == cluster_nodes and len(node_ids) == 2
     assert "cluster: 6 finished" in capsys.readouterr().err
+
+
+def _small_spec(tmp_path: Path, name: str) -> Path:
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(name=name, storage=str(tmp_path / "runs"), seeds=1, grid={"baseline.kind": ["greedy"]})
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return spec
+
+
+@pytest.fixture
+def private_cluster(monkeypatch):
+    """A one-node cluster whose ``ray start`` record (``<RAY_TMPDIR>/ray/ray_current_cluster``,
+    written by ``Cluster`` as ``ray start`` writes it) no other Ray on this machine can
+    overwrite: a short private RAY_TMPDIR (Ray's socket paths must stay short)."""
+    import shutil
+    import tempfile
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    temp = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", temp)
+    # A ray.init() that finds a local cluster by itself turns on token authentication when
+    # this machine has a Ray token (any earlier local ray.init made one); a real `ray start`
+    # uses that token, ``Cluster`` does not. Off on both sides, as RAY_AUTH_MODE allows.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    cluster.wait_for_nodes()
+    yield cluster
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_launch_joins_the_cluster_a_bare_ray_init_would(private_cluster, tmp_path, capsys, monkeypatch):
+    """RAY_ADDRESS, and with it unset the cluster a `ray start` recorded on this node, are
+    joined without ``--address`` and without passing ``num_cpus`` (which Ray refuses when
+    joining)."""
+    import ray
+
+    from rewardsweep import cli
+
+    cluster_nodes = {n.node_id for n in private_cluster.list_all_nodes()}
+    monkeypatch.setenv("RAY_ADDRESS", private_cluster.address)
+    assert cli.main(["launch", str(_small_spec(tmp_path, "via-env"))]) == 0
+    assert "(from RAY_ADDRESS)" in capsys.readouterr().err
+
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert cli.main(["launch", str(_small_spec(tmp_path, "via-ray-start"))]) == 0
+    assert "(from ray start)" in capsys.readouterr().err
+    assert not ray.is_initialized()
+
+    for study in ("via-env", "via-ray-start"):
+        recs = [records.read_record(p) for p in records.iter_record_paths(tmp_path / "runs" / study)]
+        assert len(recs) == 2 and all(r["status"] == "finished" for r in recs)
+        assert {r["config"]["runtime"]["node_id"] for r in recs} <= cluster_nodes

@@ -66,6 +66,12 @@ def keys_of(spec_path: Path) -> set[str]:
     return {p.trial_name for p in expand(load_spec(spec_path))}
 
 
+def run_key(run: dict) -> str:
+    """The trial an offline W&B run belongs to (its name is for people: what varies + seed)."""
+    cfg = run["config"]
+    return f"{cfg['config_id']}-{cfg['arm']}-seed{cfg['seed']}"
+
+
 # --------------------------------------------------------------------------- CLI, no Ray
 
 def test_dry_run_prints_table_and_starts_nothing(tmp_path, capsys, monkeypatch):
@@ -138,7 +144,7 @@ def test_interrupted_launch_resumes_without_rerunning(tmp_path):
     assert len(list((study / "ray").glob("launch-*"))) == 2        # one Ray experiment per launch
     # W&B: exactly one run per trial, finished; runs cut short by the interrupt are set aside
     runs = wandb_runs(study, complete=len(planned))
-    assert sorted(r["name"] for r in runs) == sorted(planned)
+    assert sorted(run_key(r) for r in runs) == sorted(planned)
     assert all(r["summary"].get("status") == "finished" for r in runs)
 
 
@@ -166,7 +172,12 @@ def smoke_study(ray_local, tmp_path_factory):
     from rewardsweep.sweep.launch import launch
 
     folder = tmp_path_factory.mktemp("smoke")
-    result = launch(SMOKE, storage=str(folder), wandb_mode="offline")
+    old = os.environ.get("WANDB_PROJECT")
+    os.environ["WANDB_PROJECT"] = "from-env"             # the environment beats the spec's project
+    try:
+        result = launch(SMOKE, storage=str(folder), wandb_mode="offline")
+    finally:
+        os.environ.pop("WANDB_PROJECT") if old is None else os.environ.__setitem__("WANDB_PROJECT", old)
     return folder, result
 
 
@@ -192,13 +203,19 @@ def test_smoke_end_to_end(smoke_study):
     assert len(pids) <= result.slots == 2
     assert max(t["worker_trial_index"] for t in log["trials"].values()) >= 1
 
-    # W&B: one offline run per trial, grouped by config id, job_type = arm, study tag
+    # W&B: one offline run per trial, named and grouped by what varies, job_type = arm, study tag
+    from rewardsweep.sweep.wandb_log import run_labels
+
+    labels = run_labels(expand(load_spec(SMOKE)))
+    assert set(labels.values()) == {"baseline.kind=none", "baseline.kind=greedy", "control"}
     runs = wandb_runs(study, complete=len(planned))
-    assert sorted(r["name"] for r in runs) == sorted(planned)
+    assert sorted(run_key(r) for r in runs) == sorted(planned)
     for run in runs:
-        rec = recs[run["name"]]
-        assert run["group"] == rec["config_id"] and run["job_type"] == rec["arm"]
-        assert "smoke" in run["tags"] and "finished" in run["tags"]
+        rec = recs[run_key(run)]
+        label = labels[rec["config_id"]]
+        assert run["name"] == f"{label} seed {rec['seed']}" and run["group"] == f"smoke: {label}"
+        assert run["job_type"] == rec["arm"] and run["project"] == "from-env"
+        assert {"smoke", "finished", rec["config_id"]} <= set(run["tags"])
         cfg = run["config"]
         assert (cfg["config_id"], cfg["arm"], cfg["seed"], cfg["status"]) == (
             rec["config_id"], rec["arm"], rec["seed"], "finished")
@@ -276,11 +293,24 @@ def test_failed_and_diverged_trials_are_recorded(ray_local, tmp_path):
     counts = result.summary["counts"]
     assert (counts["finished"], counts["failed"], counts["diverged"], counts["missing"]) == (4, 1, 1, 0)
     assert {f["key"] for f in result.summary["failures"]} == {fail_key, nan_key}
-    runs = [r for r in wandb_runs(study, complete=7) if r["name"] == nan_key]
+    runs = [r for r in wandb_runs(study, complete=7) if run_key(r) == nan_key]
     assert len(runs) == 1 and runs[0]["summary"]["status"] == "diverged"
 
-    # a later launch keeps both (final results); --retry-failed reruns only the failed one
+    # a later launch keeps both (final results) and, like this one, exits 1 for them
+    from rewardsweep import cli
+
     assert launch(spec).to_run == []
-    rerun = launch(spec, retry_failed=True, wandb_mode="disabled")
+    assert cli.main(["launch", str(spec)]) == 1
+    assert cli.main(["launch", str(spec), "--allow-failures"]) == 0
+    # --retry-failed reruns only the failed one; a half-written run of that trial (a killed
+    # driver leaves one) is set aside first, its two complete failed attempts stay
+    fail = next(p for p in reward if p.trial_name == fail_key)
+    stale = study / "wandb" / f"offline-run-20250101_000000-{fail.config_id}-reward-s{fail.seed}-dead00"
+    stale.mkdir()
+    (stale / "run-dead00.wandb").write_bytes(b"")
+    rerun = launch(spec, retry_failed=True)
     assert rerun.to_run == [fail_key]
+    assert not stale.exists() and (study / "wandb" / "interrupted" / stale.name).is_dir()
+    attempts = [r for r in wandb_runs(study, complete=8) if run_key(r) == fail_key]
+    assert sorted(r["summary"]["status"] for r in attempts) == ["failed", "failed", "finished"]
     assert read_all(study)[fail_key]["status"] == "finished"           # no debug hook this time

@@ -106,7 +106,8 @@ def test_write_lost_record(tmp_path):
 
 
 def test_wandb_mode_resolution(tmp_path, monkeypatch):
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_DIR"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     opts = wandb_log.resolve_options({"mode": "online", "project": "p", "tags": ["x"]}, None, tmp_path, "study")
     assert opts.mode == "offline" and "no API key" in opts.note and opts.tags == ("study", "x")
@@ -120,6 +121,53 @@ def test_wandb_mode_resolution(tmp_path, monkeypatch):
     assert opts.mode == "online" and "k" not in json.dumps(opts.to_dict()).replace('"', " ").split()
     with pytest.raises(UserError):
         wandb_log.resolve_options({"mode": "sometimes"}, None, tmp_path, "s")
+
+
+def test_wandb_settings_flag_then_environment_then_spec(tmp_path, monkeypatch):
+    for var in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    spec = {"mode": "offline", "project": "from-spec", "entity": "spec-team"}
+    opts = wandb_log.resolve_options(spec, None, tmp_path / "study", "s")
+    assert (opts.mode, opts.project, opts.entity, opts.source) == ("offline", "from-spec", "spec-team", "spec")
+    assert opts.runs_dir == str(tmp_path / "study" / "wandb")
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("WANDB_PROJECT", "from-env")
+    monkeypatch.setenv("WANDB_ENTITY", "env-team")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "elsewhere"))
+    opts = wandb_log.resolve_options(spec, None, tmp_path / "study", "s")
+    assert (opts.mode, opts.project, opts.entity, opts.source) == ("disabled", "from-env", "env-team", "WANDB_MODE")
+    assert opts.runs_dir == str(tmp_path / "elsewhere" / "wandb")
+    assert wandb_log.resolve_options(spec, "offline", tmp_path, "s").mode == "offline"   # the flag wins
+    monkeypatch.setenv("WANDB_MODE", "dryrun")                                          # W&B's old name
+    assert wandb_log.resolve_options(spec, None, tmp_path, "s").mode == "offline"
+    monkeypatch.setenv("WANDB_MODE", "loud")
+    with pytest.raises(UserError, match="WANDB_MODE: 'loud' is not one of"):
+        wandb_log.resolve_options(spec, None, tmp_path, "s")
+
+
+def test_run_labels_show_what_varies():
+    from rewardsweep.sweep.expand import TrialPlan
+
+    def plan(cid, arm, **params):
+        return TrialPlan(config_id=cid, arm=arm, seed=0, params=params, config={})
+
+    plans = [plan("c0", "mle", **{"lr.start": 0.01, "steps": 6}), plan("c1", "mle", **{"lr.start": 0.001, "steps": 6}),
+             plan("r0", "reward", **{"baseline.kind": "greedy", "lr.start": 0.01, "steps": 6}),
+             plan("r1", "reward", **{"baseline.kind": "none", "lr.start": 0.001, "steps": 6})]
+    assert wandb_log.run_labels(plans) == {
+        "c0": "control lr.start=0.01", "c1": "control lr.start=0.001",
+        "r0": "baseline.kind=greedy lr.start=0.01", "r1": "baseline.kind=none lr.start=0.001"}
+    assert wandb_log.run_labels(plans[2:3] + plans[:1]) == {"r0": "reward", "c0": "control"}
+
+
+def test_non_finite_values_stay_out_of_the_history(tmp_path):
+    opts = wandb_log.WandbOptions(mode="offline", dir=str(tmp_path)).to_dict()
+    logger = wandb_log.TrialLogger(opts, _config(tmp_path)).start()
+    logger.on_event({"kind": "step", "step": 1, "loss": 0.5, "lr": 0.1})
+    logger.on_event({"kind": "step", "step": 2, "loss": float("nan"), "lr": 0.1})
+    logger.finish({"status": "diverged", "error": "loss is nan"})
+    (run,) = _complete_runs(tmp_path, 1)
+    assert [h.get("train/loss") for h in run["history"] if "train/lr" in h] == [0.5, None]
 
 
 # --------------------------------------------------------------------------- worker-side wrapper
@@ -160,8 +208,8 @@ def _complete_runs(folder: Path, n: int, timeout: float = 20.0) -> list[dict]:
 def test_run_one_statuses_and_wandb_offline(tmp_path):
     opts = wandb_log.WandbOptions(mode="offline", dir=str(tmp_path / "s"), tags=("s",)).to_dict()
     reports = []
-    final = tune_mod.run_one({"config": _config(tmp_path), "params": {"k": 1}}, _stand_in("ok"), opts,
-                             report=reports.append)
+    final = tune_mod.run_one({"config": _config(tmp_path), "params": {"k": 1}, "label": "k=1"}, _stand_in("ok"),
+                             opts, report=reports.append)
     assert final["status"] == "finished" and final["record"]["miou_final"] == 0.6
     assert [r["final"] for r in reports] == [False, True] and reports[0]["miou"] == 0.6
     assert final["node_id"] is None  # not in Ray: nothing started
@@ -174,18 +222,22 @@ def test_run_one_statuses_and_wandb_offline(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         tune_mod.run_one({"config": _config(tmp_path, seed=2), "params": {}}, _stand_in("raise"), opts)
 
-    runs = {r["name"]: r for r in _complete_runs(tmp_path / "s", 3)}
-    assert set(runs) == {"abc-reward-seed0", "abc-reward-seed1", "abc-reward-seed2"}
-    ok = runs["abc-reward-seed0"]
-    assert ok["group"] == "abc" and ok["job_type"] == "reward" and "s" in ok["tags"]
+    runs = {r["config"]["seed"]: r for r in _complete_runs(tmp_path / "s", 3)}
+    assert set(runs) == {0, 1, 2}
+    ok = runs[0]
+    # named by what varies, grouped by study + configuration; the config id in tags and config
+    assert ok["name"] == "k=1 seed 0" and ok["group"] == "s: k=1" and ok["job_type"] == "reward"
+    assert {"s", "reward", "abc", "finished"} <= set(ok["tags"]) and ok["config"]["config_id"] == "abc"
+    assert "failed" in runs[2]["tags"] and "diverged" in runs[1]["tags"] and "finished" not in runs[2]["tags"]
+    assert runs[1]["exit_code"] != 0 and runs[2]["exit_code"] != 0
     assert ok["config"]["params"] == {"k": 1} and ok["config"]["status"] == "finished"
     assert ok["config"]["runtime"]["pid"] > 0
     assert [(h["_step"], h.get("val/miou")) for h in ok["history"] if "val/miou" in h] == [(0, 0.5), (2, 0.6)]
     assert ok["history"][-1]["val/iou/a"] == 0.5 and "val/iou/b" not in ok["history"][-1]
     assert ok["summary"]["delta_miou"] == pytest.approx(0.1) and ok["exit_code"] == 0
-    assert runs["abc-reward-seed1"]["summary"]["status"] == "diverged"
-    assert runs["abc-reward-seed2"]["summary"]["status"] == "failed"
-    assert runs["abc-reward-seed2"]["summary"]["error"] == "raise!"
+    assert runs[1]["summary"]["status"] == "diverged"
+    assert runs[2]["summary"]["status"] == "failed"
+    assert runs[2]["summary"]["error"] == "raise!"
 
 
 def test_offline_reader_spans_blocks(tmp_path):

@@ -240,4 +240,7 @@ def report_command(args) -> int:
                            settings={"alpha": args.alpha, "power": args.power, "effect_points": args.effect,
                                      "correction": args.correction, "sources": coll.sources})
         print(f"W&B: logged the report as run 'report-{study}' (job_type report, {mode}) in {project}")
+        runs = sorted((out / "wandb").glob("offline-run-*"), key=lambda d: d.stat().st_mtime)
+        if mode == "offline" and runs:
+            print(f"upload it with: wandb sync {runs[-1]}")
     return 0

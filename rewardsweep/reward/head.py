@@ -7,7 +7,10 @@ exactly like the original head. In a config::
 
     decode_head=dict(type="RewardHead", head=dict(type="ASPPHead", ...), reward=dict(...))
 
-or, equivalently, ``type="RewardASPPHead"`` with the head's own keys plus ``reward=``.
+or, equivalently, ``type="RewardASPPHead"`` with the head's own keys plus ``reward=``
+(the form that reads best on top of a ``_base_`` config: only ``type`` and ``reward``
+change). In your own configs, ``custom_imports=dict(imports=["rewardsweep.mmseg"])``
+registers both (:mod:`rewardsweep.mmseg`).
 """
 
 from __future__ import annotations
@@ -56,14 +59,30 @@ def reward_head_class(base: type) -> type:
     return _CLASS_CACHE[base]
 
 
-def build_reward_head(head: dict[str, Any], reward: dict[str, Any]):
-    """Build ``head`` (any registered decode head config) as a reward head."""
+_REWARD_HINT = "reward=dict(baseline=dict(kind='greedy')) (the reward settings; dict() for the defaults)"
+
+
+def build_reward_head(head: dict[str, Any] | None = None, reward: dict[str, Any] | None = None,
+                      **inherited: Any):
+    """Build ``head`` (any registered decode head config) as a reward head.
+
+    ``inherited``: keys beside ``head`` and ``reward``, which is where a ``_base_`` config's
+    decode head keys (in_channels, num_classes, ...) land when the child sets
+    ``type="RewardHead"``; they fill in what ``head`` does not set.
+    """
     from mmseg.registry import MODELS
 
-    head = dict(head)
+    from rewardsweep.errors import ConfigError
+
+    if not isinstance(head, dict) or "type" not in head:
+        raise ConfigError(f"RewardHead: needs head=dict(type=<a decode head, e.g. 'ASPPHead'>, ...), got "
+                          f"head={head!r}")
+    if reward is None:
+        raise ConfigError(f"RewardHead (head {head['type']}): missing {_REWARD_HINT}")
+    head = {**inherited, **head}
     base = MODELS.get(head.pop("type"))
     if base is None:
-        raise KeyError(f"decode head type not registered in MMSeg: {head!r}")
+        raise ConfigError(f"RewardHead: head type {head!r} is not a decode head registered in MMSeg")
     module = reward_head_class(base)(**head)
     module.configure_reward(reward)
     return module
@@ -87,7 +106,11 @@ def register_reward_heads() -> None:
 
 
 def _named_builder(base_name: str):
-    def build(reward: dict[str, Any], **head: Any):
+    def build(reward: dict[str, Any] | None = None, **head: Any):
+        if reward is None:
+            from rewardsweep.errors import ConfigError
+
+            raise ConfigError(f"Reward{base_name}: missing {_REWARD_HINT}")
         return build_reward_head({"type": base_name, **head}, reward)
 
     build.__name__ = f"build_reward_{base_name}"

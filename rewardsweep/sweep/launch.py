@@ -1,15 +1,17 @@
 """``rewardsweep launch SPEC``: run a study on Ray Tune, resumably.
 
-    spec -> (validate, expand) -> study folder -> start checkpoint(s), once -> Ray -> records
+    spec -> (validate, expand) -> study folder -> Ray -> start checkpoint(s), once -> records
 
 1. Load and validate the spec (a :class:`SpecError` before Ray starts), expand it into
    trials; ``--dry-run`` prints the trial table and stops there.
 2. Copy the spec to ``<study>/spec.yaml``; read the records already there: trials with a
    final record are skipped (resume, top-up; see :mod:`rewardsweep.sweep.study`).
-3. Resolve each distinct start checkpoint once, on the driver (``ensure_start``:
+3. Find Ray as a bare ``ray.init()`` would (``--address``, else ``RAY_ADDRESS``, else a
+   local ``ray start`` cluster, else a new Ray on this machine's CPUs) and join it or fail
+   in one line (:func:`.tune.ray_target`), before any pretraining.
+4. Resolve each distinct start checkpoint once, on the driver (``ensure_start``:
    MLE-pretrain and cache for ``checkpoint: auto``, val mIoU once), save ``start.json`` and
-   put the start dict into every trial config.
-4. ``ray.init`` on this machine (all CPUs) or join ``--address``; run the remaining trials
+   put the start dict into every trial config; run the remaining trials
    as one Ray Tune experiment ``<study>/ray/launch-<timestamp>`` with the spec's resources,
    concurrency and retries, a live progress view, W&B per trial (:mod:`.wandb_log`).
 5. Make sure every trial that ran has a record (a trial whose worker died gets a
@@ -21,6 +23,7 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -52,14 +55,24 @@ class LaunchResult:
 
 
 def launch_command(args) -> int:
-    """The CLI entry point (``rewardsweep launch``): exit 0, or 130 when interrupted."""
+    """The CLI entry point (``rewardsweep launch``): exit 0; 1 when a trial of the study is
+    recorded failed or diverged (unless ``--allow-failures``), so scripts and CI notice;
+    130 when interrupted."""
     with _sigterm_as_sigint():
         result = launch(
             args.spec, address=args.address, dry_run=args.dry_run, storage=args.storage,
             wandb_mode=args.wandb, retry_failed=args.retry_failed, max_concurrent=args.max_concurrent,
             verbose=getattr(args, "verbose", False),
         )
-    return 130 if result.interrupted else 0
+    if result.interrupted:
+        return 130
+    counts = result.summary.get("counts") or {}
+    bad = int(counts.get("failed") or 0) + int(counts.get("diverged") or 0)
+    if bad and not getattr(args, "allow_failures", False):
+        print(f"rewardsweep: {bad} trial(s) of the study failed or diverged: exit status 1 "
+              f"(`--allow-failures` exits 0)", file=sys.stderr)
+        return 1
+    return 0
 
 
 @contextmanager
@@ -121,14 +134,20 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
         return LaunchResult(study_dir=paths.root, planned=len(plans), dry_run=True,
                             to_run=[p.trial_name for p in state.todo])
 
+    from rewardsweep.sweep import tune as tune_mod
+
+    # where Ray is, checked now: an unreachable cluster fails in seconds, before any work
+    target = tune_mod.ray_target(address) if state.todo and not tune_mod.ray_is_up() else None
     paths.create()
     with study_mod.StudyLock(paths):
-        return _launch_locked(spec, plans, paths, state, address=address, retry_failed=retry_failed,
+        return _launch_locked(spec, plans, paths, state, address=address, target=target,
+                              retry_failed=retry_failed, wandb_mode=wandb_mode,
                               trial_fn=trial_fn, ensure_start=ensure_start, config_hook=config_hook,
                               num_cpus=num_cpus, console=console, verbose=verbose, began=began)
 
 
-def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, retry_failed, trial_fn,
+def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, target, retry_failed, wandb_mode,
+                   trial_fn,
                    ensure_start, config_hook, num_cpus, console, verbose, began) -> LaunchResult:
     state = study_mod.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
     study_mod.copy_spec(spec.path, paths)
@@ -155,40 +174,41 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
                   + (f" ({len(state.interrupted)} interrupted earlier)" if state.interrupted else ""))
 
     # trial configs of this launch; the start checkpoint(s) resolved once, here on the driver
+    from rewardsweep.sweep.wandb_log import run_labels
+
+    labels = run_labels(plans)
     jobs: dict[str, dict[str, Any]] = {}
     for plan in state.todo:
         config = copy.deepcopy(plan.config)
         if config_hook is not None:
             config_hook(plan, config)
-        jobs[plan.trial_name] = {"config": config, "params": dict(plan.params)}
-    starts, result.starts_computed = study_mod.resolve_starts(
-        paths, [job["config"] for job in jobs.values()], ensure_start=ensure_start,
-        on_resolve=lambda req: console.print(
-            f"start checkpoint: {req['model']} ({req['checkpoint']}"
-            + (f", {req['iters']} pretrain iters" if req.get("iters") else "")
-            + "): pretraining if not cached, evaluating on val once ..."))
-    for entry in starts:
-        notes.append(f"start {entry.get('model')} {Path(str(entry.get('checkpoint'))).name}: "
-                     f"val mIoU {entry.get('miou', float('nan')):.4f}")
-
+        jobs[plan.trial_name] = {"config": config, "params": dict(plan.params), "label": labels.get(plan.config_id)}
     from rewardsweep.sweep import tune as tune_mod
     from rewardsweep.sweep.wandb_log import resolve_options
 
-    wb = resolve_options(spec.wandb, None, paths.root, spec.name)
+    wb = resolve_options(spec.wandb, wandb_mode, paths.root, spec.name)
     if wb.note:
         console.print(f"[yellow]warning:[/] {wb.note}")
+    if wb.mode == "offline":
+        _set_aside_unfinished_runs(jobs, Path(wb.runs_dir), notes)
     if wb.enabled:
-        notes.append(f"W&B {wb.mode}: project {wb.project}, runs grouped by config id"
-                     + (f" under {paths.wandb} (`wandb sync {paths.wandb}/offline-run-*` uploads)"
-                        if wb.mode == "offline" else ""))
+        notes.append(f"W&B {wb.mode} ({wb.source}): project {wb.project}"
+                     + (f", entity {wb.entity}" if wb.entity else "") + ", runs grouped by configuration"
+                     + (f" under {wb.runs_dir} (`wandb sync {wb.runs_dir}/offline-run-*` uploads one run "
+                        f"per trial attempt)" if wb.mode == "offline" else ""))
 
     trial_fn = trial_fn or _default_trial_fn()
     cpu, gpu = float(spec.resources.get("cpu", 1)), float(spec.resources.get("gpu", 0))
-    if wb.enabled and not address and not tune_mod.ray_is_up():
+    if target is None and not tune_mod.ray_is_up():
+        target = tune_mod.ray_target(address)
+    if wb.enabled and target is not None and not target.joins:
         from rewardsweep.sweep.wandb_log import start_shared_service
 
         start_shared_service()  # before ray.init: the local workers inherit it
-    owned = tune_mod.init_ray(address, num_cpus=num_cpus, verbose=verbose)
+    # Ray first (join or fail), then the start checkpoint: no pretraining for a launch that cannot run
+    owned = tune_mod.init_ray(num_cpus=num_cpus, verbose=verbose, target=target) if target else False
+    if owned and target.joins:
+        console.print(f"joined the Ray cluster at {target.address or target.given} (from {target.origin})")
     stamp = study_mod.launch_stamp()
     name = f"launch-{stamp}"
     result.experiment = paths.ray / name
@@ -197,6 +217,15 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
         if result.slots == 0:
             raise UserError(f"{spec.source}: resources: a trial needs cpu {cpu:g} gpu {gpu:g} but the Ray "
                             f"cluster has no node with that much free; lower resources or add nodes")
+        starts, result.starts_computed = study_mod.resolve_starts(
+            paths, [job["config"] for job in jobs.values()], ensure_start=ensure_start,
+            on_resolve=lambda req: console.print(
+                f"start checkpoint: {req['model']} ({req['checkpoint']}"
+                + (f", {req['iters']} pretrain iters" if req.get("iters") else "")
+                + "): pretraining if not cached, evaluating on val once ..."))
+        for entry in starts:
+            notes.append(f"start {entry.get('model')} {Path(str(entry.get('checkpoint'))).name}: "
+                         f"val mIoU {entry.get('miou', float('nan')):.4f}")
         console.print(f"running {len(jobs)} trial(s), {result.slots} at a time "
                       f"(cpu {cpu:g}, gpu {gpu:g} each); Ray experiment {result.experiment}")
         fit_began, fit_wall = time.perf_counter(), time.time()
@@ -213,7 +242,7 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
 
     result.interrupted = _keep_records(jobs, result.outcomes, paths, notes)
     if result.interrupted and wb.mode == "offline":
-        _set_aside_interrupted_runs(jobs, result.outcomes, paths, since=fit_wall, notes=notes)
+        _set_aside_interrupted_runs(jobs, result.outcomes, Path(wb.runs_dir), since=fit_wall, notes=notes)
     result.total_s = time.perf_counter() - began
     log_path = result.experiment / study_mod.LAUNCH_FILENAME
     study_mod.write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))
@@ -249,30 +278,72 @@ def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_
     return interrupted
 
 
-def _set_aside_interrupted_runs(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_mod.StudyPaths,
+def _set_aside_interrupted_runs(jobs: dict[str, dict], outcomes: dict[str, Any], runs_dir: Path,
                                 since: float, notes: list[str]) -> None:
     """Move the offline W&B runs of trials cut short by the interruption to wandb/interrupted/,
     so that `wandb sync <study>/wandb/offline-run-*` uploads only complete runs (the trial
     runs again from scratch on resume, with a new run)."""
     moved = 0
+    runs = _runs_by_trial(runs_dir)
     for key, out in outcomes.items():
         if getattr(out, "state", None) != "running":
             continue
-        config = jobs[key]["config"]
-        pattern = f"offline-run-*-{config['config_id']}-{config['arm']}-s{config['seed']}-*"
-        candidates = [d for d in paths.wandb.glob(pattern) if d.is_dir() and d.stat().st_mtime >= since - 1]
-        if not candidates:
-            continue
-        newest = max(candidates, key=lambda d: d.stat().st_mtime)
-        target = paths.wandb / "interrupted"
-        target.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(newest, target / newest.name)
+        candidates = [d for d in runs.get(_run_key(jobs[key]["config"]), []) if d.stat().st_mtime >= since - 1]
+        if candidates and _set_aside(max(candidates, key=lambda d: d.stat().st_mtime), runs_dir):
             moved += 1
-        except OSError:
-            pass
     if moved:
-        notes.append(f"{moved} W&B run(s) of interrupted trials moved to {paths.wandb / 'interrupted'}")
+        notes.append(f"{moved} W&B run(s) of interrupted trials moved to {runs_dir / 'interrupted'}")
+
+
+def _set_aside_unfinished_runs(jobs: dict[str, dict], runs_dir: Path, notes: list[str]) -> None:
+    """Before trials run again: set aside their earlier runs that never ended (the driver
+    was killed, so :func:`_set_aside_interrupted_runs` could not). Runs with an exit (a
+    failed attempt) stay: they are attempts like any other."""
+    from rewardsweep.sweep.wandb_log import read_offline_run
+
+    moved = 0
+    runs = _runs_by_trial(runs_dir)
+    for job in jobs.values():
+        for run in runs.get(_run_key(job["config"]), []):
+            try:
+                ended = read_offline_run(run)["exit_code"] is not None
+            except Exception:  # noqa: BLE001 - unreadable: unfinished
+                ended = False
+            if not ended and _set_aside(run, runs_dir):
+                moved += 1
+    if moved:
+        notes.append(f"{moved} unfinished W&B run(s) of an earlier, killed launch moved to "
+                     f"{runs_dir / 'interrupted'}")
+
+
+def _run_key(config: dict[str, Any]) -> str:
+    return f"{config['config_id']}-{config['arm']}-s{config['seed']}"
+
+
+def _runs_by_trial(runs_dir: Path) -> dict[str, list[Path]]:
+    """The offline runs in ``runs_dir`` by trial, from one listing of the folder. A run's
+    folder is ``offline-run-<date>_<time>-<config_id>-<arm>-s<seed>-<6 hex>`` (its id is
+    set in :class:`.wandb_log.TrialLogger`)."""
+    out: dict[str, list[Path]] = {}
+    try:
+        entries = list(os.scandir(runs_dir))
+    except OSError:
+        return out
+    for entry in entries:
+        parts = entry.name.split("-")
+        if entry.name.startswith("offline-run-") and len(parts) >= 7 and entry.is_dir():
+            out.setdefault("-".join(parts[3:-1]), []).append(Path(entry.path))
+    return out
+
+
+def _set_aside(run: Path, runs_dir: Path) -> bool:
+    target = runs_dir / "interrupted"
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        os.replace(run, target / run.name)
+        return True
+    except OSError:
+        return False
 
 
 def _same_record(path: Path, record: dict) -> bool:

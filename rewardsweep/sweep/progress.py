@@ -16,6 +16,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from rewardsweep.shell import invoked_as
+
 
 def _fmt_seconds(seconds: float | None) -> str:
     if seconds is None:
@@ -173,6 +175,6 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
             console.print(f"  ... and {len(failures) - 20} more", highlight=False)
     console.print(f"study folder: {summary['study_dir']}", highlight=False, soft_wrap=True)
     if summary.get("interrupted"):
-        console.print("interrupted: finished trials are kept; run the same `rewardsweep launch` again to resume",
+        console.print(f"interrupted: finished trials are kept; run the same `{invoked_as()} launch` again to resume",
                       highlight=False)
-    console.print(f"next: rewardsweep report {summary['study_dir']}", highlight=False, soft_wrap=True)
+    console.print(f"next: {invoked_as()} report {summary['study_dir']}", highlight=False, soft_wrap=True)

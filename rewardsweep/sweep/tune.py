@@ -49,14 +49,105 @@ _WORKER_TRIALS = 0           # trials this worker process has run (shows actor r
 
 # --------------------------------------------------------------------------- Ray
 
+@dataclass(frozen=True)
+class RayTarget:
+    """Where a launch's Ray is: a new local instance (``address`` None) or a running cluster.
+
+    Resolved the way a bare ``ray.init()`` resolves it: ``--address``, else ``RAY_ADDRESS``,
+    else the cluster a local ``ray start`` recorded; ``local`` always means a new instance.
+    """
+
+    given: str | None = None      # what to hand to ray.init (None: let Ray read RAY_ADDRESS itself)
+    address: str | None = None    # host:port of the cluster we join; None: start one here
+    origin: str = "local"         # "--address", "RAY_ADDRESS", "ray start" or "local"
+
+    @property
+    def joins(self) -> bool:
+        return self.address is not None or (self.given or "").startswith("ray://")
+
+
+CONNECT_TIMEOUT_S = 5.0       # a TCP probe of the cluster's GCS port before ray.init
+
+
+def ray_target(address: str | None = None) -> RayTarget:
+    """Resolve and reach the Ray cluster a launch would use.
+
+    Raises :class:`UserError` in one line, within seconds, when the address names no
+    running cluster: ``ray.init`` itself retries an unreachable address for minutes.
+    """
+    from rewardsweep.errors import UserError
+
+    env = os.environ.get("RAY_ADDRESS") or None
+    origin = "--address" if address else ("RAY_ADDRESS" if env else "ray start")
+    shown = f"{origin} {address or env}" if (address or env) else "the local `ray start` cluster"
+    given = address or env
+    if given == "local":
+        return RayTarget(given=address, origin="local")
+    if given and given.startswith("ray://"):
+        return RayTarget(given=address, origin=origin)  # Ray Client: ray.init reports its own errors
+    try:
+        # Ray's own resolution (RAY_ADDRESS, the `ray start` record, "auto"); private, so
+        # a Ray without it just gets the address handed to ray.init unprobed
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:
+        return RayTarget(given=address, address=given, origin=origin if given else "local")
+    try:
+        found = canonicalize_bootstrap_address(address)
+    except ConnectionError:
+        raise UserError(f"{shown}: no running Ray cluster found on this machine; start one with "
+                        f"`ray start --head`, give its HOST:PORT, or leave --address out to run "
+                        f"on this machine alone") from None
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{shown}: not a Ray address ({exc}); expected HOST:PORT, auto or local") from None
+    if found is None:
+        return RayTarget(given=address, origin="local")
+    problem = _probe_gcs(found)
+    if problem:
+        stale = " (a stale address of a stopped `ray start`? run `ray stop`)" if origin == "ray start" else ""
+        raise UserError(f"{shown}: cannot reach the Ray cluster at {found}{stale}: {problem}; "
+                        f"is `ray start --head` running there?")
+    return RayTarget(given=address, address=found, origin=origin)
+
+
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _probe_gcs(address: str) -> str | None:
+    """Why ``address`` is no Ray GCS (None: it looks like one), in a few seconds at most.
+
+    A TCP connect, then the HTTP/2 greeting every gRPC server (the GCS is one) answers with
+    a SETTINGS frame. Needed because ``ray.init`` retries a dead or wrong port for minutes,
+    printing C++ warnings, and cannot be interrupted meanwhile."""
+    host, _, port = address.rpartition(":")
+    try:
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S)
+    except (OSError, ValueError) as exc:
+        return str(getattr(exc, "strerror", None) or exc)
+    with sock:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return None  # a TLS handshake comes first; ray.init checks the rest
+        try:
+            sock.sendall(_H2_PREFACE)
+            reply = sock.recv(9)
+        except OSError:
+            return f"it accepts a connection but gives no gRPC answer within {CONNECT_TIMEOUT_S:g} s (not a Ray port?)"
+    if len(reply) < 4 or reply[3] != 0x04:
+        return f"something listens there but does not answer as a Ray cluster (gRPC) within {CONNECT_TIMEOUT_S:g} s"
+    return None
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
-             verbose: bool = False) -> bool:
-    """Start Ray on this machine (all its CPUs) or join ``address``. Returns True if we
-    started the connection (the caller shuts it down), False if Ray was already up."""
+             verbose: bool = False, target: RayTarget | None = None) -> bool:
+    """Join the cluster ``address`` resolves to (:func:`ray_target`) or start Ray on this
+    machine (all its CPUs, or ``num_cpus``). Returns True if we made the connection (the
+    caller shuts it down), False if Ray was already up."""
     import ray
+
+    from rewardsweep.errors import UserError
 
     if ray.is_initialized():
         return False
+    target = target or ray_target(address)
     if not verbose:
         # "Token authentication is enabled ..." is Ray's default, not news for a user
         logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
@@ -64,10 +155,16 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=verbose,
                                   logging_level=logging.INFO if verbose else logging.WARNING,
                                   configure_logging=True)
-    if address:
-        ray.init(address=address, **kwargs)
+    if target.joins:
+        # a cluster's resources are its own: ray.init refuses num_cpus/num_gpus when joining
+        try:
+            ray.init(address=target.given, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"{target.origin}: could not join the Ray cluster at "
+                            f"{target.address or target.given}: {first}") from None
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus, **kwargs)
+        ray.init(address=target.given, num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
     _quiet_loggers(verbose)
     return True
 
@@ -197,7 +294,7 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
     config[RUNTIME_KEY] = runtime
     _WORKER_TRIALS += 1
     wandb_clock = time.perf_counter()
-    logger = TrialLogger(wandb_options, config, job.get("params")).start() if wandb_options else None
+    logger = TrialLogger(wandb_options, config, job.get("params"), job.get("label")).start() if wandb_options else None
     wandb_s = time.perf_counter() - wandb_clock
 
     def on_event(event: dict[str, Any]) -> None:

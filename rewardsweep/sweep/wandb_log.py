@@ -6,16 +6,27 @@ several seconds per trial. Here the trial's ``on_event`` callback writes straigh
 W&B service of its Ray worker; Ray reuses workers between trials, so ``wandb`` is imported
 and its service started once per worker, and a run starts in a fraction of a second.
 
-Layout of a run: ``group`` = config id (W&B shows mean and spread across seeds),
-``job_type`` = arm, tags = study name + arm + final status, ``config`` = the full trial
-config plus ``params`` (the varied keys) and ``status``; history = per-step diagnostics
-(``train/*``) and per-evaluation mIoU (``val/miou``, ``val/iou/<class>``); summary =
-``miou_start``, ``miou_final``, ``delta_miou``, ``miou_best``, ``status``, ``error``, timings.
+Layout of a run: name = the parameters the study varies plus the seed (``baseline.kind=greedy
+lr.start=0.01 seed 3``, :func:`run_labels`); ``group`` = study and those parameters (W&B
+shows mean and spread across seeds); ``job_type`` = arm; tags = study name, arm, config id
+and, once it ends, the attempt's status (``finished``, ``failed``, ``diverged``: filter on
+``finished`` for panels of complete runs; a run that did not finish also ends with W&B's
+``failed`` state); ``config`` = the full trial config (with ``config_id``) plus ``params``
+and ``status``; history = per-step diagnostics (``train/*``, non-finite values left out)
+and per-evaluation mIoU (``val/miou``, ``val/iou/<class>``); summary = ``miou_start``,
+``miou_final``, ``delta_miou``, ``miou_best``, ``status``, ``error``, timings.
 
-Modes: ``offline`` by default (runs under ``<study>/wandb/``; ``wandb sync`` later),
-``online`` only when asked for *and* an API key is configured (``WANDB_API_KEY`` or
-``wandb login``), else offline with a warning; ``disabled`` logs nothing. The key is never
-passed, written or logged by this module: W&B reads it itself when it syncs.
+Settings, each from the first that gives it: the launch's ``--wandb`` flag (mode only),
+the environment as W&B defines it (``WANDB_MODE``, ``WANDB_PROJECT``, ``WANDB_ENTITY``,
+``WANDB_DIR``), the spec's ``wandb:`` block, the defaults (offline, project
+``rewardsweep``, runs under ``<study>/wandb/``). The environment beats the spec because it
+is what a W&B user sets for one session (``WANDB_MODE=disabled``) while the spec is the
+study's lasting record; the flag beats both because it is typed for this one launch.
+
+Modes: ``offline`` by default (``wandb sync`` later), ``online`` only when asked for *and*
+an API key is configured (``WANDB_API_KEY`` or ``wandb login``), else offline with a
+warning; ``disabled`` logs nothing. The key is never passed, written or logged by this
+module: W&B reads it itself when it syncs.
 
 W&B trouble never fails a trial: errors become one warning and the trial goes on.
 
@@ -51,10 +62,16 @@ class WandbOptions:
     dir: str = "."                   # runs go to <dir>/wandb/
     tags: tuple[str, ...] = ()
     note: str | None = None          # why the mode differs from what was asked
+    source: str = "default"          # where the mode came from: --wandb, WANDB_MODE, spec, default
 
     @property
     def enabled(self) -> bool:
         return self.mode != "disabled"
+
+    @property
+    def runs_dir(self) -> str:
+        """Where W&B puts the offline runs (``offline-run-*``)."""
+        return os.path.join(self.dir, "wandb")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,14 +91,26 @@ def api_key_configured() -> bool:
         return False
 
 
+_MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # W&B's older names
+
+
 def resolve_options(spec_wandb: Any, cli_mode: str | None, study_dir: str | os.PathLike,
                     study_name: str) -> WandbOptions:
-    """Mode: the CLI flag, else the spec's ``wandb.mode``, else offline; online needs a key."""
-    settings = _as_dict(spec_wandb)
-    mode = cli_mode or settings.get("mode") or "offline"
-    if mode not in MODES:
-        from rewardsweep.errors import UserError
+    """The W&B settings of a launch: CLI flag > environment > spec > default (module
+    docstring); ``online`` without an API key falls back to offline with a note."""
+    from rewardsweep.errors import UserError
 
+    settings = _as_dict(spec_wandb)
+    env_mode = os.environ.get("WANDB_MODE") or None
+    if env_mode is not None:
+        env_mode = _MODE_ALIASES.get(env_mode.lower(), env_mode.lower())
+        if env_mode not in MODES:
+            raise UserError(f"WANDB_MODE: {os.environ['WANDB_MODE']!r} is not one of {', '.join(MODES)}")
+    for source, mode in (("--wandb", cli_mode), ("WANDB_MODE", env_mode), ("spec", settings.get("mode")),
+                         ("default", "offline")):
+        if mode:
+            break
+    if mode not in MODES:
         raise UserError(f"wandb.mode: {mode!r} is not one of {', '.join(MODES)}")
     note = None
     if mode == "online" and not api_key_configured():
@@ -89,8 +118,35 @@ def resolve_options(spec_wandb: Any, cli_mode: str | None, study_dir: str | os.P
         note = ("W&B online was asked for but no API key is configured (WANDB_API_KEY or `wandb login`); "
                 "logging offline, upload later with `wandb sync`")
     tags = tuple(dict.fromkeys([study_name, *[str(t) for t in settings.get("tags") or ()]]))
-    return WandbOptions(mode=mode, project=settings.get("project") or DEFAULT_PROJECT,
-                        entity=settings.get("entity"), dir=str(study_dir), tags=tags, note=note)
+    env_dir = os.environ.get("WANDB_DIR")
+    return WandbOptions(mode=mode,
+                        project=os.environ.get("WANDB_PROJECT") or settings.get("project") or DEFAULT_PROJECT,
+                        entity=os.environ.get("WANDB_ENTITY") or settings.get("entity"),
+                        dir=os.path.abspath(os.path.expanduser(env_dir)) if env_dir else str(study_dir),
+                        tags=tags, note=note, source=source)
+
+
+def run_labels(plans: list[Any]) -> dict[str, str]:
+    """{config id: what a W&B legend shows for it}: the parameters that vary between the
+    study's configurations of the same arm, e.g. ``baseline.kind=greedy lr.start=0.01``;
+    the control arm's labels start with ``control``."""
+    labels: dict[str, str] = {}
+    for arm in sorted({p.arm for p in plans}):
+        mine = {p.config_id: p.params for p in plans if p.arm == arm}
+        keys = [k for k in dict.fromkeys(k for params in mine.values() for k in params)
+                if len({_fmt(params.get(k)) for params in mine.values()}) > 1]
+        for cid, params in mine.items():
+            parts = [f"{k}={_fmt(params.get(k))}" for k in keys]
+            if arm != "reward":
+                parts.insert(0, "control")
+            labels[cid] = " ".join(parts) or arm
+    return labels
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "null" if value is None else str(value)
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
@@ -152,10 +208,11 @@ class TrialLogger:
     """One W&B run for one trial attempt; every method is safe to call after a W&B error."""
 
     def __init__(self, options: WandbOptions | dict[str, Any], config: dict[str, Any],
-                 params: dict[str, Any] | None = None) -> None:
+                 params: dict[str, Any] | None = None, label: str | None = None) -> None:
         self.options = options if isinstance(options, WandbOptions) else WandbOptions(**options)
         self.config = config
         self.params = dict(params or {})
+        self.label = label or f"{config['config_id']} {config['arm']}"
         self.run = None
         self._history_ok = True
         self._class_names = list((config.get("start") or {}).get("class_names") or [])
@@ -185,14 +242,14 @@ class TrialLogger:
         import wandb
 
         cfg = self.config
-        key = f"{cfg['config_id']}-{cfg['arm']}-seed{cfg['seed']}"
         os.makedirs(self.options.dir, exist_ok=True)
+        study = cfg.get("study") or (self.options.tags[0] if self.options.tags else "")
         return wandb.init(
             project=self.options.project, entity=self.options.entity, dir=self.options.dir, mode=mode,
             # a fresh id per attempt: a retried or resumed trial never appends to an old run
             id=f"{cfg['config_id']}-{cfg['arm']}-s{cfg['seed']}-{uuid.uuid4().hex[:6]}",
-            name=key, group=str(cfg["config_id"]), job_type=str(cfg["arm"]),
-            tags=[*self.options.tags, str(cfg["arm"])],
+            name=f"{self.label} seed {cfg['seed']}", group=f"{study}: {self.label}" if study else self.label,
+            job_type=str(cfg["arm"]), tags=[*self.options.tags, str(cfg["arm"]), str(cfg["config_id"])],
             config={**_jsonable(cfg), "params": _jsonable(self.params), "status": "running"},
             reinit="create_new", settings=_settings(wandb),
         )
@@ -203,8 +260,10 @@ class TrialLogger:
         kind = event.get("kind")
         step = event.get("step")
         if kind == "step":
+            # a NaN loss (divergence) is in the record; in a chart it would only poison the means
             data = {f"train/{k}": v for k, v in event.items()
-                    if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+                    if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and math.isfinite(v)}
             self._log(data, step=step)
         elif kind == "eval":
             data = {"val/miou": event.get("miou")}
@@ -271,6 +330,8 @@ def _iter_wandb_file(path: str | os.PathLike):
     from pathlib import Path
 
     data = Path(path).read_bytes()
+    if len(data) < 7 and b":W&B".startswith(data[:4]):
+        return  # the W&B service has not written the header yet
     if data[:4] != b":W&B":
         raise ValueError(f"{path}: not a W&B run file")
     block, header = 32768, 7
