@@ -480,3 +480,15 @@ def test_wandb_summary_table_reads_back_from_the_offline_run(study, tmp_path, mo
     assert [row[0] for row in table["data"]] == list(csv["label"])
     assert [row[cols.index("diff_mean")] for row in table["data"]][1:] == pytest.approx(
         list(csv["diff_mean"])[1:], rel=1e-12)
+
+
+def test_a_narrow_console_lists_the_labels_under_the_table(reported, monkeypatch, capsys):
+    folder, truth, *_ = reported
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["report", str(folder), "--no-plots"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(x) for x in lines) <= 80
+    s = pd.read_csv(folder / "report" / "summary.csv").set_index("config_id")
+    for cid in truth["config_ids"]:
+        assert any(x.startswith(cid + " ") for x in lines)            # the id in the table
+        assert s.loc[cid, "label"] in lines                            # the whole label below
