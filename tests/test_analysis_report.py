@@ -480,3 +480,28 @@ def test_wandb_summary_table_reads_back_from_the_offline_run(study, tmp_path, mo
     assert [row[0] for row in table["data"]] == list(csv["label"])
     assert [row[cols.index("diff_mean")] for row in table["data"]][1:] == pytest.approx(
         list(csv["diff_mean"])[1:], rel=1e-12)
+
+
+def test_a_narrow_console_lists_the_labels_under_the_table(reported, monkeypatch, capsys):
+    folder, truth, *_ = reported
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["report", str(folder), "--no-plots"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(x) for x in lines) <= 80
+    s = pd.read_csv(folder / "report" / "summary.csv").set_index("config_id")
+    for cid in truth["config_ids"]:
+        assert any(x.startswith(cid + " ") for x in lines)            # the id in the table
+        assert s.loc[cid, "label"] in lines                            # the whole label below
+
+
+@pytest.mark.parametrize("width", [8, 12, 16, 24, 40])
+def test_wrap_label_never_cuts_and_never_splits_a_value(width):
+    from rewardsweep.analysis.summary import wrap_label
+
+    text = "baseline.coef=0.1 baseline.kind=sample_loo lr.start=1e-05 class_weights.smooth=0.05 [cc51902e]"
+    lines = wrap_label(text, width)
+    assert all(len(x) <= width for x in lines)
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")     # nothing lost, nothing added
+    for value in ("0.1", "1e-05", "0.05", "sample_loo"):
+        if len(value) <= width:
+            assert any(value in x for x in lines), (value, lines)   # a value stays whole

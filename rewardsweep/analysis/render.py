@@ -424,7 +424,8 @@ def write_files(summary: Summary, coll: Collection, plots: dict[str, Path], fold
 # --------------------------------------------------------------------------- console
 
 def console_table(summary: Summary, max_rows: int = CONSOLE_ROWS, width: int = 100):
-    """A rich Table ``width`` characters wide (the best ``max_rows`` rows; controls first).
+    """A rich Table ``width`` characters wide (the best ``max_rows`` rows; controls first),
+    and the labels to print under it when the console is too narrow to hold them.
 
     The numbers never wrap; the label (parameters, then [config id]) takes the width they
     leave and is wrapped onto more lines (:func:`summary.wrap_label`), never cut.
@@ -474,8 +475,7 @@ def console_table(summary: Summary, max_rows: int = CONSOLE_ROWS, width: int = 1
     ids = t["config_id"].head(max_rows).tolist()
     for cid, (label, cells) in zip(ids, rows):
         table.add_row(Text(cid if narrow else "\n".join(wrap_label(label, label_width))), *cells)
-    table.narrow_labels = [label for label, _ in rows] if narrow else []
-    return table
+    return table, ([label for label, _ in rows] if narrow else [])
 
 
 def print_console(summary: Summary, coll: Collection, files: dict[str, Path], console=None) -> None:
@@ -491,9 +491,9 @@ def print_console(summary: Summary, coll: Collection, files: dict[str, Path], co
     t = summary.table
     console.print(f"[bold]{len(coll.trials)} trials, {len(t)} configurations[/] · mIoU in points · "
                   "±: 95% CI half-width · seeds: used/needed (! too few)")
-    table = console_table(summary, width=console.width)
+    table, below = console_table(summary, width=console.width)
     console.print(table)
-    for label in table.narrow_labels:
+    for label in below:
         console.print(label, highlight=False, markup=False)
     if len(t) > CONSOLE_ROWS:
         console.print(f"… {len(t) - CONSOLE_ROWS} more configurations in report.md / summary.csv")

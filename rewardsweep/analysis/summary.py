@@ -8,6 +8,8 @@ are counted, their seeds listed, and the configuration flagged.
 
 from __future__ import annotations
 
+import re
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,20 +85,28 @@ def config_label(params: str, config_id: str, arm: str) -> str:
     return f"{name} [{config_id}]"
 
 
+def _word_pieces(word: str) -> list[str]:
+    """Where a long ``key.sub=value`` may break: before a ``.`` of the key, after the ``=``
+    (never inside the value: ``lr.start=1e-2`` must not read ``lr.start=1e`` / ``-2``)."""
+    if "=" not in word:
+        return [word]
+    key, value = word.split("=", 1)
+    parts = re.split(r"(?=\.)", key)
+    parts[-1] += "="
+    return parts + ([value] if value else [])
+
+
 def wrap_label(text: str, width: int) -> list[str]:
     """A label in lines of at most ``width`` characters, never cut: breaks at spaces, then
-    after ``=`` or before ``.`` inside a long ``key=value``, and only then inside a word."""
-    import re
-    import textwrap
-
+    inside a long ``key=value`` (:func:`_word_pieces`), and only then inside a word."""
     lines: list[str] = []
     for line in textwrap.wrap(text, max(width, 4), break_long_words=False, break_on_hyphens=False) or [""]:
         if len(line) <= width:
             lines.append(line)
             continue
         cur = ""
-        for piece in re.split(r"(?<==)|(?=\.)", line):
-            while len(piece) > width:                       # a word longer than a line
+        for piece in _word_pieces(line):
+            while len(piece) > width:                       # longer than a line: fold
                 if cur:
                     lines.append(cur)
                     cur = ""
