@@ -158,6 +158,7 @@ def test_run_labels_show_what_varies():
         "c0": "control lr.start=0.01", "c1": "control lr.start=0.001",
         "r0": "baseline.kind=greedy lr.start=0.01", "r1": "baseline.kind=none lr.start=0.001"}
     assert wandb_log.run_labels(plans[2:3] + plans[:1]) == {"r0": "reward", "c0": "control"}
+    assert wandb_log.run_labels([plan("n0", "noop", steps=6)]) == {"n0": "no-op reference"}
 
 
 def test_non_finite_values_stay_out_of_the_history(tmp_path):

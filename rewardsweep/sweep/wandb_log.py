@@ -129,7 +129,7 @@ def resolve_options(spec_wandb: Any, cli_mode: str | None, study_dir: str | os.P
 def run_labels(plans: list[Any]) -> dict[str, str]:
     """{config id: what a W&B legend shows for it}: the parameters that vary between the
     study's configurations of the same arm, e.g. ``baseline.kind=greedy lr.start=0.01``;
-    the control arm's labels start with ``control``."""
+    the control arm's labels start with ``control``, the no-op reference's with ``no-op reference``."""
     labels: dict[str, str] = {}
     for arm in sorted({p.arm for p in plans}):
         mine = {p.config_id: p.params for p in plans if p.arm == arm}
@@ -138,7 +138,7 @@ def run_labels(plans: list[Any]) -> dict[str, str]:
         for cid, params in mine.items():
             parts = [f"{k}={_fmt(params.get(k))}" for k in keys]
             if arm != "reward":
-                parts.insert(0, "control")
+                parts.insert(0, "no-op reference" if arm == "noop" else "control")
             labels[cid] = " ".join(parts) or arm
     return labels
 
