@@ -20,7 +20,7 @@ from typing import Any
 
 from rewardsweep.errors import ConfigError
 from rewardsweep.runners.presets import ModelSetting, resolve_setting
-from rewardsweep.runners.synthetic_data import default_cache_dir
+from rewardsweep.storage import default_cache_dir
 
 
 def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -200,7 +200,11 @@ def pretrain_command(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from rewardsweep.storage import check_writable
+
     started = time.perf_counter()
+    check_writable(args.cache_dir or default_cache_dir() / "checkpoints", "checkpoint cache",
+                   fix="--cache-dir or REWARDSWEEP_CACHE moves it")
     start = ensure_start(args.model, "auto", args.data_root, args.seed, args.cache_dir, args.iters,
                          force=args.force, show_progress=True)
     console = Console(width=100)

@@ -121,14 +121,18 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
         return LaunchResult(study_dir=paths.root, planned=len(plans), dry_run=True,
                             to_run=[p.trial_name for p in state.todo])
 
+    from rewardsweep.sweep.wandb_log import resolve_options
+
+    wb = resolve_options(spec.wandb, None, paths.root, spec.name)
+    study_mod.preflight(paths, wandb=wb.enabled, source=spec.source)  # before anything trains
     paths.create()
     with study_mod.StudyLock(paths):
-        return _launch_locked(spec, plans, paths, state, address=address, retry_failed=retry_failed,
+        return _launch_locked(spec, plans, paths, state, wb, address=address, retry_failed=retry_failed,
                               trial_fn=trial_fn, ensure_start=ensure_start, config_hook=config_hook,
                               num_cpus=num_cpus, console=console, verbose=verbose, began=began)
 
 
-def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, retry_failed, trial_fn,
+def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, wb, *, address, retry_failed, trial_fn,
                    ensure_start, config_hook, num_cpus, console, verbose, began) -> LaunchResult:
     state = study_mod.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
     study_mod.copy_spec(spec.path, paths)
@@ -172,9 +176,7 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
                      f"val mIoU {entry.get('miou', float('nan')):.4f}")
 
     from rewardsweep.sweep import tune as tune_mod
-    from rewardsweep.sweep.wandb_log import resolve_options
 
-    wb = resolve_options(spec.wandb, None, paths.root, spec.name)
     if wb.note:
         console.print(f"[yellow]warning:[/] {wb.note}")
     if wb.enabled:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from rewardsweep import records
+from rewardsweep import records, storage
 
 START_FILENAME = "start.json"
 SPEC_FILENAME = "spec.yaml"
@@ -77,6 +77,19 @@ def trial_key(config_id: str, arm: str, seed: int) -> str:
 
 def launch_stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 100000:05d}"
+
+
+# --------------------------------------------------------------------------- preflight
+
+def preflight(paths: StudyPaths, wandb: bool, source: str = "the spec") -> None:
+    """Before pretraining or any trial: can the study folder, the checkpoint cache and the
+    W&B folder be written? One :class:`~rewardsweep.storage.StorageError` line if not."""
+    storage.check_writable(paths.root, "study folder", fix=f"set by storage: in {source} or --storage")
+    storage.check_writable(paths.records, "records folder")
+    storage.check_writable(storage.default_cache_dir(), "checkpoint cache",
+                           fix="set REWARDSWEEP_CACHE to move it")
+    if wandb:
+        storage.check_writable(paths.wandb, "W&B folder", fix="or launch with --wandb disabled")
 
 
 # --------------------------------------------------------------------------- spec copy

@@ -1,0 +1,121 @@
+"""Faults a user meets: storage that cannot be written, corrupt records, temp folders left
+by killed processes. Each ends in one clear line and loses nothing. (Kills of a running
+launch and storage failing mid-study, which need Ray, are in test_launch.py.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.test_launch import SMOKE, spec_variant
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody can write to, root included: ``chattr +i`` as root (chmod does not
+    stop root), ``chmod 555`` otherwise; where neither works, a path below a file."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+        yield folder
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+        return
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    yield blocker / "ro"
+
+
+def _no_ray(monkeypatch):
+    from rewardsweep.runners import pretrain
+    from rewardsweep.sweep import tune as tune_mod
+
+    monkeypatch.setattr(tune_mod, "init_ray", lambda *a, **k: pytest.fail("started Ray"))
+    monkeypatch.setattr(pretrain, "_train", lambda *a, **k: pytest.fail("pretrained"))
+
+
+def _one_line_error(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1, err
+    return err[0]
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "read-only"])
+def test_unwritable_study_folder_fails_before_anything_runs(where, tmp_path, read_only_dir, capsys, monkeypatch):
+    from rewardsweep import cli
+
+    _no_ray(monkeypatch)
+    if where == "under-a-file":
+        (tmp_path / "file").write_text("")
+        storage = tmp_path / "file" / "runs"
+    else:
+        storage = read_only_dir / "runs"
+    assert cli.main(["launch", str(SMOKE), "--storage", str(storage)]) == 2
+    line = _one_line_error(capsys)
+    assert line.startswith(f"rewardsweep: error: study folder {storage / 'smoke'}: cannot write there")
+    assert "storage" in line and "expected a writable folder" in line
+
+
+def test_unwritable_cache_and_wandb_folder(tmp_path, read_only_dir, capsys, monkeypatch):
+    from rewardsweep import cli
+
+    _no_ray(monkeypatch)
+    monkeypatch.setenv("REWARDSWEEP_CACHE", str(read_only_dir / "cache"))
+    assert cli.main(["launch", str(SMOKE), "--storage", str(tmp_path / "runs")]) == 2
+    line = _one_line_error(capsys)
+    assert f"checkpoint cache {read_only_dir / 'cache'}: cannot write there" in line and "REWARDSWEEP_CACHE" in line
+
+    monkeypatch.undo()
+    _no_ray(monkeypatch)
+    study = tmp_path / "runs2" / "smoke"
+    (study).mkdir(parents=True)
+    (study / "wandb").write_text("")          # a file where the W&B folder must be
+    assert cli.main(["launch", str(SMOKE), "--storage", str(tmp_path / "runs2")]) == 2
+    line = _one_line_error(capsys)
+    assert f"W&B folder {study / 'wandb'}: cannot write there" in line and "--wandb disabled" in line
+    assert not (study / "records").exists() or not any((study / "records").iterdir())
+
+
+def test_full_disk_is_found_by_the_write_check(tmp_path):
+    """A nearly full disk accepts an empty file but not a record: the check really writes."""
+    from rewardsweep.storage import PROBE_BYTES, StorageError, check_writable
+
+    mount = tmp_path / "full"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        # no mount rights (CI): a file-size limit below the probe's size fails the same way
+        import resource
+        import signal
+
+        old_limit, old_handler = resource.getrlimit(resource.RLIMIT_FSIZE), signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (PROBE_BYTES // 4, old_limit[1]))
+        try:
+            with pytest.raises(StorageError, match=r"cannot write there: File too large \(EFBIG\)"):
+                check_writable(mount, "study folder")
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+            signal.signal(signal.SIGXFSZ, old_handler)
+        return
+    try:
+        with pytest.raises(StorageError, match=r"study folder .*full: cannot write there: No space left on device \(ENOSPC\)"):
+            check_writable(mount, "study folder")
+        assert list(mount.iterdir()) == []     # the probe is gone
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_pretrain_command_checks_its_cache(read_only_dir, capsys, monkeypatch):
+    from rewardsweep import cli
+
+    _no_ray(monkeypatch)
+    assert cli.main(["pretrain", "--cache-dir", str(read_only_dir / "ckpts")]) == 2
+    line = _one_line_error(capsys)
+    assert f"checkpoint cache {read_only_dir / 'ckpts'}: cannot write there" in line and "--cache-dir" in line
