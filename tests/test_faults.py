@@ -119,3 +119,64 @@ def test_pretrain_command_checks_its_cache(read_only_dir, capsys, monkeypatch):
     assert cli.main(["pretrain", "--cache-dir", str(read_only_dir / "ckpts")]) == 2
     line = _one_line_error(capsys)
     assert f"checkpoint cache {read_only_dir / 'ckpts'}: cannot write there" in line and "--cache-dir" in line
+
+
+# --------------------------------------------------------------------------- records
+
+def _finished(config_id="c1", seed=0, **changes) -> dict:
+    return {"config_id": config_id, "arm": "reward", "seed": seed, "status": "finished", "error": None,
+            "miou_start": 0.5, "miou_final": 0.52, "delta_miou": 0.02, **changes}
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_records_are_as_readable_as_the_umask_allows(tmp_path, umask, mode):
+    from rewardsweep import records
+
+    old = os.umask(umask)
+    try:
+        path = records.write_record(records.record_path(tmp_path, "c1", "reward", 0), _finished())
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
+
+
+def test_one_rule_for_a_valid_record_in_launch_and_report(tmp_path):
+    """A finished record without miou_final, a NaN one and random bytes: the launch reruns
+    them and the report leaves them out, and every warning names its file."""
+    from rewardsweep import records
+    from rewardsweep.analysis.collect import collect
+    from rewardsweep.sweep import study
+
+    from tests.test_launch_unit import Plan
+
+    paths = study.StudyPaths(tmp_path).create()
+    plans = [Plan("c1", "reward", s) for s in range(4)]
+    records.write_record(paths.record("c1", "reward", 0), _finished(seed=0))
+    bad = {1: paths.record("c1", "reward", 1), 2: paths.record("c1", "reward", 2),
+           3: paths.record("c1", "reward", 3)}
+    bad[1].write_text(json_dump(_finished(seed=1, miou_final=None)))
+    bad[2].write_text(json_dump(_finished(seed=2, miou_final=float("nan"))))
+    bad[3].write_bytes(os.urandom(256) + b"\xff\xfe")
+
+    state = study.plan_state(plans, paths)
+    assert [p.seed for p in state.done] == [0] and [p.seed for p in state.todo] == [1, 2, 3]
+    assert len(state.problems) == 3
+    for seed, problem in zip((1, 2, 3), state.problems):
+        assert problem.startswith(f"{bad[seed]}: ")
+    assert "miou_final is None" in state.problems[0] and "miou_final is nan" in state.problems[1]
+
+    collection = collect([tmp_path])
+    assert list(collection.trials["seed"]) == [0]
+    assert len(collection.warnings) == 3
+    for warning in collection.warnings:
+        assert any(warning.startswith(f"{path}: ") for path in bad.values()), warning
+
+    study.set_aside_invalid(paths, state.unreadable)
+    assert sorted(p.name for p in paths.records.glob("*.json")) == ["c1-reward-seed0.json"]
+    assert len(list((paths.records / "invalid").iterdir())) == 3
+
+
+def json_dump(record: dict) -> str:
+    import json
+
+    return json.dumps(record, allow_nan=True)

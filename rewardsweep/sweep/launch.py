@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
+from rich.markup import escape
 
 from rewardsweep import records
 from rewardsweep.errors import UserError
@@ -137,8 +138,12 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, wb, *, addre
     state = study_mod.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
     study_mod.copy_spec(spec.path, paths)
     notes: list[str] = []
+    for problem in state.problems:
+        console.print(f"[yellow]warning:[/] {escape(problem)}; rerun (the file is kept in records/invalid/)",
+                      highlight=False, soft_wrap=True)
     if state.unreadable:
-        notes.append(f"{len(state.unreadable)} unreadable record(s) will be rerun, e.g. {state.unreadable[0]}")
+        study_mod.set_aside_invalid(paths, state.unreadable)
+        notes.append(f"{len(state.unreadable)} invalid record(s) rerun; the files are in {paths.records / 'invalid'}")
     if state.orphans:
         notes.append(f"{state.orphans} record(s) in the study folder belong to trials this spec no longer "
                      f"names; kept, not rerun")

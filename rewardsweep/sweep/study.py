@@ -194,7 +194,8 @@ class PlanState:
     todo: list[Any] = field(default_factory=list)            # no record, or failed + retry_failed
     done: list[Any] = field(default_factory=list)            # finished or diverged
     failed_kept: list[Any] = field(default_factory=list)     # failed, not retried (no --retry-failed)
-    unreadable: list[Path] = field(default_factory=list)     # records that did not parse (rerun)
+    unreadable: list[Path] = field(default_factory=list)     # records that are not valid (rerun)
+    problems: list[str] = field(default_factory=list)        # why, one line each, naming the file
     retried_failed: list[Any] = field(default_factory=list)  # failed and scheduled again
     interrupted: list[Any] = field(default_factory=list)     # failed record left by an interruption (rerun)
     existing: dict[str, dict] = field(default_factory=dict)  # key -> record, for the plans that have one
@@ -229,8 +230,9 @@ def plan_state(plans: Iterable[Any], paths: StudyPaths, retry_failed: bool = Fal
             continue
         try:
             record = records.read_record(path)
-        except ValueError:
+        except ValueError as exc:
             state.unreadable.append(path)
+            state.problems.append(str(exc))
             state.todo.append(plan)
             continue
         state.existing[key] = record
@@ -248,6 +250,18 @@ def plan_state(plans: Iterable[Any], paths: StudyPaths, retry_failed: bool = Fal
             state.failed_kept.append(plan)
     state.orphans = sum(1 for p in records.iter_record_paths(paths.root) if p.stem not in named)
     return state
+
+
+def set_aside_invalid(paths: StudyPaths, invalid: Iterable[Path]) -> Path | None:
+    """Move invalid records to ``records/invalid/`` before their trials rerun: the rerun's
+    record takes their place, and nothing a user might still want is overwritten."""
+    target = paths.records / "invalid"
+    moved = None
+    for path in invalid:
+        target.mkdir(exist_ok=True)
+        os.replace(path, target / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+        moved = target
+    return moved
 
 
 # --------------------------------------------------------------------------- failures with no record
