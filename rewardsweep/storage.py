@@ -91,6 +91,18 @@ def storage_failure(exc: BaseException | None, under: str | os.PathLike) -> OSEr
 
 # --------------------------------------------------------------------------- temporary folders
 
+TRIAL_TMP_PREFIX = "rewardsweep-trial-"      # a trial's MMEngine work dir, in the system temp folder
+EVAL_TMP_PREFIX = "rewardsweep-eval-"        # a start checkpoint's val evaluation, likewise
+PRETRAIN_TMP_PREFIX = "pretrain-"            # MLE pretraining, next to the cached checkpoints
+
+
+def remove_leftovers(checkpoints_dir: str | os.PathLike | None = None) -> list[Path]:
+    """What killed trials, evaluations and pretrainings of this host left behind."""
+    removed = remove_stale_temp_dirs(TRIAL_TMP_PREFIX) + remove_stale_temp_dirs(EVAL_TMP_PREFIX)
+    checkpoints_dir = checkpoints_dir or default_cache_dir() / "checkpoints"
+    return removed + remove_stale_temp_dirs(PRETRAIN_TMP_PREFIX, checkpoints_dir)
+
+
 def _owner_tag() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-"
 

@@ -1,4 +1,4 @@
-"""Shared test set-up: a private cache, quiet W&B, one thread per process.
+"""Shared test set-up: a private cache (removed at the end), quiet W&B, one thread per process.
 
 Tests never read the user's ~/.cache/rewardsweep: the synthetic data and start
 checkpoints are generated in a session-wide temporary folder (a few seconds).
@@ -7,6 +7,7 @@ checkpoints are generated in a session-wide temporary folder (a few seconds).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -18,6 +19,11 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 TEST_PRETRAIN_ITERS = 40
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite leaves no cache behind (data and checkpoints, ~12 MB per run)."""
+    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -180,3 +180,50 @@ def json_dump(record: dict) -> str:
     import json
 
     return json.dumps(record, allow_nan=True)
+
+
+# --------------------------------------------------------------------------- temp folders
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_only_temp_folders_of_dead_processes_of_this_host_are_removed(tmp_path):
+    import socket
+
+    from rewardsweep.storage import make_temp_dir, remove_stale_temp_dirs
+
+    host = socket.gethostname()
+    mine = make_temp_dir("pretrain-", tmp_path)                      # this live process
+    dead = tmp_path / f"pretrain-{host}-{_dead_pid()}-abcd"
+    other_host = tmp_path / f"pretrain-elsewhere-{_dead_pid()}-abcd"  # a cache shared by a cluster
+    unrelated = tmp_path / f"other-{host}-{_dead_pid()}-abcd"
+    for folder in (dead, other_host, unrelated):
+        (folder / "sub").mkdir(parents=True)
+    assert mine.name.startswith(f"pretrain-{host}-{os.getpid()}-")
+    assert remove_stale_temp_dirs("pretrain-", tmp_path) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (mine, other_host, unrelated))
+
+
+def _my_trial_dirs() -> set[Path]:
+    import socket
+    import tempfile
+
+    return set(Path(tempfile.gettempdir()).glob(f"rewardsweep-trial-{socket.gethostname()}-{os.getpid()}-*"))
+
+
+def test_a_failing_record_write_raises_and_leaves_no_temp_folder(tmp_path, tiny_start):
+    from rewardsweep.runners.trial import run_trial
+    from rewardsweep.storage import storage_failure
+
+    before = _my_trial_dirs()
+    config = dict(study="t", study_dir=str(tmp_path), config_id="cfg", arm="mle", seed=0, model="tiny-synthetic",
+                  start=tiny_start, steps=2, eval_every=2, batch_size=2, debug={"write_error": "ENOSPC"})
+    with pytest.raises(OSError) as info:
+        run_trial(config)
+    assert storage_failure(info.value, tmp_path) is info.value and "No space left" in str(info.value)
+    assert storage_failure(info.value, tmp_path / "elsewhere") is None   # only the study's storage counts
+    assert not list((tmp_path / "records").glob("*.json"))
+    assert _my_trial_dirs() == before

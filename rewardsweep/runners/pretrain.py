@@ -13,14 +13,15 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rewardsweep.errors import ConfigError
 from rewardsweep.runners.presets import ModelSetting, resolve_setting
-from rewardsweep.storage import default_cache_dir
+from rewardsweep.storage import (EVAL_TMP_PREFIX, PRETRAIN_TMP_PREFIX, default_cache_dir, make_temp_dir,
+                                 remove_stale_temp_dirs)
 
 
 def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -131,7 +132,7 @@ def evaluate_checkpoint(setting: ModelSetting, checkpoint: str | os.PathLike) ->
     from rewardsweep.runners.runner_config import build_runner, runner_config
 
     hook = make_event_hook(None, setting.class_names)
-    with tempfile.TemporaryDirectory(prefix="rewardsweep-eval-") as work_dir:
+    with _temp_dir(EVAL_TMP_PREFIX) as work_dir:
         cfg = runner_config(setting, work_dir=work_dir, iters=1, batch_size=1, lr={"start": 1e-3},
                             eval_every=1, load_from=str(checkpoint))
         cfg.pop("train_dataloader")
@@ -165,7 +166,8 @@ def ensure_start(model: str = "tiny-synthetic", checkpoint: str = "auto", data_r
         return {**json.loads(info.read_text()), "cached": True}
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="pretrain-", dir=folder.parent) as work_dir:
+    remove_stale_temp_dirs(PRETRAIN_TMP_PREFIX, folder.parent)  # left by a killed pretraining
+    with _temp_dir(PRETRAIN_TMP_PREFIX, folder.parent) as work_dir:
         trained, result = _train(setting, seed, iters, lr, batch_size, work_dir, show_progress)
         staging = Path(work_dir) / "final"
         staging.mkdir()
@@ -179,6 +181,17 @@ def ensure_start(model: str = "tiny-synthetic", checkpoint: str = "auto", data_r
             shutil.rmtree(folder)
         os.replace(staging, folder)  # the cache entry appears whole or not at all
     return {**start, "cached": False}
+
+
+@contextmanager
+def _temp_dir(prefix: str, parent: str | os.PathLike | None = None) -> Iterator[str]:
+    """A temporary folder named after its owner (host, pid): removed on every exit path
+    here, and by a later run if this process is killed (``storage.remove_stale_temp_dirs``)."""
+    path = make_temp_dir(prefix, parent)
+    try:
+        yield str(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _start_dict(setting: ModelSetting, checkpoint: Path, result: dict, pretrained: dict | None,

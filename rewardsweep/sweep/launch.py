@@ -30,7 +30,7 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.markup import escape
 
-from rewardsweep import records
+from rewardsweep import records, storage
 from rewardsweep.errors import UserError
 from rewardsweep.sweep import study as study_mod
 from rewardsweep.sweep.progress import ProgressView, print_summary
@@ -170,6 +170,9 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, wb, *, addre
         if config_hook is not None:
             config_hook(plan, config)
         jobs[plan.trial_name] = {"config": config, "params": dict(plan.params)}
+    leftovers = storage.remove_leftovers()  # temp folders of runs that were killed
+    if leftovers:
+        notes.append(f"removed {len(leftovers)} temporary folder(s) left by killed runs, e.g. {leftovers[0]}")
     starts, result.starts_computed = study_mod.resolve_starts(
         paths, [job["config"] for job in jobs.values()], ensure_start=ensure_start,
         on_resolve=lambda req: console.print(
