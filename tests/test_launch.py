@@ -281,3 +281,42 @@ def test_failed_and_diverged_trials_are_recorded(ray_local, tmp_path):
     rerun = launch(spec, retry_failed=True, wandb_mode="disabled")
     assert rerun.to_run == [fail_key]
     assert read_all(study)[fail_key]["status"] == "finished"           # no debug hook this time
+
+
+def test_storage_failing_mid_study_stops_once_and_a_relaunch_recovers(ray_local, tmp_path):
+    """The record write of the first trial fails as on a full disk: no retry, no failed
+    record, no further trial started, one line in the summary; the relaunch runs the rest."""
+    import io
+
+    from rich.console import Console
+
+    from rewardsweep.sweep.launch import launch
+
+    spec = spec_variant(tmp_path, "full", retries=2)
+    study = tmp_path / "runs" / "full"
+    first = max(expand(load_spec(spec)), key=lambda p: p.arm == "reward").trial_name  # runs first (LPT)
+
+    def hook(plan, config):
+        if plan.trial_name == first:
+            config["debug"] = {"write_error": "ENOSPC"}
+
+    out = io.StringIO()
+    result = launch(spec, config_hook=hook, wandb_mode="disabled", console=Console(file=out, width=200))
+    text = out.getvalue()
+    assert result.storage_error and "No space left on device (ENOSPC)" in result.storage_error
+    assert str(study / "records" / f"{first}.json") in result.storage_error
+    assert result.outcomes[first].state == "unsaved" and result.outcomes[first].attempts == 1  # not retried
+    assert [line for line in text.splitlines() if "No space left" in line] == [
+        line for line in text.splitlines() if line.strip().startswith("storage failing, launch stopped:")]
+    assert len([line for line in text.splitlines() if "No space left" in line]) == 1
+    assert "Traceback" not in text
+    counts = result.summary["counts"]
+    assert counts["failed"] == 0 and counts["missing"] >= 4, counts   # nothing recorded as failed
+    assert first not in read_all(study)
+    before = snapshot(study)
+
+    again = launch(spec, wandb_mode="disabled")                       # storage "fixed"
+    assert not again.storage_error and first in again.to_run
+    after = read_all(study)
+    assert set(after) == keys_of(spec) and all(r["status"] == "finished" for r in after.values())
+    assert {k: v for k, v in snapshot(study).items() if k in before} == before   # not rerun

@@ -197,10 +197,13 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
             if write and config.get("study_dir") and not interrupted:
                 sidecar = records.diagnostics_path(config["study_dir"], record["config_id"], arm, record["seed"])
                 path = records.record_path(config["study_dir"], record["config_id"], arm, record["seed"])
-                _debug_write_failure(config, path)
-                records.write_diagnostics(sidecar, diagnostics)
-                record["diagnostics_file"] = str(sidecar.relative_to(config["study_dir"]))
-                records.write_record(path, record)
+                try:
+                    _debug_write_failure(config, path)
+                    records.write_diagnostics(sidecar, diagnostics)
+                    record["diagnostics_file"] = str(sidecar.relative_to(config["study_dir"]))
+                    records.write_record(path, record)
+                except OSError as exc:  # name the record: a failed write() alone names no file
+                    raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)  # even when the write fails
     return record

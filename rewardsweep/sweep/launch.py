@@ -49,18 +49,20 @@ class LaunchResult:
     total_s: float = 0.0                           # wall time of the whole launch
     experiment: Path | None = None                 # <study>/ray/launch-<ts>
     starts_computed: int = 0
+    storage_error: str | None = None               # the study's storage failed mid-study (one line)
     summary: dict[str, Any] = field(default_factory=dict)
 
 
 def launch_command(args) -> int:
-    """The CLI entry point (``rewardsweep launch``): exit 0, or 130 when interrupted."""
+    """The CLI entry point (``rewardsweep launch``): exit 0, 130 when interrupted, 1 when
+    the study's storage failed mid-study (the summary says so in one line)."""
     with _sigterm_as_sigint():
         result = launch(
             args.spec, address=args.address, dry_run=args.dry_run, storage=args.storage,
             wandb_mode=args.wandb, retry_failed=args.retry_failed, max_concurrent=args.max_concurrent,
             verbose=getattr(args, "verbose", False),
         )
-    return 130 if result.interrupted else 0
+    return 1 if result.storage_error else 130 if result.interrupted else 0
 
 
 @contextmanager
@@ -173,12 +175,18 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, wb, *, addre
     leftovers = storage.remove_leftovers()  # temp folders of runs that were killed
     if leftovers:
         notes.append(f"removed {len(leftovers)} temporary folder(s) left by killed runs, e.g. {leftovers[0]}")
-    starts, result.starts_computed = study_mod.resolve_starts(
-        paths, [job["config"] for job in jobs.values()], ensure_start=ensure_start,
-        on_resolve=lambda req: console.print(
-            f"start checkpoint: {req['model']} ({req['checkpoint']}"
-            + (f", {req['iters']} pretrain iters" if req.get("iters") else "")
-            + "): pretraining if not cached, evaluating on val once ..."))
+    try:
+        starts, result.starts_computed = study_mod.resolve_starts(
+            paths, [job["config"] for job in jobs.values()], ensure_start=ensure_start,
+            on_resolve=lambda req: console.print(
+                f"start checkpoint: {req['model']} ({req['checkpoint']}"
+                + (f", {req['iters']} pretrain iters" if req.get("iters") else "")
+                + "): pretraining if not cached, evaluating on val once ..."))
+    except OSError as exc:
+        if exc.errno not in storage.STORAGE_ERRNOS:
+            raise
+        raise storage.StorageError(f"{exc.filename or 'storage'}: cannot write the start checkpoint: "
+                                   f"{storage.describe(exc)}; free space or fix permissions, then launch again") from None
     for entry in starts:
         notes.append(f"start {entry.get('model')} {Path(str(entry.get('checkpoint'))).name}: "
                      f"val mIoU {entry.get('miou', float('nan')):.4f}")
@@ -210,27 +218,50 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, wb, *, addre
         console.print(f"running {len(jobs)} trial(s), {result.slots} at a time "
                       f"(cpu {cpu:g}, gpu {gpu:g} each); Ray experiment {result.experiment}")
         fit_began, fit_wall = time.perf_counter(), time.time()
+        storage_errors: list[str] = []
         view = ProgressView(total=len(jobs), slots=result.slots, console=console, title=spec.name)
         with view:
             result.outcomes = tune_mod.run_experiment(
                 jobs, trial_fn=trial_fn, storage_path=str(paths.ray), name=name, cpu=cpu, gpu=gpu,
                 max_concurrent=spec.max_concurrent, retries=spec.retries,
-                wandb_options=wb.to_dict() if wb.enabled else None, listener=view, verbose=verbose)
+                wandb_options=wb.to_dict() if wb.enabled else None, listener=view, verbose=verbose,
+                storage_errors=storage_errors)
         result.fit_s = time.perf_counter() - fit_began
     finally:
         if owned:
             tune_mod.shutdown_ray()
 
-    result.interrupted = _keep_records(jobs, result.outcomes, paths, notes)
-    if result.interrupted and wb.mode == "offline":
+    result.storage_error = storage_errors[0] if storage_errors else None
+    try:
+        result.interrupted = _keep_records(jobs, result.outcomes, paths, notes)
+    except OSError as exc:  # the driver's own writes (a lost trial's record) hit the failing storage
+        if exc.errno not in storage.STORAGE_ERRNOS:
+            raise
+        result.storage_error = result.storage_error or f"{exc.filename}: cannot write: {storage.describe(exc)}"
+    if result.storage_error:
+        result.interrupted = False  # not stopped by the user: the summary says why instead
+    if (result.interrupted or result.storage_error) and wb.mode == "offline":
         _set_aside_interrupted_runs(jobs, result.outcomes, paths, since=fit_wall, notes=notes)
     result.total_s = time.perf_counter() - began
     log_path = result.experiment / study_mod.LAUNCH_FILENAME
-    study_mod.write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))
+    _write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))
     result.summary = _summary(spec, plans, paths, result, notes)
-    study_mod.write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))  # with the counts
+    if result.storage_error:
+        result.summary["notes"].append(
+            f"storage failing, launch stopped: {result.storage_error}; trials still to run were not started "
+            f"(finished records are kept): free space or fix permissions, then launch again to resume")
+    _write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))  # with the counts
     print_summary(console, result.summary)
     return result
+
+
+def _write_launch_log(path: Path, payload: dict[str, Any]) -> None:
+    """The launch log is bookkeeping: on failing storage it is skipped, not fatal."""
+    try:
+        study_mod.write_launch_log(path, payload)
+    except OSError as exc:
+        if exc.errno not in storage.STORAGE_ERRNOS:
+            raise
 
 
 def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_mod.StudyPaths,
@@ -245,6 +276,8 @@ def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_
         state = getattr(out, "state", "pending")
         if state in ("pending", "running"):
             interrupted = True
+            continue
+        if state == "unsaved":  # ran, but the storage refused its record: it reruns next launch
             continue
         shipped = (out.result or {}).get("record") if out is not None else None
         if shipped and not _same_record(path, shipped):
