@@ -12,6 +12,8 @@ import tempfile
 
 import pytest
 
+import rewardsweep  # noqa: F401  (before torch: sets the OpenMP wait policy, as the CLI does)
+
 _SESSION_CACHE = tempfile.mkdtemp(prefix="rewardsweep-test-cache-")
 os.environ["REWARDSWEEP_CACHE"] = _SESSION_CACHE
 os.environ.setdefault("WANDB_MODE", "offline")

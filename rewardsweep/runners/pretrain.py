@@ -80,9 +80,24 @@ def _strip_to_weights(src: Path, dst: Path) -> None:
     torch.save({"state_dict": state["state_dict"]}, str(dst))
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or taskset's share)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def pretrain_threads() -> int:
-    """Threads for MLE pretraining on CPU: all cores up to 4, the same on every call."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """Threads for MLE pretraining on CPU: half the available cores, 1 to 4.
+
+    A fixed function of the machine, never of its load, so the cached checkpoint is the
+    same whoever else runs (the thread count changes float reduction order). Half, so that
+    one competing process leaves our threads their cores: on 2 cores one thread is 4x
+    faster than two on a shared machine and within 2.4x of quiet next to a CPU-bound
+    process (benchmarks/bench_load.py).
+    """
+    return max(1, min(4, available_cores() // 2))
 
 
 def _train(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: int, work_dir: str,
@@ -97,7 +112,8 @@ def _train(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(pretrain_threads())
     progress = ConsoleProgress(iters, f"pretrain {setting.name}") if show_progress else None
-    hook = make_event_hook(None, setting.class_names, progress=progress)
+    hook = make_event_hook(None, setting.class_names,
+                           progress=_Estimate(progress, iters, setting.name) if progress else None)
     cfg = runner_config(
         setting, work_dir=work_dir, iters=iters, batch_size=batch_size,
         lr={"start": lr, "end": lr * 1e-2, "schedule": "poly", "power": 0.9},
@@ -124,6 +140,30 @@ def _train(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: 
         "iters": iters,
     }
     return Path(work_dir) / f"iter_{iters}.pth", {**hook.evals[-1], **stats}
+
+
+class _Estimate:
+    """Passes progress on, and once, after the first few iterations, prints how long the
+    whole pretraining will take at the speed measured on this machine now."""
+
+    def __init__(self, progress, iters: int, name: str, measure: int = 10) -> None:
+        self.progress, self.iters, self.name = progress, iters, name
+        self.measure = max(1, min(measure, iters - 1))
+        self._first: float | None = None
+
+    def __call__(self, step: int, event: dict) -> None:
+        now = time.perf_counter()
+        if step == 1:
+            self._first = now  # the first iteration pays for warm-up: not measured
+        elif self._first is not None and step == 1 + self.measure:
+            per_iter = (now - self._first) / self.measure
+            from rich import get_console  # the console the progress bar draws on
+
+            get_console().print(
+                f"pretraining {self.name}: {self.iters} iterations at {per_iter * 1000:.0f} ms/iter (measured "
+                f"over iterations 2-{step}, {pretrain_threads()} thread(s)): ~{per_iter * self.iters:.0f} s in "
+                f"all, ~{per_iter * (self.iters - step):.0f} s to go", highlight=False, soft_wrap=True)
+        self.progress(step, event)
 
 
 def evaluate_checkpoint(setting: ModelSetting, checkpoint: str | os.PathLike) -> dict[str, Any]:

@@ -123,7 +123,10 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
     hook = None
     interrupted = False
     setup_seconds = 0.0
-    torch.set_num_threads(max(1, int(config.get("threads") or 1)))
+    # the spec's cpu count, but never more threads than cores we may run on
+    from rewardsweep.runners.pretrain import available_cores
+
+    torch.set_num_threads(max(1, min(int(config.get("threads") or 1), available_cores())))
     try:
         setting = resolve_setting(config["model"], config.get("data_root"))
         start = config.get("start")
