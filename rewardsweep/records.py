@@ -38,6 +38,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -46,6 +47,7 @@ STATUSES = ("finished", "failed", "diverged")
 ARMS = ("reward", "mle")
 RECORDS_DIRNAME = "records"
 DIAGNOSTICS_DIRNAME = "diagnostics"
+TMP_PREFIX = ".tmp-"               # a record being written (renamed into place when complete)
 
 
 def record_filename(config_id: str, arm: str, seed: int) -> str:
@@ -88,7 +90,8 @@ def write_record(path: str | os.PathLike, record: dict[str, Any]) -> Path:
     """Write atomically: a reader never sees half a record, even if we are killed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    # not *.json: what a writer killed mid-write leaves is never taken for a record
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json.tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; collaborators read records too
         with os.fdopen(fd, "w") as handle:
@@ -155,6 +158,23 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
     if problem:
         raise ValueError(f"{path}: {problem}")
     return record
+
+
+def remove_partial_writes(study_dir: str | os.PathLike, older_than_s: float = 600.0) -> int:
+    """Delete half-written records (``.tmp-*``) that a killed writer left. Only old ones: a
+    record takes milliseconds to write, and a straggling worker of a killed launch may
+    still be writing one."""
+    folder = Path(study_dir) / RECORDS_DIRNAME
+    removed = 0
+    cutoff = time.time() - older_than_s
+    for path in folder.glob(f"{TMP_PREFIX}*") if folder.is_dir() else ():
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def iter_record_paths(study_dir: str | os.PathLike) -> Iterator[Path]:

@@ -58,6 +58,11 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
             step = runner.iter + 1
             if debug.get("raise_at_step") == step:
                 raise RuntimeError(f"debug: trial forced to fail at step {step}")
+            if debug.get("kill_at_step") == step:  # the process dies as if killed (OOM killer, node lost)
+                import os
+                import signal
+
+                os.kill(os.getpid(), signal.SIGKILL)
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
             step = runner.iter + 1

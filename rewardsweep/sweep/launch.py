@@ -173,6 +173,7 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, wb, *, addre
             config_hook(plan, config)
         jobs[plan.trial_name] = {"config": config, "params": dict(plan.params)}
     leftovers = storage.remove_leftovers()  # temp folders of runs that were killed
+    records.remove_partial_writes(paths.root)   # half-written records of killed writers
     if leftovers:
         notes.append(f"removed {len(leftovers)} temporary folder(s) left by killed runs, e.g. {leftovers[0]}")
     try:
