@@ -227,3 +227,33 @@ def test_a_failing_record_write_raises_and_leaves_no_temp_folder(tmp_path, tiny_
     assert storage_failure(info.value, tmp_path / "elsewhere") is None   # only the study's storage counts
     assert not list((tmp_path / "records").glob("*.json"))
     assert _my_trial_dirs() == before
+
+
+def test_worker_wrapper_reports_storage_failure_without_raising_or_training(tmp_path, read_only_dir):
+    """No retry (the wrapper returns), no training when the records folder is unwritable."""
+    import errno
+
+    from rewardsweep.sweep import tune as tune_mod
+
+    calls = []
+
+    def full_disk(config, on_event=None):
+        calls.append(config["seed"])
+        path = Path(config["study_dir"]) / "records" / "x.json"
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    config = {"study": "s", "study_dir": str(tmp_path / "s"), "config_id": "c", "arm": "reward", "seed": 0}
+    final = tune_mod.run_one({"config": config, "params": {}}, full_disk, None)
+    assert (final["status"], calls) == ("unsaved", [0])
+    assert final["storage_error"] == f"{tmp_path / 's' / 'records' / 'x.json'}: cannot write: No space left on device (ENOSPC)"
+
+    blocked = dict(config, study_dir=str(read_only_dir / "s"), seed=1)
+    final = tune_mod.run_one({"config": blocked, "params": {}}, full_disk, None)
+    assert final["status"] == "unsaved" and calls == [0]                 # never trained
+    assert final["storage_error"].startswith(f"records folder {read_only_dir / 's' / 'records'}: cannot write there")
+
+    def data_error(config, on_event=None):  # an OS error outside the study folder is a trial failure
+        raise OSError(errno.EACCES, "Permission denied", "/data/cityscapes/x.png")
+
+    with pytest.raises(OSError):
+        tune_mod.run_one({"config": dict(config, seed=2), "params": {}}, data_error, None)
