@@ -93,7 +93,10 @@ def write_record(path: str | os.PathLike, record: dict[str, Any]) -> Path:
     # not *.json: what a writer killed mid-write leaves is never taken for a record
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json.tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; collaborators read records too
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; collaborators read records too
+        except OSError:  # a filesystem without modes (some SMB mounts): its default stands
+            pass
         with os.fdopen(fd, "w") as handle:
             json.dump(record, handle, indent=1, sort_keys=True, allow_nan=True)
         os.replace(tmp, path)
