@@ -93,9 +93,8 @@ def pretrain_threads() -> int:
 
     A fixed function of the machine, never of its load, so the cached checkpoint is the
     same whoever else runs (the thread count changes float reduction order). Half, so that
-    one competing process leaves our threads their cores: on 2 cores one thread is 4x
-    faster than two on a shared machine and within 2.4x of quiet next to a CPU-bound
-    process (benchmarks/bench_load.py).
+    one competing process leaves our threads their cores: on 2 cores, one thread ran
+    1.9-2.3x slower next to a CPU-bound process than without (benchmarks/bench_load.py).
     """
     return max(1, min(4, available_cores() // 2))
 
