@@ -41,8 +41,10 @@ Record fields (all JSON types):
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -52,6 +54,7 @@ ARMS = ("reward", "mle", "noop")
 RECORDS_DIRNAME = "records"
 DIAGNOSTICS_DIRNAME = "diagnostics"
 VAL_COUNTS_DIRNAME = "val_counts"
+TMP_PREFIX = ".tmp-"               # a record being written (renamed into place when complete)
 
 
 def record_filename(config_id: str, arm: str, seed: int) -> str:
@@ -120,8 +123,13 @@ def write_record(path: str | os.PathLike, record: dict[str, Any]) -> Path:
     """Write atomically: a reader never sees half a record, even if we are killed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    # not *.json: what a writer killed mid-write leaves is never taken for a record
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json.tmp", dir=path.parent)
     try:
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; collaborators read records too
+        except OSError:  # a filesystem without modes (some SMB mounts): its default stands
+            pass
         with os.fdopen(fd, "w") as handle:
             json.dump(record, handle, indent=1, sort_keys=True, allow_nan=True)
         os.replace(tmp, path)
@@ -131,21 +139,78 @@ def write_record(path: str | os.PathLike, record: dict[str, Any]) -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (Linux), else by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def record_problem(record: Any) -> str | None:
+    """Why ``record`` is not a valid trial record, or None if it is: the one rule that the
+    launch (what is done, what reruns) and the report (what counts) both apply.
+
+    A ``finished`` record must carry finite ``miou_start`` and ``miou_final``: one without
+    them is not a result, so the launch reruns it and the report leaves it out.
+    """
+    if not isinstance(record, dict):
+        return "not a trial record (expected a JSON object)"
+    missing = [k for k in ("config_id", "arm", "seed", "status") if k not in record]
+    if missing:
+        return f"trial record lacks key(s) {', '.join(missing)}"
+    if record["status"] not in STATUSES:
+        return f"status {record['status']!r} is not one of {STATUSES}"
+    if record["arm"] not in ARMS:
+        return f"arm {record['arm']!r} is not one of {ARMS}"
+    if isinstance(record["seed"], bool) or not isinstance(record["seed"], int):
+        return f"seed is {record['seed']!r}, expected an integer"
+    if record["status"] == "finished":
+        for key in ("miou_start", "miou_final"):
+            value = record.get(key)
+            if not _is_number(value) or not math.isfinite(value):
+                return f"status is finished but {key} is {value!r}, expected a finite number"
+    return None
+
+
 def read_record(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one record; raises ``ValueError`` naming the file if it is not a record."""
+    """Read one record; raises ``ValueError`` naming the file if it is not a valid record."""
     path = Path(path)
     try:
         record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable trial record ({exc})") from exc
-    if not isinstance(record, dict):
-        raise ValueError(f"{path}: not a readable trial record (expected a JSON object)")
-    missing = [k for k in ("config_id", "arm", "seed", "status") if k not in record]
-    if missing:
-        raise ValueError(f"{path}: trial record lacks key(s) {', '.join(missing)}")
-    if record["status"] not in STATUSES:
-        raise ValueError(f"{path}: status {record['status']!r} is not one of {STATUSES}")
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON, or bytes that are not UTF-8
+        raise ValueError(f"{path}: not a readable trial record ({type(exc).__name__}: {exc})") from exc
+    problem = record_problem(record)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
     return record
+
+
+def remove_partial_writes(study_dir: str | os.PathLike, older_than_s: float = 600.0) -> int:
+    """Delete half-written records (``.tmp-*``) that a killed writer left. Only old ones: a
+    record takes milliseconds to write, and a straggling worker of a killed launch may
+    still be writing one."""
+    folder = Path(study_dir) / RECORDS_DIRNAME
+    removed = 0
+    cutoff = time.time() - older_than_s
+    for path in folder.glob(f"{TMP_PREFIX}*") if folder.is_dir() else ():
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def iter_record_paths(study_dir: str | os.PathLike) -> Iterator[Path]:

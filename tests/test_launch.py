@@ -314,3 +314,151 @@ def test_failed_and_diverged_trials_are_recorded(ray_local, tmp_path):
     attempts = [r for r in wandb_runs(study, complete=8) if run_key(r) == fail_key]
     assert sorted(r["summary"]["status"] for r in attempts) == ["failed", "failed", "finished"]
     assert read_all(study)[fail_key]["status"] == "finished"           # no debug hook this time
+
+
+def test_storage_failing_mid_study_stops_once_and_a_relaunch_recovers(ray_local, tmp_path):
+    """The record write of the first trial fails as on a full disk: no retry, no failed
+    record, no further trial started, one line in the summary; the relaunch runs the rest."""
+    import io
+
+    from rich.console import Console
+
+    from rewardsweep.sweep.launch import launch
+
+    spec = spec_variant(tmp_path, "full", retries=2)
+    study = tmp_path / "runs" / "full"
+    first = max(expand(load_spec(spec)), key=lambda p: p.arm == "reward").trial_name  # runs first (LPT)
+
+    def hook(plan, config):
+        if plan.trial_name == first:
+            config["debug"] = {"write_error": "ENOSPC"}
+
+    out = io.StringIO()
+    result = launch(spec, config_hook=hook, wandb_mode="disabled", console=Console(file=out, width=200))
+    text = out.getvalue()
+    assert result.storage_error and "No space left on device (ENOSPC)" in result.storage_error
+    assert str(study / "records" / f"{first}.json") in result.storage_error
+    assert result.outcomes[first].state == "unsaved" and result.outcomes[first].attempts == 1  # not retried
+    assert [line for line in text.splitlines() if "No space left" in line] == [
+        line for line in text.splitlines() if line.strip().startswith("storage failing, launch stopped:")]
+    assert len([line for line in text.splitlines() if "No space left" in line]) == 1
+    assert "Traceback" not in text
+    counts = result.summary["counts"]
+    assert counts["failed"] == 0 and counts["missing"] >= 4, counts   # nothing recorded as failed
+    assert first not in read_all(study)
+    before = snapshot(study)
+
+    again = launch(spec, wandb_mode="disabled")                       # storage "fixed"
+    assert not again.storage_error and first in again.to_run
+    after = read_all(study)
+    assert set(after) == keys_of(spec) and all(r["status"] == "finished" for r in after.values())
+    assert {k: v for k, v in snapshot(study).items() if k in before} == before   # not rerun
+
+
+# --------------------------------------------------------------------------- fault matrix
+
+def _trial_dirs() -> dict[Path, int]:
+    """Trial temp folders of this host -> the pid that owns them."""
+    import socket
+    import tempfile
+
+    prefix = f"rewardsweep-trial-{socket.gethostname()}-"
+    found = {}
+    for path in Path(tempfile.gettempdir()).glob(prefix + "*"):
+        pid = path.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit():
+            found[path] = int(pid)
+    return found
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if predicate():
+            return
+        time.sleep(0.1)
+    out = proc.communicate(timeout=30)[0] if proc.poll() is not None else ""
+    pytest.fail(f"launch ended (or took too long) before {what}:\n{out}")
+
+
+def test_driver_killed_during_pretraining_and_mid_trials_then_corrupt_record(tmp_path):
+    """kill -9 of the driver while it pretrains, then while trials run; a record is then
+    corrupted and a half-written one left behind. The next launch cleans up, reruns
+    exactly what is missing or invalid, says so naming the file, and loses nothing."""
+    spec = spec_variant(tmp_path, "kills", wandb={"mode": "disabled"})
+    study = tmp_path / "runs" / "kills"
+    cache = tmp_path / "cache"
+    env = {"REWARDSWEEP_CACHE": str(cache)}
+    planned = keys_of(spec)
+
+    def cli(*extra):
+        full = dict(os.environ, PYTHONUNBUFFERED="1", **env)
+        return subprocess.Popen([sys.executable, "-m", "rewardsweep.cli", "launch", str(spec), *extra], cwd=ROOT,
+                                env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    # 1. killed while pretraining: its temp folder stays behind, nothing else is written
+    proc = cli()
+    _wait_for(lambda: list((cache / "checkpoints").glob("pretrain-*")), proc, 240, "pretraining started")
+    proc.kill()
+    proc.wait(timeout=30)
+    assert list((cache / "checkpoints").glob("pretrain-*")) and not read_all(study)
+
+    # 2. killed mid-trials (kill -9: no chance to clean up or write anything)
+    dirs_before = set(_trial_dirs())
+    proc = cli()
+    _wait_for(lambda: sum(r["status"] == "finished" for r in read_all(study).values()) >= 2, proc, 300,
+              "two trials finished")
+    proc.kill()
+    proc.wait(timeout=30)
+    assert not list((cache / "checkpoints").glob("pretrain-*"))    # the relaunch cleaned pretraining's
+    done = {k for k, r in read_all(study).items() if r["status"] == "finished"}
+    assert 2 <= len(done) < len(planned)
+
+    # 3. one finished record corrupted; a half-written record of a killed writer
+    corrupt = sorted(done)[0]
+    (study / "records" / f"{corrupt}.json").write_bytes(os.urandom(300))
+    partial = study / "records" / ".tmp-killed.json.tmp"
+    partial.write_text('{"config_id": ')
+    os.utime(partial, (time.time() - 3600, time.time() - 3600))
+    kept = {k: (study / "records" / f"{k}.json").stat().st_mtime_ns for k in done - {corrupt}}
+    from rewardsweep.storage import _alive
+
+    left = {path: pid for path, pid in _trial_dirs().items() if path not in dirs_before}
+    deadline = time.time() + 60   # the killed driver's Ray workers exit once they notice
+    while time.time() < deadline and any(_alive(pid) for pid in left.values()):
+        time.sleep(0.2)
+
+    proc = cli()
+    out = proc.communicate(timeout=400)[0]
+    assert proc.returncode == 0, out
+    after = read_all(study)
+    assert set(after) == planned and all(r["status"] == "finished" for r in after.values())
+    for key, mtime in kept.items():                                  # not rerun
+        assert (study / "records" / f"{key}.json").stat().st_mtime_ns == mtime
+    warning = [ln for ln in out.splitlines() if ln.startswith("warning:")]
+    assert len(warning) == 1 and str(study / "records" / f"{corrupt}.json") in warning[0], out
+    assert len(list((study / "records" / "invalid").iterdir())) == 1
+    assert not partial.exists()
+    assert "Traceback" not in out
+    assert not any(path.exists() for path in left)                  # killed workers' temp folders removed
+
+
+def test_worker_killed_mid_trial_gets_a_failed_record(ray_local, tmp_path):
+    from rewardsweep.sweep.launch import launch
+
+    spec = spec_variant(tmp_path, "oom", grid={"baseline.kind": ["greedy"]})
+    study = tmp_path / "runs" / "oom"
+    victim = next(p for p in expand(load_spec(spec)) if p.arm == "reward").trial_name
+
+    def hook(plan, config):
+        if plan.trial_name == victim:
+            config["debug"] = {"kill_at_step": 2}
+
+    result = launch(spec, config_hook=hook, wandb_mode="disabled")
+    recs = read_all(study)
+    assert set(recs) == keys_of(spec)                                # nothing lost
+    assert recs[victim]["status"] == "failed" and recs[victim]["error"]
+    assert "without writing a record" in recs[victim]["written_by"]
+    assert all(r["status"] == "finished" for k, r in recs.items() if k != victim)
+    assert result.summary["counts"]["failed"] == 1
+    assert {f["key"] for f in result.summary["failures"]} == {victim}

@@ -31,9 +31,10 @@ class Plan:
 
 
 def _record(study_dir: Path, plan: Plan, status: str, error: str | None = None) -> Path:
+    mious = {"miou_start": 0.5, "miou_final": 0.52} if status == "finished" else {}
     return records.write_record(records.record_path(study_dir, plan.config_id, plan.arm, plan.seed),
                                 {"config_id": plan.config_id, "arm": plan.arm, "seed": plan.seed,
-                                 "status": status, "error": error})
+                                 "status": status, "error": error, **mious})
 
 
 def _config(tmp_path: Path, **extra) -> dict:

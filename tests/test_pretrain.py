@@ -75,3 +75,15 @@ def test_pretraining_is_reproducible_whatever_the_callers_thread_count(tmp_path)
         assert torch.get_num_threads() == threads  # restored for the caller
     torch.set_num_threads(1)
     assert hashes[0] == hashes[1]
+
+
+def test_cli_pretrain_estimates_its_time_before_most_of_the_work(tmp_path, capsys):
+    from rewardsweep.cli import main
+
+    assert main(["pretrain", "--iters", "14", "--cache-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("pretraining tiny-synthetic: 14 iterations at "))
+    from rewardsweep.runners.pretrain import pretrain_threads
+
+    assert f"ms/iter (measured over iterations 2-11, {pretrain_threads()} thread(s)): ~" in line
+    assert line.endswith("s to go")

@@ -32,7 +32,7 @@ import pandas as pd
 
 from rewardsweep.errors import UserError
 from rewardsweep.analysis.treatment import TREATMENT_KEYS
-from rewardsweep.records import ARMS, RECORDS_DIRNAME, STATUSES, read_record
+from rewardsweep.records import RECORDS_DIRNAME, read_record, record_problem
 
 # Columns of the trials table that are not parameters (params never overwrite these).
 BASE_COLUMNS = (
@@ -140,11 +140,10 @@ def _float_list(values: Any, n: int, key: str, name: str) -> np.ndarray | None:
 def _validate(entry: Entry) -> dict:
     """The table row of one record; ``ValueError`` naming the file when it is invalid."""
     rec, name = entry.record, entry.name
+    problem = record_problem(rec)  # the launch's rule too: what it reruns, the report leaves out
+    if problem:
+        raise ValueError(f"{name}: {problem}")
     seed = rec["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"{name}: seed is {seed!r}, expected an integer")
-    if rec["arm"] not in ARMS:
-        raise ValueError(f"{name}: arm {rec['arm']!r} is not one of {ARMS}")
     start = rec.get("start") or {}
     if not isinstance(start, dict):
         raise ValueError(f"{name}: start is {start!r}, expected an object")
@@ -174,8 +173,6 @@ def _validate(entry: Entry) -> dict:
         row[key] = _num(rec.get(key), key, name)
     if math.isnan(row["delta_miou"]):
         row["delta_miou"] = row["miou_final"] - row["miou_start"]
-    if row["status"] == "finished" and not math.isfinite(row["delta_miou"]):
-        raise ValueError(f"{name}: status is finished but miou_final/miou_start are missing")
     treatment = rec.get("treatment") if isinstance(rec.get("treatment"), dict) else {}
     for key in TREATMENT_KEYS:
         row[f"treatment.{key}"] = _num(treatment.get(key), f"treatment.{key}", name)

@@ -99,6 +99,11 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
                 raise RuntimeError(f"debug: trial forced to fail at step {step}")
             # The lr this step uses: the scheduler steps in after_train_iter, before we log.
             self._step_lr = float(next(iter(runner.optim_wrapper.get_lr().values()))[0])
+            if debug.get("kill_at_step") == step:  # the process dies as if killed (OOM killer, node lost)
+                import os
+                import signal
+
+                os.kill(os.getpid(), signal.SIGKILL)
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
             step = runner.iter + 1

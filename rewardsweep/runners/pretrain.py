@@ -13,14 +13,15 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rewardsweep.errors import ConfigError
 from rewardsweep.runners.presets import ModelSetting, resolve_setting
-from rewardsweep.runners.synthetic_data import default_cache_dir
+from rewardsweep.storage import (EVAL_TMP_PREFIX, PRETRAIN_TMP_PREFIX, default_cache_dir, make_temp_dir,
+                                 remove_stale_temp_dirs)
 
 
 def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -79,9 +80,25 @@ def _strip_to_weights(src: Path, dst: Path) -> None:
     torch.save({"state_dict": state["state_dict"]}, str(dst))
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or taskset's share)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def pretrain_threads() -> int:
-    """Threads for MLE pretraining on CPU: all cores up to 4, the same on every call."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """Threads for MLE pretraining on CPU: the available cores (CPU affinity), 1 to 4.
+
+    A fixed function of the machine, never of its load, so the cached checkpoint is the
+    same whoever else runs (the thread count changes float reduction order). On 2 cores
+    that is 2, as in earlier releases, so their cached start checkpoints (and the numbers
+    measured from them) stay valid. What made a busy machine 100x slower was spinning
+    OpenMP threads, not their number: with ``OMP_WAIT_POLICY=PASSIVE`` two threads ran
+    1.3x slower next to a CPU-bound process (benchmarks/bench_load.py).
+    """
+    return max(1, min(4, available_cores()))
 
 
 def _train(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: int, work_dir: str,
@@ -96,7 +113,8 @@ def _train(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(pretrain_threads())
     progress = ConsoleProgress(iters, f"pretrain {setting.name}") if show_progress else None
-    hook = make_event_hook(None, setting.class_names, progress=progress)
+    hook = make_event_hook(None, setting.class_names,
+                           progress=_Estimate(progress, iters, setting.name) if progress else None)
     cfg = runner_config(
         setting, work_dir=work_dir, iters=iters, batch_size=batch_size,
         lr={"start": lr, "end": lr * 1e-2, "schedule": "poly", "power": 0.9},
@@ -125,13 +143,37 @@ def _train(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: 
     return Path(work_dir) / f"iter_{iters}.pth", {**hook.evals[-1], **stats}
 
 
+class _Estimate:
+    """Passes progress on, and once, after the first few iterations, prints how long the
+    whole pretraining will take at the speed measured on this machine now."""
+
+    def __init__(self, progress, iters: int, name: str, measure: int = 10) -> None:
+        self.progress, self.iters, self.name = progress, iters, name
+        self.measure = max(1, min(measure, iters - 1))
+        self._first: float | None = None
+
+    def __call__(self, step: int, event: dict) -> None:
+        now = time.perf_counter()
+        if step == 1:
+            self._first = now  # the first iteration pays for warm-up: not measured
+        elif self._first is not None and step == 1 + self.measure:
+            per_iter = (now - self._first) / self.measure
+            from rich import get_console  # the console the progress bar draws on
+
+            get_console().print(
+                f"pretraining {self.name}: {self.iters} iterations at {per_iter * 1000:.0f} ms/iter (measured "
+                f"over iterations 2-{step}, {pretrain_threads()} thread(s)): ~{per_iter * self.iters:.0f} s in "
+                f"all, ~{per_iter * (self.iters - step):.0f} s to go", highlight=False, soft_wrap=True)
+        self.progress(step, event)
+
+
 def evaluate_checkpoint(setting: ModelSetting, checkpoint: str | os.PathLike) -> dict[str, Any]:
     """Dataset-level val mIoU and per-class IoU of ``checkpoint``."""
     from rewardsweep.runners.hooks import make_event_hook
     from rewardsweep.runners.runner_config import build_runner, runner_config
 
     hook = make_event_hook(None, setting.class_names)
-    with tempfile.TemporaryDirectory(prefix="rewardsweep-eval-") as work_dir:
+    with _temp_dir(EVAL_TMP_PREFIX) as work_dir:
         cfg = runner_config(setting, work_dir=work_dir, iters=1, batch_size=1, lr={"start": 1e-3},
                             eval_every=1, load_from=str(checkpoint))
         cfg.pop("train_dataloader")
@@ -165,7 +207,8 @@ def ensure_start(model: str = "tiny-synthetic", checkpoint: str = "auto", data_r
         return {**json.loads(info.read_text()), "cached": True}
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="pretrain-", dir=folder.parent) as work_dir:
+    remove_stale_temp_dirs(PRETRAIN_TMP_PREFIX, folder.parent)  # left by a killed pretraining
+    with _temp_dir(PRETRAIN_TMP_PREFIX, folder.parent) as work_dir:
         trained, result = _train(setting, seed, iters, lr, batch_size, work_dir, show_progress)
         staging = Path(work_dir) / "final"
         staging.mkdir()
@@ -179,6 +222,17 @@ def ensure_start(model: str = "tiny-synthetic", checkpoint: str = "auto", data_r
             shutil.rmtree(folder)
         os.replace(staging, folder)  # the cache entry appears whole or not at all
     return {**start, "cached": False}
+
+
+@contextmanager
+def _temp_dir(prefix: str, parent: str | os.PathLike | None = None) -> Iterator[str]:
+    """A temporary folder named after its owner (host, pid): removed on every exit path
+    here, and by a later run if this process is killed (``storage.remove_stale_temp_dirs``)."""
+    path = make_temp_dir(prefix, parent)
+    try:
+        yield str(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _start_dict(setting: ModelSetting, checkpoint: Path, result: dict, pretrained: dict | None,
@@ -200,7 +254,11 @@ def pretrain_command(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from rewardsweep.storage import check_writable
+
     started = time.perf_counter()
+    check_writable(args.cache_dir or default_cache_dir() / "checkpoints", "checkpoint cache",
+                   fix="--cache-dir or REWARDSWEEP_CACHE moves it")
     start = ensure_start(args.model, "auto", args.data_root, args.seed, args.cache_dir, args.iters,
                          force=args.force, show_progress=True)
     console = Console(width=100)

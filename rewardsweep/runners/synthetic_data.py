@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from rewardsweep.storage import default_cache_dir  # noqa: F401  (also used by pretrain)
+
 GENERATOR_VERSION = 2  # bump on any change to render_scene: it names the cache
 CLASSES = ("sky", "road", "building", "tree", "car", "person")
 PALETTE = [[70, 130, 180], [128, 64, 128], [70, 70, 70], [107, 142, 35], [0, 0, 142], [220, 20, 60]]
@@ -54,13 +56,6 @@ class SyntheticSpec:
     @property
     def name(self) -> str:
         return f"synthetic-v{GENERATOR_VERSION}-{self.fingerprint()}"
-
-
-def default_cache_dir() -> Path:
-    root = os.environ.get("REWARDSWEEP_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "rewardsweep"
-    )
-    return Path(root)
 
 
 def render_scene(seed: int, split: str, index: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import errno
 import math
+import os
 import platform
 import shutil
-import tempfile
 import time
 import traceback
 from typing import Any
 
-from rewardsweep import records
+from rewardsweep import records, storage
 from rewardsweep.errors import UserError
 from rewardsweep.runners.hooks import EventCallback, TrialDiverged, make_event_hook, start_weights_hook
 from rewardsweep.runners.presets import ModelSetting, resolve_setting
@@ -121,13 +122,16 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         "diagnostics_file": None,
         "diagnostics_summary": {},
     }
-    work_dir = tempfile.mkdtemp(prefix="rewardsweep-trial-")
+    work_dir = str(storage.make_temp_dir(storage.TRIAL_TMP_PREFIX))
     hook = None
     probes: dict[int, dict[str, float]] = {}  # step -> treatment probe values (reward arm)
     val_counts = None
     interrupted = False
     setup_seconds = 0.0
-    torch.set_num_threads(max(1, int(config.get("threads") or 1)))
+    # the spec's cpu count, but never more threads than cores we may run on
+    from rewardsweep.runners.pretrain import available_cores
+
+    torch.set_num_threads(max(1, min(int(config.get("threads") or 1), available_cores())))
     try:
         setting = resolve_setting(config["model"], config.get("data_root"))
         start = config.get("start")
@@ -205,15 +209,30 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
             record["versions"] = _versions()
         except Exception:  # pragma: no cover - versions are informative only
             record["versions"] = {}
-        if write and config.get("study_dir") and not interrupted:
-            sidecar = records.diagnostics_path(config["study_dir"], record["config_id"], arm, record["seed"])
-            records.write_diagnostics(sidecar, diagnostics)
-            record["diagnostics_file"] = str(sidecar.relative_to(config["study_dir"]))
-            if val_counts is not None and record["status"] == "finished":
-                path = records.val_counts_path(config["study_dir"], record["config_id"], arm, record["seed"])
-                records.write_val_counts(path, record["class_names"], *val_counts, record["miou_final"])
-                record["val_counts_file"] = str(path.relative_to(config["study_dir"]))
-            records.write_record(
-                records.record_path(config["study_dir"], record["config_id"], arm, record["seed"]), record)
-        shutil.rmtree(work_dir, ignore_errors=True)
+        try:
+            if write and config.get("study_dir") and not interrupted:
+                sidecar = records.diagnostics_path(config["study_dir"], record["config_id"], arm, record["seed"])
+                path = records.record_path(config["study_dir"], record["config_id"], arm, record["seed"])
+                try:
+                    _debug_write_failure(config, path)
+                    records.write_diagnostics(sidecar, diagnostics)
+                    record["diagnostics_file"] = str(sidecar.relative_to(config["study_dir"]))
+                    if val_counts is not None and record["status"] == "finished":
+                        counts = records.val_counts_path(config["study_dir"], record["config_id"], arm, record["seed"])
+                        records.write_val_counts(counts, record["class_names"], *val_counts, record["miou_final"])
+                        record["val_counts_file"] = str(counts.relative_to(config["study_dir"]))
+                    records.write_record(path, record)
+                except OSError as exc:  # name the record: a failed write() alone names no file
+                    raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)  # even when the write fails
     return record
+
+
+def _debug_write_failure(config: dict[str, Any], path) -> None:
+    """Test hook ``debug: {"write_error": "ENOSPC"}``: the record write fails as it would
+    on a full disk (``EACCES``: a read-only one)."""
+    code = (config.get("debug") or {}).get("write_error")
+    if code:
+        number = getattr(errno, code)
+        raise OSError(number, os.strerror(number), str(path))

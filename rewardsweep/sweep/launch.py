@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
+from rich.markup import escape
 
-from rewardsweep import records
+from rewardsweep import records, storage
 from rewardsweep.errors import UserError
 from rewardsweep.sweep import study as study_mod
 from rewardsweep.sweep.progress import ProgressView, print_summary
@@ -51,19 +52,22 @@ class LaunchResult:
     total_s: float = 0.0                           # wall time of the whole launch
     experiment: Path | None = None                 # <study>/ray/launch-<ts>
     starts_computed: int = 0
+    storage_error: str | None = None               # the study's storage failed mid-study (one line)
     summary: dict[str, Any] = field(default_factory=dict)
 
 
 def launch_command(args) -> int:
-    """The CLI entry point (``rewardsweep launch``): exit 0; 1 when a trial of the study is
-    recorded failed or diverged (unless ``--allow-failures``), so scripts and CI notice;
-    130 when interrupted."""
+    """The CLI entry point (``rewardsweep launch``): exit 0; 1 when the study's storage failed
+    mid-study (the summary says so in one line) or a trial of the study is recorded failed or
+    diverged (unless ``--allow-failures``), so scripts and CI notice; 130 when interrupted."""
     with _sigterm_as_sigint():
         result = launch(
             args.spec, address=args.address, dry_run=args.dry_run, storage=args.storage,
             wandb_mode=args.wandb, retry_failed=args.retry_failed, max_concurrent=args.max_concurrent,
             verbose=getattr(args, "verbose", False),
         )
+    if result.storage_error:
+        return 1
     if result.interrupted:
         return 130
     counts = result.summary.get("counts") or {}
@@ -135,25 +139,32 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
                             to_run=[p.trial_name for p in state.todo])
 
     from rewardsweep.sweep import tune as tune_mod
+    from rewardsweep.sweep.wandb_log import resolve_options
 
+    wb = resolve_options(spec.wandb, wandb_mode, paths.root, spec.name)
+    study_mod.preflight(paths, wandb=wb.enabled, source=spec.source)  # before anything trains
     # where Ray is, checked now: an unreachable cluster fails in seconds, before any work
     target = tune_mod.ray_target(address) if state.todo and not tune_mod.ray_is_up() else None
     paths.create()
     with study_mod.StudyLock(paths):
-        return _launch_locked(spec, plans, paths, state, address=address, target=target,
-                              retry_failed=retry_failed, wandb_mode=wandb_mode,
+        return _launch_locked(spec, plans, paths, state, wb, address=address, target=target,
+                              retry_failed=retry_failed,
                               trial_fn=trial_fn, ensure_start=ensure_start, config_hook=config_hook,
                               num_cpus=num_cpus, console=console, verbose=verbose, began=began)
 
 
-def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, target, retry_failed, wandb_mode,
+def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, wb, *, address, target, retry_failed,
                    trial_fn,
                    ensure_start, config_hook, num_cpus, console, verbose, began) -> LaunchResult:
     state = study_mod.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
     study_mod.copy_spec(spec.path, paths)
     notes: list[str] = []
+    for problem in state.problems:
+        console.print(f"[yellow]warning:[/] {escape(problem)}; rerun (the file is kept in records/invalid/)",
+                      highlight=False, soft_wrap=True)
     if state.unreadable:
-        notes.append(f"{len(state.unreadable)} unreadable record(s) will be rerun, e.g. {state.unreadable[0]}")
+        study_mod.set_aside_invalid(paths, state.unreadable)
+        notes.append(f"{len(state.unreadable)} invalid record(s) rerun; the files are in {paths.records / 'invalid'}")
     if state.orphans:
         notes.append(f"{state.orphans} record(s) in the study folder belong to trials this spec no longer "
                      f"names; kept, not rerun")
@@ -183,10 +194,12 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
         if config_hook is not None:
             config_hook(plan, config)
         jobs[plan.trial_name] = {"config": config, "params": dict(plan.params), "label": labels.get(plan.config_id)}
+    leftovers = storage.remove_leftovers()  # temp folders of runs that were killed
+    records.remove_partial_writes(paths.root)   # half-written records of killed writers
+    if leftovers:
+        notes.append(f"removed {len(leftovers)} temporary folder(s) left by killed runs, e.g. {leftovers[0]}")
     from rewardsweep.sweep import tune as tune_mod
-    from rewardsweep.sweep.wandb_log import resolve_options
 
-    wb = resolve_options(spec.wandb, wandb_mode, paths.root, spec.name)
     if wb.note:
         console.print(f"[yellow]warning:[/] {wb.note}")
     if wb.mode == "offline":
@@ -217,39 +230,69 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, *, address, 
         if result.slots == 0:
             raise UserError(f"{spec.source}: resources: a trial needs cpu {cpu:g} gpu {gpu:g} but the Ray "
                             f"cluster has no node with that much free; lower resources or add nodes")
-        starts, result.starts_computed = study_mod.resolve_starts(
-            paths, [job["config"] for job in jobs.values()], ensure_start=ensure_start,
-            on_resolve=lambda req: console.print(
-                f"start checkpoint: {req['model']} ({req['checkpoint']}"
-                + (f", {req['iters']} pretrain iters" if req.get("iters") else "")
-                + "): pretraining if not cached, evaluating on val once ..."))
+        try:
+            starts, result.starts_computed = study_mod.resolve_starts(
+                paths, [job["config"] for job in jobs.values()], ensure_start=ensure_start,
+                on_resolve=lambda req: console.print(
+                    f"start checkpoint: {req['model']} ({req['checkpoint']}"
+                    + (f", {req['iters']} pretrain iters" if req.get("iters") else "")
+                    + "): pretraining if not cached, evaluating on val once ..."))
+        except OSError as exc:
+            if exc.errno not in storage.STORAGE_ERRNOS:
+                raise
+            raise storage.StorageError(f"{exc.filename or 'storage'}: cannot write the start checkpoint: "
+                                       f"{storage.describe(exc)}; free space or fix permissions, then launch "
+                                       f"again") from None
         for entry in starts:
             notes.append(f"start {entry.get('model')} {Path(str(entry.get('checkpoint'))).name}: "
                          f"val mIoU {entry.get('miou', float('nan')):.4f}")
         console.print(f"running {len(jobs)} trial(s), {result.slots} at a time "
                       f"(cpu {cpu:g}, gpu {gpu:g} each); Ray experiment {result.experiment}")
         fit_began, fit_wall = time.perf_counter(), time.time()
+        storage_errors: list[str] = []
         view = ProgressView(total=len(jobs), slots=result.slots, console=console, title=spec.name)
         with view:
             result.outcomes = tune_mod.run_experiment(
                 jobs, trial_fn=trial_fn, storage_path=str(paths.ray), name=name, cpu=cpu, gpu=gpu,
                 max_concurrent=spec.max_concurrent, retries=spec.retries,
-                wandb_options=wb.to_dict() if wb.enabled else None, listener=view, verbose=verbose)
+                wandb_options=wb.to_dict() if wb.enabled else None, listener=view, verbose=verbose,
+                storage_errors=storage_errors)
         result.fit_s = time.perf_counter() - fit_began
     finally:
         if owned:
             tune_mod.shutdown_ray()
 
-    result.interrupted = _keep_records(jobs, result.outcomes, paths, notes)
-    if result.interrupted and wb.mode == "offline":
+    result.storage_error = storage_errors[0] if storage_errors else None
+    try:
+        result.interrupted = _keep_records(jobs, result.outcomes, paths, notes)
+    except OSError as exc:  # the driver's own writes (a lost trial's record) hit the failing storage
+        if exc.errno not in storage.STORAGE_ERRNOS:
+            raise
+        result.storage_error = result.storage_error or f"{exc.filename}: cannot write: {storage.describe(exc)}"
+    if result.storage_error:
+        result.interrupted = False  # not stopped by the user: the summary says why instead
+    if (result.interrupted or result.storage_error) and wb.mode == "offline":
         _set_aside_interrupted_runs(jobs, result.outcomes, Path(wb.runs_dir), since=fit_wall, notes=notes)
     result.total_s = time.perf_counter() - began
     log_path = result.experiment / study_mod.LAUNCH_FILENAME
-    study_mod.write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))
+    _write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))
     result.summary = _summary(spec, plans, paths, result, notes)
-    study_mod.write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))  # with the counts
+    if result.storage_error:
+        result.summary["notes"].append(
+            f"storage failing, launch stopped: {result.storage_error}; trials still to run were not started "
+            f"(finished records are kept): free space or fix permissions, then launch again to resume")
+    _write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))  # with the counts
     print_summary(console, result.summary)
     return result
+
+
+def _write_launch_log(path: Path, payload: dict[str, Any]) -> None:
+    """The launch log is bookkeeping: on failing storage it is skipped, not fatal."""
+    try:
+        study_mod.write_launch_log(path, payload)
+    except OSError as exc:
+        if exc.errno not in storage.STORAGE_ERRNOS:
+            raise
 
 
 def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_mod.StudyPaths,
@@ -264,6 +307,8 @@ def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_
         state = getattr(out, "state", "pending")
         if state in ("pending", "running"):
             interrupted = True
+            continue
+        if state == "unsaved":  # ran, but the storage refused its record: it reruns next launch
             continue
         shipped = (out.result or {}).get("record") if out is not None else None
         if shipped and not _same_record(path, shipped):

@@ -89,7 +89,9 @@ class ProgressView:
         if run is not None:
             self.durations.append(time.time() - run.since)
         status = result.get("status") or "finished"
-        if status == "diverged":
+        if status == "unsaved":  # the reason is in the summary, once
+            self._line(f"[red]not saved[/] {key}: the study's storage is failing; stopping the launch")
+        elif status == "diverged":
             self.diverged += 1
             self._line(f"[yellow]diverged[/] {key}: {result.get('error') or ''}")
         else:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from rewardsweep import records
+from rewardsweep import records, storage
 
 START_FILENAME = "start.json"
 SPEC_FILENAME = "spec.yaml"
@@ -77,6 +77,19 @@ def trial_key(config_id: str, arm: str, seed: int) -> str:
 
 def launch_stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 100000:05d}"
+
+
+# --------------------------------------------------------------------------- preflight
+
+def preflight(paths: StudyPaths, wandb: bool, source: str = "the spec") -> None:
+    """Before pretraining or any trial: can the study folder, the checkpoint cache and the
+    W&B folder be written? One :class:`~rewardsweep.storage.StorageError` line if not."""
+    storage.check_writable(paths.root, "study folder", fix=f"set by storage: in {source} or --storage")
+    storage.check_writable(paths.records, "records folder")
+    storage.check_writable(storage.default_cache_dir(), "checkpoint cache",
+                           fix="set REWARDSWEEP_CACHE to move it")
+    if wandb:
+        storage.check_writable(paths.wandb, "W&B folder", fix="or launch with --wandb disabled")
 
 
 # --------------------------------------------------------------------------- spec copy
@@ -181,7 +194,8 @@ class PlanState:
     todo: list[Any] = field(default_factory=list)            # no record, or failed + retry_failed
     done: list[Any] = field(default_factory=list)            # finished or diverged
     failed_kept: list[Any] = field(default_factory=list)     # failed, not retried (no --retry-failed)
-    unreadable: list[Path] = field(default_factory=list)     # records that did not parse (rerun)
+    unreadable: list[Path] = field(default_factory=list)     # records that are not valid (rerun)
+    problems: list[str] = field(default_factory=list)        # why, one line each, naming the file
     retried_failed: list[Any] = field(default_factory=list)  # failed and scheduled again
     interrupted: list[Any] = field(default_factory=list)     # failed record left by an interruption (rerun)
     existing: dict[str, dict] = field(default_factory=dict)  # key -> record, for the plans that have one
@@ -216,8 +230,9 @@ def plan_state(plans: Iterable[Any], paths: StudyPaths, retry_failed: bool = Fal
             continue
         try:
             record = records.read_record(path)
-        except ValueError:
+        except ValueError as exc:
             state.unreadable.append(path)
+            state.problems.append(str(exc))
             state.todo.append(plan)
             continue
         state.existing[key] = record
@@ -235,6 +250,18 @@ def plan_state(plans: Iterable[Any], paths: StudyPaths, retry_failed: bool = Fal
             state.failed_kept.append(plan)
     state.orphans = sum(1 for p in records.iter_record_paths(paths.root) if p.stem not in named)
     return state
+
+
+def set_aside_invalid(paths: StudyPaths, invalid: Iterable[Path]) -> Path | None:
+    """Move invalid records to ``records/invalid/`` before their trials rerun: the rerun's
+    record takes their place, and nothing a user might still want is overwritten."""
+    target = paths.records / "invalid"
+    moved = None
+    for path in invalid:
+        target.mkdir(exist_ok=True)
+        os.replace(path, target / f"{path.stem}-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+        moved = target
+    return moved
 
 
 # --------------------------------------------------------------------------- failures with no record

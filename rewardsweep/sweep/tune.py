@@ -19,6 +19,12 @@ each attempt's record is written by the trial itself, so after the last attempt 
 code is deterministic given the seed, a retry would diverge again, so the wrapper records
 it and returns normally. If a trial dies without writing a record (worker killed), the
 driver writes a ``failed`` one (``study.write_lost_record``).
+
+Storage failing (the study folder full or read-only) is not a trial failure: the trial
+is fine, only its record cannot be saved. The worker checks with a real write before it
+starts a trial and catches a failing record write after; either way the trial ends
+``unsaved`` (no record, no retry) and the driver stops the experiment at once
+(:class:`_StorageGate`): trials still to run, or cut short, run on the next launch.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "60")
 
-from ray.tune import Callback  # noqa: E402  (after the environment above)
+from ray.tune import Callback, Stopper  # noqa: E402  (after the environment above)
+
+from rewardsweep import records, storage  # noqa: E402
 
 TRIAL_KEY = "trial"          # the only entry of Tune's param space: the trial's name
 RUNTIME_KEY = "runtime"      # where the worker puts node id / host / attempt into the trial config
@@ -292,6 +300,11 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
     config = copy.deepcopy(job["config"])
     runtime = _runtime_info(began)
     config[RUNTIME_KEY] = runtime
+    if config.get("study_dir"):
+        try:  # a second's write now rather than a trial's training lost at its record
+            storage.check_writable(Path(config["study_dir"]) / records.RECORDS_DIRNAME, "records folder")
+        except storage.StorageError as exc:
+            return _unsaved(str(exc), runtime, report, time.perf_counter() - clock0, 0.0, 0.0)
     _WORKER_TRIALS += 1
     wandb_clock = time.perf_counter()
     logger = TrialLogger(wandb_options, config, job.get("params"), job.get("label")).start() if wandb_options else None
@@ -308,6 +321,11 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
         record = trial_fn(config, on_event=on_event)
     except Exception as exc:
         trial_s = time.perf_counter() - clock
+        failure = storage.storage_failure(exc, config["study_dir"]) if config.get("study_dir") else None
+        if failure is not None:  # the trial ran; its record could not be saved
+            line = f"{failure.filename}: cannot write: {storage.describe(failure)}"
+            wandb_s += _finish(logger, None, "failed", line)
+            return _unsaved(line, runtime, report, time.perf_counter() - clock0, trial_s, wandb_s)
         record = _fresh_record(config, began)
         diverged = _is_diverged(exc) or (record or {}).get("status") == "diverged"
         status = "diverged" if diverged else "failed"
@@ -323,6 +341,17 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
     wandb_s += _finish(logger, record)
     final = _final_result(record, (record or {}).get("status", "finished"), (record or {}).get("error"),
                           runtime, time.perf_counter() - clock0, trial_s, wandb_s)
+    if report is not None:
+        report(final)
+    return final
+
+
+def _unsaved(line: str, runtime: dict[str, Any], report: Callable[[dict], None] | None, seconds: float,
+             trial_s: float, wandb_s: float) -> dict[str, Any]:
+    """The final result of a trial whose record cannot be written: no retry (it would fail
+    the same way), no record; the driver stops the experiment and the trial reruns later."""
+    final = _final_result(None, "unsaved", line, runtime, seconds, trial_s, wandb_s)
+    final["storage_error"] = line
     if report is not None:
         report(final)
     return final
@@ -357,7 +386,7 @@ class Outcome:
     """What the driver saw of one trial during this launch."""
 
     key: str
-    state: str = "pending"        # pending | running | finished | diverged | failed
+    state: str = "pending"        # pending | running | finished | diverged | failed | unsaved
     attempts: int = 0
     retries: int = 0
     error: str | None = None
@@ -375,6 +404,26 @@ def _error_text(trial) -> str:
     return lines[-1].strip() if lines else "the trial's worker died"
 
 
+class _StorageGate(Stopper):
+    """Stops the whole experiment once a trial reports that the study's storage is failing:
+    every further trial would train for nothing. Holds the first such error line."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+    def __getstate__(self):
+        return {}  # Tune pickles its run config; the live state stays out of it
+
+    def __setstate__(self, state):
+        self.error = None
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.error is not None
+
+
 class _Tracker(Callback):
     """Driver-side bookkeeping; cheap (runs in the driver loop, no process per trial)."""
 
@@ -383,10 +432,10 @@ class _Tracker(Callback):
         return {}
 
     def __setstate__(self, state):
-        self._outcomes, self._listener = {}, None
+        self._outcomes, self._listener, self._gate = {}, None, _StorageGate()
 
-    def __init__(self, outcomes: dict[str, Outcome], listener: TrialListener | None):
-        self._outcomes, self._listener = outcomes, listener
+    def __init__(self, outcomes: dict[str, Outcome], listener: TrialListener | None, gate: _StorageGate):
+        self._outcomes, self._listener, self._gate = outcomes, listener, gate
 
     def _out(self, trial) -> Outcome:
         key = trial.config[TRIAL_KEY]
@@ -402,6 +451,9 @@ class _Tracker(Callback):
         out = self._out(trial)
         if result.get("final"):
             out.result = dict(result)
+            if result.get("storage_error"):  # the gate stops the experiment before on_trial_complete
+                out.state, out.error, out.ended = "unsaved", result["storage_error"], time.time()
+                self._gate.error = self._gate.error or result["storage_error"]
         elif self._listener:
             self._listener.trial_progress(out.key, result)
 
@@ -450,17 +502,20 @@ def trial_cost(config: dict[str, Any]) -> float:
 def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., dict], storage_path: str,
                    name: str, cpu: float = 1, gpu: float = 0, max_concurrent: int | None = None,
                    retries: int = 0, wandb_options: dict[str, Any] | None = None,
-                   listener: TrialListener | None = None, verbose: bool = False) -> dict[str, Outcome]:
+                   listener: TrialListener | None = None, verbose: bool = False,
+                   storage_errors: list[str] | None = None) -> dict[str, Outcome]:
     """Run ``jobs`` (trial name -> {"config", "params"}) as one Ray Tune experiment.
 
     Ray must be initialised. Returns what happened to each trial; trials that never ran
-    (the launch was interrupted) stay ``pending`` or ``running``.
+    (the launch was interrupted, or stopped because storage failed) stay ``pending`` or
+    ``running``. The first storage error line, if any, is appended to ``storage_errors``.
     """
     from ray import tune
 
     _quiet_loggers(verbose)
     order = sorted(jobs, key=lambda k: -trial_cost(jobs[k]["config"]))  # longest first (stable)
     outcomes = {key: Outcome(key) for key in order}
+    gate = _StorageGate()
     trainable = tune.with_parameters(_trainable, jobs=jobs, trial_fn=trial_fn, wandb_options=wandb_options,
                                      cwd=os.getcwd())
     resources = {"cpu": cpu, "gpu": gpu} if gpu else {"cpu": cpu}
@@ -475,8 +530,18 @@ def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., d
         run_config=tune.RunConfig(
             name=name, storage_path=storage_path, verbose=0,
             failure_config=tune.FailureConfig(max_failures=retries, fail_fast=False),
-            callbacks=[_Tracker(outcomes, listener)],
+            callbacks=[_Tracker(outcomes, listener, gate)], stop=gate,
         ),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    except Exception as exc:  # noqa: BLE001
+        failure = storage.storage_failure(exc, storage_path)
+        if gate.error is None and failure is None:
+            raise
+        # Tune's own files live on the same failing storage (its experiment state, error
+        # files it then cannot read back): the storage error is the news, not this
+        gate.error = gate.error or f"{failure.filename}: cannot write: {storage.describe(failure)}"
+    if gate.error is not None and storage_errors is not None:
+        storage_errors.append(gate.error)
     return outcomes
