@@ -333,7 +333,11 @@ def _set_aside_interrupted_runs(jobs: dict[str, dict], outcomes: dict[str, Any],
     for key, out in outcomes.items():
         if getattr(out, "state", None) != "running":
             continue
-        candidates = [d for d in runs.get(_run_key(jobs[key]["config"]), []) if d.stat().st_mtime >= since - 1]
+        cfg = jobs[key]["config"]
+        if cfg.get("study_dir") and records.record_path(cfg["study_dir"], cfg["config_id"], cfg["arm"],
+                                                        cfg["seed"]).is_file():
+            continue  # it finished as the interrupt came (its record is written): it is not rerun
+        candidates = [d for d in runs.get(_run_key(cfg), []) if d.stat().st_mtime >= since - 1]
         if candidates and _set_aside(max(candidates, key=lambda d: d.stat().st_mtime), runs_dir):
             moved += 1
     if moved:
