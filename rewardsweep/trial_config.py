@@ -31,7 +31,7 @@ TRIAL_DEFAULTS: dict[str, Any] = {
     "class_weights": None,
     "aux_head": "off",
     "threads": 1,
-    "diagnostics_every": 10,
+    "diagnostics_every": 20,
     "debug": {},
 }
 

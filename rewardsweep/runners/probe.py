@@ -99,7 +99,6 @@ def reward_gain(model, start_model, samples: int, seed: int) -> tuple[float, flo
     """Mean (and SE over images) of the current policy's reward minus the start policy's, on
     the batch both just saw, from ``samples`` labellings per image drawn with the same
     uniforms for both (common random numbers; the training streams are not touched)."""
-    from rewardsweep.reward.estimators import sample_labellings
     from rewardsweep.reward.miou import per_image_miou
 
     head, start_head = reward_heads(model)[0], reward_heads(start_model)[0]
@@ -107,11 +106,17 @@ def reward_gain(model, start_model, samples: int, seed: int) -> tuple[float, flo
     objective = head.reward_objective
     # reward_weighted_ce's reward is the argmax labelling's mIoU (it samples nothing)
     greedy = objective.settings.estimator == "reward_weighted_ce"
+    B, C, H, W = now.logits.shape
+    # one set of uniforms for both policies: inverse-CDF sampling, y = #classes whose
+    # cumulative probability is <= u (what estimators.sample_labellings does, vectorised)
+    u = torch.rand((B, samples, 1, H, W), generator=torch.Generator().manual_seed(seed)).to(now.logits.device)
     rewards = []
     for logits in (now.logits, then.logits):
-        generator = torch.Generator().manual_seed(seed)
-        labellings = (logits.max(1).indices.unsqueeze(1) if greedy
-                      else sample_labellings(logits, samples, generator))
+        if greedy:
+            labellings = logits.max(1).indices.unsqueeze(1)
+        else:
+            cdf = torch.softmax(logits.float(), dim=1).cumsum(1).unsqueeze(1)  # [B, 1, C, H, W]
+            labellings = (u >= cdf).sum(2).clamp_max_(C - 1)
         R, _ = per_image_miou(labellings, now.labels, objective.num_classes, objective.ignore_index, check=False)
         rewards.append(R)
     gain = (rewards[0] - rewards[1]).mean(-1)[now.valid.bool()].double()
