@@ -534,3 +534,26 @@ def test_docs_parameter_table_states_the_real_defaults():
             assert shown.lower() == json.dumps(value).strip('"').lower(), key  # YAML spelling: null, true
         checked += 1
     assert checked >= 12
+
+
+def test_control_grid_point_equal_to_the_paired_control_runs_once_and_reference_id_is_portable(tmp_path: Path):
+    body = """\
+        name: arms
+        model: tiny-synthetic
+        data_root: data
+        seeds: 2
+        steps: 20
+        eval_every: 20
+        reference: noop
+        fixed:
+          samples: 2
+          lr: {start: 1.0e-2, end: 1.0e-4}
+        control_grid:
+          lr: [{start: 1.0e-2, end: 1.0e-4}, {start: 3.0e-2, end: 3.0e-4}]
+        """
+    here = expand_study(load_spec(_write(tmp_path, "a.yaml", body), storage=str(tmp_path / "one")))
+    names = [t.trial_name for t in here.trials]
+    assert len(names) == len(set(names)), "every (config, arm, seed) once"
+    assert here.control_configs == 2  # the paired control and the 3x-lr variant
+    there = expand_study(load_spec(_write(tmp_path / "elsewhere", "a.yaml", body), storage=str(tmp_path / "two")))
+    assert {t.config_id for t in there.trials} == {t.config_id for t in here.trials}

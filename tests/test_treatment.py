@@ -99,3 +99,4 @@ def test_summarize_probes_takes_the_late_half_for_the_rise():
     assert s["signal_norm"] == pytest.approx(1.0)           # sqrt(mean(4, -2, 1))
     assert s["reward_share"] == pytest.approx(0.7)
     assert summarize_probes([], 30) == {"probes": 0}
+

@@ -42,7 +42,8 @@ class RandomState:
         self._python = random.getstate()
         self._numpy = np.random.get_state()
         self._torch = torch.get_rng_state()
-        self._cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        # only where CUDA is in use: asking would start a CUDA context in a CPU trial on a GPU node
+        self._cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
 
     def restore(self) -> None:
         import random

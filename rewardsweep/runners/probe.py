@@ -161,8 +161,10 @@ def probe_step(model, start_model, data: dict, optim_wrapper, gradients: bool,
     half = max(1, B // 2)
     # Loss terms other than the reward heads' (MMEngine sums every key that says "loss").
     other_terms = any("loss" in key and not key.endswith("loss_reward") for key in losses)
+    # every extra gradient before the step: its backward frees the graph and it moves the weights
     g_a = _grads(per_image[:half].mean(), params) if B >= 2 else None
     g_b = _grads(per_image[half:].mean(), params) if B >= 2 and other_terms else None
+    g_one = _grads(per_image.mean(), params) if B < 2 and other_terms else None
     g_total = _update_capturing_grads(optim_wrapper, parsed, params)
 
     def combine(fa, a, fb, b):  # fa * a + fb * b; None is a zero gradient (a parameter the term misses)
@@ -178,7 +180,7 @@ def probe_step(model, start_model, data: dict, optim_wrapper, gradients: bool,
         values["signal_dot"] = dot
         values["halves_cos"] = dot / (norm_a * norm_b) if norm_a * norm_b > 0 else 0.0
     else:
-        g_reward = g_total if not other_terms else _grads(per_image.mean(), params)
+        g_reward = g_total if not other_terms else g_one
     values["reward_grad_norm"] = _flat_norm(g_reward)
     values["other_grad_norm"] = _flat_norm(combine(1.0, g_total, -1.0, g_reward)) if other_terms else 0.0
     values["wd_norm"] = weight_decay_norm(optim_wrapper.optimizer)

@@ -126,7 +126,7 @@ def expand_study(spec: Spec) -> Expansion:
             config["config_id"] = cid
             rewards.append((config, view, params))
     controls = _pair_controls(spec, rewards, shown) if spec.control == "mle" else []
-    references = (_pair_references([c for c, _, _ in rewards] + [c for c, _ in controls])
+    references = (_pair_references([(c, v) for c, v, _ in rewards], [c for c, _ in controls])
                   if spec.reference == "noop" else [])
     trials = [plan for config, params in controls + references + [(c, p) for c, _, p in rewards]
               for plan in _per_seed(spec, config, params)]
@@ -473,7 +473,14 @@ def _pair_controls(spec: Spec, rewards: list[tuple[dict[str, Any], dict[str, Any
                 variants.append(_control_variant(spec, ccfg, {**view, **cross_entropy}, point,
                                                  control_shown, variant_keys))
         config["control_id"] = controls[key][0]["config_id"]
-    return list(controls.values()) + variants
+    # a variant equal to a paired control (its own lr, or another budget's) is that control
+    seen = {c["config_id"] for c, _ in controls.values()}
+    unique = []
+    for config, params in variants:
+        if config["config_id"] not in seen:
+            seen.add(config["config_id"])
+            unique.append((config, params))
+    return list(controls.values()) + unique
 
 
 def _control_variant(spec: Spec, control: dict[str, Any], view: dict[str, Any], point: tuple,
@@ -504,22 +511,28 @@ def _control_variant(spec: Spec, control: dict[str, Any], view: dict[str, Any], 
     return config, params
 
 
-def _pair_references(configs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """One no-op reference per distinct REFERENCE_KEYS; sets every config's reference_id."""
+def _pair_references(rewards: list[tuple[dict[str, Any], dict[str, Any]]],
+                     controls: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """One no-op reference per distinct REFERENCE_KEYS; sets every config's reference_id.
+
+    Its id is hashed from the reward configuration's view (paths as written), like every
+    other id, so it is the same wherever the study folder is.
+    """
+    noop = {"arm": "noop", "estimator": None, "samples": None,
+            "baseline": {"kind": None, "coef": None, "decay": None}, "normalize_advantage": None,
+            "class_weights": None, "aux_head": "mle", "lr": default("lr"), "optimizer": default("optimizer")}
     references: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    for config in configs:
+    for config, view in rewards:
         key = json.dumps({k: config[k] for k in REFERENCE_KEYS}, sort_keys=True)
         if key not in references:
-            noop = {**config, "arm": "noop", "estimator": None, "samples": None,
-                    "baseline": {"kind": None, "coef": None, "decay": None}, "normalize_advantage": None,
-                    "class_weights": None, "aux_head": "mle", "lr": default("lr"),
-                    "optimizer": default("optimizer")}
-            rid = config_hash(noop)
+            rid = config_hash({**view, **noop})
             params = {k: v for k, v in (config.get("params") or {}).items()
                       if k.split(".")[0] in ("steps", "checkpoint", "batch_size", "pretrain")}
-            noop.update(config_id=rid, control_id=None, reference_id=rid, params=params)
-            references[key] = (noop, params)
-        config["reference_id"] = references[key][0]["config_id"]
+            references[key] = ({**config, **noop, "config_id": rid, "control_id": None, "reference_id": rid,
+                                "params": params}, params)
+    for config in [c for c, _ in rewards] + controls:
+        config["reference_id"] = references[json.dumps({k: config[k] for k in REFERENCE_KEYS},
+                                                       sort_keys=True)][0]["config_id"]
     return list(references.values())
 
 
