@@ -162,6 +162,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
             device=config.get("device"),
         )
         setup_start = time.perf_counter()
+        # order matters: the start weights load first, then the probe copies the start policy
         runner = build_runner(cfg, hooks=[start_weights_hook(start["checkpoint"]), hook, probe])
         check_checkpoint_matches(runner.model, start["checkpoint"])
         setup_seconds = time.perf_counter() - setup_start
