@@ -167,7 +167,8 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, wb, *, addre
         notes.append(f"{len(state.unreadable)} invalid record(s) rerun; the files are in {paths.records / 'invalid'}")
     if state.orphans:
         notes.append(f"{state.orphans} record(s) in the study folder belong to trials this spec no longer "
-                     f"names; kept, not rerun")
+                     f"names (the spec, or a default it relies on, changed since: see 'Upgrading from 0.1.0' in the README); "
+                     f"kept, not rerun")
     result = LaunchResult(study_dir=paths.root, planned=len(plans), to_run=[p.trial_name for p in state.todo])
 
     if not state.todo:
