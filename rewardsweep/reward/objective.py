@@ -29,13 +29,10 @@ __all__ = ["BatchTerms", "RewardObjective"]
 class BatchTerms:
     """What one call computed, kept for the treatment probe (``runners/probe.py``).
 
-    ``per_image_loss`` ``[B]`` (with graph; the loss is its mean), ``rewards`` ``[B, k]``
-    (detached; k = 1 for reward_weighted_ce, whose reward is the greedy mIoU) and
-    ``valid`` ``[B]``.
+    ``per_image_loss`` ``[B]`` (with graph; the loss is its mean) and ``valid`` ``[B]``.
     """
 
     per_image_loss: torch.Tensor
-    rewards: torch.Tensor
     valid: torch.Tensor
     logits: torch.Tensor | None = None  # detached, with the labels, only when ``keep_logits`` is set
     labels: torch.Tensor | None = None
@@ -124,7 +121,7 @@ class RewardObjective:
         per_image = reinforce_per_image(logits, gt, samples, A, valid, cw, ignore)
         if self.ema is not None:
             self.ema.update(baselines.batch_mean(R, valid))
-        self.last_batch = BatchTerms(per_image, R, valid, *self._kept(logits, gt))
+        self.last_batch = BatchTerms(per_image, valid, *self._kept(logits, gt))
         return per_image.mean(), self._stats(R, A, valid.unsqueeze(-1))
 
     def _reward_weighted_ce(self, logits, gt, cw):
@@ -132,7 +129,7 @@ class RewardObjective:
             m, valid = per_image_miou(greedy_labelling(logits), gt, self.num_classes, self.ignore_index)
             w = reward_weighted_ce_weights(m, self.settings.beta, valid)
         per_image = w.to(torch.float32) * weighted_cross_entropy(logits, gt, cw, self.ignore_index)
-        self.last_batch = BatchTerms(per_image, m.unsqueeze(-1), valid, *self._kept(logits, gt))
+        self.last_batch = BatchTerms(per_image, valid, *self._kept(logits, gt))
         return per_image.mean(), self._stats(m, w, valid)
 
     def _kept(self, logits, gt) -> tuple[torch.Tensor | None, torch.Tensor | None]:
