@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args(argv)
 
-    from rewardsweep.sweep.spec import expand, load_spec
+    from rewardsweep.sweep.expand import expand
+    from rewardsweep.sweep.spec import load_spec
     from rewardsweep.sweep.study import start_request
 
     work = Path(tempfile.mkdtemp(prefix="bench-orchestration-"))

@@ -8,7 +8,7 @@ with the aux head's cross-entropy (two extra backward passes per gradient probe)
 without it (one), for each probe interval; a cross-entropy control and a no-op reference
 trial. All interleaved round-robin so machine noise hits every variant alike. Reports
 median training times as ratios: each probe interval to ``every = 0`` (target, issue 9: at
-most 1.05 at the default interval, ``trial_config.TRIAL_DEFAULTS``), and the no-op arm to
+most 1.05 at the default interval, ``config.trial.TRIAL_DEFAULTS``), and the no-op arm to
 the control (it has no backward pass). Writes JSON to benchmarks/results/.
 """
 
@@ -30,7 +30,7 @@ def main() -> None:
 
     from rewardsweep.runners.pretrain import ensure_start
     from rewardsweep.runners.trial import run_trial
-    from rewardsweep.trial_config import default
+    from rewardsweep.config.trial import default
 
     default_every = default("diagnostics_every")
     intervals = args.every or sorted({0, default_every, 2 * default_every})

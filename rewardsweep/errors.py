@@ -13,7 +13,11 @@ class SpecError(UserError):
 
 
 class ConfigError(UserError):
-    """A trial or reward configuration that cannot run."""
+    """A trial or reward configuration that cannot run; ``key`` is the dotted key it is about."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class DataError(UserError):

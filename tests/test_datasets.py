@@ -240,7 +240,8 @@ REPO = Path(__file__).resolve().parents[1]
     ("cityscapes-baseline.yaml", "deeplabv3-r50-cityscapes"),
 ])
 def test_search_spaces_name_a_dataset_preset_and_a_gpu(spec, preset):
-    from rewardsweep.sweep.spec import expand, load_spec
+    from rewardsweep.sweep.expand import expand
+    from rewardsweep.sweep.spec import load_spec
 
     path = REPO / "search_spaces" / spec
     if not path.exists():

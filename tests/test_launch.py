@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from rewardsweep import records
-from rewardsweep.sweep.spec import expand, load_spec
+from rewardsweep.sweep.expand import expand
+from rewardsweep.sweep.spec import load_spec
 from rewardsweep.sweep.wandb_log import read_offline_run
 
 pytestmark = pytest.mark.slow

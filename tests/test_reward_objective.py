@@ -80,13 +80,13 @@ def test_ema_state_is_updated_after_use_and_restorable():
     logits, gt = batch(3)
     _, s1 = obj(logits, gt, torch.Generator().manual_seed(0))
     assert s1["advantage_mean"] == pytest.approx(0.0, abs=1e-6)  # first batch: its own mean
-    assert obj.ema.value == pytest.approx(s1["reward_mean"])
+    assert obj.baseline_state.value == pytest.approx(s1["reward_mean"])
     _, s2 = obj(logits, gt, torch.Generator().manual_seed(1))
     assert s2["advantage_mean"] == pytest.approx(s2["reward_mean"] - s1["reward_mean"], abs=1e-6)
-    assert obj.ema.value == pytest.approx(0.5 * s1["reward_mean"] + 0.5 * s2["reward_mean"])
+    assert obj.baseline_state.value == pytest.approx(0.5 * s1["reward_mean"] + 0.5 * s2["reward_mean"])
     fresh = objective(baseline={"kind": "ema", "decay": 0.5})
     fresh.load_state_dict(obj.state_dict())
-    assert fresh.ema.value == obj.ema.value
+    assert fresh.baseline_state.value == obj.baseline_state.value
 
 
 def test_reward_weighted_ce_stats_and_loss():

@@ -3,6 +3,7 @@
 import copy
 import json
 
+import pydantic
 import pytest
 import torch
 
@@ -42,7 +43,7 @@ def test_the_architecture_example_parses():
 def test_defaults_and_frozen():
     s = RewardSettings.from_config({})
     assert s == RewardSettings()
-    with pytest.raises(AttributeError):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         s.samples = 3
 
 
@@ -112,7 +113,7 @@ def test_bad_input_is_one_line_naming_source_and_key(config, kwargs, key):
 
 
 def test_null_means_default():
-    from rewardsweep.trial_config import default
+    from rewardsweep.config.trial import default
 
     s = RewardSettings.from_config(
         {"estimator": None, "samples": None, "baseline": {"kind": "ema", "coef": None, "decay": None}, "aux_head": None}

@@ -18,33 +18,17 @@ from pathlib import Path
 import pytest
 
 from rewardsweep.errors import SpecError
-from rewardsweep.sweep.spec import (
-    CONTROL_KEYS,
-    TrialPlan,
-    config_hash,
-    expand,
-    expand_study,
-    load_spec,
-)
+from rewardsweep.sweep.expand import CONTROL_KEYS, TrialPlan, config_hash, expand, expand_study
+from rewardsweep.sweep.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"
 SHIPPED = sorted(SPACES.glob("*.yaml"))
 
+# Counts pinned for the smoke study only (tests and installs rely on its size); every
+# shipped study is checked for the structural invariants below instead.
 # name -> (reward configs, control configs, seeds, grid/sample points, duplicates removed)
-EXPECTED = {
-    "aux_head": (3, 1, 3, 3, 0),
-    "baseline": (2, 2, 6, 2, 0),
-    "cityscapes-baseline": (4, 1, 5, 4, 0),
-    "easyportrait-baseline": (4, 1, 5, 4, 0),
-    "estimator": (4, 1, 3, 4, 0),
-    "full": (24, 11, 3, 24, 0),
-    "lr": (15, 15, 3, 15, 0),
-    "mapillary-baseline": (4, 1, 5, 4, 0),
-    "smoke": (2, 1, 2, 2, 0),
-    "steps": (8, 8, 3, 8, 0),
-    "weights": (4, 1, 3, 4, 0),
-}
+PINNED = {"smoke": (2, 1, 2, 2, 0)}
 
 # The trial-config keys of docs/architecture.md (plus checkpoint/pretrain/params).
 CONFIG_KEYS = {
@@ -62,18 +46,16 @@ def _write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def test_every_study_is_shipped():
-    assert {p.stem for p in SHIPPED} == set(EXPECTED)
-
-
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_space_loads_and_expands(path: Path):
     spec = load_spec(path)
     assert spec.name == path.stem
     exp = expand_study(spec)
-    rewards, controls, nseeds, points, dups = EXPECTED[path.stem]
-    assert (exp.reward_configs, exp.control_configs, len(spec.seeds), exp.points, exp.duplicates) == (
-        rewards, controls, nseeds, points, dups)
+    rewards, controls, nseeds = exp.reward_configs, exp.control_configs, len(spec.seeds)
+    if path.stem in PINNED:
+        assert (rewards, controls, nseeds, exp.points, exp.duplicates) == PINNED[path.stem]
+    assert rewards >= 1 and exp.points == rewards + exp.duplicates
+    assert (controls >= 1) == (spec.control == "mle")
     assert len(exp.trials) == (rewards + controls + exp.reference_configs) * nseeds
     assert exp.count("reward") == rewards * nseeds
     assert exp.count("mle") == controls * nseeds
@@ -209,7 +191,7 @@ def _ids(path: Path) -> set[tuple[str, str]]:
 
 
 def test_config_ids_stable_across_processes():
-    code = ("import json,sys; from rewardsweep.sweep.spec import load_spec, expand; "
+    code = ("import json,sys; from rewardsweep.sweep.spec import load_spec; from rewardsweep.sweep.expand import expand; "
             "print(json.dumps(sorted({t.config_id for t in expand(load_spec(sys.argv[1]))})))")
     outs = []
     for hashseed in ("1", "2"):
@@ -402,16 +384,18 @@ def test_overrides_and_defaults(tmp_path: Path):
         eval_every: 5
         resources: {cpu: 2.5, gpu: 0.25}
         """)
-    spec = load_spec(path, wandb_mode="disabled", max_concurrent=3, storage="s3://bucket/runs/")
-    assert spec.study_dir == "s3://bucket/runs/defaults"
+    spec = load_spec(path, wandb_mode="disabled", max_concurrent=3, storage=str(tmp_path / "store"))
+    assert spec.study_dir == str(tmp_path / "store" / "defaults")
+    with pytest.raises(SpecError, match=r"^--storage: 's3://bucket/runs/' is a URI; .*must be a path"):
+        load_spec(path, storage="s3://bucket/runs/")
     assert spec.wandb == {"project": "rewardsweep", "entity": None, "mode": "disabled", "tags": []}
     assert spec.max_concurrent == 3 and spec.retries == 1 and spec.control == "mle"
     assert spec.resources == {"cpu": 2.5, "gpu": 0.25}
     cfg = expand(spec)[-1].config
     assert cfg["threads"] == 2
     assert cfg["batch_size"] == 8 and cfg["checkpoint"] == "auto" and cfg["pretrain"] is None
-    # unset keys take trial_config.TRIAL_DEFAULTS (keys the chosen settings ignore are None)
-    from rewardsweep.trial_config import default
+    # unset keys take config.trial.TRIAL_DEFAULTS (keys the chosen settings ignore are None)
+    from rewardsweep.config.trial import default
 
     for key in ("estimator", "samples", "lr", "optimizer", "class_weights", "aux_head", "normalize_advantage"):
         assert cfg[key] == default(key), key
@@ -460,7 +444,8 @@ def test_no_torch_mmseg_or_ray_imported():
                 return None
 
         sys.meta_path.insert(0, Watch())
-        from rewardsweep.sweep.spec import load_spec, expand
+        from rewardsweep.sweep.spec import load_spec
+        from rewardsweep.sweep.expand import expand
         from rewardsweep.sweep.table import dry_run
         for p in sorted(glob.glob({str(SPACES / '*.yaml')!r})):
             expand(load_spec(p))
@@ -513,27 +498,18 @@ def test_reference_and_control_grid_arms(tmp_path: Path):
     assert {t.seed for t in exp.trials if t.arm == "noop"} == set(spec.seeds)
 
 
-def test_docs_parameter_table_states_the_real_defaults():
-    """docs/search_spaces.md's key table says what trial_config.TRIAL_DEFAULTS holds."""
-    import re
-
-    from rewardsweep.trial_config import default
+def test_docs_parameter_table_is_the_schema():
+    """docs/search_spaces.md's key table is generated from the schema (config/doc_table.py)."""
+    from rewardsweep.config.doc_table import key_table, with_table
 
     text = (ROOT / "docs" / "search_spaces.md").read_text()
-    table = text[text.index("## Parameters"):text.index("A group (")]
-    checked = 0
-    for key, shown in re.findall(r"^\| `([a-z_.]+)` \| ([^|]+) \|", table, flags=re.M):
-        try:
-            value = default(key)
-        except (KeyError, TypeError):  # spec-only keys (class_weights.smooth, checkpoint, ...)
-            continue
-        shown = shown.strip().strip("`")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            assert float(shown) == value, key
-        else:
-            assert shown.lower() == json.dumps(value).strip('"').lower(), key  # YAML spelling: null, true
-        checked += 1
-    assert checked >= 12
+    assert with_table(text) == text, "run: python -m rewardsweep.config.doc_table --write"
+    table = key_table()
+    from rewardsweep.config.trial import PARAMS
+
+    for key in PARAMS:  # every leaf a spec may set has a row
+        assert PARAMS[key].kind == "group" or f"| `{key}` |" in table, key
+    assert "| `samples` | 2 |" in table and "| `baseline.kind` | `sample_loo` |" in table
 
 
 def test_control_grid_point_equal_to_the_paired_control_runs_once_and_reference_id_is_portable(tmp_path: Path):

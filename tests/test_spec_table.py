@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rewardsweep.sweep.spec import expand_study, load_spec
+from rewardsweep.sweep.expand import expand_study
+from rewardsweep.sweep.spec import load_spec
 from rewardsweep.sweep.table import MAX_WIDTH, collapse_seeds, dry_run, format_value, render
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"

@@ -1,4 +1,4 @@
-"""Baselines and advantages for the ``reinforce`` estimator (``shared/METHOD.md``).
+"""Baselines and advantages for the ``reinforce`` estimator (``docs/method.md``).
 
 Rewards ``R`` have shape ``[..., B, k]`` (images x samples; the leading dims are free, the
 objective uses ``[B, k]``); ``valid`` is bool ``[..., B]``. Every function returns a
@@ -19,13 +19,26 @@ baseline that broadcasts to ``R``; nothing here needs gradients (all inputs are 
 
 ``advantages`` forms ``A = R - b``, sets it to 0 for invalid images, and optionally divides
 by the batch std of A (+eps).
+
+``KINDS`` is the registry the rest of the project reads: the trial-config schema takes
+the names, which hyperparameters each kind uses and what it needs from it; the objective
+computes ``b`` through it. A new baseline is one function and one entry here (plus its
+hyperparameter's field in ``reward/settings.py`` if it has one). The functions use only
+tensor methods, so the schema can import this module without loading torch.
 """
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
+    "KINDS",
+    "BaselineKind",
+    "BaselineInputs",
     "EmaBaseline",
     "advantages",
     "batch_loo",
@@ -38,7 +51,7 @@ __all__ = [
 
 def _valid_like(R: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
     if valid is None:
-        return torch.ones(R.shape[:-1], dtype=torch.bool, device=R.device)
+        return R.new_ones(R.shape[:-1]).bool()
     if valid.shape != R.shape[:-1]:
         raise ValueError(f"valid must have shape {tuple(R.shape[:-1])}; got {tuple(valid.shape)}")
     return valid
@@ -46,7 +59,7 @@ def _valid_like(R: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
 
 def none(R: torch.Tensor) -> torch.Tensor:
     """``b = 0``."""
-    return torch.zeros_like(R)
+    return R.new_zeros(R.shape)
 
 
 def batch_loo(R: torch.Tensor, coef: float = 1.0, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -63,7 +76,7 @@ def batch_loo(R: torch.Tensor, coef: float = 1.0, valid: torch.Tensor | None = N
     per_image = R.mean(-1) * v
     others_sum = per_image.sum(-1, keepdim=True) - per_image
     others_n = v.sum(-1, keepdim=True) - v
-    b = torch.where(others_n > 0, others_sum / others_n.clamp_min(1), torch.zeros_like(others_sum))
+    b = (others_sum / others_n.clamp_min(1)).where(others_n > 0, 0.0)
     return (coef * b).unsqueeze(-1)
 
 
@@ -101,10 +114,10 @@ class EmaBaseline:
     def baseline(self, R: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """The current EMA as a tensor that broadcasts to ``R`` (first batch: its own mean)."""
         if self.value is not None:
-            return torch.full((1,) * R.dim(), self.value, dtype=R.dtype, device=R.device)
+            return R.new_full((1,) * R.dim(), self.value)
         m = batch_mean(R, valid)
         if m is None:
-            return torch.zeros((1,) * R.dim(), dtype=R.dtype, device=R.device)
+            return R.new_zeros((1,) * R.dim())
         return m.detach().reshape((1,) * R.dim())
 
     def update(self, batch_mean: float | torch.Tensor | None) -> None:
@@ -138,9 +151,54 @@ def advantages(
     two such samples there is no std and A is left as it is.
     """
     v = _valid_like(R, valid).unsqueeze(-1)
-    A = torch.where(v, (R - b).detach(), torch.zeros((), dtype=R.dtype, device=R.device))
+    A = (R - b).detach().where(v, 0.0)
     if normalize:
         vals = A.masked_select(v.expand_as(A))
         if vals.numel() >= 2:
             A = A / (vals.std() + eps)
     return A
+
+
+# --------------------------------------------------------------------------------------
+# The registry
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaselineInputs:
+    """What a baseline may use for one batch: rewards ``R`` ``[B, k]``, ``valid`` ``[B]``,
+    the kind's hyperparameters, the per-trial state, and the greedy labelling's reward
+    (computed only when asked for)."""
+
+    R: torch.Tensor
+    valid: torch.Tensor
+    params: dict[str, Any]
+    state: Any
+    greedy_reward: Callable[[], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class BaselineKind:
+    """One baseline: how ``b`` is computed and what the schema must know about it."""
+
+    compute: Callable[[BaselineInputs], torch.Tensor]
+    uses: tuple[str, ...] = ()          # hyperparameters it reads (fields of the ``baseline`` group)
+    min_samples: int = 1                # labellings per image it needs (reinforce)
+    min_batch: int = 1                  # images per batch it needs
+    weighted_ce: bool = False           # reward_weighted_ce may use it (beta = coef if it uses coef)
+    state: Callable[[dict[str, Any]], Any] | None = None   # per-trial state from the hyperparameters
+    summary: str = ""                   # one line for the docs
+
+
+KINDS: dict[str, BaselineKind] = {
+    "none": BaselineKind(lambda x: none(x.R), weighted_ce=True, summary="b = 0"),
+    "batch_loo": BaselineKind(lambda x: batch_loo(x.R, x.params["coef"], x.valid), uses=("coef",),
+                              min_batch=2, weighted_ce=True,
+                              summary="coef x the other images' mean reward"),
+    "sample_loo": BaselineKind(lambda x: sample_loo(x.R), min_samples=2,
+                               summary="the other samples' mean reward of the same image"),
+    "greedy": BaselineKind(lambda x: greedy(x.greedy_reward()), summary="the argmax labelling's reward"),
+    "ema": BaselineKind(lambda x: x.state.baseline(x.R, x.valid), uses=("decay",),
+                        state=lambda p: EmaBaseline(p["decay"]),
+                        summary="moving average of past batch-mean rewards"),
+}

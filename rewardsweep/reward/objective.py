@@ -1,7 +1,7 @@
 """The reward objective: settings + pure functions -> (loss, diagnostics) for one batch.
 
 This is what the MMSeg reward head calls from its ``loss()``. It holds the only state
-of the method (the EMA baseline) and is not an ``nn.Module``.
+of the method (a stateful baseline's, the EMA) and is not an ``nn.Module``.
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ class RewardObjective:
                     f"got shape {tuple(class_weights.shape)}"
                 )
         self.class_weights = class_weights
-        use_ema = settings.estimator == "reinforce" and settings.baseline_kind == "ema"
-        self.ema = baselines.EmaBaseline(settings.baseline_decay) if use_ema else None
+        self.baseline = baselines.KINDS[settings.baseline_kind]
+        make_state = self.baseline.state if settings.estimator == "reinforce" else None
+        self.baseline_state = make_state(settings.baseline_params()) if make_state else None
         self.last_batch: BatchTerms | None = None
         self.keep_logits = False  # the probe sets it for the steps it measures
 
@@ -103,24 +104,14 @@ class RewardObjective:
         with torch.no_grad():
             R, valid = per_image_miou(samples, gt, C, ignore)  # [B, k]
             valid = valid[:, 0]  # validity depends on the labels only
-            kind = s.baseline_kind
-            if kind == "none":
-                b = baselines.none(R)
-            elif kind == "batch_loo":
-                b = baselines.batch_loo(R, s.baseline_coef, valid)
-            elif kind == "sample_loo":
-                b = baselines.sample_loo(R)
-            elif kind == "greedy":
-                R_greedy, _ = per_image_miou(greedy_labelling(logits), gt, C, ignore, check=False)
-                b = baselines.greedy(R_greedy)
-            elif kind == "ema":
-                b = self.ema.baseline(R, valid)
-            else:  # pragma: no cover - RewardSettings validates the kind
-                raise ValueError(f"unknown baseline {kind!r}")
+            inputs = baselines.BaselineInputs(
+                R, valid, s.baseline_params(), self.baseline_state,
+                lambda: per_image_miou(greedy_labelling(logits), gt, C, ignore, check=False)[0])
+            b = self.baseline.compute(inputs)
             A = baselines.advantages(R, b, valid, normalize=s.normalize_advantage)
         per_image = reinforce_per_image(logits, gt, samples, A, valid, cw, ignore)
-        if self.ema is not None:
-            self.ema.update(baselines.batch_mean(R, valid))
+        if self.baseline_state is not None:
+            self.baseline_state.update(baselines.batch_mean(R, valid))
         self.last_batch = BatchTerms(per_image, valid, *self._kept(logits, gt))
         return per_image.mean(), self._stats(R, A, valid.unsqueeze(-1))
 
@@ -147,9 +138,9 @@ class RewardObjective:
         }
 
     def state_dict(self) -> dict:
-        """The objective's state (the EMA baseline), for checkpoints."""
-        return {"ema": None if self.ema is None else self.ema.state_dict()}
+        """The objective's state (a stateful baseline's, e.g. the EMA), for checkpoints."""
+        return {"ema": None if self.baseline_state is None else self.baseline_state.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
+        if self.baseline_state is not None and state.get("ema") is not None:
+            self.baseline_state.load_state_dict(state["ema"])

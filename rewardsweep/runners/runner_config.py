@@ -12,7 +12,8 @@ import uuid
 from typing import Any
 
 from rewardsweep.runners.presets import ModelSetting
-from rewardsweep.runners.schedules import lr_schedulers
+from rewardsweep.config.schedules import lr_schedulers
+from rewardsweep.config.trial import default
 
 
 def runner_config(
@@ -32,7 +33,7 @@ def runner_config(
     device: str | None = None,
 ) -> dict:
     """A plain dict that ``mmengine.runner.Runner.from_cfg`` accepts."""
-    optimizer = dict(optimizer or {"type": "SGD", "momentum": 0.9, "weight_decay": 0.0005})
+    optimizer = dict(optimizer or default("optimizer"))
     optimizer = {k: v for k, v in optimizer.items() if v is not None}
     optimizer["lr"] = float(lr["start"])
     if optimizer.get("type") != "SGD":

@@ -23,14 +23,15 @@ from rewardsweep import records, storage
 from rewardsweep.errors import UserError
 from rewardsweep.runners.hooks import EventCallback, TrialDiverged, make_event_hook, start_weights_hook
 from rewardsweep.runners.presets import ModelSetting, resolve_setting
-from rewardsweep.trial_config import with_defaults
+from rewardsweep.config.trial import validate_trial_config, with_defaults
+from rewardsweep.reward.settings import REWARD_KEYS
 
 
 class TrialFailed(RuntimeError):
     """The trial raised; its record (status ``failed``) is already written."""
 
 
-REWARD_KEYS = ("estimator", "samples", "baseline", "normalize_advantage", "class_weights", "aux_head")
+
 def reward_model_config(setting: ModelSetting, config: dict[str, Any]) -> dict[str, Any]:
     """The preset's model with its decode head (and maybe aux head) as reward heads."""
     from rewardsweep.reward.head import register_reward_heads, wrap_head_config
@@ -48,15 +49,6 @@ def reward_model_config(setting: ModelSetting, config: dict[str, Any]) -> dict[s
         weight = float(aux_cfg.get("loss_decode", {}).get("loss_weight", 0.4))
         model["auxiliary_head"] = wrap_head_config(aux_cfg, {**reward, "loss_weight": weight})
     return model
-
-
-def validate_trial_config(config: dict[str, Any], setting: ModelSetting) -> None:
-    """Reward settings are checked before anything trains (one-line ConfigError)."""
-    if config["arm"] == "reward":
-        from rewardsweep.reward.settings import RewardSettings
-
-        RewardSettings.from_config(config, source=f"trial {config.get('config_id', '?')}",
-                                   batch_size=config["batch_size"], num_classes=setting.num_classes)
 
 
 def _versions() -> dict[str, str]:
@@ -145,7 +137,9 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         record["miou_start"] = start["miou"]
         record["per_class_iou_start"] = start["per_class_iou"]
         record["curve"] = [{"step": 0, "miou": start["miou"]}]
-        validate_trial_config(config, setting)
+        # the trial-config schema, before anything trains (one-line ConfigError)
+        validate_trial_config(config, source=f"trial {config.get('config_id', '?')}",
+                              num_classes=setting.num_classes)
 
         model = reward_model_config(setting, config) if arm == "reward" else None
         hook = make_event_hook(on_event, setting.class_names, debug=config.get("debug"), probes=probes)

@@ -4,12 +4,13 @@
     trials = expand(spec)              # list[TrialPlan]: controls first, then reward configs
 
 Each grid point x sample draw is one reward configuration: the defaults, then ``fixed``,
-then the point's values. Whatever the chosen settings ignore is set to a canonical value
-before the configuration is hashed, so points that differ only there run once (and keep
-their id). Each configuration's reward part is checked by ``RewardSettings.from_config``,
-the same code a trial runs, and an error names the spec line that set the offending
-value. With ``control: mle`` reward configurations sharing a budget, schedule and start
-share one cross-entropy control. ``docs/search_spaces.md`` has the user's view.
+then the point's values. Each configuration is checked by the trial-config schema
+(``config/trial.py``, the same a trial runs), and an error names the spec line that set
+the offending value. Whatever the chosen settings ignore (``TrialParams.ignored_keys``) is
+set to a canonical value before the configuration is hashed, so points that differ only
+there run once (and keep their id). With ``control: mle`` reward configurations sharing a
+budget, schedule and start share one cross-entropy control. ``docs/search_spaces.md`` has
+the user's view.
 """
 
 from __future__ import annotations
@@ -23,15 +24,15 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from rewardsweep.errors import ConfigError, SpecError
-from rewardsweep.sweep.formatting import format_value
-from rewardsweep.sweep.schema import DEFAULTS, PARAM_KEYS
-from rewardsweep.trial_config import default
+from pydantic import ValidationError
 
-if TYPE_CHECKING:
-    from rewardsweep.sweep.spec import SampleSpec, Spec
+from rewardsweep.checks import first_error, first_invalid
+from rewardsweep.config.study import SPEC_DEFAULTS, SampleSpec, Spec
+from rewardsweep.config.trial import LR, NO_REWARD_PART, PARAMS, Optimizer, TrialParams, default
+from rewardsweep.errors import SpecError
+from rewardsweep.formatting import format_value
 
 __all__ = ["TrialPlan", "Expansion", "expand", "expand_study", "config_hash", "RUNTIME_FIELDS",
            "CONTROL_KEYS", "REFERENCE_KEYS"]
@@ -184,7 +185,7 @@ def _shown_keys(spec: Spec) -> list[str]:
     # class weights on/off is shown whenever one of its sub-keys is
     if any(k.startswith("class_weights.") for k in shown) and "class_weights" not in shown:
         shown.append("class_weights")
-    order = list(PARAM_KEYS)
+    order = list(PARAMS)
     shown.sort(key=order.index)
     return shown
 
@@ -200,8 +201,7 @@ def _reward_config(spec: Spec, point: list[tuple[dict[str, Any], str]],
 
     ``point``: the (assignment, where it was set) of each grid key, then each sampled key.
     """
-    leaves = dict(DEFAULTS)
-    leaves["steps"] = None
+    leaves = dict(SPEC_DEFAULTS)
     leaves_at = {k: "default" for k in leaves}   # leaf -> YAML path that set it
     leaves.update(spec.fixed)
     leaves_at.update(spec.origins)
@@ -211,100 +211,41 @@ def _reward_config(spec: Spec, point: list[tuple[dict[str, Any], str]],
             leaves[leaf] = value
             leaves_at[leaf] = at
             varied[leaf] = value
-    _check_trial(spec, leaves, leaves_at, varied)
+    _check_budget(spec, leaves, leaves_at)
     canonical = dict(leaves)
-    _canonicalise_common(canonical)
+    if canonical["lr.schedule"] == "constant":
+        canonical["lr.end"] = canonical["lr.start"]      # a constant schedule stays at lr.start
+    if not canonical["class_weights"]:
+        canonical["class_weights.counts"] = canonical["class_weights.smooth"] = None
     config, _ = _build_config(spec, "reward", canonical)
-    ignored = _check_reward_settings(spec, config, leaves, leaves_at, varied)
+    try:
+        params = TrialParams.model_validate(_schema_input(config), context={"base_dir": spec.path.parent})
+    except ValidationError as exc:
+        raise _trial_error(spec, exc, leaves_at, varied) from None
     shown_values = dict(canonical)
-    for key in ignored:
+    for key in params.ignored_keys():
         shown_values[key] = None
         canonical[key] = _IGNORED_TOP_VALUE.get(key)
     config, view = _build_config(spec, "reward", canonical)
-    params = _table_params(shown_values, shown)
-    config["params"] = params
-    return config, view, params
+    table = _table_params(shown_values, shown)
+    config["params"] = table
+    return config, view, table
 
 
-def _check_trial(spec: Spec, leaves: dict[str, Any], leaves_at: dict[str, str],
-                 varied: dict[str, Any]) -> None:
-    """Cross-key checks on one trial's (pre-canonical) values."""
+def _check_budget(spec: Spec, leaves: dict[str, Any], leaves_at: dict[str, str]) -> None:
+    """steps is set, and eval_every fits in it."""
     if leaves["steps"] is None:
-        raise _trial_error(spec, leaves_at, ("steps",), "missing; expected an integer >= 1", varied)
+        raise SpecError(f"{spec.source}: steps: missing; expected an integer >= 1")
     if spec.eval_every > leaves["steps"]:
         origin = leaves_at.get("steps", "steps")
         origin = "" if origin == "steps" else f" (from {origin}, {spec.where(origin)})"
         raise SpecError(f"{spec.where('eval_every')}: eval_every: {spec.eval_every} is above steps "
                         f"{leaves['steps']}{origin}; expected eval_every <= steps")
-    if leaves["lr.schedule"] != "constant" and leaves["lr.end"] > leaves["lr.start"]:
-        raise _trial_error(spec, leaves_at, ("lr.end", "lr.start"),
-                           f"schedule end {leaves['lr.end']:g} is above lr.start "
-                           f"{leaves['lr.start']:g}; expected end <= start", varied)
-    if leaves["class_weights"] and leaves["class_weights.counts"] is None:
-        raise _trial_error(spec, leaves_at, ("class_weights", "class_weights.smooth"),
-                           "class weights are on but class_weights.counts is not given; expected "
-                           "counts: a list of per-class pixel counts or a .json file", varied)
 
 
-def _canonicalise_common(c: dict[str, Any]) -> None:
-    """Set what the chosen settings ignore (outside the reward settings) to canonical values."""
-    if c["lr.schedule"] != "poly":
-        c["lr.power"] = None
-    if c["lr.schedule"] == "constant":
-        c["lr.end"] = c["lr.start"]      # a constant schedule stays at lr.start
-    if c["optimizer.type"] != "SGD":
-        c["optimizer.momentum"] = None
-    if c["checkpoint"] != "auto":
-        c["pretrain.iters"] = None
-    if not c["class_weights"]:
-        c["class_weights.counts"] = None
-        c["class_weights.smooth"] = None
-
-
-def _check_reward_settings(spec: Spec, config: dict[str, Any], leaves: dict[str, Any],
-                           leaves_at: dict[str, str], varied: dict[str, Any]) -> tuple[str, ...]:
-    """Validate the reward part with the trial's own code; return the keys it ignores."""
-    try:
-        from rewardsweep.reward.settings import RewardSettings
-    except ImportError:
-        RewardSettings = None  # noqa: N806  (not importable: the checks below stand in)
-    if RewardSettings is not None:
-        try:
-            settings = RewardSettings.from_config(_as_run_trial_reads(config), source=spec.source,
-                                                  batch_size=config["batch_size"], num_classes=None)
-        except ConfigError as exc:
-            raise _settings_error(spec, exc, leaves_at, varied) from None
-        return tuple(settings.ignored_keys())
-    if leaves["estimator"] == "reinforce" and leaves["baseline.kind"] == "sample_loo" and leaves["samples"] < 2:
-        raise _trial_error(spec, leaves_at, ("baseline.kind", "samples"),
-                           f"'sample_loo' needs samples >= 2 per image, got samples={leaves['samples']}",
-                           varied)
-    if leaves["estimator"] == "reward_weighted_ce" and leaves["baseline.kind"] not in ("none", "batch_loo"):
-        raise _trial_error(spec, leaves_at, ("baseline.kind",),
-                           f"estimator 'reward_weighted_ce' got baseline {leaves['baseline.kind']!r}; "
-                           f"expected none (beta = 0) or batch_loo (beta = coef)", varied)
-    if leaves["baseline.kind"] == "batch_loo" and leaves["batch_size"] < 2:
-        raise _trial_error(spec, leaves_at, ("baseline.kind", "batch_size"),
-                           f"'batch_loo' needs batch_size >= 2, got batch_size={leaves['batch_size']}",
-                           varied)
-    return _ignored_without_settings(leaves)
-
-
-def _ignored_without_settings(leaves: dict[str, Any]) -> tuple[str, ...]:
-    """The rules of ``RewardSettings.ignored_keys`` (used only if it cannot be imported)."""
-    ignored = []
-    if leaves["estimator"] == "reward_weighted_ce":
-        ignored += ["samples", "normalize_advantage"]
-    if leaves["baseline.kind"] != "batch_loo":
-        ignored.append("baseline.coef")
-    if leaves["baseline.kind"] != "ema" or leaves["estimator"] != "reinforce":
-        ignored.append("baseline.decay")
-    return tuple(ignored)
-
-
-def _as_run_trial_reads(config: dict[str, Any]) -> dict[str, Any]:
-    """The config as ``run_trial`` hands it to RewardSettings (None inside a group = default)."""
-    out = dict(config)
+def _schema_input(config: dict[str, Any]) -> dict[str, Any]:
+    """The parameter part of a trial config, as the schema reads it (None inside a group = default)."""
+    out = {key: config[key] for key in TrialParams.model_fields if key in config}
     for group in ("baseline", "lr", "optimizer"):
         if isinstance(out.get(group), dict):
             out[group] = {k: v for k, v in out[group].items() if v is not None}
@@ -314,64 +255,43 @@ def _as_run_trial_reads(config: dict[str, Any]) -> dict[str, Any]:
 def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(trial config without ids/seed, hash view with paths as written in the spec).
 
-    The view keeps paths as written so the id is the same wherever the study folder is.
+    The parameters are nested from their dotted keys; the view keeps paths as written so
+    the id is the same wherever the study folder is.
     """
-    reward = arm == "reward"
     folder = spec.path.parent
 
     def abspath(ref: str) -> str:
         p = Path(os.path.expanduser(ref))
         return str((p if p.is_absolute() else folder / p).resolve())
 
-    counts = leaves["class_weights.counts"]
-    class_weights = None
-    if reward and leaves["class_weights"]:
-        class_weights = {"counts": counts, "smooth": leaves["class_weights.smooth"]}
-    checkpoint = leaves["checkpoint"]
     config: dict[str, Any] = {
-        "study": spec.name,
-        "study_dir": spec.study_dir,
-        "config_id": None,
-        "control_id": None,
-        "reference_id": None,
-        "arm": arm,
-        "seed": None,
-        "model": spec.model,
-        "data_root": spec.data_root,
-        "checkpoint": checkpoint if checkpoint == "auto" else abspath(checkpoint),
-        "pretrain": ({"iters": leaves["pretrain.iters"]}
-                     if checkpoint == "auto" and leaves["pretrain.iters"] is not None else None),
-        "start": None,
-        "steps": leaves["steps"],
-        "eval_every": spec.eval_every,
-        "batch_size": leaves["batch_size"],
-        "estimator": leaves["estimator"] if reward else None,
-        "samples": leaves["samples"] if reward else None,
-        "baseline": {
-            "kind": leaves["baseline.kind"] if reward else None,
-            "coef": leaves["baseline.coef"] if reward else None,
-            "decay": leaves["baseline.decay"] if reward else None,
-        },
-        "normalize_advantage": leaves["normalize_advantage"] if reward else None,
-        "lr": {"start": leaves["lr.start"], "end": leaves["lr.end"],
-               "schedule": leaves["lr.schedule"], "power": leaves["lr.power"]},
-        "optimizer": {"type": leaves["optimizer.type"], "momentum": leaves["optimizer.momentum"],
-                      "weight_decay": leaves["optimizer.weight_decay"]},
-        "class_weights": class_weights,
-        "aux_head": leaves["aux_head"] if reward else "mle",
-        "threads": spec.threads,
-        "diagnostics_every": spec.diagnostics_every,
-        "debug": {},
+        "study": spec.name, "study_dir": spec.study_dir, "config_id": None, "control_id": None,
+        "reference_id": None, "arm": arm, "seed": None, "model": spec.model, "data_root": spec.data_root,
+        "start": None, "eval_every": spec.eval_every, "threads": spec.threads,
+        "diagnostics_every": spec.diagnostics_every, "debug": {},
     }
-    if class_weights and isinstance(counts, str):
-        class_weights["counts"] = abspath(counts)
+    for key, value in leaves.items():
+        if key in PARAMS and PARAMS[key].kind != "group" and key.split(".")[0] not in ("class_weights", "pretrain"):
+            group, _, sub = key.rpartition(".")
+            (config.setdefault(group, {}) if group else config)[sub] = value
+    checkpoint, counts = leaves["checkpoint"], leaves["class_weights.counts"]
+    on = leaves["class_weights"]
+    config["class_weights"] = {"counts": counts, "smooth": leaves["class_weights.smooth"]} if on else None
+    config["pretrain"] = ({"iters": leaves["pretrain.iters"]}
+                          if checkpoint == "auto" and leaves["pretrain.iters"] is not None else None)
+    if checkpoint != "auto":
+        config["checkpoint"] = abspath(checkpoint)
+    if on and isinstance(counts, str):
+        config["class_weights"]["counts"] = abspath(counts)
+    if arm != "reward":
+        config.update(json.loads(json.dumps(NO_REWARD_PART)))
     view = dict(config)
     view["model"] = spec.model_ref if spec.model != spec.model_ref else spec.model
     view["data_root"] = spec.data_root_ref
     if checkpoint != "auto":
         view["checkpoint"] = os.path.normpath(checkpoint)
-    if class_weights and isinstance(counts, str):
-        view["class_weights"] = {"counts": os.path.normpath(counts), "smooth": class_weights["smooth"]}
+    if arm == "reward" and on and isinstance(counts, str):
+        view["class_weights"] = {"counts": os.path.normpath(counts), "smooth": config["class_weights"]["smooth"]}
     return config, view
 
 
@@ -391,50 +311,23 @@ def _table_params(values: dict[str, Any], shown: list[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
-def _setter(keys: tuple[str, ...], leaves_at: dict[str, str]) -> tuple[str, str]:
-    """(key, YAML path): the first of ``keys`` the spec sets, else the first key and "default"."""
-    key = next((k for k in keys if leaves_at.get(k, "default") != "default"), keys[0])
-    return key, leaves_at.get(key, "default")
-
-
-def _in_trial(varied: dict[str, Any]) -> str:
-    """`` (in the trial k=v, ...)``: which point of the grid/sample failed ("" if none varies)."""
-    trial = ", ".join(f"{k}={format_value(v)}" for k, v in varied.items())
-    return f" (in the trial {trial})" if trial else ""
-
-
-def _trial_error(spec: Spec, leaves_at: dict[str, str], keys: tuple[str, ...], message: str,
+def _trial_error(spec: Spec, exc: ValidationError, leaves_at: dict[str, str],
                  varied: dict[str, Any]) -> SpecError:
-    """An error in one trial, located at the first of ``keys`` (non-empty) that the spec sets."""
-    message = " ".join(message.split())
-    key, at = _setter(keys, leaves_at)
-    if at == "default":
+    """The schema's first error in one trial, at the spec line that set a key it is about."""
+    key, message = first_error(exc, TrialParams)
+    invalid = first_invalid(exc)
+    keys = [k for k in (key, *(invalid.also if invalid else ())) if k]
+    keys += [k.rsplit(".", 1)[0] for k in keys if "." in k]   # else the group that holds it
+    key_set = next((k for k in keys if leaves_at.get(k, "default") != "default"), None)
+    trial = ", ".join(f"{k}={format_value(v)}" for k, v in varied.items())
+    in_trial = f" (in the trial {trial})" if trial else ""
+    if key_set is None:
         return SpecError(f"{spec.source}: {key}: {message} ({key} is the default "
-                         f"{format_value(DEFAULTS.get(key))}){_in_trial(varied)}")
+                         f"{format_value(SPEC_DEFAULTS.get(key))}){in_trial}")
+    at = leaves_at[key_set]
     named = re.sub(r"\[\d+\]$", "", at)
-    shown = named if named.endswith(key) else f"{named} ({key})"
-    return SpecError(f"{spec.where(at)}: {shown}: {message}{_in_trial(varied)}")
-
-
-def _settings_error(spec: Spec, exc: ConfigError, leaves_at: dict[str, str],
-                    varied: dict[str, Any]) -> SpecError:
-    """RewardSettings' one-line message, located at the spec line that set the key it names."""
-    message = " ".join(str(exc).split())
-    for prefix in (f"{spec.source}: ", f"{spec.source}:"):
-        if message.startswith(prefix):
-            message = message[len(prefix):]
-            break
-    key = getattr(exc, "key", None)
-    keys = (key,) if key in PARAM_KEYS else ()
-    keys += tuple(k for k in sorted(PARAM_KEYS, key=len, reverse=True)
-                  if re.search(rf"(?<![\w.]){re.escape(k)}(?![\w])", message) and k not in keys)
-    key, at = _setter(keys, leaves_at) if keys else (None, "default")
-    if at == "default":
-        return SpecError(f"{spec.source}: {message}{_in_trial(varied)}")
-    named = re.sub(r"\[\d+\]$", "", at)
-    if message.startswith(f"{key}: ") and named.endswith(key):
-        message = message[len(key) + 2:]
-    return SpecError(f"{spec.where(at)}: {named}: {message}{_in_trial(varied)}")
+    shown = named if named.endswith(key_set) else f"{named} ({key_set})"
+    return SpecError(f"{spec.where(at)}: {shown}: {message}{in_trial}")
 
 
 # --------------------------------------------------------------------------------------
@@ -457,11 +350,7 @@ def _pair_controls(spec: Spec, rewards: list[tuple[dict[str, Any], dict[str, Any
     for config, view, params in rewards:
         key = json.dumps({k: config[k] for k in CONTROL_KEYS}, sort_keys=True)
         if key not in controls:
-            cross_entropy = {
-                "arm": "mle", "estimator": None, "samples": None,
-                "baseline": {"kind": None, "coef": None, "decay": None},
-                "normalize_advantage": None, "class_weights": None, "aux_head": "mle",
-            }
+            cross_entropy = {"arm": "mle", **NO_REWARD_PART}
             ccfg = {**config, **cross_entropy}
             cid = config_hash({**view, **cross_entropy})
             ccfg["config_id"] = cid
@@ -492,16 +381,18 @@ def _control_variant(spec: Spec, control: dict[str, Any], view: dict[str, Any], 
         for leaf, value in assignment.items():
             group, sub = leaf.split(".", 1)
             config[group][sub] = view[group][sub] = value
+    try:
+        params = TrialParams(lr=LR(**_present(config["lr"])), optimizer=Optimizer(**_present(config["optimizer"])))
+    except ValidationError as exc:
+        raise SpecError(f"{spec.where('control_grid')}: control_grid: {first_error(exc, TrialParams)[1]} "
+                        f"(in a control arm)") from None
     for c in (config, view):
-        if c["lr"]["schedule"] != "poly":
-            c["lr"]["power"] = None
         if c["lr"]["schedule"] == "constant":
             c["lr"]["end"] = c["lr"]["start"]
-        if c["optimizer"]["type"] != "SGD":
-            c["optimizer"]["momentum"] = None
-    if config["lr"]["schedule"] != "constant" and config["lr"]["end"] > config["lr"]["start"]:
-        raise SpecError(f"{spec.where('control_grid')}: control_grid: lr.end {config['lr']['end']:g} is above "
-                        f"lr.start {config['lr']['start']:g} in a control arm; expected end <= start")
+        for key in params.ignored_keys():
+            group, _, sub = key.partition(".")
+            if group in ("lr", "optimizer"):
+                c[group][sub] = None
     config["config_id"] = config_hash(view)
     config["control_id"] = control["config_id"]
     flat = {f"{g}.{k}": v for g in ("lr", "optimizer") for k, v in config[g].items()}
@@ -511,6 +402,10 @@ def _control_variant(spec: Spec, control: dict[str, Any], view: dict[str, Any], 
     return config, params
 
 
+def _present(group: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in group.items() if v is not None}
+
+
 def _pair_references(rewards: list[tuple[dict[str, Any], dict[str, Any]]],
                      controls: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """One no-op reference per distinct REFERENCE_KEYS; sets every config's reference_id.
@@ -518,9 +413,7 @@ def _pair_references(rewards: list[tuple[dict[str, Any], dict[str, Any]]],
     Its id is hashed from the reward configuration's view (paths as written), like every
     other id, so it is the same wherever the study folder is.
     """
-    noop = {"arm": "noop", "estimator": None, "samples": None,
-            "baseline": {"kind": None, "coef": None, "decay": None}, "normalize_advantage": None,
-            "class_weights": None, "aux_head": "mle", "lr": default("lr"), "optimizer": default("optimizer")}
+    noop = {"arm": "noop", **NO_REWARD_PART, "lr": default("lr"), "optimizer": default("optimizer")}
     references: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for config, view in rewards:
         key = json.dumps({k: config[k] for k in REFERENCE_KEYS}, sort_keys=True)

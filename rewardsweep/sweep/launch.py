@@ -115,17 +115,13 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
     tests use it to set ``debug`` hooks, which a spec cannot). ``num_cpus`` caps the CPUs
     a local Ray uses (default: all of this machine's).
     """
-    from rewardsweep.sweep.spec import expand_study, load_spec
+    from rewardsweep.sweep.spec import load_study
 
     began = time.perf_counter()
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)
-    spec = load_spec(spec_path, storage=storage, wandb_mode=wandb_mode, max_concurrent=max_concurrent)
-    expansion = expand_study(spec)
+    study = load_study(spec_path, storage=storage, wandb_mode=wandb_mode, max_concurrent=max_concurrent)
+    spec, expansion = study.spec, study.expansion
     plans = expansion.trials
-    if "://" in spec.study_dir:
-        raise UserError(f"{spec.source}: storage: {spec.storage!r} is a URI; the study folder holds "
-                        f"trial records as files, so it must be a path (on a cluster: a shared "
-                        f"filesystem mounted at the same path on every node, see docs/cluster.md)")
     paths = study_mod.StudyPaths(Path(spec.study_dir))
     state = study_mod.plan_state(plans, paths, retry_failed=retry_failed)
 

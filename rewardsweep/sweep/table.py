@@ -20,8 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from rewardsweep.sweep.expand import Expansion, TrialPlan, expand_study
-from rewardsweep.sweep.formatting import format_value
-from rewardsweep.sweep.spec import Spec, load_spec
+from rewardsweep.formatting import format_value
+from rewardsweep.config.study import Spec
+from rewardsweep.sweep.spec import load_study
 
 __all__ = ["MAX_WIDTH", "collapse_seeds", "format_value", "summary_lines", "render", "dry_run"]
 
@@ -185,12 +186,12 @@ def dry_run(spec_path: str | os.PathLike, *, storage: str | None = None, wandb_m
     Raises :class:`rewardsweep.errors.SpecError` (one line) for a bad spec; the CLI turns it
     into ``rewardsweep: error: ...`` on stderr and exit status 2.
     """
-    spec = load_spec(spec_path, storage=storage, wandb_mode=wandb_mode, max_concurrent=max_concurrent)
+    study = load_study(spec_path, storage=storage, wandb_mode=wandb_mode, max_concurrent=max_concurrent)
     out = file or sys.stdout
     width = MAX_WIDTH
     if file is None:
         width = min(MAX_WIDTH, Console().width)
     console = Console(file=out, width=width, highlight=False,
                       force_terminal=False if file is not None else None)
-    render(spec, expand_study(spec), console=console, done=done)
+    render(study.spec, study.expansion, console=console, done=done)
     return 0

@@ -1,0 +1,499 @@
+"""The study spec's schema: the top-level keys of a search space and its parameter sections.
+
+``StudyFile`` (pydantic) declares every top-level key: default, check and help. The
+parameter sections (``fixed``, ``grid``, ``sample``, ``control_grid`` and the top-level
+``steps``/``checkpoint``/``batch_size``/``pretrain``) are the spec language proper:
+:func:`read_parameters` flattens them into dotted trial-config keys (``PARAMS`` of
+``config/trial.py``), checks every value with that key's own check, and refuses a key
+given in two places. What needs the file system or the presets (paths, the model) is
+resolved by :func:`rewardsweep.sweep.spec.load_study`. ``docs/search_spaces.md`` is the
+user's view.
+"""
+
+import dataclasses
+import itertools
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rewardsweep.checks import (
+    Invalid,
+    checked,
+    did_you_mean,
+    int_at_least,
+    number_between,
+    one_of,
+    or_null,
+    text,
+)
+from rewardsweep.config.messages import SpecFile
+from rewardsweep.config.trial import GROUPS, PARAMS, default
+from rewardsweep.config.yaml import line_of
+from rewardsweep.errors import SpecError
+from rewardsweep.formatting import as_written
+
+__all__ = ["StudyFile", "Resources", "Wandb", "Parameters", "SampleSpec", "Spec", "read_parameters",
+           "top_key_hint", "CONTROLS", "REFERENCES", "CONTROL_GRID_GROUPS", "WANDB_MODES", "DISTRIBUTIONS",
+           "TOP_LEVEL_PARAMS", "SPEC_DEFAULTS"]
+
+CONTROLS = ("mle", "none")
+REFERENCES = ("noop", "none")
+WANDB_MODES = ("offline", "online", "disabled")
+DISTRIBUTIONS = ("choice", "uniform", "loguniform")
+# What a control_grid may vary: the cross-entropy arm's own learning rate and optimizer.
+CONTROL_GRID_GROUPS = ("lr", "optimizer")
+# Parameters that may also be given at the top level (as well as under fixed/grid/sample).
+TOP_LEVEL_PARAMS = ("steps", "checkpoint", "batch_size")
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+# What an unset parameter is in a spec: the trial default, except that steps is required,
+# class weights are off unless given, and switched on they smooth with 0.05.
+SPEC_DEFAULTS: dict[str, Any] = {
+    **{key: p.default for key, p in PARAMS.items() if p.kind != "group"},
+    "steps": None, "class_weights": False, "class_weights.counts": None, "class_weights.smooth": 0.05}
+
+
+def _noted(check: Any, note: str) -> Any:
+    """``check`` with ``note`` after its message (what the key is for)."""
+    def wrapped(value: Any) -> Any:
+        try:
+            return check(value)
+        except Invalid as exc:
+            raise Invalid(f"{exc}{note}", key=exc.key) from None
+
+    wrapped.expected = getattr(check, "expected", "")  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _study_name(name: Any) -> str:
+    if isinstance(name, (int, float)) and not isinstance(name, bool):
+        name = str(name)
+    if not isinstance(name, str) or not _STUDY_NAME.match(name) or set(name) == {"."}:
+        raise Invalid(f"{as_written(name)} is not a study name; expected letters, digits, '_', '.' or '-' "
+                      f"(it names the folder <storage>/<name>)")
+    return name
+
+
+def _seeds(seeds: Any) -> tuple[int, ...]:
+    """A count N (seeds 0..N-1) or a list of distinct seeds."""
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
+        raise Invalid(f"{as_written(seeds)} is not allowed; expected a count N >= 1 (seeds 0..N-1) or a list "
+                      f"of distinct integers >= 0")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise Invalid(f"{seeds} is not a count; expected N >= 1 (seeds 0..N-1) or a list of distinct "
+                          f"integers >= 0")
+        return tuple(range(seeds))
+    if not seeds:
+        raise Invalid("empty list; expected at least one seed")
+    for i, s in enumerate(seeds):
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise Invalid(f"{as_written(s)} is not a seed; expected an integer >= 0", key=f"seeds[{i}]")
+        if s in seeds[:i]:
+            raise Invalid(f"seed {s} is listed twice; expected distinct seeds", key=f"seeds[{i}]")
+    return tuple(int(s) for s in seeds)
+
+
+def _switch(choices: tuple[str, ...], note: str = "") -> Any:
+    """One of ``choices``; null/false mean "none"."""
+    check = _noted(one_of(choices), note)
+
+    def wrapped(value: Any) -> str:
+        return check("none" if value is None or value is False else value)
+
+    wrapped.expected = check.expected  # type: ignore[attr-defined]
+    return wrapped
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    cpu: checked(_noted(number_between(0.0, lo_open=True), " (CPUs per trial)")) = Field(
+        1.0, description="CPUs per trial")
+    gpu: checked(_noted(number_between(0.0), " (GPUs per trial, fractions allowed)")) = Field(
+        0.0, description="GPUs per trial (fractions share a GPU)")
+
+
+class Wandb(_Strict):
+    project: checked(text("a project name")) = Field("rewardsweep", description="W&B project")
+    entity: checked(or_null(text("an entity"))) = Field(None, description="W&B entity (team or user)")
+    mode: checked(one_of(WANDB_MODES)) = Field("offline", description="offline, online or disabled")
+    tags: checked(lambda v: _tags(v)) = Field([], description="tags of every run")
+
+
+def _tags(value: Any) -> list[str]:
+    if isinstance(value, list) and all(isinstance(t, str) and t for t in value):
+        return list(value)
+    raise Invalid(f"{as_written(value)} is not allowed; expected a list of strings")
+
+
+class StudyFile(_Strict):
+    """The top level of a search space, as written (in this order in messages)."""
+
+    name: checked(_study_name) = Field(..., description="the study; names the folder <storage>/<name>")
+    description: checked(or_null(text("text"))) = Field(None, description="one line for reports")
+    model: checked(text("a preset name or a path to an MMSeg config .py")) = Field(
+        ..., description="a preset name or an MMSeg config .py")
+    data_root: checked(or_null(text("a folder (or leave it out for the preset's default)"))) = Field(
+        None, description="dataset folder ($VARS expanded)")
+    checkpoint: Any = Field(None, description="start checkpoint (a trial parameter)")
+    pretrain: Any = Field(None, description="MLE pretraining of checkpoint auto (a trial parameter)")
+    seeds: checked(_seeds) = Field(..., description="a count N (seeds 0..N-1) or a list of seeds")
+    steps: Any = Field(None, description="reward-tuning steps (a trial parameter)")
+    eval_every: checked(int_at_least(1)) = Field(..., description="evaluate every N steps")
+    batch_size: Any = Field(None, description="images per step (a trial parameter)")
+    control: checked(_switch(CONTROLS)) = Field("mle", description="the paired cross-entropy arm")
+    control_grid: Any = Field(None, description="extra cross-entropy arms: lr/optimizer values")
+    reference: checked(_switch(REFERENCES, " (noop: the same batches with no update, the zero line of "
+                                           "BatchNorm drift)")) = Field("none", description="no-op reference arm")
+    diagnostics_every: checked(_noted(int_at_least(0), " (treatment probe interval in steps; 0: off)")) = Field(
+        default("diagnostics_every"), description="treatment probe interval in steps (0: off)")
+    fixed: Any = Field(None, description="trial parameters every configuration shares")
+    grid: Any = Field(None, description="trial parameters to cross: key -> list of values")
+    sample: Any = Field(None, description="trial parameters to draw: num_samples, seed, params")
+    resources: Resources = Field(Resources(), description="per trial: cpu, gpu")
+    max_concurrent: checked(or_null(int_at_least(1))) = Field(None, description="trials at once (null: as resources allow)")
+    storage: checked(text("a folder")) = Field("runs", description="where study folders go ($VARS expanded)")
+    wandb: Wandb = Field(Wandb(), description="project, entity, mode, tags")
+    retries: checked(_noted(int_at_least(0), " (times Ray retries a failed trial)")) = Field(
+        1, description="times Ray retries a failed trial")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_groups_are_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {k: v for k, v in data.items()
+                    if not (v is None and k in ("resources", "wandb", "storage", "retries", "diagnostics_every"))}
+        return data
+
+
+def top_key_hint(key: str, message: str) -> str:
+    """An unknown top-level key: a trial parameter belongs under fixed:, else a near miss."""
+    if not message.startswith("unknown key") or "." in key:
+        return ""
+    if key in PARAMS:
+        return f" (trial parameters go under fixed:, grid: or sample:, e.g. fixed: {{{key}: ...}})"
+    if "did you mean" not in message:
+        hint = did_you_mean(key, PARAMS)
+        return hint.replace("did you mean '", "did you mean fixed: {").replace("'?)", ": ...}?)") if hint else ""
+    return ""
+
+
+# --------------------------------------------------------------------------------------
+# The validated spec
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleSpec:
+    num_samples: int
+    seed: int
+    params: dict[str, tuple[str, Any]]  # dotted key -> ("choice", [assignments]) | ("uniform", (lo, hi)) | ...
+
+    def leaves(self) -> list[str]:
+        """The parameter leaves a draw may set (in the spec's order; repeats possible)."""
+        out: list[str] = []
+        for key, (kind, arg) in self.params.items():
+            out += [leaf for a in arg for leaf in a] if kind == "choice" else [key]
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A validated search space. Build it with :func:`rewardsweep.sweep.spec.load_study`."""
+
+    source: str                   # the path as given (for messages)
+    path: Path                    # absolute path of the YAML file
+    text: str                     # the YAML as written (copy it into the study folder)
+    name: str
+    description: str | None
+    model: str                    # preset name, or absolute path of an MMSeg config .py
+    model_ref: str                # as written in the spec (hashed)
+    data_root: str | None         # absolute (or None: the preset's default)
+    data_root_ref: str | None
+    seeds: tuple[int, ...]
+    eval_every: int
+    control: str                  # "mle" | "none"
+    control_grid: dict[str, list] # extra cross-entropy arms: lr/optimizer keys -> values (like grid)
+    reference: str                # "noop" | "none": the no-update reference arm
+    diagnostics_every: int        # treatment probe interval in reward trials (0: off)
+    fixed: dict[str, Any]         # flat dotted key -> value (includes top-level steps etc.)
+    grid: dict[str, list]         # key as written -> one flat {leaf: value} per listed value
+                                  # (internally, "class_weights" is an on/off switch)
+    sample: SampleSpec | None
+    resources: dict[str, float]   # {"cpu": float, "gpu": float}
+    max_concurrent: int | None
+    storage: str                  # absolute path
+    study_dir: str                # <storage>/<name>
+    wandb: dict[str, Any]         # {"project", "entity", "mode", "tags"}
+    retries: int                  # Ray FailureConfig(max_failures=...)
+    lines: dict[str, int]         # dotted path in the YAML -> line
+    origins: dict[str, str]       # fixed key -> where it was given (e.g. "fixed.lr.start", "steps")
+
+    @property
+    def threads(self) -> int:
+        return max(1, int(self.resources["cpu"]))
+
+    def where(self, key: str) -> str:
+        """``file:line`` for a dotted path of the YAML (``file`` if unknown)."""
+        return SpecFile(self.source, self.path.parent, self.lines).where(key)
+
+
+# --------------------------------------------------------------------------------------
+# Trial parameters: fixed, top-level steps/checkpoint/batch_size/pretrain, grid, sample
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameters:
+    fixed: dict[str, Any]              # flat dotted key -> value
+    origins: dict[str, str]            # fixed key -> YAML path that gave it
+    grid: dict[str, list[dict[str, Any]]]
+    control_grid: dict[str, list[dict[str, Any]]]
+    sample: SampleSpec | None
+
+
+def read_parameters(file: SpecFile, raw: Mapping, control: str) -> Parameters:
+    """The parameter sections, flattened and checked; each key given in one place."""
+    fixed, origins = _parse_fixed(file, raw.get("fixed"))
+    _add_top_level_params(file, raw, fixed, origins)
+    grid = _parse_grid(file, raw.get("grid"))
+    sample = _parse_sample(file, raw.get("sample"))
+    _check_overlaps(file, fixed, origins, grid, sample)
+    control_grid = _parse_grid(file, raw.get("control_grid"), section="control_grid")
+    if control_grid and control != "mle":
+        raise file.fail("control_grid", "extra cross-entropy arms need control: mle; set control: mle "
+                                        "or remove control_grid")
+    varied = {leaf for values in grid.values() for a in values for leaf in a}
+    varied |= set(sample.leaves() if sample is not None else ())
+    if fixed.get("pretrain.iters") is not None and fixed.get("checkpoint", "auto") != "auto" \
+            and "checkpoint" not in varied:
+        raise file.fail(origins["pretrain.iters"], "pretrain is only used with checkpoint: auto (the "
+                                                   "checkpoint is a file here); remove it")
+    if "steps" not in fixed and "steps" not in varied:
+        raise SpecError(f"{file.source}: steps: missing required key (reward-tuning steps, an integer "
+                        f">= 1; or vary it under grid:)")
+    return Parameters(fixed, origins, grid, control_grid, sample)
+
+
+def _check_param(file: SpecFile, key: str, at: str, value: Any) -> Any:
+    """Validate one leaf value of parameter ``key`` given at YAML path ``at``."""
+    value = file.checked(at, PARAMS[key].check, value)
+    if key == "checkpoint" and value != "auto":
+        path = file.resolve(value)
+        if not path.is_file():
+            raise file.fail(at, f"checkpoint file {value!r} not found (looked for {path}); expected "
+                                f"auto or an existing checkpoint file")
+    if key == "class_weights.counts" and isinstance(value, str):
+        path = file.resolve(value)
+        if not path.is_file():
+            raise file.fail(at, f"class counts file {value!r} not found (looked for {path}); expected "
+                                f"a .json written by `rewardsweep class-weights` or a list of counts")
+    return value
+
+
+def _unknown_param(file: SpecFile, at: str, key: str) -> SpecError:
+    return file.fail(at, f"unknown parameter {key!r}; expected one of the trial-config keys "
+                         f"(see docs/search_spaces.md){did_you_mean(key, PARAMS)}")
+
+
+def _group_keys(group: str) -> str:
+    return ", ".join(k.split(".", 1)[1] for k in PARAMS if k.startswith(group + "."))
+
+
+def _flatten_value(file: SpecFile, key: str, at: str, value: Any) -> dict[str, Any]:
+    """A parameter assignment ``key: value`` -> {leaf: value}. Groups take mappings;
+    ``class_weights: null`` (or false) switches class weights off."""
+    if key in GROUPS:
+        if key == "class_weights" and (value is None or value is False):
+            return {"class_weights": False}
+        if not isinstance(value, Mapping):
+            if key == "class_weights":
+                raise file.fail(at, f"{as_written(value)} is not allowed; expected null or false (off) "
+                                    f"or a mapping {{counts: ..., smooth: ...}}")
+            raise file.fail(at, f"{as_written(value)} is not a mapping; expected a mapping of {_group_keys(key)}")
+        out: dict[str, Any] = {"class_weights": True} if key == "class_weights" else {}
+        for sub, subvalue in value.items():
+            leaf, sub_at = f"{key}.{sub}", f"{at}.{sub}"
+            if leaf not in PARAMS:
+                raise _unknown_param(file, sub_at, leaf)
+            out[leaf] = _check_param(file, leaf, sub_at, subvalue)
+        return out
+    if key not in PARAMS:
+        raise _unknown_param(file, at, key)
+    out = {key: _check_param(file, key, at, value)}
+    if key == "class_weights.counts" and out[key] is not None:
+        out["class_weights"] = True
+    return out
+
+
+def _flatten_values(file: SpecFile, key: str, at: str, values: list) -> list[dict[str, Any]]:
+    """The values listed for ``key`` (grid or choice), flattened; a repeat is an error."""
+    assignments: list[dict[str, Any]] = []
+    for i, value in enumerate(values):
+        assignment = _flatten_value(file, key, f"{at}[{i}]", value)
+        if assignment in assignments:
+            raise file.fail(f"{at}[{i}]", f"value {as_written(value)} is listed twice")
+        assignments.append(assignment)
+    return assignments
+
+
+def _parse_fixed(file: SpecFile, fixed: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """fixed -> ({leaf: value}, {leaf: YAML path that gave it})."""
+    if fixed is None:
+        return {}, {}
+    if not isinstance(fixed, Mapping):
+        raise file.fail("fixed", f"{as_written(fixed)} is not a mapping; expected a mapping of "
+                                 f"trial-config keys to values")
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for key, value in fixed.items():
+        key = str(key)
+        at = f"fixed.{key}"
+        for leaf, leaf_value in _flatten_value(file, key, at, value).items():
+            if leaf in values:
+                if leaf == "class_weights" and values[leaf] == leaf_value:
+                    continue
+                raise file.fail(at, f"{leaf} is given twice in fixed (also at {origins[leaf]})")
+            values[leaf] = leaf_value
+            origins[leaf] = at if leaf == key or leaf == "class_weights" else f"{at}.{leaf.split('.', 1)[1]}"
+    return values, origins
+
+
+def _add_top_level_params(file: SpecFile, raw: Mapping, fixed: dict[str, Any],
+                          origins: dict[str, str]) -> None:
+    """steps, checkpoint, batch_size and pretrain.iters may also be given at the top level."""
+    for key in TOP_LEVEL_PARAMS:
+        if raw.get(key) is not None:
+            value = _check_param(file, key, key, raw[key])
+            if key in fixed:
+                raise file.fail(key, f"given both at top level and at {origins[key]} (line "
+                                     f"{file.lines.get(origins[key], '?')}); give it once")
+            fixed[key], origins[key] = value, key
+    if raw.get("pretrain") is None:
+        return
+    pre = raw["pretrain"]
+    if not isinstance(pre, Mapping):
+        raise file.fail("pretrain", f"{as_written(pre)} is not a mapping; expected {{iters: N}}")
+    for k in pre:
+        if k != "iters":
+            raise file.fail(f"pretrain.{k}", f"unknown key {k!r}; expected iters{did_you_mean(str(k), ['iters'])}")
+    if "iters" in pre:
+        if "pretrain.iters" in fixed:
+            raise file.fail("pretrain.iters", f"given both here and at {origins['pretrain.iters']}; give it once")
+        fixed["pretrain.iters"] = _check_param(file, "pretrain.iters", "pretrain.iters", pre["iters"])
+        origins["pretrain.iters"] = "pretrain.iters"
+
+
+def _parse_grid(file: SpecFile, grid: Any, section: str = "grid") -> dict[str, list[dict[str, Any]]]:
+    """grid (or control_grid) -> {key as written: [flattened assignment per value]}."""
+    if grid is None:
+        return {}
+    if not isinstance(grid, Mapping):
+        raise file.fail(section, f"{as_written(grid)} is not a mapping; expected dotted keys mapped to "
+                                 f"lists of values")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key, values in grid.items():
+        key = str(key)
+        at = f"{section}.{key}"
+        if key not in PARAMS:
+            raise _unknown_param(file, at, key)
+        if section == "control_grid" and key.split(".")[0] not in CONTROL_GRID_GROUPS:
+            raise file.fail(at, f"{key!r} cannot vary in the control arm; expected lr or optimizer keys "
+                                f"(the cross-entropy arm's own learning rate and optimizer)")
+        if not isinstance(values, list):
+            raise file.fail(at, f"{as_written(values)} is not a list; expected a non-empty list of values "
+                                f"(a single value belongs under fixed:)")
+        if not values:
+            raise file.fail(at, "empty list; expected at least one value")
+        out[key] = _flatten_values(file, key, at, values)
+    return out
+
+
+def _parse_sample(file: SpecFile, sample: Any) -> SampleSpec | None:
+    """sample -> SampleSpec (num_samples, seed, {key: distribution})."""
+    if sample is None:
+        return None
+    if not isinstance(sample, Mapping):
+        raise file.fail("sample", f"{as_written(sample)} is not a mapping; expected {{num_samples: N, "
+                                  f"seed: S, params: {{key: {{choice|uniform|loguniform: ...}}}}}}")
+    allowed = ("num_samples", "seed", "params")
+    for key in sample:
+        if key not in allowed:
+            raise file.fail(f"sample.{key}", f"unknown key {key!r}; expected one of "
+                                             f"{', '.join(allowed)}{did_you_mean(str(key), allowed)}")
+    for key in ("num_samples", "params"):
+        if key not in sample:
+            raise file.fail("sample", f"missing key sample.{key}")
+    num = file.checked("sample.num_samples", int_at_least(1), sample["num_samples"])
+    seed = file.checked("sample.seed", int_at_least(0), sample.get("seed", 0))
+    params = sample["params"]
+    if not isinstance(params, Mapping) or not params:
+        raise file.fail("sample.params", f"{as_written(params)} is not allowed; expected a non-empty mapping "
+                                         f"of dotted keys to {{choice: [...]}}, {{uniform: [lo, hi]}} "
+                                         f"or {{loguniform: [lo, hi]}}")
+    out = {str(key): _parse_distribution(file, str(key), dist) for key, dist in params.items()}
+    return SampleSpec(num_samples=num, seed=seed, params=out)
+
+
+def _parse_distribution(file: SpecFile, key: str, dist: Any) -> tuple[str, Any]:
+    """``{choice: [...]}`` -> ("choice", [assignments]); uniform/loguniform -> (kind, (lo, hi))."""
+    at = f"sample.params.{key}"
+    if key not in PARAMS:
+        raise _unknown_param(file, at, key)
+    if not isinstance(dist, Mapping) or len(dist) != 1:
+        raise file.fail(at, f"{as_written(dist)} is not a distribution; expected exactly one of "
+                            f"{{choice: [...]}}, {{uniform: [lo, hi]}}, {{loguniform: [lo, hi]}}")
+    (kind, arg), = dist.items()
+    if kind not in DISTRIBUTIONS:
+        raise file.fail(f"{at}.{kind}", f"unknown distribution {kind!r}; expected one of "
+                                        f"{', '.join(DISTRIBUTIONS)}{did_you_mean(str(kind), DISTRIBUTIONS)}")
+    at = f"{at}.{kind}"
+    if kind == "choice":
+        if not isinstance(arg, list) or not arg:
+            raise file.fail(at, f"{as_written(arg)} is not allowed; expected a non-empty list of values")
+        return "choice", _flatten_values(file, key, at, arg)
+    if PARAMS[key].kind != "real":
+        takes = "integers" if PARAMS[key].kind == "int" else "fixed values"
+        raise file.fail(at, f"{kind} draws real numbers but {key} takes {takes}; use {{choice: [...]}}")
+    if (not isinstance(arg, list) or len(arg) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in arg)):
+        raise file.fail(at, f"{as_written(arg)} is not allowed; expected [lo, hi], two numbers")
+    lo, hi = float(arg[0]), float(arg[1])
+    if not lo < hi:
+        raise file.fail(at, f"[{lo:g}, {hi:g}] is empty; expected lo < hi")
+    if kind == "loguniform" and lo <= 0:
+        raise file.fail(at, f"[{lo:g}, {hi:g}] starts at or below 0; loguniform needs 0 < lo < hi")
+    for bound in (lo, hi):
+        _check_param(file, key, at, bound)
+    return kind, (lo, hi)
+
+
+def _check_overlaps(file: SpecFile, fixed: dict[str, Any], origins: dict[str, str],
+                    grid: dict[str, list[dict[str, Any]]], sample: SampleSpec | None) -> None:
+    """A key given in two places, one of which would silently never be used, is an error."""
+    varied: list[tuple[str, list[dict[str, Any]]]] = [(f"grid.{key}", values) for key, values in grid.items()]
+    if sample is not None:
+        for key, (kind, arg) in sample.params.items():
+            varied.append((f"sample.params.{key}", arg if kind == "choice" else [{key: None}]))
+    for leaf in fixed:
+        if leaf == "class_weights":  # the on/off switch: null in a grid legitimately overrides it
+            continue
+        for at, values in varied:
+            if all(leaf in v for v in values):
+                line = line_of(file.lines, origins[leaf])
+                fixed_at = f"{origins[leaf]}, line {line}" if line else origins[leaf]
+                raise file.fail(at, f"{leaf} is both fixed ({fixed_at}) and varied here; give it in "
+                                    f"one place only")
+    for (at1, v1), (at2, v2) in itertools.combinations(varied, 2):
+        leaves1 = set().union(*(v.keys() for v in v1)) - {"class_weights"}
+        leaves2 = set().union(*(v.keys() for v in v2)) - {"class_weights"}
+        if at1.rsplit(".", 1)[-1] == at2.rsplit(".", 1)[-1] or leaves1 & leaves2:
+            common = ", ".join(sorted(leaves1 & leaves2)) or at2.rsplit(".", 1)[-1]
+            line = line_of(file.lines, at1)
+            raise file.fail(at2, f"{common} is also varied at {at1}{f', line {line}' if line else ''}; "
+                                 f"vary each key in one place only")

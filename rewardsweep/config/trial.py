@@ -1,0 +1,225 @@
+"""The trial config's schema: every key a study may set, its default, check and help.
+
+``TrialParams`` (the reward part from :class:`rewardsweep.reward.settings.RewardSettings`,
+plus the learning rate, optimizer, budget and start) is what ``fixed``/``grid``/``sample``
+of a spec may set; ``TrialConfig`` adds what a run is given (ids, arm, seed, paths).
+Everything else is derived from these declarations:
+
+- ``TRIAL_DEFAULTS`` / :func:`default` / :func:`with_defaults`: the defaults;
+- ``PARAMS``: the dotted keys a spec may set (their checks, defaults, help; docs table);
+- :meth:`TrialParams.ignored_keys`: the keys the chosen settings ignore (set to None
+  before a configuration is hashed, so points differing only there run once).
+
+A new key is one field here (or in ``reward/settings.py`` for the reward part).
+"""
+
+import copy
+import dataclasses
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+
+from rewardsweep.checks import (
+    Invalid,
+    checked,
+    first_error,
+    int_at_least,
+    number_between,
+    one_of,
+    or_null,
+    text,
+)
+from rewardsweep.config.schedules import SCHEDULES
+from rewardsweep.errors import ConfigError
+from rewardsweep.reward.settings import REWARD_KEYS, RewardSettings, _Group
+
+__all__ = ["LR", "Optimizer", "Pretrain", "TrialParams", "TrialConfig", "Param", "PARAMS", "GROUPS",
+           "OPTIMIZERS", "SCHEDULES", "NO_REWARD_PART", "TRIAL_DEFAULTS", "default", "with_defaults", "validate_trial_config"]
+
+OPTIMIZERS = ("SGD", "Adam", "AdamW")
+
+
+class LR(_Group):
+    start: checked(number_between(0.0, lo_open=True)) = Field(1e-4, description="learning rate at step 0, `> 0`")
+    end: checked(number_between(0.0)) = Field(1e-6, description="learning rate at the last step, `0 <= end <= start` (exponential needs end > 0)")
+    schedule: checked(one_of(SCHEDULES)) = Field("poly", description="`poly`, `cosine`, `linear`, `exponential`, `constant` (keeps `lr.start`; `lr.end` is ignored)")
+    power: checked(number_between(0.0, lo_open=True)) = Field(0.9, description="poly only")
+
+    @model_validator(mode="after")
+    def _decays(self) -> "LR":
+        if self.schedule != "constant" and self.end > self.start:
+            raise Invalid(f"lr.end {self.end:g} is above lr.start {self.start:g}; expected end <= start",
+                          key="lr.end", also=("lr.start", "lr.schedule"))
+        if self.schedule == "exponential" and self.end <= 0:
+            raise Invalid("the exponential schedule needs lr.end > 0", key="lr.end", also=("lr.schedule",))
+        return self
+
+
+class Optimizer(_Group):
+    type: checked(one_of(OPTIMIZERS)) = Field("SGD", description="`SGD`, `Adam`, `AdamW`")
+    momentum: checked(number_between(0.0, 1.0, hi_open=True)) = Field(0.9, description="SGD only")
+    weight_decay: checked(number_between(0.0)) = Field(0.0, description="`>= 0`. While tuning, a 5e-4 pull is ~480x the expected policy gradient (docs/method.md)")
+
+
+class Pretrain(_Group):
+    iters: checked(or_null(int_at_least(1), "null (the preset's default)")) = Field(
+        None, description="MLE pretraining iterations of the `auto` start checkpoint (`null`: the preset's default)")
+
+
+class TrialParams(RewardSettings):
+    """What a study may set under ``fixed``, ``grid`` or ``sample``."""
+
+    lr: LR = Field(LR(), description="learning-rate schedule")
+    optimizer: Optimizer = Field(Optimizer(), description="optimizer")
+    steps: checked(int_at_least(1)) = Field(100, description="reward-tuning iterations per trial, `>= 1` (required in a spec)")
+    checkpoint: checked(text("auto or a path to a .pth file")) = Field(
+        "auto", description="`auto` (MLE-pretrain the model once, cached and shared) or an existing checkpoint file (relative to the spec's folder)")
+    batch_size: checked(int_at_least(1)) = Field(8, description="images per step")
+    pretrain: Pretrain | None = Field(None, description="MLE pretraining of checkpoint auto")
+
+    def ignored_keys(self) -> tuple[str, ...]:
+        """Dotted keys whose value has no effect under these settings (the reward part's, and
+        the schedule power, SGD momentum and pretraining when not used)."""
+        ignored = list(super().ignored_keys())
+        if self.lr.schedule != "poly":
+            ignored.append("lr.power")
+        if self.optimizer.type != "SGD":
+            ignored.append("optimizer.momentum")
+        if self.checkpoint != "auto":
+            ignored.append("pretrain.iters")
+        return tuple(ignored)
+
+
+class TrialConfig(TrialParams):
+    """A whole trial config (``docs/architecture.md``): the parameters and what a run is given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    study: str | None = None
+    study_dir: str | None = None
+    config_id: str | None = None
+    control_id: str | None = None
+    reference_id: str | None = None
+    arm: checked(one_of(("reward", "mle", "noop"))) = Field("reward", description="reward, mle (control) or noop")
+    seed: checked(int_at_least(0)) = Field(0, description="the trial's seed")
+    model: str | None = None
+    data_root: str | None = None
+    start: dict | None = None
+    eval_every: checked(int_at_least(1)) = Field(50, description="evaluate every N steps")
+    threads: checked(int_at_least(1)) = Field(1, description="torch intra-op threads")
+    diagnostics_every: checked(int_at_least(0)) = Field(
+        20, description="treatment probe interval in steps (0: off)")
+    debug: dict = Field({}, description="test hooks (docs/architecture.md)")
+    params: dict | None = None
+    runtime: dict | None = None  # where it ran (set by the sweep: node id, pid, ...)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _control_arms_have_no_reward_part(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("arm", "reward") != "reward":
+            data = {k: v for k, v in data.items() if k not in REWARD_KEYS}
+        return data
+
+
+def _nulled(model: type[BaseModel]) -> dict[str, Any]:
+    """Every key of ``model`` as None (groups as a mapping of Nones; optional groups None)."""
+    out: dict[str, Any] = {}
+    for name, f in model.model_fields.items():
+        if f.exclude:
+            continue
+        sub = f.annotation if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel) else None
+        out[name] = _nulled(sub) if sub is not None else None
+    return out
+
+
+# What a cross-entropy control (or the no-op reference) holds for the reward keys: nothing,
+# and the auxiliary head keeps its cross-entropy (the MMSeg model as pretrained).
+NO_REWARD_PART: dict[str, Any] = {**_nulled(RewardSettings), "aux_head": "mle"}
+
+
+# --------------------------------------------------------------------------------------
+# Derived: defaults and the dotted keys a spec may set
+# --------------------------------------------------------------------------------------
+
+
+def _defaults(model: type[BaseModel]) -> dict[str, Any]:
+    out = {}
+    for name, f in model.model_fields.items():
+        if f.exclude:
+            continue
+        value = f.get_default(call_default_factory=True)
+        out[name] = value.model_dump(exclude_none=False) if isinstance(value, BaseModel) else copy.deepcopy(value)
+    return out
+
+
+TRIAL_DEFAULTS: dict[str, Any] = {k: v for k, v in _defaults(TrialConfig).items()
+                                  if k not in ("study", "study_dir", "config_id", "control_id",
+                                               "reference_id", "model", "start", "params", "pretrain",
+                                               "checkpoint")}
+
+
+def default(key: str) -> Any:
+    """The default of a dotted key, e.g. ``default("baseline.kind") == "sample_loo"``."""
+    node: Any = TRIAL_DEFAULTS
+    for part in key.split("."):
+        node = node[part]
+    return copy.deepcopy(node)
+
+
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with every unset (or None) nested key taken from the defaults."""
+    merged = copy.deepcopy(TRIAL_DEFAULTS)
+    for key, value in config.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **{k: v for k, v in value.items() if v is not None}}
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def validate_trial_config(config: dict[str, Any], source: str = "trial config",
+                          num_classes: int | None = None) -> TrialConfig:
+    """The whole config checked (one-line :class:`ConfigError` ``"source: key: message"``)."""
+    try:
+        return TrialConfig.model_validate(config, context={"num_classes": num_classes,
+                                                           "batch_size": config.get("batch_size")})
+    except ValidationError as exc:
+        key, message = first_error(exc, TrialConfig)
+        raise ConfigError(f"{source}: {key}: {message}" if key else f"{source}: {message}", key=key) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One dotted key a spec may set: its check, default, help, and whether it is real-valued
+    (uniform/loguniform may draw it) or an integer (choice only)."""
+
+    key: str
+    check: Any
+    default: Any
+    help: str
+    kind: str  # "real" | "int" | "value"
+
+
+def _params(model: type[BaseModel], prefix: str = "") -> dict[str, Param]:
+    out: dict[str, Param] = {}
+    for name, f in model.model_fields.items():
+        if f.exclude or (model is TrialParams and name not in TrialParams.model_fields):
+            continue
+        key = f"{prefix}{name}"
+        sub = next((c for c in (typing.get_args(f.annotation) or (f.annotation,))
+                    if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if sub is not None:
+            out[key] = Param(key, None, None, f.description or "", "group")
+            out.update(_params(sub, f"{key}."))
+            continue
+        check = next(m.func for m in f.metadata if hasattr(m, "func"))
+        expected = getattr(check, "expected", "")
+        kind = "real" if expected.startswith("a number") else "int" if expected.startswith("an integer") else "value"
+        out[key] = Param(key, check, f.get_default(call_default_factory=True), f.description or "", kind)
+    return out
+
+
+# Every dotted key a spec may set, in the schema's order (tables show them in this order);
+# groups (baseline, lr, ...) take a mapping of their keys as one value.
+PARAMS: dict[str, Param] = _params(TrialParams)
+GROUPS: tuple[str, ...] = tuple(k for k, p in PARAMS.items() if p.kind == "group")
