@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rewardsweep.storage import default_cache_dir  # noqa: F401  (also used by pretrain)
+from rewardsweep.storage import default_cache_dir
 
 GENERATOR_VERSION = 2  # bump on any change to render_scene: it names the cache
 CLASSES = ("sky", "road", "building", "tree", "car", "person")
