@@ -1,10 +1,11 @@
-"""The MMSeg dataset classes and the label check behind the real-dataset presets.
+"""The MMSeg dataset classes and the label check behind the presets.
 
 This module imports MMSeg at the top, so nothing imports it at module level except the
 MMSeg plugin (:mod:`rewardsweep.mmseg`); the presets reach it through
 :func:`rewardsweep.runners.presets.base.registered_dataset_types` when one is built.
 :func:`register_dataset_types` puts the classes below into MMSeg's registries:
 
+- ``SyntheticScenesDataset``: the embedded scenes of :mod:`rewardsweep.runners.synthetic_data`.
 - ``CheckedCityscapesDataset``, ``CheckedMapillaryDataset_v1``, ``CheckedMapillaryDataset_v2``:
   MMSeg's own classes, plus a folder check when the dataset is loaded.
 - ``EasyPortraitDataset`` (9 classes, the raw annotation ids) and ``EasyPortraitFaceDataset``
@@ -30,6 +31,7 @@ from mmseg.datasets import BaseSegDataset, CityscapesDataset, MapillaryDataset_v
 from mmseg.registry import DATASETS, TRANSFORMS  # noqa: E402
 
 from rewardsweep.errors import DataError  # noqa: E402
+from rewardsweep.runners import synthetic_data  # noqa: E402
 from rewardsweep.runners.data_checks import bad_label_ids, check_dataset_folders, label_error, pruned_label_map  # noqa: E402,E501
 
 EASYPORTRAIT_CLASSES = ("background", "person", "skin", "left brow", "right brow", "left eye", "right eye",
@@ -41,6 +43,15 @@ EASYPORTRAIT_PALETTE = [[0, 0, 0], [223, 87, 188], [160, 221, 255], [130, 106, 2
 EASYPORTRAIT_FACE_CLASSES = tuple(c for c in EASYPORTRAIT_CLASSES if c != "person")
 EASYPORTRAIT_FACE_PALETTE = [p for c, p in zip(EASYPORTRAIT_CLASSES, EASYPORTRAIT_PALETTE) if c != "person"]
 EASYPORTRAIT_FACE_LABEL_MAP = {1: 0, **{i: i - 1 for i in range(2, len(EASYPORTRAIT_CLASSES))}}
+
+
+class SyntheticScenesDataset(BaseSegDataset):
+    """rewardsweep's procedurally generated scenes (PNG images and labels)."""
+
+    METAINFO = dict(classes=synthetic_data.CLASSES, palette=synthetic_data.PALETTE)
+
+    def __init__(self, img_suffix=".png", seg_map_suffix=".png", **kwargs) -> None:
+        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
 
 
 class CheckedFolders:
@@ -120,7 +131,7 @@ class CheckLabelIds(BaseTransform):
         return f"CheckLabelIds(num_classes={self.num_classes}, ignore_index={self.ignore_index})"
 
 
-DATASET_TYPES = (CheckedCityscapesDataset, CheckedMapillaryDataset_v1, CheckedMapillaryDataset_v2,
+DATASET_TYPES = (SyntheticScenesDataset, CheckedCityscapesDataset, CheckedMapillaryDataset_v1, CheckedMapillaryDataset_v2,
                  EasyPortraitDataset, EasyPortraitFaceDataset)
 
 

@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 
 from rewardsweep.runners.data_checks import check_image_label_folders
-from rewardsweep.runners.presets.base import ModelSetting, Preset, PretrainDefaults
+from rewardsweep.runners.presets.base import ModelSetting, Preset, PretrainDefaults, registered_dataset_types
 
 _NORM = dict(type="BN", requires_grad=True)
 _PREPROCESSOR = dict(
@@ -30,7 +30,7 @@ def _tiny_synthetic(data_root: str | None) -> ModelSetting:
     else:
         root = synthetic_data.ensure_dataset()
         spec_name = synthetic_data.SyntheticSpec().name
-    synthetic_data.register_dataset()
+    registered_dataset_types()
     num_classes = len(synthetic_data.CLASSES)
     model = dict(
         type="EncoderDecoder",
