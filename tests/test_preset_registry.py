@@ -44,6 +44,16 @@ def test_a_missing_dependency_of_a_preset_is_raised_not_unknown_preset():
     assert "unknown preset" not in result.stderr
 
 
+def test_importing_the_registry_imports_no_framework():
+    """The spec validator imports every preset module: they must not import torch or MMSeg."""
+    result = _run("import sys\n"
+                  "from rewardsweep.runners.presets import preset_names\n"
+                  "assert len(preset_names()) > 1\n"
+                  "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'mmseg', 'mmengine', 'mmcv'}))\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_the_registry_lists_every_preset_module():
     from rewardsweep.runners import presets
     from rewardsweep.runners.presets import cityscapes, easyportrait, mapillary, tiny
