@@ -19,10 +19,8 @@ from rewardsweep.mmcv_compat import import_mmseg
 from rewardsweep.reward.head import register_reward_heads
 from rewardsweep.runners.dataset_types import register_dataset_types
 from rewardsweep.runners.metric import register_metric
-from rewardsweep.runners.synthetic_data import register_dataset
 
 import_mmseg()
 register_reward_heads()
-register_dataset()
 register_dataset_types()
 register_metric()

@@ -160,9 +160,8 @@ def small_preset(name: str, crop: tuple[int, int]):
     Register it for one test with ``monkeypatch.setitem(presets.PRESETS, p.name, p)``, so
     that it does not outlive the test.
     """
-    from rewardsweep.runners.presets import PRESETS, Preset, _load_extra_presets
+    from rewardsweep.runners.presets import PRESETS, Preset
 
-    _load_extra_presets()
     base = PRESETS[name]
     return Preset(f"{name}@{crop[0]}x{crop[1]}", f"{base.description} at a {crop} crop (tests)",
                   lambda root: with_crop(base.build(root), crop), data_env=base.data_env)

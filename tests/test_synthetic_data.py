@@ -48,8 +48,10 @@ def test_loads_through_mmseg_pipeline(tmp_path):
     import_mmseg()
     from mmseg.registry import DATASETS
 
+    from rewardsweep.runners.dataset_types import register_dataset_types
+
     root = sd.generate(tmp_path / "d", sd.SyntheticSpec(train_images=4, val_images=2))
-    sd.register_dataset()
+    register_dataset_types()
     dataset = DATASETS.build(dict(
         type="SyntheticScenesDataset", data_root=str(root),
         data_prefix=dict(img_path="img_dir/train", seg_map_path="ann_dir/train"),

@@ -29,8 +29,8 @@ from typing import Any, Callable
 import numpy as np
 
 from rewardsweep.errors import DataError
-from rewardsweep.runners.dataset_types import bad_label_ids, check_dataset_folders, label_error, label_lut
-from rewardsweep.runners.presets import ModelSetting, resolve_setting
+from rewardsweep.runners.data_checks import bad_label_ids, check_dataset_folders, label_error, label_lut
+from rewardsweep.runners.presets import ModelSetting, resolve_setting, split_dataset
 
 
 @dataclass
@@ -82,8 +82,6 @@ def count_label(path: str, lut: np.ndarray, num_classes: int, ignore_index: int)
 def label_files(setting: ModelSetting, split: str) -> tuple[list[tuple[str, Any]], str | None]:
     """(label path, (label map, reduce_zero_label)) of every image of ``split``, and its data root."""
     from mmseg.registry import DATASETS
-
-    from rewardsweep.runners.datasets import split_dataset
 
     cfg = split_dataset(setting, split)
     cfg["pipeline"] = []

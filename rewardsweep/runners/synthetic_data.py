@@ -10,7 +10,8 @@ the classes must be told apart by shape and context, not by colour alone.
 Images are drawn from ``numpy.random.default_rng([seed, split, index])``: every image is
 a pure function of (seed, split, index), whatever order they are generated in. They are
 written once in MMSeg's standard layout (``img_dir/<split>/*.png``,
-``ann_dir/<split>/*.png``) and read back through MMSeg's own pipeline.
+``ann_dir/<split>/*.png``) and read back through MMSeg's own pipeline, as
+``SyntheticScenesDataset`` (:mod:`rewardsweep.runners.dataset_types`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rewardsweep.storage import default_cache_dir  # noqa: F401  (also used by pretrain)
+from rewardsweep.storage import default_cache_dir
 
 GENERATOR_VERSION = 2  # bump on any change to render_scene: it names the cache
 CLASSES = ("sky", "road", "building", "tree", "car", "person")
@@ -133,28 +134,6 @@ def ensure_dataset(data_root: str | os.PathLike | None = None, spec: SyntheticSp
     """The dataset folder, generated on first use and cached (by content spec) after."""
     root = Path(data_root) if data_root else default_cache_dir() / "data" / spec.name
     return generate(root, spec)
-
-
-def register_dataset() -> None:
-    """Register ``SyntheticScenesDataset`` in MMSeg's dataset registry (idempotent)."""
-    from rewardsweep.mmcv_compat import import_mmseg
-
-    import_mmseg()
-    from mmseg.datasets import BaseSegDataset
-    from mmseg.registry import DATASETS
-
-    if DATASETS.get("SyntheticScenesDataset") is not None:
-        return
-
-    class SyntheticScenesDataset(BaseSegDataset):
-        """rewardsweep's procedurally generated scenes (PNG images and labels)."""
-
-        METAINFO = dict(classes=CLASSES, palette=PALETTE)
-
-        def __init__(self, img_suffix=".png", seg_map_suffix=".png", **kwargs) -> None:
-            super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
-
-    DATASETS.register_module(name="SyntheticScenesDataset", module=SyntheticScenesDataset)
 
 
 def class_frequencies(spec: SyntheticSpec = SyntheticSpec(), split: str = "train") -> np.ndarray:
