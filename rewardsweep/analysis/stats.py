@@ -72,6 +72,23 @@ class MeanSummary:
     max: float
 
 
+def sd(x, axis: int = -1):
+    """Standard deviation (ddof 1) along ``axis``; NaN with fewer than 2 values."""
+    x = np.asarray(x, dtype=float)
+    if x.shape[axis] < 2:
+        out = np.full(np.delete(x.shape, axis % x.ndim), np.nan)
+        return float(out) if out.ndim == 0 else out
+    return np.std(x, axis=axis, ddof=1)
+
+
+def se(x, axis: int = -1):
+    """Standard error of the mean along ``axis`` (``scipy.stats.sem``); NaN with fewer than 2 values."""
+    x = np.asarray(x, dtype=float)
+    if x.shape[axis] < 2:
+        return sd(x, axis)
+    return _st.sem(x, axis=axis)
+
+
 def describe(x, confidence: float = CONFIDENCE) -> MeanSummary:
     """n, mean, SD (ddof=1), SE (``scipy.stats.sem``), t-interval, min and max of 1-D data."""
     x = np.asarray(x, dtype=float)
