@@ -1,8 +1,10 @@
 """Render a summary: console table (rich), report.md, self-contained report.html, CSVs.
 
-The markdown and the HTML are built from one list of blocks so they always say the same
-thing. Numbers in the console, markdown and HTML are mIoU *points* (x100); the CSVs keep
-the records' unit (fractions in [0, 1]) at full precision.
+The markdown and the HTML are built from one list of typed blocks so they always say the
+same thing. The statistics' columns, console columns and explanations come from the
+registry (``statistics.STATISTICS``); only the bookkeeping columns are spelled here.
+Numbers in the console, markdown and HTML are mIoU *points* (x100); the CSVs keep the
+records' unit (fractions in [0, 1]) at full precision.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from rewardsweep.analysis import statistics
 from rewardsweep.analysis.collect import Collection
-from rewardsweep.analysis.formats import ci, count, diff, finite, num, pm, pts, pval  # noqa: F401 (re-exported)
+from rewardsweep.analysis.formats import ci, count, finite, pts, pval
 from rewardsweep.analysis.statistics import CONSOLE, PER_CONFIG, SEEDS, VS_CONTROL, View
 from rewardsweep.analysis.summary import TREATMENT, Summary, wrap_label
 

@@ -157,7 +157,8 @@ STATISTICS: tuple[Statistic, ...] = (
     Statistic("vs no-op", ("ref_diff_mean", "ref_ci_low", "ref_ci_high", "ref_n"),   # arms.add_reference
               views=(View(PER_CONFIG, "vs no-op (95% CI)",
                           lambda r: diff(r["ref_diff_mean"], r["ref_ci_low"], r["ref_ci_high"])),
-                     View(CONSOLE, "vs no-op ±CI", lambda r: pm(r["ref_diff_mean"], r["ref_ci_low"], r["ref_ci_high"]))),
+                     View(CONSOLE, "vs no-op ±CI",
+                          lambda r: pm(r["ref_diff_mean"], r["ref_ci_low"], r["ref_ci_high"]))),
               shown=_any_finite("ref_diff_mean")),
     # ---------------------------------------------------------------- against the control
     Statistic("paired t-test", ("diff_mean", "diff_ci_low", "diff_ci_high", "t", "p_ttest"),

@@ -241,9 +241,10 @@ def compare_paired_many(pairs, confidence: float = CONFIDENCE) -> list[PairedCom
         sd = np.std(A - B, axis=-1, ddof=1) if n >= 2 else np.full(len(idx), np.nan)
         pi = prob_improvement(A, B) if n else np.full(len(idx), np.nan)
         for j, i in enumerate(idx):
-            out[i] = PairedComparison(n, float(diff_mean[j]), float(sd[j]), float(low[j]),
-                                      float(high[j]), float(t[j]), float(p[j]), float(w[j]),
-                                      float(pw[j]), str(note[j]), float(pi[j]))
+            out[i] = PairedComparison(
+                n=n, diff_mean=float(diff_mean[j]), diff_sd=float(sd[j]), ci_low=float(low[j]),
+                ci_high=float(high[j]), t=float(t[j]), p_ttest=float(p[j]), w=float(w[j]),
+                p_wilcoxon=float(pw[j]), wilcoxon_note=str(note[j]), p_improve=float(pi[j]))
     return out  # type: ignore[return-value]
 
 
