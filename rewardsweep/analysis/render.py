@@ -1,64 +1,29 @@
 """Render a summary: console table (rich), report.md, self-contained report.html, CSVs.
 
-The markdown and the HTML are built from one list of blocks so they always say the same
-thing. Numbers in the console, markdown and HTML are mIoU *points* (x100); the CSVs keep
-the records' unit (fractions in [0, 1]) at full precision.
+The markdown and the HTML are built from one list of typed blocks so they always say the
+same thing. The statistics' columns, console columns and explanations come from the
+registry (``statistics.STATISTICS``); only the bookkeeping columns are spelled here.
+Numbers in the console, markdown and HTML are mIoU *points* (x100); the CSVs keep the
+records' unit (fractions in [0, 1]) at full precision.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import math
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from rewardsweep.analysis import statistics
 from rewardsweep.analysis.collect import Collection
-from rewardsweep.analysis.summary import SECONDARY, TREATMENT, Summary, wrap_label
+from rewardsweep.analysis.formats import ci, count, finite, pts, pval
+from rewardsweep.analysis.statistics import CONSOLE, PER_CONFIG, SEEDS, VS_CONTROL, View
+from rewardsweep.analysis.summary import TREATMENT, Summary, wrap_label
 
 CONSOLE_ROWS = 30
 CORRECTION_NAMES = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg"}
-
-
-# --------------------------------------------------------------------------- number formats
-
-def _finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float, np.floating, np.integer)) and math.isfinite(x)
-
-
-def pts(x, signed: bool = True, digits: int = 2) -> str:
-    if not _finite(x):
-        return "–"
-    return f"{x * 100:+.{digits}f}" if signed else f"{x * 100:.{digits}f}"
-
-
-def ci(lo, hi) -> str:
-    return f"[{pts(lo)}, {pts(hi)}]" if _finite(lo) and _finite(hi) else "–"
-
-
-def pm(mean, lo, hi) -> str:
-    """Mean and the half-width of a symmetric (t) interval, in points: ``+1.32±0.52``."""
-    if not _finite(mean):
-        return "–"
-    if not (_finite(lo) and _finite(hi)):
-        return pts(mean)
-    return f"{pts(mean)}±{(hi - lo) * 50:.2f}"
-
-
-def pval(p) -> str:
-    if not _finite(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def num(x, digits: int = 2) -> str:
-    return f"{x:.{digits}f}" if _finite(x) else "–"
-
-
-def count(x) -> str:
-    return str(int(x)) if _finite(x) else "–"
 
 
 def _n(r) -> str:
@@ -70,26 +35,36 @@ def _name(r) -> str:
     return str(r["label"]).rsplit(" [", 1)[0]
 
 
+# --------------------------------------------------------------------------- the registry's views
+
+def views(table: str, summary_table: pd.DataFrame) -> list[View]:
+    """The registry's columns of ``table``, in registry order, of the statistics shown for
+    this study (judged on the whole summary table)."""
+    return [v for st in statistics.STATISTICS if st.is_shown(summary_table)
+            for v in st.views if v.table == table]
+
+
+def explained(table: str, summary: Summary) -> str:
+    """The explanations of the statistics shown in ``table``, one after the other."""
+    t, s = summary.table, summary.settings
+    return " ".join(text for st in statistics.STATISTICS
+                    if st.is_shown(t) and any(v.table == table for v in st.views)
+                    and (text := st.explanation(s)))
+
+
+def _with_views(fixed: dict, rows: pd.DataFrame, vs: list[View], after: dict | None = None) -> pd.DataFrame:
+    records = rows.to_dict("records")
+    return pd.DataFrame({**fixed, **{v.header: [v.text(r) for r in records] for v in vs}, **(after or {})},
+                        index=rows.index)
+
+
 # --------------------------------------------------------------------------- tables in points
 
 def config_table(t: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
+    return _with_views({
         "config": t["config_id"], "arm": t["arm"], "params": [_name(r) for _, r in t.iterrows()],
         "n ok/fail/div": [_n(r) for _, r in t.iterrows()],
-        "mean Δ": t["mean_delta"].map(pts), "SD": t["sd_delta"].map(lambda x: pts(x, False)),
-        "SE": t["se_delta"].map(lambda x: pts(x, False)),
-        "95% t-CI": [ci(a, b) for a, b in zip(t["ci_low"], t["ci_high"])],
-        "95% BCa CI": [ci(a, b) for a, b in zip(t["bca_low"], t["bca_high"])],
-        "min": t["min_delta"].map(pts), "max": t["max_delta"].map(pts),
-        "final mIoU": t["mean_final"].map(lambda x: pts(x, False)),
-        "best (secondary)": t["mean_best_secondary"].map(lambda x: pts(x, False)),
-        **({"vs no-op (95% CI)": [_diff(m, a, b) for m, a, b in zip(t["ref_diff_mean"], t["ref_ci_low"], t["ref_ci_high"])]}
-           if np.isfinite(t["ref_diff_mean"].to_numpy(float)).any() else {}),
-    })
-
-
-def _diff(mean, low, high) -> str:
-    return "–" if not _finite(mean) else f"{pts(mean)} {ci(low, high)}"
+    }, t, views(PER_CONFIG, t))
 
 
 def treatment_table(t: pd.DataFrame) -> pd.DataFrame:
@@ -97,10 +72,10 @@ def treatment_table(t: pd.DataFrame) -> pd.DataFrame:
     t = t[t["arm"] == "reward"]
     return pd.DataFrame({
         "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
-        "reward share": t["reward_share"].map(lambda x: f"{100 * x:.3g}%" if _finite(x) else "–"),
-        "reward rise ± SE": [f"{m:+.4f} ± {e:.4f}" if _finite(m) and _finite(e) else "–"
+        "reward share": t["reward_share"].map(lambda x: f"{100 * x:.3g}%" if finite(x) else "–"),
+        "reward rise ± SE": [f"{m:+.4f} ± {e:.4f}" if finite(m) and finite(e) else "–"
                              for m, e in zip(t["reward_rise"], t["reward_rise_se"])],
-        "signal |E g|": t["signal_norm"].map(lambda x: f"{x:.2g}" if _finite(x) else "–"),
+        "signal |E g|": t["signal_norm"].map(lambda x: f"{x:.2g}" if finite(x) else "–"),
         "flags": t["treatment"].fillna("").replace("", "–"),
     })
 
@@ -117,20 +92,13 @@ def best_control_table(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def control_table(t: pd.DataFrame) -> pd.DataFrame:
+    vs = views(VS_CONTROL, t)
     t = t[t["arm"] == "reward"]
-    return pd.DataFrame({
+    return _with_views({
         "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
         "control": t["control_id"].fillna("–"),
         "pairs": t["n_paired"].map(count),
-        "mean diff": t["diff_mean"].map(pts),
-        "95% CI": [ci(a, b) for a, b in zip(t["diff_ci_low"], t["diff_ci_high"])],
-        "t-test p": t["p_ttest"].map(pval), "Wilcoxon p": t["p_wilcoxon"].map(pval),
-        "P(better)": t["p_improve"].map(num), "adjusted p": t["p_adj"].map(pval),
-        "verdict": t["verdict"],
-        **({"TOST adjusted p": t["p_equiv_adj"].map(pval),
-            "equivalent": t["equivalent"].map(lambda x: "yes" if x else "no")}
-           if np.isfinite(t["p_equiv"].to_numpy(float)).any() else {}),
-    })
+    }, t, vs)
 
 
 def image_table(t: pd.DataFrame) -> pd.DataFrame:
@@ -147,11 +115,10 @@ def image_table(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def seeds_table(t: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
+    return _with_views({
         "config": t["config_id"], "arm": t["arm"], "params": [_name(r) for _, r in t.iterrows()],
         "seeds used": t["seeds_used"].map(count),
-        "seeds needed": t["seeds_needed"].map(count),
-        "detectable now": t["detectable"].map(lambda x: pts(x, False)),
+    }, t, views(SEEDS, t), after={
         "based on SD of": t["seeds_basis"],
         "failed seeds": t["failed_seeds"].replace("", "–"),
         "diverged seeds": t["diverged_seeds"].replace("", "–"),
@@ -172,6 +139,36 @@ def class_table(summary: Summary) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- blocks
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: list[str]
+
+
+@dataclass(frozen=True)
+class Table:
+    df: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Image:
+    title: str
+    path: Path
+
+
+Block = Heading | Para | Bullets | Table | Image
+
 
 def _headline(summary: Summary) -> list[str]:
     t, s = summary.table, summary.settings
@@ -218,14 +215,15 @@ def _headline(summary: Summary) -> list[str]:
     return lines
 
 
-def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: str) -> list[tuple]:
+def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: str) -> list[Block]:
+    """The report as a list of blocks: the markdown and the HTML are both written from it."""
     t, s = summary.table, summary.settings
     trials = coll.trials
     fin = coll.finished
     first = fin.iloc[0] if len(fin) else trials.iloc[0]
     status = trials["status"].value_counts()
-    out: list[tuple] = [("h", 1, f"rewardsweep report: {study}")]
-    out.append(("list", [
+    out: list[Block] = [Heading(1, f"rewardsweep report: {study}")]
+    out.append(Bullets([
         "sources: " + ", ".join(coll.sources),
         f"start checkpoint: {first['checkpoint_hash'] or first['checkpoint']} on dataset {first['dataset']}; "
         f"val mIoU at start {pts(first['miou_start'], False)} points",
@@ -240,72 +238,64 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
         f"settings: {s.confidence:.0%} intervals, alpha {s.alpha:g}, power {s.power:g}, "
         f"effect {s.effect * 100:g} mIoU points, {CORRECTION_NAMES.get(s.correction, s.correction)} adjustment",
     ]))
-    out.append(("h", 2, "Summary"))
+    out.append(Heading(2, "Summary"))
     for line in _headline(summary) + summary.notes:
-        out.append(("p", line))
+        out.append(Para(line))
     if coll.warnings:
-        out.append(("h", 2, "Warnings"))
-        out.append(("list", coll.warnings))
+        out.append(Heading(2, "Warnings"))
+        out.append(Bullets(coll.warnings))
     if (t["arm"] == "reward").any():
-        out.append(("h", 2, "Did the treatment reach the model?"))
-        out.append(("p", "From each reward trial's probes (docs/method.md): reward share = the reward term's "
+        out.append(Heading(2, "Did the treatment reach the model?"))
+        out.append(Para("From each reward trial's probes (docs/method.md): reward share = the reward term's "
                          "part of the update's gradient norm (reward + other losses + weight decay); reward "
                          "rise = the sampled reward's gain over the start policy on the same batches (common "
                          "random numbers), second half of the trial, mean ± SE over seeds; signal = the expected "
                          "policy gradient's norm. A configuration is flagged when its reward term is under 10% "
                          "of the update, its reward did not rise (one-sided t-test across seeds, 5%), or a "
                          "trial collapsed (3+ points below start); its verdict then carries the flag."))
-        out.append(("table", treatment_table(t)))
-    out.append(("h", 2, "Delta mIoU per configuration (points)"))
-    out.append(("p", "Delta = final val mIoU minus the start checkpoint's, over finished seeds. "
-                     "n ok/fail/div: finished / failed / diverged seeds. BCa interval only with 10 or "
-                     "more seeds. " + SECONDARY))
-    out.append(("table", config_table(t)))
+        out.append(Table(treatment_table(t)))
+    out.append(Heading(2, "Delta mIoU per configuration (points)"))
+    out.append(Para(" ".join(filter(None, [
+        "Delta = final val mIoU minus the start checkpoint's, over finished seeds. "
+        "n ok/fail/div: finished / failed / diverged seeds.", explained(PER_CONFIG, summary)]))))
+    out.append(Table(config_table(t)))
     if summary.has_control:
-        out.append(("h", 2, "Against the control, paired by seed (points)"))
-        out.append(("p", "mean diff: configuration minus control on the same seed, averaged; its "
-                         "95% CI from the paired t-test. P(better): fraction of paired seeds on which "
-                         "the configuration beat the control (ties count 1/2). The verdict uses the "
-                         "adjusted t-test p and the sign of the mean difference; Wilcoxon is a check "
-                         "that does not assume normal differences."))
-        out.append(("table", control_table(t)))
+        out.append(Heading(2, "Against the control, paired by seed (points)"))
+        out.append(Para(explained(VS_CONTROL, summary)))
+        out.append(Table(control_table(t)))
         if (t["best_control_id"].fillna("") != "").any():
-            out.append(("h", 2, "Against the best cross-entropy of the same budget (points)"))
-            out.append(("p", "The control above runs at the reward arm's own learning rate: a fair budget "
+            out.append(Heading(2, "Against the best cross-entropy of the same budget (points)"))
+            out.append(Para("The control above runs at the reward arm's own learning rate: a fair budget "
                              "match, not a tuned cross-entropy. Here each configuration meets the best of the "
                              "cross-entropy arms of its budget (its control and the control_grid ones), paired "
                              "by seed. 'Best' is the highest mean delta on the validation split, the same split "
                              "these deltas are measured on: the selection favours the control."))
-            out.append(("table", best_control_table(t)))
+            out.append(Table(best_control_table(t)))
     else:
-        out.append(("p", "No control arm: no comparison with cross-entropy training is possible."))
+        out.append(Para("No control arm: no comparison with cross-entropy training is possible."))
     if "img_survives" in t:
-        out.append(("h", 2, "Validation-set uncertainty: seeds x val images (points)"))
-        out.append(("p", "The val split is a sample of images too. Two-level bootstrap of the mean paired "
+        out.append(Heading(2, "Validation-set uncertainty: seeds x val images (points)"))
+        out.append(Para("The val split is a sample of images too. Two-level bootstrap of the mean paired "
                          "difference: each of the replicates draws the seeds and the val images with "
                          "replacement (the same images for every trial, as all were evaluated on the same "
                          "split) and recomputes every trial's mIoU from its per-image counts. Percentile "
                          "intervals: 95%, and at the verdict's adjusted level; a verdict survives when the "
                          "latter still excludes 0 on its side."))
-        out.append(("table", image_table(t)))
-    out.append(("h", 2, "Seeds and failures"))
-    out.append(("p", f"Seeds needed to detect {s.effect * 100:g} mIoU points with a two-sided t-test "
-                     f"at alpha {s.alpha:g} and power {s.power:g}, from the observed SD of the paired "
-                     "differences (or of delta mIoU where there is no control). Detectable now: the smallest true "
-                     f"difference the seeds used detect with power {s.power:g} at alpha {s.alpha:g} "
-                     "(minimum detectable effect, points). " + TREATMENT))
-    out.append(("table", seeds_table(t)))
+        out.append(Table(image_table(t)))
+    out.append(Heading(2, "Seeds and failures"))
+    out.append(Para(" ".join(filter(None, [explained(SEEDS, summary), TREATMENT]))))
+    out.append(Table(seeds_table(t)))
     if coll.class_names:
-        out.append(("h", 2, "Per-class IoU change (points, mean over finished seeds)"))
-        out.append(("table", class_table(summary)))
+        out.append(Heading(2, "Per-class IoU change (points, mean over finished seeds)"))
+        out.append(Table(class_table(summary)))
     if plots:
-        out.append(("h", 2, "Plots"))
+        out.append(Heading(2, "Plots"))
         for title, path in plots.items():
-            out.append(("img", title, path))
+            out.append(Image(title, path))
     if summary.next_steps:
-        out.append(("h", 2, "Next steps"))
-        out.append(("list", summary.next_steps))
-    out.append(("p", "How to read this report: docs/report.md in the rewardsweep repository."))
+        out.append(Heading(2, "Next steps"))
+        out.append(Bullets(summary.next_steps))
+    out.append(Para("How to read this report: docs/report.md in the rewardsweep repository."))
     return out
 
 
@@ -320,19 +310,20 @@ def md_table(df: pd.DataFrame) -> str:
     return "\n".join([head, sep, *body])
 
 
-def to_markdown(bl: list[tuple]) -> str:
+def to_markdown(bl: list[Block]) -> str:
     parts = []
     for b in bl:
-        if b[0] == "h":
-            parts.append("#" * b[1] + " " + b[2])
-        elif b[0] == "p":
-            parts.append(b[1])
-        elif b[0] == "list":
-            parts.append("\n".join(f"- {x}" for x in b[1]))
-        elif b[0] == "table":
-            parts.append(md_table(b[1]))
-        elif b[0] == "img":
-            parts.append(f"![{b[1]}]({Path(b[2]).name})")
+        match b:
+            case Heading(level, text):
+                parts.append("#" * level + " " + text)
+            case Para(text):
+                parts.append(text)
+            case Bullets(items):
+                parts.append("\n".join(f"- {x}" for x in items))
+            case Table(df):
+                parts.append(md_table(df))
+            case Image(title, path):
+                parts.append(f"![{title}]({Path(path).name})")
     return "\n\n".join(parts) + "\n"
 
 
@@ -347,13 +338,14 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:1em auto;padding:0 1em;max
         "th.params{text-align:left}td.params{text-align:left;white-space:normal;min-width:14em;max-width:28em}"
         "figure{margin:1em 0}img{max-width:100%;height:auto}"
         "code{background:#f4f4f4;padding:0 .2em;overflow-wrap:anywhere}")
-_TEXT_COLUMNS = {"config", "arm", "control", "verdict", "based on SD of", "flags", "equivalent", "survives",
-                 "failed seeds", "diverged seeds", "missing seeds", "best CE"}
+_TEXT_COLUMNS = {"config", "arm", "control", "verdict", "based on SD of", "flags", "survives",
+                 "failed seeds", "diverged seeds", "missing seeds", "best CE"}   # + the registry's left-aligned views
 
 
 def html_table(df: pd.DataFrame) -> str:
     """A table in its own scrolling box; text columns left-aligned, params wrapping."""
-    cls = ["params" if c == "params" else "text" if c in _TEXT_COLUMNS else "" for c in df.columns]
+    text = _TEXT_COLUMNS | {v.header for st in statistics.STATISTICS for v in st.views if v.align == "left"}
+    cls = ["params" if c == "params" else "text" if c in text else "" for c in df.columns]
     head = "".join((f"<th class='{k}'>" if k else "<th>") + html.escape(str(c)) + "</th>"
                    for k, c in zip(cls, df.columns))
     body = []
@@ -371,23 +363,24 @@ def _inline(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def to_html(bl: list[tuple], title: str) -> str:
+def to_html(bl: list[Block], title: str) -> str:
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
              "<meta name='viewport' content='width=device-width, initial-scale=1'>"
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"]
     for b in bl:
-        if b[0] == "h":
-            parts.append(f"<h{b[1]}>{html.escape(b[2])}</h{b[1]}>")
-        elif b[0] == "p":
-            parts.append(f"<p>{_inline(b[1])}</p>")
-        elif b[0] == "list":
-            parts.append("<ul>" + "".join(f"<li>{_inline(str(x))}</li>" for x in b[1]) + "</ul>")
-        elif b[0] == "table":
-            parts.append(html_table(b[1]))
-        elif b[0] == "img":
-            data = base64.b64encode(Path(b[2]).read_bytes()).decode("ascii")
-            parts.append(f"<figure><img alt='{html.escape(b[1])}' src='data:image/png;base64,{data}'>"
-                         f"<figcaption>{html.escape(b[1])}</figcaption></figure>")
+        match b:
+            case Heading(level, text):
+                parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+            case Para(text):
+                parts.append(f"<p>{_inline(text)}</p>")
+            case Bullets(items):
+                parts.append("<ul>" + "".join(f"<li>{_inline(str(x))}</li>" for x in items) + "</ul>")
+            case Table(df):
+                parts.append(html_table(df))
+            case Image(title, path):
+                data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+                parts.append(f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
+                             f"<figcaption>{html.escape(title)}</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -431,47 +424,30 @@ def console_table(summary: Summary, max_rows: int = CONSOLE_ROWS, width: int = 1
     leave and is wrapped onto more lines (:func:`summary.wrap_label`), never cut.
     """
     from rich import box
-    from rich.table import Table
+    from rich.table import Table as RichTable
     from rich.text import Text
 
     t = summary.table
-    has_ctrl = summary.has_control
-    has_ref = bool(np.isfinite(t["ref_diff_mean"].to_numpy(float)).any()) if "ref_diff_mean" in t else False
-    heads = ["ok/fl/dv", "Δ mIoU ±CI", "SD"]
-    if has_ref:
-        heads.append("vs no-op ±CI")
-    if has_ctrl:
-        heads += ["vs ctrl ±CI", "p adj", "P(>)", "verdict"]
-    heads.append("seeds")
-    style = {"beats control": "green", "worse": "red", "control": "blue", "reference": "blue"}
+    cols = views(CONSOLE, t)
+    heads = ["ok/fl/dv"] + [v.header for v in cols]
+    left = {v.header for v in cols if v.align == "left"}
     rows = []
-    for _, r in t.head(max_rows).iterrows():
-        cells = [Text(_n(r)), Text(pm(r["mean_delta"], r["ci_low"], r["ci_high"])),
-                 Text(pts(r["sd_delta"], False))]
-        if has_ref:
-            cells.append(Text(pm(r["ref_diff_mean"], r["ref_ci_low"], r["ref_ci_high"])))
-        if has_ctrl:
-            v = r["verdict"]
-            flagged = "[" in v  # "... [not reward tuning]": a verdict that measures something else
-            cells += [Text(pm(r["diff_mean"], r["diff_ci_low"], r["diff_ci_high"])), Text(pval(r["p_adj"])),
-                      Text(num(r["p_improve"])), Text(v, style="yellow" if flagged else style.get(v, ""))]
-        seeds = (count(r["seeds_used"]) if r["arm"] != "reward"
-                 else f"{count(r['seeds_used'])}/{count(r['seeds_needed'])}")
-        cells.append(Text(seeds + "!", style="yellow") if r["underpowered"] else Text(seeds))
+    for r in t.head(max_rows).to_dict("records"):
+        cells = [Text(_n(r))] + [Text(v.text(r), style=v.style(r) if v.style else "") for v in cols]
         rows.append((str(r["label"]), cells))
     widths = [max([len(h)] + [len(c[i]) for _, c in rows]) for i, h in enumerate(heads)]
     label_width = width - sum(widths) - 2 * len(heads)
     narrow = label_width < 16        # too narrow for labels: config ids here, labels below
-    if narrow:                       # and the two columns a reader misses least go
-        keep = [i for i, h in enumerate(heads) if h not in ("SD", "P(>)")]
+    if narrow:                       # and the columns a reader misses least go
+        keep = [0] + [i + 1 for i, v in enumerate(cols) if v.narrow]
         heads, widths = [heads[i] for i in keep], [widths[i] for i in keep]
         rows = [(label, [c[i] for i in keep]) for label, c in rows]
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
-                  show_edge=False, header_style="bold")
+    table = RichTable(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
+                       show_edge=False, header_style="bold")
     table.add_column("config" if narrow else "configuration", overflow="fold",
                      no_wrap=narrow, max_width=None if narrow else label_width)
     for h, w in zip(heads, widths):
-        table.add_column(h, justify="left" if h == "verdict" else "right", no_wrap=True, min_width=w)
+        table.add_column(h, justify="left" if h in left else "right", no_wrap=True, min_width=w)
     ids = t["config_id"].head(max_rows).tolist()
     for cid, (label, cells) in zip(ids, rows):
         table.add_row(Text(cid if narrow else "\n".join(wrap_label(label, label_width))), *cells)

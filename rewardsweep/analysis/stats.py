@@ -72,6 +72,23 @@ class MeanSummary:
     max: float
 
 
+def sd(x, axis: int = -1):
+    """Standard deviation (ddof 1) along ``axis``; NaN with fewer than 2 values."""
+    x = np.asarray(x, dtype=float)
+    if x.shape[axis] < 2:
+        out = np.full(np.delete(x.shape, axis % x.ndim), np.nan)
+        return float(out) if out.ndim == 0 else out
+    return np.std(x, axis=axis, ddof=1)
+
+
+def se(x, axis: int = -1):
+    """Standard error of the mean along ``axis`` (``scipy.stats.sem``); NaN with fewer than 2 values."""
+    x = np.asarray(x, dtype=float)
+    if x.shape[axis] < 2:
+        return sd(x, axis)
+    return _st.sem(x, axis=axis)
+
+
 def describe(x, confidence: float = CONFIDENCE) -> MeanSummary:
     """n, mean, SD (ddof=1), SE (``scipy.stats.sem``), t-interval, min and max of 1-D data."""
     x = np.asarray(x, dtype=float)
@@ -224,9 +241,10 @@ def compare_paired_many(pairs, confidence: float = CONFIDENCE) -> list[PairedCom
         sd = np.std(A - B, axis=-1, ddof=1) if n >= 2 else np.full(len(idx), np.nan)
         pi = prob_improvement(A, B) if n else np.full(len(idx), np.nan)
         for j, i in enumerate(idx):
-            out[i] = PairedComparison(n, float(diff_mean[j]), float(sd[j]), float(low[j]),
-                                      float(high[j]), float(t[j]), float(p[j]), float(w[j]),
-                                      float(pw[j]), str(note[j]), float(pi[j]))
+            out[i] = PairedComparison(
+                n=n, diff_mean=float(diff_mean[j]), diff_sd=float(sd[j]), ci_low=float(low[j]),
+                ci_high=float(high[j]), t=float(t[j]), p_ttest=float(p[j]), w=float(w[j]),
+                p_wilcoxon=float(pw[j]), wilcoxon_note=str(note[j]), p_improve=float(pi[j]))
     return out  # type: ignore[return-value]
 
 

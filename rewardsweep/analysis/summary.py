@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 import textwrap
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from rewardsweep.analysis import arms, stats
+from rewardsweep.analysis import arms, statistics, stats
 from rewardsweep.analysis.collect import PARAM_PREFIX, Collection
 
 TREATMENT = (
@@ -25,13 +26,6 @@ TREATMENT = (
     "configuration whose bad runs are the ones that break. A comparison with the control uses "
     "only seeds that finished in both the configuration and its control."
 )
-SECONDARY = (
-    "Best mIoU during tuning (mean_best_secondary) picks the best evaluation on the same "
-    "validation split it is measured on: it is optimistic by construction and reported only "
-    "as a secondary number; the primary outcome is delta mIoU after the last step."
-)
-
-
 @dataclass
 class Settings:
     alpha: float = 0.05
@@ -123,18 +117,48 @@ def wrap_label(text: str, width: int) -> list[str]:
 
 
 def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
+    """The summary table of a study: bookkeeping per configuration, then every statistic
+    of :data:`statistics.STATISTICS`, then the family-wide steps (adjustment, verdicts,
+    power, flags) and the comparisons of ``arms``."""
     s = settings or Settings()
     trials = coll.trials
     notes: list[str] = []
-    fin_mask = (trials["status"] == "finished").to_numpy()
-    fin = trials[fin_mask]
+    varying, ctrl_varying, constant = _parameters(coll)
+    expected = set(trials["seed"].tolist())
+    has_control = bool((trials["arm"] == "mle").any())
+    if not has_control:
+        notes.append("This study has no control arm: per-configuration statistics only, "
+                     "no control comparison is possible.")
 
-    # Params that vary between configurations vs. constant in the study.
-    # (over the reward arm: a key only controls carry does not label anything).
-    varying, constant = [], {}
+    configs = _configurations(trials, varying, ctrl_varying, expected)
+    pairs = _pairing(trials, configs, notes)
+    table = pd.DataFrame([c.row for c in configs])
+    _statistics(table, trials, [c.finished for c in configs], pairs, s)
+    _adjust(table, s)
+    _power(table, s)
+    _flag(table)
+    arms.add_reference(table, trials, s.confidence)
+    arms.add_best_control(table, trials, s.confidence, s.correction, s.alpha)
+    arms.add_treatment(table, trials)  # last: a flag is appended to the verdict
+    table = _ordered(table)
+
+    if (table["n_finished"] == 0).any():
+        names = ", ".join(table.loc[table["n_finished"] == 0, "config_id"])
+        notes.append(f"no finished trial in configuration(s) {names}")
+    return Summary(table, _iou_delta(coll, table), curve_stats(coll, s.confidence), s, has_control,
+                   varying, constant, notes, sorted(expected))
+
+
+# --------------------------------------------------------------------------- bookkeeping
+
+def _parameters(coll: Collection) -> tuple[list[str], list[str], dict]:
+    """Param columns that vary between reward configurations, those that only tell
+    control_grid variants apart (their own lr / optimizer), and those constant in the study
+    (judged on the reward arm: a key only controls carry does not label anything)."""
+    trials = coll.trials
     reward = trials[trials["arm"] == "reward"]
     mle = trials[trials["arm"] == "mle"]
-    ctrl_varying = []  # what tells control_grid variants apart (their own lr / optimizer)
+    varying, ctrl_varying, constant = [], [], {}
     for col in coll.param_columns:
         values = reward[col].astype(object).where(reward[col].notna(), "–").astype(str).unique()
         if len(values) > 1:
@@ -143,58 +167,37 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
             constant[col] = reward[col].iloc[0]
         if col not in varying and mle[col].astype(object).where(mle[col].notna(), "–").astype(str).nunique() > 1:
             ctrl_varying.append(col)
+    return varying, ctrl_varying, constant
 
-    expected = set(trials["seed"].tolist())
-    has_control = bool((trials["arm"] == "mle").any())
-    if not has_control:
-        notes.append("This study has no control arm: per-configuration statistics only, "
-                     "no control comparison is possible.")
 
-    # Moments of delta mIoU per configuration (finished seeds), in one pass.
-    keys = ["config_id", "arm"]
-    mom = fin.groupby(keys, sort=True).agg(
-        n=("delta_miou", "count"), mean=("delta_miou", "mean"), sd=("delta_miou", "std"),
-        se=("delta_miou", "sem"), min=("delta_miou", "min"), max=("delta_miou", "max"),
-        final=("miou_final", "mean"), best=("miou_best", "mean"))
-    low, high = stats.t_interval_from_moments(mom["mean"].to_numpy(), mom["sd"].to_numpy(),
-                                              mom["n"].to_numpy(), s.confidence)
-    mom["ci_low"], mom["ci_high"] = low, high
-    mom_rows = {k: r for k, r in zip(mom.index, mom.to_dict("records"))}
+@dataclass
+class _Config:
+    row: dict                # the configuration's bookkeeping columns
+    idx: np.ndarray          # its trials (positions in ``trials``)
+    finished: np.ndarray     # its finished trials, in the same order
 
-    # Plain arrays for the per-configuration loop (pandas per group is slow at 10k trials).
-    seed_a = trials["seed"].to_numpy(int)
+
+def _configurations(trials: pd.DataFrame, varying: list[str], ctrl_varying: list[str],
+                    expected: set) -> list[_Config]:
+    """One entry per (config_id, arm): names, counts and lost seeds; no statistics yet."""
+    seed_a = trials["seed"].to_numpy(int)     # plain arrays: pandas per group is slow at 10k trials
     status_a = trials["status"].to_numpy(object)
-    delta_a = trials["delta_miou"].to_numpy(float)
     ctrl_a = trials["control_id"].to_numpy(object)
     est_a = trials["estimator"].to_numpy(object)
     var_a = {col: trials[col].to_numpy(object) for col in varying + ctrl_varying}
-    fin_a = status_a == "finished"
-
-    # The controls' finished deltas by seed, for pairing.
-    ctrl: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for (cid, arm), idx in trials.groupby(keys, sort=False).indices.items():
-        if arm == "mle":
-            idx = idx[fin_a[idx]]
-            order = np.argsort(seed_a[idx], kind="stable")
-            ctrl[cid] = (seed_a[idx][order], delta_a[idx][order])
-
-    nan = float("nan")
-    rows: list[dict] = []
-    to_pair: list[tuple[int, np.ndarray, np.ndarray]] = []
-    for (cid, arm), idx in sorted(trials.groupby(keys, sort=False).indices.items()):
+    out = []
+    for (cid, arm), idx in sorted(trials.groupby(["config_id", "arm"], sort=False).indices.items()):
         i0 = idx[0]
-        st_g, seeds_g = status_a[idx], seed_a[idx]
-        fmask = st_g == "finished"
-        x = delta_a[idx][fmask]
-        m = mom_rows.get((cid, arm))
-        bca = stats.bca_interval(x, s.confidence, seed=s.bootstrap_seed)
-        failed = seeds_g[st_g == "failed"].tolist()
-        diverged = seeds_g[st_g == "diverged"].tolist()
-        missing = sorted(expected - set(seeds_g.tolist()))
+        status, seeds = status_a[idx], seed_a[idx]
+        fmask = status == "finished"
+        failed = seeds[status == "failed"].tolist()
+        diverged = seeds[status == "diverged"].tolist()
+        missing = sorted(expected - set(seeds.tolist()))
         first = {col: var_a[col][i0] for col in varying}
         tuned = arm == "mle" and ctrl_a[i0] not in (None, cid)
         shown = _params_label({**first, **{c: var_a[c][i0] for c in ctrl_varying}}, varying + ctrl_varying) \
             if tuned else _params_label(first, varying)
+        n_finished = int(fmask.sum())
         row = {
             "config_id": cid, "arm": arm,
             "params": shown,
@@ -202,81 +205,120 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
             "control_id": ctrl_a[i0] if tuned or arm == "reward" else None,
             "estimator": est_a[i0],
             **first,
-            "n_seeds": int(len(idx)), "n_finished": int(fmask.sum()), "n_failed": len(failed),
+            "n_seeds": int(len(idx)), "n_finished": n_finished, "n_failed": len(failed),
             "n_diverged": len(diverged), "n_missing": len(missing),
             "failed_seeds": _fmt_seeds(failed), "diverged_seeds": _fmt_seeds(diverged),
             "missing_seeds": _fmt_seeds(missing),
             "lost_seeds": bool(failed or diverged or missing),
+            "verdict": {"mle": "control", "noop": "reference"}.get(arm, ""),
+            "seeds_used": n_finished, "seeds_basis": "delta mIoU", "n_paired": np.nan,
         }
-        for out_key, mkey in (("mean_delta", "mean"), ("sd_delta", "sd"), ("se_delta", "se"),
-                              ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("min_delta", "min"),
-                              ("max_delta", "max"), ("mean_final", "final"),
-                              ("mean_best_secondary", "best")):
-            row[out_key] = float(m[mkey]) if m is not None else nan
-        row["bca_low"], row["bca_high"] = bca
-        if arm in ("mle", "noop"):
-            row["verdict"] = "control" if arm == "mle" else "reference"
-        else:
-            cids = list(dict.fromkeys(c for c in ctrl_a[idx] if c is not None))
-            if len(cids) > 1:
-                notes.append(f"configuration {cid} names several controls ({', '.join(cids)}); "
-                             f"compared with {cids[0]}")
-            if not cids:
-                row["verdict"] = "no control"
-            elif cids[0] not in ctrl or not len(ctrl[cids[0]][0]):
-                row["verdict"] = "no control"
-                notes.append(f"configuration {cid}: its control {cids[0]} has no finished trials")
-            else:
-                cs, cd = ctrl[cids[0]]
-                fs = seeds_g[fmask]
-                _, ia, ic = np.intersect1d(fs, cs, assume_unique=True, return_indices=True)
-                to_pair.append((len(rows), x[ia], cd[ic]))
-        row["seeds_used"], row["seeds_basis"] = row["n_finished"], "delta mIoU"
-        rows.append(row)
+        out.append(_Config(row, idx, idx[fmask]))
+    return out
 
-    # Paired comparisons, vectorised over configurations with the same number of pairs.
-    comps = stats.compare_paired_many([(a, b) for _, a, b in to_pair], s.confidence)
-    for (i, _, _), comp in zip(to_pair, comps):
-        rows[i].update({
-            "n_paired": comp.n, "diff_mean": comp.diff_mean, "diff_sd": comp.diff_sd,
-            "diff_ci_low": comp.ci_low, "diff_ci_high": comp.ci_high, "t": comp.t,
-            "p_ttest": comp.p_ttest, "w": comp.w, "p_wilcoxon": comp.p_wilcoxon,
-            "wilcoxon_note": comp.wilcoxon_note, "p_improve": comp.p_improve,
-            "seeds_used": comp.n, "seeds_basis": "paired difference",
-        })
-    if s.margin:
-        for i, a, b in to_pair:
-            rows[i]["p_equiv"] = stats.equivalence_test(a, b, s.margin)
-    # Seeds needed and the smallest effect the seeds used can detect: from the SD of the
-    # paired differences where there is a comparison, else from the SD of delta mIoU.
-    for row in rows:
-        sd_basis = row["diff_sd"] if "diff_sd" in row else row["sd_delta"]
-        row["seeds_needed"] = stats.seeds_needed(sd_basis, s.effect, s.alpha, s.power)
-        row["detectable"] = stats.min_detectable_effect(sd_basis, row["seeds_used"], s.alpha, s.power)
 
-    table = pd.DataFrame(rows)
-    for col in ("n_paired", "diff_mean", "diff_sd", "diff_ci_low", "diff_ci_high", "t", "p_ttest",
-                "w", "p_wilcoxon", "p_improve"):
-        if col not in table:
-            table[col] = np.nan
-    if "wilcoxon_note" not in table:
-        table["wilcoxon_note"] = ""
-    table["wilcoxon_note"] = table["wilcoxon_note"].fillna("")
+def _pairing(trials: pd.DataFrame, configs: list[_Config], notes: list[str]) -> dict[int, tuple]:
+    """Row -> (configuration, control) delta mIoU on the seeds finished in both, for every
+    reward configuration whose control has finished trials; the others get verdict
+    "no control" (and a note saying why)."""
+    seed_a = trials["seed"].to_numpy(int)
+    delta_a = trials["delta_miou"].to_numpy(float)
+    ctrl_a = trials["control_id"].to_numpy(object)
+    controls: dict[str, tuple[np.ndarray, np.ndarray]] = {}     # control's finished deltas by seed
+    for c in configs:
+        if c.row["arm"] == "mle":
+            order = np.argsort(seed_a[c.finished], kind="stable")
+            controls[c.row["config_id"]] = (seed_a[c.finished][order], delta_a[c.finished][order])
+    pairs = {}
+    for i, c in enumerate(configs):
+        row = c.row
+        if row["arm"] != "reward":
+            continue
+        cid = row["config_id"]
+        cids = list(dict.fromkeys(x for x in ctrl_a[c.idx] if x is not None))
+        if len(cids) > 1:
+            notes.append(f"configuration {cid} names several controls ({', '.join(cids)}); "
+                         f"compared with {cids[0]}")
+        if not cids:
+            row["verdict"] = "no control"
+            continue
+        if cids[0] not in controls or not len(controls[cids[0]][0]):
+            row["verdict"] = "no control"
+            notes.append(f"configuration {cid}: its control {cids[0]} has no finished trials")
+            continue
+        cs, cd = controls[cids[0]]
+        _, ia, ic = np.intersect1d(seed_a[c.finished], cs, assume_unique=True, return_indices=True)
+        pairs[i] = (delta_a[c.finished][ia], cd[ic])
+        row["n_paired"] = row["seeds_used"] = len(ia)
+        row["seeds_basis"] = "paired difference"
+    return pairs
 
-    # Multiple testing across every configuration compared with a control.
-    tested = (table["arm"] == "reward").to_numpy() & np.isfinite(table["p_ttest"].to_numpy(float))
-    table["p_adj"] = np.nan
-    if tested.any():
-        table.loc[tested, "p_adj"] = stats.adjust_pvalues(
-            table.loc[tested, "p_ttest"].to_numpy(float), s.correction, s.alpha)
+
+# --------------------------------------------------------------------------- the registry
+
+def _batches(trials: pd.DataFrame, finished: list[np.ndarray], pairs: dict[int, tuple], over: str):
+    """The input of a statistic over ``over``, in batches of equal length (one vectorised
+    call each): ``[(rows, arrays)]``, ``arrays`` ``[len(rows), seeds]``. A configuration
+    with no finite value is in no batch; a comparison with no seed is (length 0)."""
+    by_n: dict[int, list[int]] = {}
+    if over == statistics.PAIRED:
+        data = pairs
+    else:
+        values = trials[over].to_numpy(float)
+        data = {}
+        for i, f in enumerate(finished):
+            x = values[f]
+            x = x[np.isfinite(x)]
+            if x.size:
+                data[i] = (x,)
+    for i, arrays in data.items():
+        by_n.setdefault(arrays[0].size, []).append(i)
+    return [(np.array(rows), [np.stack([data[i][k] for i in rows]).reshape(len(rows), n)
+                              for k in range(len(data[rows[0]]))])
+            for n, rows in by_n.items()]
+
+
+def _statistics(table: pd.DataFrame, trials: pd.DataFrame, finished: list[np.ndarray],
+                pairs: dict[int, tuple], s: Settings) -> None:
+    """Every column of the registry: computed where the entry has a ``fn`` (and applies),
+    its fill value elsewhere; a family-wide entry's columns start at their fill value."""
+    n = len(table)
+    batches: dict[str, list] = {}
+    for st in statistics.STATISTICS:
+        cols = [np.full(n, f, dtype=object if isinstance(f, str) else float) for f in st.fills()]
+        if st.fn is not None and (st.when is None or st.when(s)):
+            if st.over not in batches:
+                batches[st.over] = _batches(trials, finished, pairs, st.over)
+            for rows, arrays in batches[st.over]:
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore")         # degenerate input: NaN, not a warning
+                    result = st.fn(*arrays, s)
+                for col, values in zip(cols, result if isinstance(result, tuple) else (result,)):
+                    col[rows] = np.broadcast_to(np.asarray(values, dtype=col.dtype), rows.shape)
+        elif any(c in table for c in st.columns):
+            continue                                        # filled by the bookkeeping (verdict)
+        for name, col in zip(st.columns, cols):
+            table[name] = col
+
+
+# --------------------------------------------------------------------------- family-wide steps
+
+def _adjusted(p: pd.Series, family: pd.Series, s: Settings) -> np.ndarray:
+    """``p`` adjusted across the rows of ``family`` that have one (NaN elsewhere)."""
+    p = p.to_numpy(float)
+    ok = family.to_numpy(bool) & np.isfinite(p)
+    out = np.full(p.shape, np.nan)
+    if ok.any():
+        out[ok] = stats.adjust_pvalues(p[ok], s.correction, s.alpha)
+    return out
+
+
+def _adjust(table: pd.DataFrame, s: Settings) -> None:
+    """Multiple testing across every configuration compared with a control: adjusted
+    t-test and equivalence p-values, the intervals that agree with them, the verdicts."""
     compared = (table["arm"] == "reward") & table["n_paired"].notna()
-    # Equivalence (TOST) p-values, adjusted the same way as the difference tests.
-    table["p_equiv"] = table["p_equiv"] if "p_equiv" in table else np.nan
-    table["p_equiv_adj"] = np.nan
-    testable = compared.to_numpy() & np.isfinite(table["p_equiv"].to_numpy(float))
-    if testable.any():
-        table.loc[testable, "p_equiv_adj"] = stats.adjust_pvalues(
-            table.loc[testable, "p_equiv"].to_numpy(float), s.correction, s.alpha)
+    table["p_adj"] = _adjusted(table["p_ttest"], compared, s)
+    table["p_equiv_adj"] = _adjusted(table["p_equiv"], compared, s)
     with np.errstate(invalid="ignore"):
         table["equivalent"] = table["p_equiv_adj"].to_numpy(float) < s.alpha
     table["adj_level"], table["diff_adj_low"], table["diff_adj_high"] = stats.adjusted_intervals(
@@ -285,37 +327,23 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
     table.loc[compared, "verdict"] = stats.verdict(
         table.loc[compared, "p_adj"].to_numpy(float), table.loc[compared, "diff_mean"].to_numpy(float),
         s.alpha)
-    # The control makes no claim of its own: only configurations are flagged.
+
+
+def _power(table: pd.DataFrame, s: Settings) -> None:
+    """Seeds needed and the smallest effect the seeds used can detect: from the SD of the
+    paired differences where there is a comparison, else from the SD of delta mIoU."""
+    sd = table["diff_sd"].where(table["n_paired"].notna(), table["sd_delta"]).to_numpy(float)
+    used = table["seeds_used"].to_numpy()
+    table["seeds_needed"] = [stats.seeds_needed(x, s.effect, s.alpha, s.power) for x in sd]
+    table["detectable"] = [stats.min_detectable_effect(x, n, s.alpha, s.power) for x, n in zip(sd, used)]
+
+
+def _flag(table: pd.DataFrame) -> None:
+    """``underpowered`` (a configuration with fewer seeds than needed; the control makes no
+    claim of its own) and ``flags``, the "; "-joined reasons to distrust a row."""
     table["underpowered"] = ((table["arm"] == "reward") & table["seeds_needed"].notna()
                              & (table["seeds_used"] < table["seeds_needed"])).astype(bool)
     table["flags"] = [_flags(r) for r in table.itertuples()]
-    arms.add_reference(table, trials, s.confidence)
-    arms.add_best_control(table, trials, s.confidence, s.correction, s.alpha)
-    arms.add_treatment(table, trials)  # last: a flag is appended to the verdict
-
-    # Order: controls, the reference, then configurations by mean paired difference (or delta).
-    key = table["diff_mean"].where(table["diff_mean"].notna(), table["mean_delta"])
-    order = table["arm"].map({"mle": 0, "noop": 1}).fillna(2)
-    table = (table.assign(_ctrl=order, _key=-key.fillna(-np.inf))
-             .sort_values(["_ctrl", "_key", "config_id"]).drop(columns=["_ctrl", "_key"])
-             .reset_index(drop=True))
-
-    if (table["n_finished"] == 0).any():
-        names = ", ".join(table.loc[table["n_finished"] == 0, "config_id"])
-        notes.append(f"no finished trial in configuration(s) {names}")
-
-    # Per-class IoU change, mean over finished seeds.
-    if coll.class_names:
-        delta = coll.iou_delta[fin_mask]
-        delta.index = pd.MultiIndex.from_frame(fin[["config_id", "arm"]])
-        iou_delta = delta.groupby(level=[0, 1], sort=False).mean()
-        order = pd.MultiIndex.from_frame(table[["config_id", "arm"]])
-        iou_delta = iou_delta.reindex(order)
-    else:
-        iou_delta = pd.DataFrame(index=pd.MultiIndex.from_frame(table[["config_id", "arm"]]))
-
-    return Summary(table, iou_delta, curve_stats(coll, s.confidence), s, has_control,
-                   varying, constant, notes, sorted(expected))
 
 
 def _flags(r) -> str:
@@ -329,6 +357,26 @@ def _flags(r) -> str:
     if isinstance(r.wilcoxon_note, str) and r.wilcoxon_note and r.arm == "reward":
         out.append("wilcoxon " + r.wilcoxon_note.split(":")[0])
     return "; ".join(out)
+
+
+def _ordered(table: pd.DataFrame) -> pd.DataFrame:
+    """Controls, the reference, then configurations by mean paired difference (or delta)."""
+    key = table["diff_mean"].where(table["diff_mean"].notna(), table["mean_delta"])
+    order = table["arm"].map({"mle": 0, "noop": 1}).fillna(2)
+    return (table.assign(_ctrl=order, _key=-key.fillna(-np.inf))
+            .sort_values(["_ctrl", "_key", "config_id"]).drop(columns=["_ctrl", "_key"])
+            .reset_index(drop=True))
+
+
+def _iou_delta(coll: Collection, table: pd.DataFrame) -> pd.DataFrame:
+    """Per-class IoU change, mean over finished seeds, in the table's row order."""
+    order = pd.MultiIndex.from_frame(table[["config_id", "arm"]])
+    if not coll.class_names:
+        return pd.DataFrame(index=order)
+    fin_mask = (coll.trials["status"] == "finished").to_numpy()
+    delta = coll.iou_delta[fin_mask]
+    delta.index = pd.MultiIndex.from_frame(coll.trials.loc[fin_mask, ["config_id", "arm"]])
+    return delta.groupby(level=[0, 1], sort=False).mean().reindex(order)
 
 
 def curve_stats(coll: Collection, confidence: float = stats.CONFIDENCE) -> pd.DataFrame:
