@@ -455,7 +455,7 @@ def test_labels_are_the_same_everywhere(reported):
 def test_wandb_summary_table_reads_back_from_the_offline_run(study, tmp_path, monkeypatch, capsys):
     """Real W&B, offline: the report run holds the per-configuration summary as a Table whose
     rows are summary.csv's, labels first and identical."""
-    from rewardsweep.sweep.wandb_log import read_offline_run
+    from rewardsweep.sweep.wandb_offline import read_offline_run
 
     folder, _ = study
     copy = tmp_path / "toy"

@@ -21,7 +21,7 @@ import yaml
 from rewardsweep import records
 from rewardsweep.sweep.expand import expand
 from rewardsweep.sweep.spec import load_spec
-from rewardsweep.sweep.wandb_log import read_offline_run
+from rewardsweep.sweep.wandb_offline import read_offline_run
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from rewardsweep import records
 from rewardsweep.errors import UserError
 from rewardsweep.sweep import study
 from rewardsweep.sweep import tune as tune_mod
-from rewardsweep.sweep import wandb_log
+from rewardsweep.sweep import wandb_log, wandb_offline
 from rewardsweep.sweep.progress import ProgressView
 
 
@@ -201,7 +201,7 @@ def _complete_runs(folder: Path, n: int, timeout: float = 20.0) -> list[dict]:
     """``run.finish()`` returns before W&B's service writes the file's last block: wait for it."""
     deadline = time.time() + timeout
     while True:
-        runs = [wandb_log.read_offline_run(d) for d in sorted((folder / "wandb").glob("offline-run-*"))]
+        runs = [wandb_offline.read_offline_run(d) for d in sorted((folder / "wandb").glob("offline-run-*"))]
         if sum(r["exit_code"] is not None for r in runs) >= n or time.time() > deadline:
             return runs
         time.sleep(0.2)

@@ -1,4 +1,4 @@
-"""Class weights from ground-truth pixel counts (``shared/METHOD.md``, "Class weights").
+"""Class weights from ground-truth pixel counts (``docs/method.md``, "Class weights").
 
 ``w_c = 1 / (n_c + s * sum_c' n_c')``, then ``w <- C * w / sum(w)`` (mean weight 1).
 

@@ -1,4 +1,4 @@
-"""Loss functions of the two estimators (``shared/METHOD.md``, "Estimators").
+"""Loss functions of the two estimators (``docs/method.md``, "Estimators").
 
 Shapes: logits ``[B, C, H, W]`` (already at label size), labels ``gt`` ``[B, H, W]`` with
 ``ignore_index`` marking pixels outside V, samples ``[B, k, H, W]``.

@@ -1,4 +1,4 @@
-"""Per-image mIoU reward, vectorised over images and samples (``shared/METHOD.md``).
+"""Per-image mIoU reward, vectorised over images and samples (``docs/method.md``).
 
 ``R(y, g)`` is the mean, over the classes whose union ``{y=c} ∪ {g=c}`` over the valid
 pixels is non-empty, of ``|{y=c} ∩ {g=c}| / |{y=c} ∪ {g=c}|``. An image without a valid

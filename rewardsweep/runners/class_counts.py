@@ -13,7 +13,7 @@ search space's ``class_weights: {counts: FILE, smooth: 0.05}``) is::
     {"dataset", "split", "class_names", "counts", "smooth", "weights",
      "data_root", "images", "ignored_pixels"}
 
-with the weights from the reward package's formula (``shared/METHOD.md``, "Class weights").
+with the weights from the reward package's formula (``docs/method.md``, "Class weights").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Dataset-level IoU with full precision and per-class values.
 
-MMSeg's ``IoUMetric`` builds one confusion matrix over the whole split (what METHOD.md
+MMSeg's ``IoUMetric`` builds one confusion matrix over the whole split (what docs/method.md
 asks for) but rounds mIoU to 0.01 points and only prints the per-class table. Reward
 tuning moves mIoU by fractions of a point, so we keep MMSeg's accumulation and area
 arithmetic (its static methods) and return unrounded values in [0, 1].

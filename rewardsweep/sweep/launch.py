@@ -345,7 +345,7 @@ def _set_aside_unfinished_runs(jobs: dict[str, dict], runs_dir: Path, notes: lis
     """Before trials run again: set aside their earlier runs that never ended (the driver
     was killed, so :func:`_set_aside_interrupted_runs` could not). Runs with an exit (a
     failed attempt) stay: they are attempts like any other."""
-    from rewardsweep.sweep.wandb_log import read_offline_run
+    from rewardsweep.sweep.wandb_offline import read_offline_run
 
     moved = 0
     runs = _runs_by_trial(runs_dir)
