@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rewardsweep.errors import SpecError
+from rewardsweep.study import layout
 from rewardsweep.sweep.expand import (
     CONTROL_KEYS,
     RUNTIME_FIELDS,
@@ -191,10 +192,6 @@ def _expand_env(file: _SpecFile, key: str, value: str) -> str:
         return os.environ[var]
 
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", sub, value)
-
-
-def _is_uri(value: str) -> bool:
-    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) is not None
 
 
 # --------------------------------------------------------------------------------------
@@ -395,12 +392,12 @@ def _read_storage(file: _SpecFile, in_spec: Any, override: str | None, name: str
         raise file.fail("storage", f"{as_written(ref)} is not a path; expected a folder or a URI "
                                    f"Ray accepts (default runs)")
     if override is None:
-        ref = _expand_env(file, "storage", ref)
-    if _is_uri(ref):
+        ref = layout.expand_env_vars(ref, source=f"{where(file.source, file.lines, 'storage')}: storage")
+    if layout.is_uri(ref):  # passed through here; launch refuses it (layout.study_dir_from_storage)
         storage = ref.rstrip("/")
         return storage, f"{storage}/{name}"
-    storage = str(Path(os.path.expanduser(ref)).resolve())
-    return storage, str(Path(storage) / name)
+    study_dir = layout.study_dir_from_storage(ref, name, expand_env=False)
+    return str(study_dir.parent), str(study_dir)
 
 
 def _read_wandb(file: _SpecFile, wandb: Any, mode_override: str | None) -> dict[str, Any]:
