@@ -63,13 +63,13 @@ def quick_spec(spec_path: Path, folder: Path) -> Path:
 
 
 def measure(spec: Path, mode: str, storage: Path) -> dict:
-    from rewardsweep import records
+    from rewardsweep.study import layout, records
     from rewardsweep.sweep.launch import launch
 
     result = launch(spec, storage=str(storage), wandb_mode=mode)
     study = Path(result.study_dir)
     log = json.loads((result.experiment / "rewardsweep-launch.json").read_text())
-    recs = {p.stem: records.read_record(p) for p in records.iter_record_paths(study)}
+    recs = {p.stem: records.read_record(p) for p in layout.iter_record_paths(study)}
     trials = log["trials"]
     n = len(trials)
     work = in_trial = wrapper = wandb_s = ray_side = busy = 0.0

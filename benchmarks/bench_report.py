@@ -27,9 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.analysis_helpers import START, config_id, make_record  # noqa: E402
-
-from rewardsweep.records import record_path, write_record  # noqa: E402
+from rewardsweep.study.layout import record_path  # noqa: E402
+from rewardsweep.study.records import write_record  # noqa: E402
+from rewardsweep.study.synthetic import SYNTHETIC_START, synthetic_config_id, synthetic_record  # noqa: E402
 
 CLASSES = ["road", "sidewalk", "building", "wall", "fence", "pole", "light", "sign", "vegetation",
            "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle"]
@@ -38,24 +38,24 @@ CLASSES = ["road", "sidewalk", "building", "wall", "fence", "pole", "light", "si
 def build(folder: Path, configs: int, seeds: int, diag_every: int = 1) -> int:
     rng = np.random.default_rng(0)
     seed_effect = rng.normal(0, 0.005, seeds)
-    ctrl = config_id({}, "mle")
+    ctrl = synthetic_config_id({}, "mle")
     arms = [(ctrl, "mle", {}, 0.0)]
     kinds = ["none", "batch_loo", "sample_loo", "greedy", "ema"]
     for i in range(configs):
         params = {"baseline.kind": kinds[i % 5], "baseline.coef": [0.1, 0.5, 1.0, 2.0][(i // 5) % 4],
                   "lr.start": float(10 ** -(3 + (i // 20) % 3)), "steps": [100, 200][(i // 60) % 2],
                   "class_weights.smooth": [0.0, 0.05][(i // 120) % 2]}
-        arms.append((config_id(params), "reward", params, float(rng.normal(0.002, 0.004))))
+        arms.append((synthetic_config_id(params), "reward", params, float(rng.normal(0.002, 0.004))))
     n = 0
     for cid, arm, params, eff in arms:
         for s in range(seeds):
             status = "finished" if rng.random() > 0.02 else str(rng.choice(["failed", "diverged"]))
             delta = 0.002 + seed_effect[s] + eff + rng.normal(0, 0.004)
-            rec = make_record(study="bench", config_id=cid, arm=arm, seed=s, control_id=ctrl,
-                              params=params, miou_start=0.61,
-                              miou_final=None if status == "failed" else 0.61 + delta,
-                              status=status, class_names=CLASSES, steps=200, eval_every=20,
-                              diag_every=diag_every, start=START, rng=rng)
+            rec = synthetic_record(study="bench", config_id=cid, arm=arm, seed=s, control_id=ctrl,
+                                   params=params, miou_start=0.61,
+                                   miou_final=None if status == "failed" else 0.61 + delta,
+                                   status=status, class_names=CLASSES, steps=200, eval_every=20,
+                                   diag_every=diag_every, start=SYNTHETIC_START, rng=rng)
             write_record(record_path(folder, cid, arm, s), rec)
             n += 1
     return n

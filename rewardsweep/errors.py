@@ -22,3 +22,34 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A dataset folder that is missing, empty or inconsistent."""
+
+
+# --------------------------------------------------------------------------- how a trial ended
+
+class TrialError(RuntimeError):
+    """A trial that did not finish. ``record`` is the record it wrote (the same data as the
+    file, which stays the source of truth for resume), or None if it wrote none."""
+
+    def __init__(self, message: str = "", record: dict | None = None) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+class TrialFailed(TrialError):
+    """The trial raised; its record (status ``failed``) is already written. Ray retries it."""
+
+
+class TrialDiverged(TrialError):
+    """The loss (or gradient) became NaN/inf: recorded as diverged, never retried (the
+    trial is deterministic given its seed, a retry would diverge again)."""
+
+
+def trial_error(exc: BaseException | None) -> TrialError | None:
+    """The :class:`TrialError` in ``exc``'s chain (causes and contexts), if any."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, TrialError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -7,11 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from tests.analysis_helpers import CLASS_NAMES, START, FakeApi, FakeRun, make_record, wandb_run, write_study
+from tests.analysis_helpers import FakeApi, FakeRun, wandb_run, write_study
 from rewardsweep.analysis.collect import collect
 from rewardsweep.analysis.wandb_io import collect_wandb, run_to_record
 from rewardsweep.errors import UserError
-from rewardsweep.records import record_path, write_record
+from rewardsweep.study.layout import record_path
+from rewardsweep.study.records import write_record
+from rewardsweep.study.synthetic import SYNTHETIC_CLASSES as CLASS_NAMES
+from rewardsweep.study.synthetic import SYNTHETIC_START as START
+from rewardsweep.study.synthetic import synthetic_record as make_record
 
 
 def test_one_row_per_trial_with_params_curves_and_classes(tmp_path):

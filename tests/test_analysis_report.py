@@ -20,7 +20,8 @@ from statsmodels.stats.power import TTestPower
 from rewardsweep.analysis import stats
 from rewardsweep.analysis.plots import MAX_ROWS, select_rows
 from rewardsweep.cli import main
-from tests.analysis_helpers import START, FakeApi, wandb_run, write_study
+from rewardsweep.study.synthetic import SYNTHETIC_START as START
+from tests.analysis_helpers import FakeApi, wandb_run, write_study
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rewardsweep import records
+from rewardsweep.study import layout, records
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def test_launch_on_two_node_cluster(two_node_cluster, tmp_path, capsys):
     assert cli.main(["launch", str(spec), "--address", two_node_cluster.address]) == 0
     assert not ray.is_initialized()                     # the launch disconnected; the cluster lives on
 
-    recs = [records.read_record(p) for p in records.iter_record_paths(tmp_path / "runs" / "cluster")]
+    recs = [records.read_record(p) for p in layout.iter_record_paths(tmp_path / "runs" / "cluster")]
     assert len(recs) == 6 and all(r["status"] == "finished" for r in recs)
     node_ids = {r["config"]["runtime"]["node_id"] for r in recs}
     cluster_nodes = {n.node_id for n in two_node_cluster.list_all_nodes()}
@@ -110,6 +110,6 @@ def test_launch_joins_the_cluster_a_bare_ray_init_would(private_cluster, tmp_pat
     assert not ray.is_initialized()
 
     for study in ("via-env", "via-ray-start"):
-        recs = [records.read_record(p) for p in records.iter_record_paths(tmp_path / "runs" / study)]
+        recs = [records.read_record(p) for p in layout.iter_record_paths(tmp_path / "runs" / study)]
         assert len(recs) == 2 and all(r["status"] == "finished" for r in recs)
         assert {r["config"]["runtime"]["node_id"] for r in recs} <= cluster_nodes

@@ -223,9 +223,9 @@ def test_one_reward_step_of_the_r50_on_the_fixture(preset, crop, tmp_path, roots
         with pytest.raises(DataError, match="not-mounted: data root does not exist"):
             run_trial(dict(model=name, data_root=str(missing), start=start, steps=1, eval_every=1,
                            batch_size=2, threads=1, study_dir=str(tmp_path / "study"), config_id="c"))
-        from rewardsweep import records
+        from rewardsweep.study import layout, records
 
-        failed = records.read_record(records.record_path(tmp_path / "study", "c", "reward", 0))
+        failed = records.read_record(layout.record_path(tmp_path / "study", "c", "reward", 0))
         assert failed["status"] == "failed" and failed["error"].startswith("DataError: ")
 
 

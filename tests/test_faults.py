@@ -130,11 +130,11 @@ def _finished(config_id="c1", seed=0, **changes) -> dict:
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_records_are_as_readable_as_the_umask_allows(tmp_path, umask, mode):
-    from rewardsweep import records
+    from rewardsweep.study import layout, records
 
     old = os.umask(umask)
     try:
-        path = records.write_record(records.record_path(tmp_path, "c1", "reward", 0), _finished())
+        path = records.write_record(layout.record_path(tmp_path, "c1", "reward", 0), _finished())
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == mode
@@ -143,13 +143,13 @@ def test_records_are_as_readable_as_the_umask_allows(tmp_path, umask, mode):
 def test_one_rule_for_a_valid_record_in_launch_and_report(tmp_path):
     """A finished record without miou_final, a NaN one and random bytes: the launch reruns
     them and the report leaves them out, and every warning names its file."""
-    from rewardsweep import records
     from rewardsweep.analysis.collect import collect
-    from rewardsweep.sweep import study
+    from rewardsweep.study import records, resume
+    from rewardsweep.study.layout import StudyPaths
 
     from tests.test_launch_unit import Plan
 
-    paths = study.StudyPaths(tmp_path).create()
+    paths = StudyPaths(tmp_path).create()
     plans = [Plan("c1", "reward", s) for s in range(4)]
     records.write_record(paths.record("c1", "reward", 0), _finished(seed=0))
     bad = {1: paths.record("c1", "reward", 1), 2: paths.record("c1", "reward", 2),
@@ -158,7 +158,7 @@ def test_one_rule_for_a_valid_record_in_launch_and_report(tmp_path):
     bad[2].write_text(json_dump(_finished(seed=2, miou_final=float("nan"))))
     bad[3].write_bytes(os.urandom(256) + b"\xff\xfe")
 
-    state = study.plan_state(plans, paths)
+    state = resume.plan_state(plans, paths)
     assert [p.seed for p in state.done] == [0] and [p.seed for p in state.todo] == [1, 2, 3]
     assert len(state.problems) == 3
     for seed, problem in zip((1, 2, 3), state.problems):
@@ -171,7 +171,7 @@ def test_one_rule_for_a_valid_record_in_launch_and_report(tmp_path):
     for warning in collection.warnings:
         assert any(warning.startswith(f"{path}: ") for path in bad.values()), warning
 
-    study.set_aside_invalid(paths, state.unreadable)
+    resume.set_aside_invalid(paths, state.unreadable)
     assert sorted(p.name for p in paths.records.glob("*.json")) == ["c1-reward-seed0.json"]
     assert len(list((paths.records / "invalid").iterdir())) == 3
 

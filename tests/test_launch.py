@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rewardsweep import records
+from rewardsweep.study import layout, records
 from rewardsweep.sweep.expand import expand
 from rewardsweep.sweep.spec import load_spec
 from rewardsweep.sweep.wandb_offline import read_offline_run
@@ -40,12 +40,12 @@ def spec_variant(folder: Path, name: str, **changes) -> Path:
 
 
 def read_all(study_dir: Path) -> dict[str, dict]:
-    return {p.stem: records.read_record(p) for p in records.iter_record_paths(study_dir)}
+    return {p.stem: records.read_record(p) for p in layout.iter_record_paths(study_dir)}
 
 
 def snapshot(study_dir: Path) -> dict[str, tuple[int, str]]:
     return {p.stem: (p.stat().st_mtime_ns, records.read_record(p)["started_at"])
-            for p in records.iter_record_paths(study_dir)}
+            for p in layout.iter_record_paths(study_dir)}
 
 
 def launch_logs(study_dir: Path) -> list[dict]:
@@ -70,7 +70,7 @@ def keys_of(spec_path: Path) -> set[str]:
 def run_key(run: dict) -> str:
     """The trial an offline W&B run belongs to (its name is for people: what varies + seed)."""
     cfg = run["config"]
-    return f"{cfg['config_id']}-{cfg['arm']}-seed{cfg['seed']}"
+    return layout.trial_name(cfg["config_id"], cfg["arm"], cfg["seed"])
 
 
 # --------------------------------------------------------------------------- CLI, no Ray

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rewardsweep import records
-from rewardsweep.errors import UserError
+from rewardsweep.errors import TrialDiverged, UserError
+from rewardsweep.study import layout, records, resume
+from rewardsweep.study.layout import StudyPaths
 from rewardsweep.sweep import study
 from rewardsweep.sweep import tune as tune_mod
 from rewardsweep.sweep import wandb_log, wandb_offline
@@ -27,12 +28,12 @@ class Plan:
 
     @property
     def trial_name(self) -> str:
-        return f"{self.config_id}-{self.arm}-seed{self.seed}"
+        return layout.trial_name(self.config_id, self.arm, self.seed)
 
 
 def _record(study_dir: Path, plan: Plan, status: str, error: str | None = None) -> Path:
     mious = {"miou_start": 0.5, "miou_final": 0.52} if status == "finished" else {}
-    return records.write_record(records.record_path(study_dir, plan.config_id, plan.arm, plan.seed),
+    return records.write_record(layout.record_path(study_dir, plan.config_id, plan.arm, plan.seed),
                                 {"config_id": plan.config_id, "arm": plan.arm, "seed": plan.seed,
                                  "status": status, "error": error, **mious})
 
@@ -44,7 +45,7 @@ def _config(tmp_path: Path, **extra) -> dict:
 
 
 def test_plan_state_resume_rules(tmp_path):
-    paths = study.StudyPaths(tmp_path).create()
+    paths = StudyPaths(tmp_path).create()
     plans = [Plan("c1", "reward", s) for s in range(6)]
     _record(tmp_path, plans[0], "finished")
     _record(tmp_path, plans[1], "diverged", "loss became nan")
@@ -53,18 +54,18 @@ def test_plan_state_resume_rules(tmp_path):
     (paths.records / f"{plans[4].trial_name}.json").write_text("{not json")
     _record(tmp_path, Plan("gone", "reward", 0), "finished")  # no longer in the spec
 
-    state = study.plan_state(plans, paths)
+    state = resume.plan_state(plans, paths)
     assert [p.seed for p in state.done] == [0, 1]
     assert [p.seed for p in state.failed_kept] == [2]
     assert [p.seed for p in state.todo] == [3, 4, 5]
     assert len(state.unreadable) == 1 and state.orphans == 1
 
-    state = study.plan_state(plans, paths, retry_failed=True)
+    state = resume.plan_state(plans, paths, retry_failed=True)
     assert [p.seed for p in state.todo] == [2, 3, 4, 5] and [p.seed for p in state.retried_failed] == [2]
 
 
 def test_start_resolved_once_and_reused(tmp_path):
-    paths = study.StudyPaths(tmp_path).create()
+    paths = StudyPaths(tmp_path).create()
     ckpt = tmp_path / "start.pth"
     ckpt.write_bytes(b"x")
     calls = []
@@ -89,7 +90,7 @@ def test_start_resolved_once_and_reused(tmp_path):
 
 
 def test_spec_copy_keeps_history(tmp_path):
-    paths = study.StudyPaths(tmp_path / "study").create()
+    paths = StudyPaths(tmp_path / "study").create()
     spec = tmp_path / "a.yaml"
     spec.write_text("seeds: 2\n")
     assert study.copy_spec(spec, paths) is None
@@ -101,9 +102,11 @@ def test_spec_copy_keeps_history(tmp_path):
 
 def test_write_lost_record(tmp_path):
     config = _config(tmp_path)
-    path = study.write_lost_record(config, {"baseline.kind": "none"}, "the worker died")
+    lost = records.lost_record(config, {"baseline.kind": "none"}, "the worker died")
+    path = records.write_record(layout.record_path(config["study_dir"], "abc", "reward", 0), lost)
     rec = records.read_record(path)
     assert rec["status"] == "failed" and rec["error"] == "the worker died" and rec["miou_start"] == 0.5
+    assert records.record_problem(lost) is None and rec["finished_at"].endswith("+00:00")
 
 
 def test_wandb_mode_resolution(tmp_path, monkeypatch):
@@ -174,13 +177,9 @@ def test_non_finite_values_stay_out_of_the_history(tmp_path):
 
 # --------------------------------------------------------------------------- worker-side wrapper
 
-class TrialDiverged(RuntimeError):
-    pass
-
-
 def _stand_in(outcome: str):
     def trial(config, on_event=None):
-        path = records.record_path(config["study_dir"], config["config_id"], config["arm"], config["seed"])
+        path = layout.record_path(config["study_dir"], config["config_id"], config["arm"], config["seed"])
         for step in (1, 2):
             on_event({"kind": "step", "step": step, "loss": 1.0 / step, "lr": 0.1})
         on_event({"kind": "eval", "step": 2, "miou": 0.6, "per_class_iou": [0.5, None]})
@@ -190,7 +189,7 @@ def _stand_in(outcome: str):
                "delta_miou": 0.1, "timings": {"train_s": 0.1}, "config": config}
         records.write_record(path, rec)
         if outcome == "nan":
-            raise TrialDiverged("loss became nan")
+            raise TrialDiverged("loss became nan", record=rec)
         if outcome == "raise":
             raise RuntimeError("boom")
         return rec
@@ -282,7 +281,7 @@ def test_progress_counts_and_eta(capsys):
 
 
 def test_one_launch_per_study_at_a_time(tmp_path):
-    paths = study.StudyPaths(tmp_path / "s").create()
+    paths = StudyPaths(tmp_path / "s").create()
     with study.StudyLock(paths):
         with pytest.raises(UserError, match="another launch of this study is running"):
             with study.StudyLock(paths):

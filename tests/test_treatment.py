@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from rewardsweep import records
+from rewardsweep.study import records
 from rewardsweep.runners.probe import summarize_probes
 from rewardsweep.runners.trial import run_trial
 

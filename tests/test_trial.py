@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from rewardsweep import records
+from rewardsweep.study import layout, records
 from rewardsweep.errors import ConfigError
-from rewardsweep.runners.hooks import TrialDiverged
-from rewardsweep.runners.trial import TrialFailed, run_trial
+from rewardsweep.errors import TrialDiverged, TrialFailed
+from rewardsweep.runners.trial import run_trial
 
 
 def _config(tmp_path, start, **overrides):
@@ -34,7 +34,7 @@ def test_reward_trial_runs_end_to_end_and_writes_its_record(tmp_path, tiny_start
     assert steps[0]["lr"] > steps[-1]["lr"]  # the schedule decays
     evals = [e for e in events if e["kind"] == "eval"]
     assert [e["step"] for e in evals] == [3, 6] and len(evals[-1]["per_class_iou"]) == 6
-    on_disk = records.read_record(records.record_path(tmp_path, "cfg", "reward", 1))
+    on_disk = records.read_record(layout.record_path(tmp_path, "cfg", "reward", 1))
     assert on_disk["miou_final"] == record["miou_final"]
     diagnostics = records.read_diagnostics(tmp_path / on_disk["diagnostics_file"])
     assert [d["step"] for d in diagnostics] == list(range(1, 7))
@@ -76,7 +76,7 @@ def test_control_arm_trains_plain_cross_entropy(tmp_path, tiny_start):
 def test_forced_failure_is_recorded_as_failed_then_raised(tmp_path, tiny_start):
     with pytest.raises(TrialFailed, match="forced to fail at step 2"):
         run_trial(_config(tmp_path, tiny_start, debug={"raise_at_step": 2}))
-    record = records.read_record(records.record_path(tmp_path, "cfg", "reward", 1))
+    record = records.read_record(layout.record_path(tmp_path, "cfg", "reward", 1))
     assert record["status"] == "failed" and "forced to fail" in record["error"]
     assert len(records.read_diagnostics(tmp_path / record["diagnostics_file"])) == 1
     assert record["miou_final"] is None
@@ -85,7 +85,7 @@ def test_forced_failure_is_recorded_as_failed_then_raised(tmp_path, tiny_start):
 def test_nan_loss_is_recorded_as_diverged(tmp_path, tiny_start):
     with pytest.raises(TrialDiverged):
         run_trial(_config(tmp_path, tiny_start, debug={"nan_at_step": 3}))
-    record = records.read_record(records.record_path(tmp_path, "cfg", "reward", 1))
+    record = records.read_record(layout.record_path(tmp_path, "cfg", "reward", 1))
     assert record["status"] == "diverged" and "nan" in record["error"]
 
 

@@ -32,7 +32,9 @@ import pandas as pd
 
 from rewardsweep.errors import UserError
 from rewardsweep.analysis.treatment import TREATMENT_KEYS
-from rewardsweep.records import RECORDS_DIRNAME, read_record, record_problem
+from rewardsweep.study.layout import RECORDS_DIRNAME
+from rewardsweep.study.records import read_record, record_problem
+from rewardsweep.study.timestamps import timestamp_key
 
 # Columns of the trials table that are not parameters (params never overwrite these).
 BASE_COLUMNS = (
@@ -84,7 +86,7 @@ def read_folder(folder: str | os.PathLike, warnings: list[str]) -> list[Entry]:
     records = folder / RECORDS_DIRNAME
     if not records.is_dir():
         return []
-    # os.scandir: the same files as records.iter_record_paths, without 10k Path sorts.
+    # os.scandir: the same files as layout.iter_record_paths, without 10k Path sorts.
     with os.scandir(records) as it:
         found = sorted((e.name, e.path) for e in it if e.name.endswith(".json") and e.is_file())
     entries = []
@@ -100,7 +102,7 @@ def read_folder(folder: str | os.PathLike, warnings: list[str]) -> list[Entry]:
 
 
 def load_record(path: str | os.PathLike) -> dict:
-    """One record (``records.read_record``); records are small because per-step
+    """One record (``rewardsweep.study.records.read_record``); records are small because per-step
     diagnostics live in a sidecar file the report never reads."""
     return read_record(path)
 
@@ -246,9 +248,10 @@ def build(entries: Iterable[Entry], start: str | None = None,
         return _empty(sources, warnings)
     rows = _select_start(rows, start)
 
-    # De-duplicate (config_id, arm, seed): newest finished wins, else newest.
+    # De-duplicate (config_id, arm, seed): newest finished wins, else newest (timestamps
+    # compared as times: UTC and older local-time records meet in one study)
     order = sorted(range(len(rows)), key=lambda i: (
-        rows[i]["status"] == "finished", str(rows[i]["finished_at"] or ""), rows[i]["_mtime"]))
+        rows[i]["status"] == "finished", timestamp_key(rows[i]["finished_at"]), rows[i]["_mtime"]))
     kept: dict[tuple, int] = {}
     for i in order:
         kept[(rows[i]["config_id"], rows[i]["arm"], rows[i]["seed"])] = i

@@ -2,8 +2,9 @@
 
 Targets: study folders (``runs/<name>``), spec YAML files (only their ``name`` and
 ``storage`` keys are read: the study folder is ``<storage>/<name>``, storage ``runs`` by
-default), or nothing (the study under ``--runs`` whose records changed last). Several
-folders are one study (a top-up); the report is written to the first one's ``report/``.
+default, found as ``launch`` finds it: :func:`rewardsweep.study.layout.study_dir_from_storage`),
+or nothing (the study under ``--runs`` whose records changed last). Several folders are
+one study (a top-up); the report is written to the first one's ``report/``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from rewardsweep.errors import UserError
-from rewardsweep.records import RECORDS_DIRNAME
+from typing import Any
 
-REPORT_DIRNAME = "report"
+from rewardsweep.errors import UserError
+from rewardsweep.study import layout
+from rewardsweep.study.layout import RECORDS_DIRNAME, REPORT_DIRNAME, SPEC_FILENAME
 
 
 # --------------------------------------------------------------------------- finding the study
@@ -49,25 +51,35 @@ def most_recent_study(runs: str | Path) -> Path:
     return best
 
 
-def study_from_spec(spec: Path) -> Path:
-    import yaml
+def read_spec_keys(spec: Path) -> dict[str, Any]:
+    """A spec's top-level mapping, in the YAML dialect the spec loader uses (1.2: ``on`` is
+    a string, ``1e-4`` a float; a duplicate key is an error). Not validated: the report
+    needs only ``name``, ``storage``, ``seeds`` and ``wandb``, and no dataset or model."""
+    from ruamel.yaml import YAML, YAMLError
 
     try:
-        data = yaml.safe_load(spec.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        line = str(exc).replace("\n", " ")
-        raise UserError(f"{spec}: cannot read the spec ({line})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"]:
+        data = YAML(typ="safe", pure=True).load(spec.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YAMLError) as exc:
+        raise UserError(f"{spec}: cannot read the spec ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{spec}: not a mapping of keys; cannot tell which study to report")
+    return data
+
+
+def study_from_spec(spec: Path) -> Path:
+    """The study folder of a spec: where ``launch`` run from here puts it, else where it
+    would be had the spec been launched from its own folder."""
+    data = read_spec_keys(spec)
+    if not isinstance(data.get("name"), str) or not data["name"]:
         raise UserError(f"{spec}: key 'name' missing or not a string; cannot tell which study to report")
-    storage = data.get("storage") or "runs"
+    storage = data.get("storage") or layout.DEFAULT_STORAGE
     if not isinstance(storage, str):
         raise UserError(f"{spec}: key 'storage' is {storage!r}, expected a folder path")
-    if "://" in storage:
-        raise UserError(f"{spec}: storage {storage} is remote; copy the study folder here and "
-                        "pass its path to report")
-    folder = Path(storage) / data["name"]
-    if not folder.is_dir() and not folder.is_absolute() and (spec.parent / folder).is_dir():
-        folder = spec.parent / folder
+    source = f"{spec}: storage"
+    folder = layout.study_dir_from_storage(storage, data["name"], source=source)
+    if not folder.is_dir():
+        beside = layout.study_dir_from_storage(storage, data["name"], base=spec.parent, source=source)
+        folder = beside if beside.is_dir() else folder
     if not folder.is_dir():
         raise UserError(f"{spec}: its study folder {folder} does not exist (has the study been launched?)")
     return folder
@@ -98,16 +110,13 @@ def resolve_targets(targets: list[str], runs: str | Path) -> list[Path]:
 
 def _spec_wandb(folder: Path) -> dict:
     """The ``wandb`` block of the spec copied into the study folder (project, mode), if any."""
-    spec = folder / "spec.yaml"
+    spec = folder / SPEC_FILENAME
     if not spec.is_file():
         return {}
-    import yaml
-
     try:
-        data = yaml.safe_load(spec.read_text())
-    except (OSError, yaml.YAMLError):
+        block = read_spec_keys(spec).get("wandb")
+    except UserError:
         return {}
-    block = data.get("wandb") if isinstance(data, dict) else None
     return block if isinstance(block, dict) else {}
 
 
@@ -119,24 +128,25 @@ def top_up_hint(folders: list[Path], targets: list[str]):
     storage, resolved from here, would not land in this study folder. ``None`` when there
     is no spec to launch (or its name no longer matches the folder).
     """
-    import yaml
-
     from rewardsweep.analysis.next_steps import TopUp
 
     if not folders:
         return None
     folder = folders[0]
     given = [t for t in targets if Path(t).is_file() and Path(t).suffix in (".yaml", ".yml")]
-    spec = Path(given[0]) if given else folder / "spec.yaml"
+    spec = Path(given[0]) if given else folder / SPEC_FILENAME
     try:
-        data = yaml.safe_load(spec.read_text())
-    except (OSError, yaml.YAMLError):
+        data = read_spec_keys(spec)
+    except UserError:
         return None
-    if not isinstance(data, dict) or data.get("name") != folder.name:
+    if data.get("name") != folder.name:
         return None
-    storage = data.get("storage") or "runs"
-    lands = isinstance(storage, str) and "://" not in storage and \
-        (Path(storage).expanduser().resolve() / folder.name) == folder.resolve()
+    storage = data.get("storage") or layout.DEFAULT_STORAGE
+    try:
+        lands = isinstance(storage, str) and \
+            layout.study_dir_from_storage(storage, folder.name) == folder.resolve()
+    except UserError:  # a URI, an unset variable: launch from here would not land there
+        lands = False
     seeds = data.get("seeds") if isinstance(data.get("seeds"), (int, list)) else None
     return TopUp(spec=str(spec), storage=None if lands else str(folder.parent), seeds=seeds)
 

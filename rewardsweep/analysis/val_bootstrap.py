@@ -3,7 +3,7 @@
 mIoU is a ratio of pixel counts summed over the validation split, and the split is itself
 a sample of images: a "beats control" can hinge on a few images on which the
 configuration happens to do well. Each finished trial keeps its final per-image counts
-(``val_counts/<trial>.json``, see ``records.write_val_counts``); ``rewardsweep report
+(``val_counts/<trial>.json``, see ``rewardsweep.study.records.write_val_counts``); ``rewardsweep report
 --bootstrap-images`` resamples seeds and val images together
 (:func:`stats.two_level_bootstrap`) and says whether each verdict survives: whether the
 bootstrap interval at the verdict's adjusted level still excludes 0 on the same side.
@@ -18,7 +18,7 @@ import numpy as np
 from rewardsweep.analysis import stats
 from rewardsweep.analysis.collect import Collection
 from rewardsweep.analysis.summary import Summary
-from rewardsweep.records import read_val_counts
+from rewardsweep.study.records import read_val_counts
 
 COLUMNS = ("img_pairs", "img_n", "img_low", "img_high", "img_adj_low", "img_adj_high", "img_survives")
 CHECK_TOL = 1e-6          # counts must reproduce the record's final mIoU (MMSeg sums in float32)

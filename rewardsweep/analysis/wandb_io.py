@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rewardsweep.analysis.collect import Entry
 from rewardsweep.errors import UserError
-from rewardsweep.records import STATUSES
+from rewardsweep.study.records import STATUSES
 
 REQUIRED = ("config_id", "arm", "seed")
 SUMMARY_KEYS = ("miou_start", "miou_final", "delta_miou", "miou_best", "error",

@@ -18,7 +18,6 @@ with the weights from the reward package's formula (``docs/method.md``, "Class w
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ import numpy as np
 from rewardsweep.errors import DataError
 from rewardsweep.runners.data_checks import bad_label_ids, check_dataset_folders, label_error, label_lut
 from rewardsweep.runners.presets import ModelSetting, resolve_setting, split_dataset
+from rewardsweep.study.atomic import atomic_write_json
 
 
 @dataclass
@@ -132,11 +132,7 @@ def write_counts(result: PixelCounts, smooth: float, out: str | os.PathLike) -> 
 
     record = counts_record(result.dataset, result.split, result.class_names, result.counts.tolist(), smooth)
     record.update(data_root=result.data_root, images=result.images, ignored_pixels=result.ignored)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, out)
+    atomic_write_json(out, record, indent=1)
     return record
 
 

@@ -11,12 +11,10 @@ import math
 import time
 from typing import Any, Callable
 
+from rewardsweep.errors import TrialDiverged
+
 EventCallback = Callable[[dict[str, Any]], None]
 DIAGNOSTIC_KEYS = ("reward_mean", "reward_std", "advantage_mean", "advantage_std")
-
-
-class TrialDiverged(RuntimeError):
-    """The loss (or gradient) became NaN/inf: the trial is recorded as diverged."""
 
 
 def _float(value: Any) -> float:

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from rewardsweep.storage import default_cache_dir
+from rewardsweep.study.atomic import atomic_write_json
 
 GENERATOR_VERSION = 2  # bump on any change to render_scene: it names the cache
 CLASSES = ("sky", "road", "building", "tree", "car", "person")
@@ -124,9 +125,7 @@ def generate(root: str | os.PathLike, spec: SyntheticSpec = SyntheticSpec()) -> 
             _write_png(img_dir / f"{index:05d}.png", image)
             _write_png(ann_dir / f"{index:05d}.png", label)
     info = {"name": spec.name, "classes": list(CLASSES), "spec": spec.__dict__, "version": GENERATOR_VERSION}
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=1))
-    os.replace(tmp, marker)  # written last: its presence means the folder is complete
+    atomic_write_json(marker, info, indent=1)  # written last: its presence means the folder is complete
     return root
 
 

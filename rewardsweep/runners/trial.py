@@ -1,15 +1,15 @@
 """One trial: fine-tune from the start checkpoint, evaluate, write the trial record.
 
 The trial config (docs/architecture.md) says everything a trial does; the record
-(:mod:`rewardsweep.records`) is everything it reports. Nothing here knows about Ray or
+(:mod:`rewardsweep.study.records`) is everything it reports. Nothing here knows about Ray or
 W&B: they attach through ``on_event``. A trial that raises or diverges still writes its
-record (status ``failed``/``diverged``) before re-raising, so no seed is silently lost.
+record (status ``failed``/``diverged``) before re-raising, so no seed is silently lost;
+the exception carries that record (:class:`~rewardsweep.errors.TrialError`).
 """
 
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import errno
 import math
 import os
@@ -19,18 +19,14 @@ import time
 import traceback
 from typing import Any
 
-from rewardsweep import records, storage
-from rewardsweep.errors import UserError
-from rewardsweep.runners.hooks import EventCallback, TrialDiverged, make_event_hook, start_weights_hook
+from rewardsweep import storage
+from rewardsweep.errors import TrialDiverged, TrialFailed, UserError
+from rewardsweep.runners.hooks import EventCallback, make_event_hook, start_weights_hook
 from rewardsweep.runners.presets import ModelSetting, resolve_setting
 from rewardsweep.config.trial import validate_trial_config, with_defaults
 from rewardsweep.reward.settings import REWARD_KEYS
-
-
-class TrialFailed(RuntimeError):
-    """The trial raised; its record (status ``failed``) is already written."""
-
-
+from rewardsweep.study import layout, records
+from rewardsweep.study.timestamps import utc_now
 
 def reward_model_config(setting: ModelSetting, config: dict[str, Any]) -> dict[str, Any]:
     """The preset's model with its decode head (and maybe aux head) as reward heads."""
@@ -63,10 +59,6 @@ def _versions() -> dict[str, str]:
             "mmengine": mmengine.__version__, "mmseg": mmseg.__version__, "rewardsweep": rewardsweep.__version__}
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def _params(config: dict[str, Any]) -> dict[str, Any]:
     params = config.get("params")
     if params:
@@ -82,7 +74,10 @@ def _params(config: dict[str, Any]) -> dict[str, Any]:
 
 def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
               write: bool = True) -> dict[str, Any]:
-    """Run one trial and return its record (also written under ``config['study_dir']``)."""
+    """Run one trial and return its record (also written under ``config['study_dir']``).
+
+    Raises :class:`TrialFailed` or :class:`TrialDiverged` (``.record``: the record written)
+    or, for a bad config, the :class:`UserError` as it is."""
     import torch
 
     from rewardsweep.runners.probe import probe_hook, summarize_probes
@@ -90,30 +85,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
     wall_start = time.perf_counter()
     config = with_defaults(config)
     arm = config["arm"]
-    record: dict[str, Any] = {
-        "schema": records.SCHEMA_VERSION,
-        "study": config.get("study", "adhoc"),
-        "config_id": config.get("config_id", "adhoc"),
-        "control_id": config.get("control_id"),
-        "reference_id": config.get("reference_id"),
-        "arm": arm,
-        "seed": int(config["seed"]),
-        "status": "failed",
-        "error": None,
-        "params": _params(config),
-        "config": config,
-        "estimator": config["estimator"] if arm == "reward" else arm,  # mle | noop
-        "host": platform.node(),
-        "runtime": config.get("runtime"),  # where it ran (set by the sweep: node id, pid, ...)
-        "started_at": _now(),
-        "curve": [],
-        "miou_final": None,
-        "delta_miou": None,
-        "miou_best": None,
-        "per_class_iou_final": None,
-        "diagnostics_file": None,
-        "diagnostics_summary": {},
-    }
+    record = records.trial_record(config, _params(config), host=platform.node())
     work_dir = str(storage.make_temp_dir(storage.TRIAL_TMP_PREFIX))
     hook = None
     probes: dict[int, dict[str, float]] = {}  # step -> treatment probe values (reward arm)
@@ -176,6 +148,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
             record["status"] = "diverged"
     except TrialDiverged as exc:
         record.update(status="diverged", error=str(exc))
+        exc.record = record
         raise
     except (KeyboardInterrupt, SystemExit):
         interrupted = True  # not a result: the sweep reruns the trial, so write no record
@@ -186,7 +159,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
     except Exception as exc:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0],
                       traceback=traceback.format_exc(limit=8))
-        raise TrialFailed(record["error"]) from exc
+        raise TrialFailed(record["error"], record=record) from exc
     finally:
         diagnostics = hook.diagnostics if hook is not None else []
         if hook is not None:
@@ -199,21 +172,21 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
                              "train_s": hook.train_seconds if hook is not None else 0.0,
                              "eval_s": hook.eval_seconds if hook is not None else 0.0,
                              "total_s": time.perf_counter() - wall_start}
-        record["finished_at"] = _now()
+        record["finished_at"] = utc_now()
         try:
             record["versions"] = _versions()
         except Exception:  # pragma: no cover - versions are informative only
             record["versions"] = {}
         try:
             if write and config.get("study_dir") and not interrupted:
-                sidecar = records.diagnostics_path(config["study_dir"], record["config_id"], arm, record["seed"])
-                path = records.record_path(config["study_dir"], record["config_id"], arm, record["seed"])
+                sidecar = layout.diagnostics_path(config["study_dir"], record["config_id"], arm, record["seed"])
+                path = layout.record_path(config["study_dir"], record["config_id"], arm, record["seed"])
                 try:
                     _debug_write_failure(config, path)
                     records.write_diagnostics(sidecar, diagnostics)
                     record["diagnostics_file"] = str(sidecar.relative_to(config["study_dir"]))
                     if val_counts is not None and record["status"] == "finished":
-                        counts = records.val_counts_path(config["study_dir"], record["config_id"], arm, record["seed"])
+                        counts = layout.val_counts_path(config["study_dir"], record["config_id"], arm, record["seed"])
                         records.write_val_counts(counts, record["class_names"], *val_counts, record["miou_final"])
                         record["val_counts_file"] = str(counts.relative_to(config["study_dir"]))
                     records.write_record(path, record)

@@ -33,6 +33,7 @@ from rewardsweep.config.study import SPEC_DEFAULTS, SampleSpec, Spec
 from rewardsweep.config.trial import LR, NO_REWARD_PART, PARAMS, Optimizer, TrialParams, default
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import format_value
+from rewardsweep.study.layout import trial_name
 
 __all__ = ["TrialPlan", "Expansion", "expand", "expand_study", "config_hash", "RUNTIME_FIELDS",
            "CONTROL_KEYS", "REFERENCE_KEYS"]
@@ -68,8 +69,8 @@ class TrialPlan:
 
     @property
     def trial_name(self) -> str:
-        """``<config_id>-<arm>-seed<seed>``: the record file's stem, unique in a study."""
-        return f"{self.config_id}-{self.arm}-seed{self.seed}"
+        """The record file's stem, unique in a study (``study.layout.trial_name``)."""
+        return trial_name(self.config_id, self.arm, self.seed)
 
     def __hash__(self) -> int:
         return hash((self.config_id, self.arm, self.seed))

@@ -5,7 +5,7 @@
 1. Load and validate the spec (a :class:`SpecError` before Ray starts), expand it into
    trials; ``--dry-run`` prints the trial table and stops there.
 2. Copy the spec to ``<study>/spec.yaml``; read the records already there: trials with a
-   final record are skipped (resume, top-up; see :mod:`rewardsweep.sweep.study`).
+   final record are skipped (resume, top-up; see :mod:`rewardsweep.study.resume`).
 3. Find Ray as a bare ``ray.init()`` would (``--address``, else ``RAY_ADDRESS``, else a
    local ``ray start`` cluster, else a new Ray on this machine's CPUs) and join it or fail
    in one line (:func:`.tune.ray_target`), before any pretraining.
@@ -33,8 +33,10 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.markup import escape
 
-from rewardsweep import records, storage
+from rewardsweep import storage
 from rewardsweep.errors import UserError
+from rewardsweep.study import layout, records, resume
+from rewardsweep.study.layout import StudyPaths
 from rewardsweep.sweep import study as study_mod
 from rewardsweep.sweep.progress import ProgressView, print_summary
 
@@ -122,8 +124,8 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
     study = load_study(spec_path, storage=storage, wandb_mode=wandb_mode, max_concurrent=max_concurrent)
     spec, expansion = study.spec, study.expansion
     plans = expansion.trials
-    paths = study_mod.StudyPaths(Path(spec.study_dir))
-    state = study_mod.plan_state(plans, paths, retry_failed=retry_failed)
+    paths = StudyPaths(Path(spec.study_dir))
+    state = resume.plan_state(plans, paths, retry_failed=retry_failed)
 
     if dry_run:
         from rewardsweep.sweep.table import render
@@ -149,18 +151,18 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
                               num_cpus=num_cpus, console=console, verbose=verbose, began=began)
 
 
-def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, wb, *, address, target, retry_failed,
+def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target, retry_failed,
                    trial_fn,
                    ensure_start, config_hook, num_cpus, console, verbose, began) -> LaunchResult:
-    state = study_mod.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
+    state = resume.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
     study_mod.copy_spec(spec.path, paths)
     notes: list[str] = []
     for problem in state.problems:
         console.print(f"[yellow]warning:[/] {escape(problem)}; rerun (the file is kept in records/invalid/)",
                       highlight=False, soft_wrap=True)
     if state.unreadable:
-        study_mod.set_aside_invalid(paths, state.unreadable)
-        notes.append(f"{len(state.unreadable)} invalid record(s) rerun; the files are in {paths.records / 'invalid'}")
+        resume.set_aside_invalid(paths, state.unreadable)
+        notes.append(f"{len(state.unreadable)} invalid record(s) rerun; the files are in {paths.invalid_records}")
     if state.orphans:
         notes.append(f"{state.orphans} record(s) in the study folder belong to trials this spec no longer "
                      f"names (the spec, or a default it relies on, changed since: see 'Upgrading from 0.1.0' in the README); "
@@ -172,7 +174,7 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, wb, *, addre
         if state.failed_kept:
             notes.append(f"{len(state.failed_kept)} failed trial(s) kept; `--retry-failed` reruns them")
         result.total_s = time.perf_counter() - began
-        result.summary = _summary(spec, plans, paths, result, notes)
+        result.summary = _summary(spec, plans, paths, result, notes, interrupted=resume.interrupted_trials(paths))
         print_summary(console, result.summary)
         return result
 
@@ -219,9 +221,8 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, wb, *, addre
     owned = tune_mod.init_ray(num_cpus=num_cpus, verbose=verbose, target=target) if target else False
     if owned and target.joins:
         console.print(f"joined the Ray cluster at {target.address or target.given} (from {target.origin})")
-    stamp = study_mod.launch_stamp()
-    name = f"launch-{stamp}"
-    result.experiment = paths.ray / name
+    result.experiment = paths.launch_dir(study_mod.launch_stamp())
+    name = result.experiment.name
     try:
         result.slots = tune_mod.cluster_slots(cpu, gpu, spec.max_concurrent, len(jobs))
         if result.slots == 0:
@@ -271,14 +272,15 @@ def _launch_locked(spec, plans, paths: study_mod.StudyPaths, state, wb, *, addre
     if (result.interrupted or result.storage_error) and wb.mode == "offline":
         _set_aside_interrupted_runs(jobs, result.outcomes, Path(wb.runs_dir), since=fit_wall, notes=notes)
     result.total_s = time.perf_counter() - began
-    log_path = result.experiment / study_mod.LAUNCH_FILENAME
-    _write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))
-    result.summary = _summary(spec, plans, paths, result, notes)
+    # this launch's trial states count as the newest launch log (written below, with the counts)
+    this_launch = {key: out.state for key, out in result.outcomes.items()}
+    result.summary = _summary(spec, plans, paths, result, notes,
+                              interrupted=resume.interrupted_trials(paths, current=this_launch))
     if result.storage_error:
         result.summary["notes"].append(
             f"storage failing, launch stopped: {result.storage_error}; trials still to run were not started "
             f"(finished records are kept): free space or fix permissions, then launch again to resume")
-    _write_launch_log(log_path, _launch_log(spec, result, wb.mode, cpu, gpu))  # with the counts
+    _write_launch_log(result.experiment / layout.LAUNCH_FILENAME, _launch_log(spec, result, wb.mode, cpu, gpu))
     print_summary(console, result.summary)
     return result
 
@@ -292,7 +294,7 @@ def _write_launch_log(path: Path, payload: dict[str, Any]) -> None:
             raise
 
 
-def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_mod.StudyPaths,
+def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: StudyPaths,
                   notes: list[str]) -> bool:
     """Every trial that ran ends with a record; returns True if some never finished (interrupted)."""
     interrupted = False
@@ -312,8 +314,8 @@ def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: study_
             # the trial ran on a node whose filesystem we do not share: keep its record here
             records.write_record(path, shipped)
         elif not path.exists():
-            study_mod.write_lost_record(config, job.get("params") or {},
-                                        error=(out.error if out is not None else None) or "the trial died without a record")
+            error = (out.error if out is not None else None) or "the trial died without a record"
+            records.write_record(path, records.lost_record(config, job.get("params") or {}, error=error))
             lost += 1
     if lost:
         notes.append(f"{lost} trial(s) died without writing a record; recorded as failed")
@@ -331,8 +333,8 @@ def _set_aside_interrupted_runs(jobs: dict[str, dict], outcomes: dict[str, Any],
         if getattr(out, "state", None) != "running":
             continue
         cfg = jobs[key]["config"]
-        if cfg.get("study_dir") and records.record_path(cfg["study_dir"], cfg["config_id"], cfg["arm"],
-                                                        cfg["seed"]).is_file():
+        if cfg.get("study_dir") and layout.record_path(cfg["study_dir"], cfg["config_id"], cfg["arm"],
+                                                       cfg["seed"]).is_file():
             continue  # it finished as the interrupt came (its record is written): it is not rerun
         candidates = [d for d in runs.get(_run_key(cfg), []) if d.stat().st_mtime >= since - 1]
         if candidates and _set_aside(max(candidates, key=lambda d: d.stat().st_mtime), runs_dir):
@@ -400,9 +402,11 @@ def _same_record(path: Path, record: dict) -> bool:
     return on_disk.get("started_at") == record.get("started_at") and on_disk.get("status") == record.get("status")
 
 
-def _summary(spec, plans, paths: study_mod.StudyPaths, result: LaunchResult, notes: list[str]) -> dict[str, Any]:
-    """Counts from the records on disk (all launches), as a resume would see them."""
-    state = study_mod.plan_state(plans, paths, retry_failed=False)
+def _summary(spec, plans, paths: StudyPaths, result: LaunchResult, notes: list[str],
+             interrupted: set[str]) -> dict[str, Any]:
+    """Counts from the records on disk (all launches), as a resume would see them:
+    ``interrupted`` (``resume.interrupted_trials``) are the trials a resume reruns."""
+    state = resume.plan_state(plans, paths, retry_failed=False, interrupted=interrupted)
     finished = [p for p in state.done if state.existing[p.trial_name]["status"] == "finished"]
     diverged = [p for p in state.done if state.existing[p.trial_name]["status"] == "diverged"]
     counts = {"planned": len(plans), "finished": len(finished), "diverged": len(diverged),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from rewardsweep.config.study import WANDB_MODES, Spec, StudyFile, read_paramete
 from rewardsweep.config.yaml import YamlError, load_yaml
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import as_written
+from rewardsweep.study import layout
 from rewardsweep.sweep.expand import Expansion, expand_study
 
 __all__ = ["Study", "load_study", "load_spec"]
@@ -119,13 +119,7 @@ def _override(flag: str, check: Any, value: Any) -> Any:
 
 def _expand_env(file: SpecFile, key: str, value: str) -> str:
     """``$VAR``/``${VAR}`` in a path; an unset variable is an error, not an empty string."""
-    def sub(match: re.Match) -> str:
-        var = match.group(1) or match.group(2)
-        if var not in os.environ:
-            raise file.fail(key, f"environment variable {var} is not set (used in {value!r})")
-        return os.environ[var]
-
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", sub, value)
+    return layout.expand_env_vars(value, source=f"{file.where(key)}: {key}")
 
 
 def _resolve_model(file: SpecFile, model_ref: str) -> tuple[str, str]:
@@ -150,18 +144,11 @@ def _resolve_model(file: SpecFile, model_ref: str) -> tuple[str, str]:
 
 
 def _resolve_storage(file: SpecFile, in_spec: str, override: str | None) -> str:
-    """The storage folder, absolute: ``--storage`` as given, else the spec's with ``$VARS``
-    expanded (relative to the working directory, like Ray's own storage_path). The study
-    folder holds trial records as files, so a URI is refused."""
-    if override is not None:
-        if not isinstance(override, str) or not override:
-            raise SpecError("--storage: expected a folder")
-        ref = override
-    else:
-        ref = _expand_env(file, "storage", in_spec)
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", ref):
-        where = "--storage" if override is not None else f"{file.where('storage')}: storage"
-        raise SpecError(f"{where}: {ref!r} is a URI; the study folder holds trial records as files, so "
-                        f"it must be a path (on a cluster: a shared filesystem mounted at the same path "
-                        f"on every node, see docs/cluster.md)")
-    return str(Path(os.path.expanduser(ref)).resolve())
+    """The storage folder, absolute, by the study layout's one rule (``--storage`` as given,
+    else the spec's with ``$VARS`` expanded; a URI refused)."""
+    if override is not None and (not isinstance(override, str) or not override):
+        raise SpecError("--storage: expected a folder")
+    source = "--storage" if override is not None else f"{file.where('storage')}: storage"
+    folder = layout.study_dir_from_storage(override if override is not None else in_spec, "_",
+                                           source=source, expand_env=override is None)
+    return str(folder.parent)

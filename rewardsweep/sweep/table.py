@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from rewardsweep.study.layout import trial_name
 from rewardsweep.sweep.expand import Expansion, TrialPlan, expand_study
 from rewardsweep.formatting import format_value
 from rewardsweep.config.study import Spec
@@ -154,7 +155,7 @@ def render(spec: Spec, expansion: Expansion | None = None, *, console: Console |
     for plan, seeds in configs:
         label = collapse_seeds(seeds)
         if done is not None:
-            left = sum(1 for s in seeds if f"{plan.config_id}-{plan.arm}-seed{s}" not in done)
+            left = sum(1 for s in seeds if trial_name(plan.config_id, plan.arm, s) not in done)
             label += f" ({left} to run)" if left else " (done)"
         row = [plan.config_id, plan.arm, label]
         tuned = plan.arm == "mle" and plan.control_id != plan.config_id

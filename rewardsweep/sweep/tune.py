@@ -18,7 +18,7 @@ each attempt's record is written by the trial itself, so after the last attempt 
 ``failed`` record remains. A trial that diverges (NaN loss) is *not* retried: the trial
 code is deterministic given the seed, a retry would diverge again, so the wrapper records
 it and returns normally. If a trial dies without writing a record (worker killed), the
-driver writes a ``failed`` one (``study.write_lost_record``).
+driver writes a ``failed`` one (``rewardsweep.study.records.lost_record``).
 
 Storage failing (the study folder full or read-only) is not a trial failure: the trial
 is fine, only its record cannot be saved. The worker checks with a real write before it
@@ -47,7 +47,9 @@ os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "60")
 
 from ray.tune import Callback, Stopper  # noqa: E402  (after the environment above)
 
-from rewardsweep import records, storage  # noqa: E402
+from rewardsweep import storage  # noqa: E402
+from rewardsweep.errors import TrialDiverged, trial_error  # noqa: E402
+from rewardsweep.study import layout, records  # noqa: E402
 
 TRIAL_KEY = "trial"          # the only entry of Tune's param space: the trial's name
 RUNTIME_KEY = "runtime"      # where the worker puts node id / host / attempt into the trial config
@@ -242,23 +244,16 @@ def _runtime_info(attempt_started: float) -> dict[str, Any]:
     return info
 
 
-def _is_diverged(exc: BaseException) -> bool:
-    return any(type(e).__name__ == "TrialDiverged" for e in _chain(exc))
-
-
-def _chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
-def _fresh_record(config: dict[str, Any], since: float) -> dict[str, Any] | None:
-    """The record this attempt wrote (not an older one from a previous attempt)."""
-    from rewardsweep import records
-
-    path = records.record_path(config["study_dir"], config["config_id"], config["arm"], config["seed"])
+def _attempt_record(exc: BaseException, config: dict[str, Any], since: float) -> dict[str, Any] | None:
+    """The record this failed attempt wrote: the one its exception carries
+    (:class:`~rewardsweep.errors.TrialError`), else (a ``trial_fn`` other than
+    ``run_trial``, or a config error) the file, if this attempt wrote it."""
+    carried = trial_error(exc)
+    if carried is not None and carried.record is not None:
+        return carried.record
+    if not config.get("study_dir"):
+        return None
+    path = layout.record_path(config["study_dir"], config["config_id"], config["arm"], config["seed"])
     try:
         if path.stat().st_mtime + 1.0 < since:
             return None
@@ -302,7 +297,7 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
     config[RUNTIME_KEY] = runtime
     if config.get("study_dir"):
         try:  # a second's write now rather than a trial's training lost at its record
-            storage.check_writable(Path(config["study_dir"]) / records.RECORDS_DIRNAME, "records folder")
+            storage.check_writable(Path(config["study_dir"]) / layout.RECORDS_DIRNAME, "records folder")
         except storage.StorageError as exc:
             return _unsaved(str(exc), runtime, report, time.perf_counter() - clock0, 0.0, 0.0)
     _WORKER_TRIALS += 1
@@ -326,8 +321,8 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
             line = f"{failure.filename}: cannot write: {storage.describe(failure)}"
             wandb_s += _finish(logger, None, "failed", line)
             return _unsaved(line, runtime, report, time.perf_counter() - clock0, trial_s, wandb_s)
-        record = _fresh_record(config, began)
-        diverged = _is_diverged(exc) or (record or {}).get("status") == "diverged"
+        record = _attempt_record(exc, config, began)
+        diverged = isinstance(trial_error(exc), TrialDiverged) or (record or {}).get("status") == "diverged"
         status = "diverged" if diverged else "failed"
         error = (record or {}).get("error") or f"{type(exc).__name__}: {exc}"
         wandb_s += _finish(logger, record, status, error)

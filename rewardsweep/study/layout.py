@@ -1,0 +1,175 @@
+"""The study folder: which file is where, what a trial is called, which folder a spec names.
+
+Layout (see ``docs/architecture.md``)::
+
+    <study_dir>/spec.yaml                 the spec as last launched (older differing copies: spec-history/)
+    <study_dir>/start.json                the start checkpoint(s) and their val mIoU, computed once
+    <study_dir>/records/<trial>.json      one record per trial (invalid ones set aside in records/invalid/)
+    <study_dir>/diagnostics/<trial>.jsonl per-step diagnostics of a trial
+    <study_dir>/val_counts/<trial>.json   per-image confusion counts of a trial's final evaluation
+    <study_dir>/ray/launch-<ts>/          Ray Tune's experiment of one launch (+ rewardsweep-launch.json)
+    <study_dir>/wandb/                    offline W&B runs
+    <study_dir>/report/                   what ``rewardsweep report`` writes
+
+``<trial>`` is :func:`trial_name`. Stdlib only: the driver, the workers and the report import it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from rewardsweep.errors import SpecError
+
+RECORDS_DIRNAME = "records"
+DIAGNOSTICS_DIRNAME = "diagnostics"
+VAL_COUNTS_DIRNAME = "val_counts"
+INVALID_DIRNAME = "invalid"            # under records/
+SPEC_FILENAME = "spec.yaml"
+SPEC_HISTORY_DIRNAME = "spec-history"
+START_FILENAME = "start.json"
+RAY_DIRNAME = "ray"
+LAUNCH_FILENAME = "rewardsweep-launch.json"   # in each ray/launch-<ts>/
+WANDB_DIRNAME = "wandb"
+REPORT_DIRNAME = "report"
+LOCK_FILENAME = ".launch.lock"
+DEFAULT_STORAGE = "runs"
+
+_TRIAL_NAME = re.compile(r"^(?P<config_id>.+)-(?P<arm>[a-z]+)-seed(?P<seed>-?\d+)$")
+
+
+def trial_name(config_id: str, arm: str, seed: int) -> str:
+    """The name of a trial everywhere: record file stem, Ray trial name, progress lines."""
+    return f"{config_id}-{arm}-seed{int(seed)}"
+
+
+def parse_trial_name(name: str) -> tuple[str, str, int]:
+    """``(config_id, arm, seed)`` of a :func:`trial_name`; ``ValueError`` if it is not one."""
+    match = _TRIAL_NAME.match(name)
+    if match is None:
+        raise ValueError(f"{name!r} is not a trial name (<config_id>-<arm>-seed<seed>)")
+    return match["config_id"], match["arm"], int(match["seed"])
+
+
+def record_path(study_dir: str | os.PathLike, config_id: str, arm: str, seed: int) -> Path:
+    return Path(study_dir) / RECORDS_DIRNAME / f"{trial_name(config_id, arm, seed)}.json"
+
+
+def diagnostics_path(study_dir: str | os.PathLike, config_id: str, arm: str, seed: int) -> Path:
+    return Path(study_dir) / DIAGNOSTICS_DIRNAME / f"{trial_name(config_id, arm, seed)}.jsonl"
+
+
+def val_counts_path(study_dir: str | os.PathLike, config_id: str, arm: str, seed: int) -> Path:
+    return Path(study_dir) / VAL_COUNTS_DIRNAME / f"{trial_name(config_id, arm, seed)}.json"
+
+
+def iter_record_paths(study_dir: str | os.PathLike) -> Iterator[Path]:
+    """The record files of a study, sorted (half-written ones, ``.tmp-*.tmp``, never match)."""
+    folder = Path(study_dir) / RECORDS_DIRNAME
+    if folder.is_dir():
+        yield from sorted(folder.glob("*.json"))
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """The paths of one study folder."""
+
+    root: Path
+
+    @property
+    def spec(self) -> Path:
+        return self.root / SPEC_FILENAME
+
+    @property
+    def spec_history(self) -> Path:
+        return self.root / SPEC_HISTORY_DIRNAME
+
+    @property
+    def start(self) -> Path:
+        return self.root / START_FILENAME
+
+    @property
+    def records(self) -> Path:
+        return self.root / RECORDS_DIRNAME
+
+    @property
+    def invalid_records(self) -> Path:
+        return self.records / INVALID_DIRNAME
+
+    @property
+    def ray(self) -> Path:
+        return self.root / RAY_DIRNAME
+
+    @property
+    def wandb(self) -> Path:
+        return self.root / WANDB_DIRNAME
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT_DIRNAME
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_FILENAME
+
+    def record(self, config_id: str, arm: str, seed: int) -> Path:
+        return record_path(self.root, config_id, arm, seed)
+
+    def launch_dir(self, stamp: str) -> Path:
+        """Ray's experiment folder of the launch stamped ``stamp``."""
+        return self.ray / f"launch-{stamp}"
+
+    def launch_logs(self) -> list[Path]:
+        """The launch logs, oldest first (by when they were written)."""
+        return sorted(self.ray.glob(f"launch-*/{LAUNCH_FILENAME}"), key=lambda p: p.stat().st_mtime)
+
+    def create(self) -> "StudyPaths":
+        self.records.mkdir(parents=True, exist_ok=True)
+        self.ray.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+# --------------------------------------------------------------------------- spec -> study folder
+
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(value: str) -> bool:
+    return _URI.match(value) is not None
+
+
+def expand_env_vars(value: str, source: str) -> str:
+    """``$VAR``/``${VAR}`` in a path; an unset variable is an error (``SpecError`` starting
+    with ``source``), not an empty string."""
+    def sub(match: re.Match) -> str:
+        var = match.group(1) or match.group(2)
+        if var not in os.environ:
+            raise SpecError(f"{source}: environment variable {var} is not set (used in {value!r})")
+        return os.environ[var]
+
+    return _ENV_VAR.sub(sub, value)
+
+
+def study_dir_from_storage(storage: str, name: str, *, base: str | os.PathLike | None = None,
+                           source: str = "storage", expand_env: bool = True) -> Path:
+    """The study folder ``<storage>/<name>``, absolute, the way ``launch`` makes it.
+
+    ``storage`` as written in a spec: ``$VAR`` expanded when ``expand_env`` (a ``--storage``
+    value was expanded by the shell already), ``~`` expanded, a relative path read from
+    ``base`` (default: the current folder, where ``launch`` runs). A URI is refused: the
+    study folder holds the records as files. Errors are one line starting with ``source``
+    (e.g. ``"spec.yaml:3: storage"``).
+    """
+    value = expand_env_vars(storage, source) if expand_env else storage
+    if is_uri(value):
+        raise SpecError(f"{source}: {value!r} is a URI; the study folder holds trial records as files, "
+                        f"so it must be a path (on a cluster: a shared filesystem mounted at the same "
+                        f"path on every node, see docs/cluster.md)")
+    folder = Path(os.path.expanduser(value))
+    if not folder.is_absolute():
+        folder = Path(base if base is not None else os.getcwd()) / folder
+    return folder.resolve() / name
