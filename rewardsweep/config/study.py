@@ -17,12 +17,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rewardsweep.checks import (
     Invalid,
     checked,
     did_you_mean,
+    first_error,
     int_at_least,
     number_between,
     one_of,
@@ -37,7 +38,7 @@ from rewardsweep.formatting import as_written
 
 __all__ = ["StudyFile", "Resources", "Wandb", "Parameters", "SampleSpec", "Spec", "read_parameters",
            "top_key_hint", "CONTROLS", "REFERENCES", "CONTROL_GRID_GROUPS", "WANDB_MODES", "DISTRIBUTIONS",
-           "TOP_LEVEL_PARAMS", "SPEC_DEFAULTS"]
+           "TOP_LEVEL_PARAMS", "SPEC_DEFAULTS", "SequentialSeeds"]
 
 CONTROLS = ("mle", "none")
 REFERENCES = ("noop", "none")
@@ -76,11 +77,42 @@ def _study_name(name: Any) -> str:
     return name
 
 
-def _seeds(seeds: Any) -> tuple[int, ...]:
-    """A count N (seeds 0..N-1) or a list of distinct seeds."""
+class SequentialSeeds(BaseModel):
+    """``seeds: {initial, step, max, alpha, effect, margin}``: seeds are added in looks
+    (``initial``, then ``step`` more each look, up to ``max``) only for configurations still
+    undecided against their control, with the family-wise error kept at ``alpha``
+    (docs/report.md, "Sequential studies")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    initial: checked(int_at_least(2)) = Field(..., description="seeds of the first look (>= 2: a paired test needs two)")
+    step: checked(int_at_least(2)) = Field(..., description="seeds added at each later look (>= 2: each "
+                                                                "look's batch gets its own paired test)")
+    max: checked(int_at_least(2)) = Field(..., description="the most seeds a configuration gets")
+    alpha: checked(number_between(0.0, 0.5, lo_open=True, hi_open=True)) = Field(
+        0.05, description="family-wise error rate over every configuration and look")
+    effect: checked(number_between(0.0, lo_open=True)) = Field(
+        ..., description="the improvement worth finding, in mIoU points: the design is powered for it")
+    margin: checked(or_null(number_between(0.0, lo_open=True))) = Field(
+        None, description="optional: |difference| below this many mIoU points is 'equivalent'")
+
+    @model_validator(mode="after")
+    def _fits(self) -> "SequentialSeeds":
+        if self.max < self.initial:
+            raise Invalid(f"max {self.max} is below initial {self.initial}; expected initial <= max", key="max")
+        return self
+
+
+def _seeds(seeds: Any) -> tuple[int, ...] | SequentialSeeds:
+    """A count N (seeds 0..N-1), a list of distinct seeds, or a sequential design."""
+    if isinstance(seeds, Mapping):
+        try:
+            return SequentialSeeds.model_validate(dict(seeds))
+        except ValidationError as exc:
+            key, message = first_error(exc, SequentialSeeds)
+            raise Invalid(message, key=f"seeds.{key}" if key else "seeds") from None
     if isinstance(seeds, bool) or not isinstance(seeds, (int, list)):
-        raise Invalid(f"{as_written(seeds)} is not allowed; expected a count N >= 1 (seeds 0..N-1) or a list "
-                      f"of distinct integers >= 0")
+        raise Invalid(f"{as_written(seeds)} is not allowed; expected a count N >= 1 (seeds 0..N-1), a list "
+                      f"of distinct integers >= 0, or {{initial, step, max, effect}} (a sequential study)")
     if isinstance(seeds, int):
         if seeds < 1:
             raise Invalid(f"{seeds} is not a count; expected N >= 1 (seeds 0..N-1) or a list of distinct "
@@ -142,7 +174,8 @@ class StudyFile(_Strict):
         None, description="dataset folder ($VARS expanded)")
     checkpoint: Any = Field(None, description="start checkpoint (a trial parameter)")
     pretrain: Any = Field(None, description="MLE pretraining of checkpoint auto (a trial parameter)")
-    seeds: checked(_seeds) = Field(..., description="a count N (seeds 0..N-1) or a list of seeds")
+    seeds: checked(_seeds) = Field(..., description="a count N (seeds 0..N-1), a list of seeds, or a "
+                                                     "sequential design {initial, step, max, alpha, effect, margin}")
     steps: Any = Field(None, description="reward-tuning steps (a trial parameter)")
     eval_every: checked(int_at_least(1)) = Field(..., description="evaluate every N steps")
     batch_size: Any = Field(None, description="images per step (a trial parameter)")
@@ -233,6 +266,7 @@ class Spec:
     retries: int                  # Ray FailureConfig(max_failures=...)
     lines: dict[str, int]         # dotted path in the YAML -> line
     origins: dict[str, str]       # fixed key -> where it was given (e.g. "fixed.lr.start", "steps")
+    sequential: SequentialSeeds | None = None   # seeds added in looks (seeds: 0..max-1 at most)
 
     @property
     def threads(self) -> int:

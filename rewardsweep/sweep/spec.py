@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from rewardsweep.checks import Invalid, int_at_least, one_of
 from rewardsweep.config.messages import SpecFile
-from rewardsweep.config.study import WANDB_MODES, Spec, StudyFile, read_parameters, top_key_hint
+from rewardsweep.config.study import WANDB_MODES, SequentialSeeds, Spec, StudyFile, read_parameters, top_key_hint
 from rewardsweep.config.yaml import YamlError, load_yaml
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import as_written
@@ -71,6 +71,10 @@ def _read_spec(path: str | os.PathLike, storage: str | None, wandb_mode: str | N
         top = StudyFile.model_validate(raw)
     except ValidationError as exc:
         raise file.from_validation(exc, StudyFile, hint=top_key_hint) from None
+    sequential = isinstance(top.seeds, SequentialSeeds)
+    if sequential and top.control != "mle":
+        raise file.fail("seeds", "a sequential study decides each configuration against its paired control; "
+                                 "set control: mle")
     model_ref, model = _resolve_model(file, top.model)
     data_root = str(file.resolve(_expand_env(file, "data_root", top.data_root))) if top.data_root else None
     parameters = read_parameters(file, raw, top.control)
@@ -83,13 +87,14 @@ def _read_spec(path: str | os.PathLike, storage: str | None, wandb_mode: str | N
     return Spec(
         source=source, path=fpath.resolve(), text=text, name=top.name, description=top.description,
         model=model, model_ref=model_ref, data_root=data_root, data_root_ref=top.data_root,
-        seeds=top.seeds, eval_every=top.eval_every, control=top.control,
+        seeds=tuple(range(top.seeds.max)) if sequential else top.seeds, eval_every=top.eval_every, control=top.control,
         control_grid=parameters.control_grid, reference=top.reference,
         diagnostics_every=top.diagnostics_every, fixed=parameters.fixed, grid=parameters.grid,
         sample=parameters.sample, resources=top.resources.model_dump(),
         max_concurrent=max_concurrent if max_concurrent is not None else top.max_concurrent,
         storage=storage_dir, study_dir=str(Path(storage_dir) / top.name), wandb=wandb,
         retries=top.retries, lines=lines, origins=parameters.origins,
+        sequential=top.seeds if sequential else None,
     )
 
 

@@ -1,0 +1,65 @@
+"""Upgrades never cost finished trials: a study folder written by rewardsweep 0.2.0 (before the
+one-schema redesign) resumes with nothing rerun, and tops up with only the new seeds.
+
+``tests/fixtures/study-0.2.0`` is that folder as 0.2.0's ``launch`` wrote it (records,
+diagnostics, val counts, start.json, the launch log, and ``spec.yaml``: a spec that sets
+every key explicitly, with a grid, a sample draw, class weights, a control grid and a no-op
+reference). Ray's own experiment state is left out: a relaunch never reads it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rewardsweep.study import layout
+from rewardsweep.sweep.launch import launch
+from rewardsweep.sweep.spec import load_study
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "study-0.2.0"
+NAME = "explicit-0.2.0"
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    folder = tmp_path / "runs" / NAME
+    shutil.copytree(FIXTURE, folder)
+    return folder
+
+
+def _recorded(folder: Path) -> set[str]:
+    return {p.stem for p in layout.iter_record_paths(folder)}
+
+
+def test_the_fixture_is_a_finished_0_2_0_study():
+    names = _recorded(FIXTURE)
+    assert len(names) == 9 and {n.split("-")[1] for n in names} == {"reward", "mle", "noop"}
+    assert '"rewardsweep": "0.2.0"' in (next(iter(layout.iter_record_paths(FIXTURE)))).read_text()
+
+
+def test_todays_code_expands_the_0_2_0_spec_to_the_same_trials(study: Path):
+    expansion = load_study(study / "spec.yaml", storage=str(study.parent)).expansion
+    assert {t.trial_name for t in expansion.trials} == _recorded(FIXTURE)
+
+
+def test_a_relaunch_reruns_nothing(study: Path, tmp_path: Path):
+    before = {p.name: p.read_bytes() for p in (study / "records").glob("*.json")}
+    result = launch(study / "spec.yaml", storage=str(study.parent), wandb_mode="disabled",
+                    trial_fn=_must_not_run, ensure_start=_must_not_run)
+    assert result.planned == 9 and result.to_run == []
+    assert not any("belong to trials this spec no longer names" in n for n in result.summary.get("notes", []))
+    assert {p.name: p.read_bytes() for p in (study / "records").glob("*.json")} == before
+
+
+def test_a_top_up_runs_only_the_new_seed(study: Path):
+    spec = study.parent.parent / "topup.yaml"
+    spec.write_text((study / "spec.yaml").read_text().replace("seeds: [0]", "seeds: [0, 1]"))
+    result = launch(spec, storage=str(study.parent), dry_run=True)
+    assert result.planned == 18
+    assert sorted(result.to_run) == sorted(n.replace("-seed0", "-seed1") for n in _recorded(FIXTURE))
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("a finished trial was run again")
