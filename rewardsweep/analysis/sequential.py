@@ -37,10 +37,12 @@ CONTINUE, BEATS, WORSE, EQUIVALENT, FUTILE, UNDECIDED = range(len(DECISIONS))
 SPENDINGS = ("hsd", "obrien-fleming", "pocock")
 
 # Defaults chosen by the simulations in tests/test_analysis_sequential.py (see the report doc).
-EFFICACY_SPENDING = ("hsd", -4.0)   # Hwang-Shih-DeCani gamma=-4 (~O'Brien-Fleming): little
-                                    # spent at 4 seeds, where the t(3) tails make it costly
-FUTILITY_SPENDING = ("hsd", 2.0)    # futility spent early: null configurations stop soon
-FUTILITY_BETA = 0.1                 # P(stop for futility | true difference = effect) <= 0.1
+EFFICACY_SPENDING = ("hsd", -2.0)   # Hwang-Shih-DeCani gamma=-2: little spent at the first
+                                    # looks, where a batch's t tails make early claims costly
+FUTILITY_SPENDING = ("hsd", 3.0)    # futility spent early: null configurations stop soon
+STATISTICS = ("inverse-normal", "pooled-t")
+STATISTIC = "inverse-normal"        # exact at any seed count; "pooled-t" only approximately
+FUTILITY_BETA = 0.15                # P(stop for futility | true difference = effect) <= 0.15
 
 _MVN_RELEPS = 1e-5                  # Genz QMC error per increment solved for: c_k to ~1e-5
 _MVN_RNG = 0                        # fixed: the same inputs always give the same boundaries
@@ -122,12 +124,18 @@ def spending_boundaries(looks: tuple[int, ...], level: float, spending: str,
 # --------------------------------------------------------------------------- design
 
 def look_counts(initial: int, step: int, max_seeds: int) -> tuple[int, ...]:
-    """Seed counts of the looks: initial, initial + step, ..., the last one capped at max."""
-    if not (initial >= 2 and step >= 1 and max_seeds >= initial):
-        raise ValueError(f"seeds: need initial >= 2, step >= 1 and max >= initial "
+    """Seed counts of the looks: initial, initial + step, ..., the last one capped at max.
+
+    Every batch between looks has at least 2 seeds (each batch gets its own t-test): a
+    remainder of 1 seed joins the batch before it.
+    """
+    if not (initial >= 2 and step >= 2 and max_seeds >= initial):
+        raise ValueError(f"seeds: need initial >= 2, step >= 2 and max >= initial "
                          f"(got initial={initial}, step={step}, max={max_seeds})")
     looks = list(range(initial, max_seeds + 1, step))
     if looks[-1] != max_seeds:
+        if max_seeds - looks[-1] < 2 and len(looks) > 1:
+            looks.pop()
         looks.append(max_seeds)
     return tuple(looks)
 
@@ -152,6 +160,7 @@ class SequentialDesign:
     futility_beta: float = FUTILITY_BETA
     futility_spending: str = FUTILITY_SPENDING[0]
     futility_gamma: float | None = FUTILITY_SPENDING[1]
+    statistic: str = STATISTIC
     efficacy: tuple[float, ...] = field(default=(), compare=False)
     futility: tuple[float, ...] = field(default=(), compare=False)
 
@@ -168,12 +177,14 @@ class SequentialDesign:
     def method(self) -> str:
         def name(s, g):
             return f"Hwang-Shih-DeCani (gamma={g:g})" if s == "hsd" else f"{s} type"
+        stat = ("inverse-normal combination of the per-batch paired t-tests"
+                if self.statistic == "inverse-normal" else "pooled paired t mapped to z by its p-value")
         fut = (f"non-binding futility: {name(self.futility_spending, self.futility_gamma)} "
                f"beta spending of {self.futility_beta:g} at effect {self.effect:g}"
                if self.futility_beta > 0 else "no futility stop")
         return (f"Lan-DeMets alpha spending, {name(self.spending, self.gamma)}, two-sided, "
                 f"Bonferroni over {self.n_configs} configuration(s) (alpha/2m = {self.level:.3g} "
-                f"per side); paired t mapped to z by its p-value; {fut}")
+                f"per side); {stat}; {fut}")
 
     def nominal_p(self) -> tuple[float, ...]:
         """One-sided p-value each look's efficacy boundary corresponds to (``Phi(-c_k)``)."""
@@ -200,7 +211,8 @@ def make_design(initial: int, step: int, max_seeds: int, alpha: float, effect: f
                 margin: float | None = None, n_configs: int = 1, *,
                 spending: tuple[str, float | None] = EFFICACY_SPENDING,
                 futility: tuple[str, float | None] | None = FUTILITY_SPENDING,
-                futility_beta: float = FUTILITY_BETA) -> SequentialDesign:
+                futility_beta: float = FUTILITY_BETA,
+                statistic: str = STATISTIC) -> SequentialDesign:
     """The design for seeds ``initial, initial + step, ..., max``, boundaries computed.
 
     ``effect`` (> 0): the difference of interest, used by the futility stop ("a difference
@@ -215,13 +227,16 @@ def make_design(initial: int, step: int, max_seeds: int, alpha: float, effect: f
         raise ValueError(f"margin must be > 0 or absent, got {margin}")
     if n_configs < 1:
         raise ValueError(f"n_configs must be >= 1, got {n_configs}")
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; one of {', '.join(STATISTICS)}")
     looks = look_counts(initial, step, max_seeds)
     if futility is None:
         futility_beta = 0.0
     fut_name, fut_gamma = futility if futility is not None else FUTILITY_SPENDING
     design = SequentialDesign(looks, float(alpha), float(effect),
                               None if margin is None else float(margin), int(n_configs),
-                              spending[0], spending[1], float(futility_beta), fut_name, fut_gamma)
+                              spending[0], spending[1], float(futility_beta), fut_name, fut_gamma,
+                              statistic)
     return with_boundaries(design)
 
 
@@ -244,12 +259,13 @@ def normal_score(delta, se, df):
     """``Phi^-1(F_t(delta / se; df))``, the t statistic on the normal scale (vectorised).
 
     Taken through the upper tail for precision: ``sign(t) * Phi^-1(1 - sf(|t|))``. A zero
-    SE gives +-inf (or 0 when delta is 0 too).
+    SE gives +-inf, or 0 when delta is 0 too (a configuration identical to its control).
     """
     delta = np.asarray(delta, dtype=float)
     se = np.asarray(se, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(invalid="ignore"):
         t = np.where(se > 0, delta / np.where(se > 0, se, 1.0), np.sign(delta) * np.inf)
+    t = np.where(np.isnan(t) & (delta == 0), 0.0, t)     # 0 / 0: no difference seen
     return np.sign(t) * _st.norm.isf(_st.t.sf(np.abs(t), df))
 
 
@@ -258,8 +274,8 @@ class LookStats:
     """Per-look arrays ``[..., K_done]`` of :func:`look_decisions` (K_done: full looks)."""
     n: np.ndarray          # [K_done] seeds at each look
     mean: np.ndarray       # mean paired difference
-    t: np.ndarray          # paired t statistic (of mean d = 0)
-    z: np.ndarray          # t on the normal scale
+    t: np.ndarray          # paired t statistic of all seeds so far (of mean d = 0)
+    z: np.ndarray          # the decision statistic on the normal scale
     z_equivalence: np.ndarray   # smaller of the two one-sided equivalence scores (NaN: no margin)
     z_futility: np.ndarray      # the same with the effect as margin
     decision: np.ndarray   # code per look, as if that look were reached (see DECISIONS)
@@ -274,21 +290,19 @@ def look_decisions(design: SequentialDesign, diffs) -> LookStats:
     d = np.asarray(diffs, dtype=float)
     ns = [n for n in design.looks if n <= d.shape[-1]]
     last = len(design.looks) - 1
+    score = _score_paths(design, d, ns)
     cols: dict[str, list] = {k: [] for k in ("mean", "t", "z", "zeq", "zfut", "code")}
     for k, n in enumerate(ns):
         x = d[..., :n]
         mean = np.mean(x, axis=-1)
         se = np.std(x, axis=-1, ddof=1) / math.sqrt(n)
-        df = n - 1
-        z = normal_score(mean, se, df)
         with np.errstate(divide="ignore", invalid="ignore"):
             t = np.where(se > 0, mean / np.where(se > 0, se, 1.0), np.sign(mean) * np.inf)
         c, f = design.efficacy[k], design.futility[k]
-        zfut = np.minimum(-normal_score(mean - design.effect, se, df),
-                          normal_score(mean + design.effect, se, df))
+        z = score(0.0)[k]
+        zfut = np.minimum(-score(design.effect)[k], score(-design.effect)[k])
         if design.margin is not None:
-            zeq = np.minimum(-normal_score(mean - design.margin, se, df),
-                             normal_score(mean + design.margin, se, df))
+            zeq = np.minimum(-score(design.margin)[k], score(-design.margin)[k])
             equivalent = zeq >= c
         else:
             zeq = np.full_like(mean, np.nan)
@@ -305,6 +319,42 @@ def look_decisions(design: SequentialDesign, diffs) -> LookStats:
 
     return LookStats(np.array(ns, dtype=int), stack("mean"), stack("t"), stack("z"),
                      stack("zeq"), stack("zfut"), stack("code", int))
+
+
+def _score_paths(design: SequentialDesign, d: np.ndarray, ns: list[int]):
+    """``score(shift) -> [z at look k for the hypothesis "mean d = shift"]``, cached per shift.
+
+    ``"inverse-normal"``: each batch of new seeds (look k-1 to k) gets its own paired t
+    p-value, on the normal scale ``z_j``; the look's statistic is
+    ``sum_j sqrt(b_j) z_j / sqrt(n_k)`` (b_j seeds in batch j). The batches are independent,
+    so under the hypothesis these are exactly normal with ``corr = sqrt(n_i / n_j)``: the
+    boundaries hold exactly, however few the seeds (Lehmacher & Wassmer 1999).
+    ``"pooled-t"``: the t statistic of all n_k seeds on the normal scale (Jennison & Turnbull
+    2000, section 3.8); exact marginally, approximate jointly (see docs/report.md).
+    """
+    cache: dict[float, list] = {}
+    starts = [0] + ns[:-1]
+
+    def score(shift: float) -> list:
+        if shift in cache:
+            return cache[shift]
+        if design.statistic == "pooled-t":
+            out = []
+            for n in ns:
+                x = d[..., :n]
+                se = np.std(x, axis=-1, ddof=1) / math.sqrt(n)
+                out.append(normal_score(np.mean(x, axis=-1) - shift, se, n - 1))
+        else:
+            out, total = [], 0.0
+            for a, b in zip(starts, ns):
+                x = d[..., a:b]
+                se = np.std(x, axis=-1, ddof=1) / math.sqrt(b - a)
+                total = total + math.sqrt(b - a) * normal_score(np.mean(x, axis=-1) - shift, se, b - a - 1)
+                out.append(total / math.sqrt(b))
+        cache[shift] = out
+        return out
+
+    return score
 
 
 def first_decision(codes) -> tuple[np.ndarray, np.ndarray]:
@@ -327,8 +377,8 @@ class LookResult:
     look: int              # 0-based look index
     n: int                 # seeds used
     mean: float            # mean paired difference
-    t: float
-    z: float               # t on the normal scale
+    t: float               # paired t of all n seeds (shown; the decision uses z)
+    z: float               # the decision statistic on the normal scale (see _score_paths)
     upper: float           # "beats" when z >= upper
     lower: float           # "worse" when z <= lower (= -upper)
     z_equivalence: float | None   # "equivalent" when >= upper (None without a margin)
@@ -442,15 +492,25 @@ def simulate(design: SequentialDesign, true_means, sd: float, n_studies: int, rn
 def propose_max(initial: int, step: int, alpha: float, effect: float, sd: float,
                 n_configs: int = 1, power: float = 0.8, margin: float | None = None,
                 n_studies: int = 20_000, seed: int = 0, limit: int = 1000, **design_options) -> int:
-    """The smallest ``max`` (on the look grid) at which the design has ``power`` for a true
-    difference ``effect`` when the paired differences have SD ``sd`` (assumed, e.g. from a
-    pilot study). Power by simulating the design itself (``n_studies``, seeded: the answer
-    is reproducible; its Monte Carlo SE is about 0.3 points at 20000)."""
-    max_seeds = initial
-    while max_seeds <= limit:
+    """The smallest ``max`` at which the design has ``power`` for a true difference
+    ``effect`` when the paired differences have SD ``sd`` (assumed, e.g. from a pilot study).
+
+    Power by simulating the design itself (``n_studies``, seeded: the answer is
+    reproducible; its Monte Carlo SE is about 0.3 points at 20000). First the smallest
+    max on the look grid, then the seed counts just below it (a larger last batch).
+    """
+    def powered(max_seeds: int) -> bool:
         design = make_design(initial, step, max_seeds, alpha, effect, margin, n_configs, **design_options)
         got = simulate(design, [effect], sd, n_studies, np.random.default_rng(seed), shared=0.0)
-        if got.power[0] >= power:
+        return bool(got.power[0] >= power)
+
+    grid = initial
+    while not powered(grid):
+        grid += step
+        if grid > limit:
+            raise ValueError(f"no max up to {limit} seeds reaches power {power} "
+                             f"for effect {effect} at SD {sd}")
+    for max_seeds in range(max(initial, grid - step + 2), grid):
+        if powered(max_seeds):
             return max_seeds
-        max_seeds += step
-    raise ValueError(f"no max up to {limit} seeds reaches power {power} for effect {effect} at SD {sd}")
+    return grid
