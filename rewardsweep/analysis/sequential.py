@@ -1,12 +1,13 @@
 """Group-sequential decisions: add seeds to a configuration only while its answer is open.
 
 Method (docs/report.md, "Sequential studies"): each reward configuration is compared with
-its paired control by the paired t statistic after each *look* (a planned seed count). The
-statistic is put on the normal scale through its exact p-value, ``z = Phi^-1(F_t(t; n-1))``
-(Jennison & Turnbull 2000, section 3.8, the "significance level approach"), and compared
-with two-sided Lan-DeMets (1983) alpha-spending boundaries, computed once from the
-multivariate normal of the score process (``corr(Z_i, Z_j) = sqrt(n_i / n_j)``) with
-``scipy.stats.multivariate_normal.cdf`` and ``scipy.optimize.brentq``. Across the ``m``
+its paired control after each *look* (a planned seed count). The seeds added between two
+looks are a batch; each batch's paired t statistic goes to the normal scale through its
+exact p-value and the look's statistic is their inverse-normal combination (Lehmacher &
+Wassmer 1999), which under the null is exactly the normal score process,
+``corr(Z_i, Z_j) = sqrt(n_i / n_j)``, however few the seeds. It is compared with two-sided
+Lan-DeMets (1983) alpha-spending boundaries computed once from that multivariate normal
+(``scipy.stats.multivariate_normal.cdf`` and ``scipy.optimize.brentq``). Across the ``m``
 configurations the level is split by Bonferroni (``alpha / m`` per configuration,
 ``alpha / 2m`` per side), valid under any dependence (configurations share controls).
 So the family-wise rate of a false "beats" or "worse", over all configurations and looks,
@@ -20,7 +21,7 @@ efficacy boundaries ignore them, so stopping there can only lower the chance of 
 Pure numpy/scipy: the functions that launch calls (:func:`decide`) and the simulations
 (:func:`simulate`) run the same vectorised code (:func:`look_decisions`), so a decision
 re-derived from the records equals the one launch acted on. Units: the paired differences,
-``effect`` and ``margin`` in one unit (the caller's; the report passes mIoU points).
+``effect`` and ``margin`` in one unit (the caller's, e.g. mIoU points).
 """
 
 from __future__ import annotations
@@ -329,8 +330,9 @@ def _score_paths(design: SequentialDesign, d: np.ndarray, ns: list[int]):
     ``sum_j sqrt(b_j) z_j / sqrt(n_k)`` (b_j seeds in batch j). The batches are independent,
     so under the hypothesis these are exactly normal with ``corr = sqrt(n_i / n_j)``: the
     boundaries hold exactly, however few the seeds (Lehmacher & Wassmer 1999).
-    ``"pooled-t"``: the t statistic of all n_k seeds on the normal scale (Jennison & Turnbull
-    2000, section 3.8); exact marginally, approximate jointly (see docs/report.md).
+    ``"pooled-t"``: the t statistic of all n_k seeds on the normal scale (the "significance
+    level approach" of Jennison & Turnbull 2000); exact marginally, approximate jointly
+    (its error is a little above nominal with few seeds, see docs/report.md).
     """
     cache: dict[float, list] = {}
     starts = [0] + ns[:-1]
