@@ -346,6 +346,12 @@ def plot_heatmap(summary: Summary, path: Path) -> Path | None:
 def make_plots(summary: Summary, coll: Collection, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
+    if summary.sequential is not None:
+        from rewardsweep.analysis.sequential_view import plot_paths
+
+        paths = plot_paths(summary.sequential, folder / "sequential_looks.png")
+        if paths:
+            out["sequential looks against the boundaries"] = paths
     forest = plot_forest(summary, folder / "paired_differences.png")
     if forest:   # first: the verdicts rest on these differences
         out["paired differences against the control"] = forest

@@ -241,6 +241,13 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
     out.append(Heading(2, "Summary"))
     for line in _headline(summary) + summary.notes:
         out.append(Para(line))
+    if summary.sequential is not None:
+        from rewardsweep.analysis.sequential_view import decisions_table
+
+        out.append(Heading(2, "Sequential decisions"))
+        out.append(Para(summary.sequential.guarantee + " Recomputed here from the records; 'launch acted "
+                        "on' is what launch decided (sequential.json)."))
+        out.append(Table(decisions_table(summary.sequential)))
     if coll.warnings:
         out.append(Heading(2, "Warnings"))
         out.append(Bullets(coll.warnings))
@@ -407,6 +414,9 @@ def write_files(summary: Summary, coll: Collection, plots: dict[str, Path], fold
         per_class.columns = [f"iou_delta:{c}" for c in per_class.columns]
         table = pd.concat([table, per_class.reset_index(drop=True)], axis=1)
     table.to_csv(paths["summary.csv"], index=False)
+    if summary.sequential is not None:
+        paths["sequential.csv"] = folder / "sequential.csv"
+        summary.sequential.looks.to_csv(paths["sequential.csv"], index=False)
     trials_csv(coll).to_csv(paths["trials.csv"], index=False)
     bl = blocks(summary, coll, plots, study)
     paths["report.md"].write_text(to_markdown(bl))
@@ -475,6 +485,13 @@ def print_console(summary: Summary, coll: Collection, files: dict[str, Path], co
         console.print(f"… {len(t) - CONSOLE_ROWS} more configurations in report.md / summary.csv")
     for line in _headline(summary) + summary.notes:
         console.print(line, highlight=False, markup=False)
+    if summary.sequential is not None:
+        console.print("[bold]Sequential decisions[/] (recomputed from the records)")
+        for r in summary.sequential.decisions.itertuples():
+            at = "" if pd.isna(r.decided_at) else f" at {int(r.decided_at)} seeds"
+            console.print(f"- {_name({'label': r.label})}: {r.decision}{at}"
+                          + ("" if r.launch_decision in (None, r.decision) else
+                             f" (launch acted on: {r.launch_decision})"), highlight=False, markup=False)
     if summary.next_steps:
         console.print("[bold]Next steps[/]")
         for line in summary.next_steps:

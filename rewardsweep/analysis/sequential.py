@@ -427,6 +427,25 @@ def decide(design: SequentialDesign, diffs) -> Outcome:
     return Outcome(looks, "continue", None, design.looks[len(s.n)])
 
 
+def paired_series(reward: dict, control: dict, max_seeds: int) -> tuple[list[float], str | None]:
+    """The differences a configuration's decisions read, and what stopped the series.
+
+    ``reward`` and ``control``: seed -> (status, value) of the two arms. Seed by seed from 0,
+    ``reward - control`` while both finished; the series stops at the first seed either arm
+    lacks (not run yet), or that did not finish (then the second item says so: a look read
+    without that seed would not be the planned look). Launch and report both use this rule.
+    """
+    diffs: list[float] = []
+    for seed in range(max_seeds):
+        if seed not in reward or seed not in control:
+            return diffs, None
+        for arm, (status, _) in (("reward", reward[seed]), ("control", control[seed])):
+            if status != "finished":
+                return diffs, f"seed {seed}: {arm} arm {status}"
+        diffs.append(float(reward[seed][1]) - float(control[seed][1]))
+    return diffs, None
+
+
 def next_seed_counts(outcomes) -> list[int]:
     """The total seeds each configuration needs for its next look (0 when decided)."""
     return [o.next_seeds for o in outcomes]

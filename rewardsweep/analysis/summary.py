@@ -12,6 +12,7 @@ import re
 import textwrap
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,7 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)    # every seed some trial of the study has
     next_steps: list[str] = field(default_factory=list)   # filled by analysis.next_steps
+    sequential: Any = None           # analysis.sequential_view.SequentialView of a sequential study
 
 
 def _fmt_seeds(seeds) -> str:

@@ -31,6 +31,7 @@ INVALID_DIRNAME = "invalid"            # under records/
 SPEC_FILENAME = "spec.yaml"
 SPEC_HISTORY_DIRNAME = "spec-history"
 START_FILENAME = "start.json"
+SEQUENTIAL_FILENAME = "sequential.json"        # a sequential study's design and the decisions launch took
 RAY_DIRNAME = "ray"
 LAUNCH_FILENAME = "rewardsweep-launch.json"   # in each ray/launch-<ts>/
 WANDB_DIRNAME = "wandb"
@@ -90,6 +91,10 @@ class StudyPaths:
     @property
     def start(self) -> Path:
         return self.root / START_FILENAME
+
+    @property
+    def sequential(self) -> Path:
+        return self.root / SEQUENTIAL_FILENAME
 
     @property
     def records(self) -> Path:

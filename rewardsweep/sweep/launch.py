@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,7 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
     plans = expansion.trials
     paths = StudyPaths(Path(spec.study_dir))
     state = resume.plan_state(plans, paths, retry_failed=retry_failed)
+    looks = _Looks.of(spec, expansion, paths, retry_failed) if spec.sequential else None
 
     if dry_run:
         from rewardsweep.sweep.table import render
@@ -133,8 +135,10 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
         todo_names = {p.trial_name for p in state.todo}
         done = {p.trial_name for p in plans if p.trial_name not in todo_names} if paths.records.is_dir() else None
         render(spec, expansion, console=Console(highlight=False), done=done)
+        if looks is not None:
+            looks.print_plan(Console(highlight=False))
         return LaunchResult(study_dir=paths.root, planned=len(plans), dry_run=True,
-                            to_run=[p.trial_name for p in state.todo])
+                            to_run=looks.wanted if looks is not None else [p.trial_name for p in state.todo])
 
     from rewardsweep.sweep import tune as tune_mod
     from rewardsweep.sweep.wandb_log import resolve_options
@@ -142,19 +146,21 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
     wb = resolve_options(spec.wandb, wandb_mode, paths.root, spec.name)
     study_mod.preflight(paths, wandb=wb.enabled, source=spec.source)  # before anything trains
     # where Ray is, checked now: an unreachable cluster fails in seconds, before any work
-    target = tune_mod.ray_target(address) if state.todo and not tune_mod.ray_is_up() else None
+    runs_something = looks.wanted if looks is not None else state.todo
+    target = tune_mod.ray_target(address) if runs_something and not tune_mod.ray_is_up() else None
     paths.create()
     with study_mod.StudyLock(paths):
         return _launch_locked(spec, plans, paths, state, wb, address=address, target=target,
-                              retry_failed=retry_failed,
+                              retry_failed=retry_failed, expansion=expansion,
                               trial_fn=trial_fn, ensure_start=ensure_start, config_hook=config_hook,
                               num_cpus=num_cpus, console=console, verbose=verbose, began=began)
 
 
-def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target, retry_failed,
+def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target, retry_failed, expansion,
                    trial_fn,
                    ensure_start, config_hook, num_cpus, console, verbose, began) -> LaunchResult:
     state = resume.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
+    looks = _Looks.of(spec, expansion, paths, retry_failed, fix=True) if spec.sequential else None
     study_mod.copy_spec(spec.path, paths)
     notes: list[str] = []
     for problem in state.problems:
@@ -167,19 +173,27 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
         notes.append(f"{state.orphans} record(s) in the study folder belong to trials this spec no longer "
                      f"names (the spec, or a default it relies on, changed since: see 'Upgrading from 0.1.0' in the README); "
                      f"kept, not rerun")
-    result = LaunchResult(study_dir=paths.root, planned=len(plans), to_run=[p.trial_name for p in state.todo])
+    result = LaunchResult(study_dir=paths.root, planned=len(plans),
+                          to_run=looks.wanted if looks is not None else [p.trial_name for p in state.todo])
+    if looks is not None:
+        looks.print_plan(console)
 
-    if not state.todo:
-        notes.insert(0, "nothing to run: every trial of the spec has a final record")
+    if not result.to_run:
+        notes.insert(0, "nothing to run: every configuration is decided" if looks is not None
+                     else "nothing to run: every trial of the spec has a final record")
         if state.failed_kept:
             notes.append(f"{len(state.failed_kept)} failed trial(s) kept; `--retry-failed` reruns them")
         result.total_s = time.perf_counter() - began
-        result.summary = _summary(spec, plans, paths, result, notes, interrupted=resume.interrupted_trials(paths))
+        result.summary = _summary(spec, plans, paths, result, notes, interrupted=resume.interrupted_trials(paths),
+                                  looks=looks)
         print_summary(console, result.summary)
         return result
 
     console.print(f"[bold]{spec.name}[/]: {len(plans)} trials, {len(state.done)} already done, "
-                  f"{len(state.failed_kept)} failed kept, {len(state.todo)} to run"
+                  f"{len(state.failed_kept)} failed kept, "
+                  + (f"{len(result.to_run)} due at the open configurations' next looks (at most "
+                     f"{len(state.todo)}: seeds are added only while a configuration is undecided)"
+                     if looks is not None else f"{len(state.todo)} to run")
                   + (f" ({len(state.retried_failed)} failed retried)" if state.retried_failed else "")
                   + (f" ({len(state.interrupted)} interrupted earlier)" if state.interrupted else ""))
 
@@ -244,18 +258,25 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
         for entry in starts:
             notes.append(f"start {entry.get('model')} {Path(str(entry.get('checkpoint'))).name}: "
                          f"val mIoU {entry.get('miou', float('nan')):.4f}")
-        console.print(f"running {len(jobs)} trial(s), {result.slots} at a time "
+        running = (f"running each look's trials as its configuration comes due ({len(result.to_run)} now)"
+                   if looks is not None else f"running {len(jobs)} trial(s)")
+        console.print(f"{running}, {result.slots} at a time "
                       f"(cpu {cpu:g}, gpu {gpu:g} each); Ray experiment {result.experiment}")
         fit_began, fit_wall = time.perf_counter(), time.time()
         storage_errors: list[str] = []
-        view = ProgressView(total=len(jobs), slots=result.slots, console=console, title=spec.name)
+        view = ProgressView(total=len(result.to_run) if looks is not None else len(jobs), slots=result.slots,
+                            console=console, title=spec.name)
+        scheduler = looks.scheduler(jobs, view, tune_mod.TRIAL_KEY) if looks is not None else None
         with view:
             result.outcomes = tune_mod.run_experiment(
                 jobs, trial_fn=trial_fn, storage_path=str(paths.ray), name=name, cpu=cpu, gpu=gpu,
                 max_concurrent=spec.max_concurrent, retries=spec.retries,
                 wandb_options=wb.to_dict() if wb.enabled else None, listener=view, verbose=verbose,
-                storage_errors=storage_errors)
+                storage_errors=storage_errors, searcher=scheduler)
         result.fit_s = time.perf_counter() - fit_began
+        if scheduler is not None:  # trials no look asked for were never part of this launch
+            jobs = {key: job for key, job in jobs.items() if key in scheduler.suggested}
+            result.outcomes = {key: out for key, out in result.outcomes.items() if key in scheduler.suggested}
     finally:
         if owned:
             tune_mod.shutdown_ray()
@@ -274,8 +295,10 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
     result.total_s = time.perf_counter() - began
     # this launch's trial states count as the newest launch log (written below, with the counts)
     this_launch = {key: out.state for key, out in result.outcomes.items()}
+    if looks is not None:
+        looks.log_to_wandb(wb, labels, notes)
     result.summary = _summary(spec, plans, paths, result, notes,
-                              interrupted=resume.interrupted_trials(paths, current=this_launch))
+                              interrupted=resume.interrupted_trials(paths, current=this_launch), looks=looks)
     if result.storage_error:
         result.summary["notes"].append(
             f"storage failing, launch stopped: {result.storage_error}; trials still to run were not started "
@@ -283,6 +306,73 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
     _write_launch_log(result.experiment / layout.LAUNCH_FILENAME, _launch_log(spec, result, wb.mode, cpu, gpu))
     print_summary(console, result.summary)
     return result
+
+
+class _Looks:
+    """A sequential study in this launch: its design, the records' decisions, what is due."""
+
+    def __init__(self, spec, expansion, paths: StudyPaths, retry_failed: bool, fix: bool) -> None:
+        from rewardsweep.sweep import sequential as seq
+
+        self.seq, self.spec, self.paths, self.plans = seq, spec, paths, expansion.trials
+        self.design = seq.design_for(spec, expansion.reward_configs)
+        seq.fix_design(paths, self.design, spec.source, write=fix)
+        self.recs = seq.read_records(paths, retry_failed)
+        self.states = seq.config_states(self.design, self.plans, self.recs)
+        self.wanted = [p.trial_name for p in seq.wanted_trials(self.plans, self.states)
+                       if p.trial_name not in self.recs]
+        self.decided: list[dict[str, Any]] = []
+
+    @classmethod
+    def of(cls, spec, expansion, paths: StudyPaths, retry_failed: bool, fix: bool = False) -> "_Looks":
+        return cls(spec, expansion, paths, retry_failed, fix)
+
+    def print_plan(self, console: Console) -> None:
+        d = self.design
+        console.print(f"sequential: looks at {', '.join(map(str, d.looks))} seeds; alpha {d.alpha:g} over "
+                      f"{d.n_configs} configuration(s) and every look; effect {d.effect:g} points"
+                      + (f", margin {d.margin:g}" if d.margin else "")
+                      + f"; |z| boundaries {', '.join(f'{c:.2f}' for c in d.efficacy)}", highlight=False)
+        counts = Counter(s.decision for s in self.states.values())
+        console.print("sequential: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+                      + f"; {len(self.wanted)} trial(s) due now", highlight=False)
+
+    def scheduler(self, jobs: dict[str, dict], view: ProgressView, trial_key: str):
+        def on_decision(entries: list[dict[str, Any]]) -> None:
+            self.decided += entries
+            self.seq.log_decisions(self.paths, entries)
+            for e in entries:
+                view.note(f"{e['config_id']}: {e['decision']}"
+                          + (f" at {e['decided_at']} seeds" if e.get("decided_at") else "")
+                          + (f" ({e['failed']})" if e.get("failed") else ""))
+
+        def on_queue(added: int, open_configs: int) -> None:
+            view.add_planned(added)
+
+        self._scheduler = self.seq.LookScheduler(self.design, self.plans, self.paths, set(jobs), self.recs,
+                                                 trial_key, on_decision=on_decision, on_queue=on_queue)
+        view.total = len(self._scheduler.queue)
+        return self._scheduler
+
+    def summarize(self, plans, notes: list[str]) -> list[Any]:
+        """The plans a sequential study counts (what ran or is due); a line per decision kind."""
+        recs = self.seq.read_records(self.paths)
+        states = self.seq.config_states(self.design, self.plans, recs)
+        due = {p.trial_name for p in self.seq.wanted_trials(self.plans, states)}
+        counts = Counter(s.decision for s in states.values())
+        used = sum(1 for p in self.plans if p.arm == "reward" and p.trial_name in recs)
+        notes.append("sequential: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+                     + f"; {used} reward trial(s) run of the {len(states) * self.design.max_seeds} a fixed "
+                       f"study of {self.design.max_seeds} seeds would run")
+        return [p for p in plans if p.trial_name in recs or p.trial_name in due]
+
+    def log_to_wandb(self, wb, labels: dict[str, str], notes: list[str]) -> None:
+        if wb.enabled and self.decided:
+            from rewardsweep.sweep.wandb_log import log_decisions
+
+            log_decisions(wb, self.decided, labels, self.design)
+            notes.append(f"W&B: {len(self.decided)} decision run(s) (job type 'decision', in each "
+                         f"configuration's group)")
 
 
 def _write_launch_log(path: Path, payload: dict[str, Any]) -> None:
@@ -403,9 +493,13 @@ def _same_record(path: Path, record: dict) -> bool:
 
 
 def _summary(spec, plans, paths: StudyPaths, result: LaunchResult, notes: list[str],
-             interrupted: set[str]) -> dict[str, Any]:
+             interrupted: set[str], looks: "_Looks | None" = None) -> dict[str, Any]:
     """Counts from the records on disk (all launches), as a resume would see them:
-    ``interrupted`` (``resume.interrupted_trials``) are the trials a resume reruns."""
+    ``interrupted`` (``resume.interrupted_trials``) are the trials a resume reruns. A
+    sequential study counts the trials its looks asked for, and says where each
+    configuration stands."""
+    if looks is not None:
+        plans = looks.summarize(plans, notes)
     state = resume.plan_state(plans, paths, retry_failed=False, interrupted=interrupted)
     finished = [p for p in state.done if state.existing[p.trial_name]["status"] == "finished"]
     diverged = [p for p in state.done if state.existing[p.trial_name]["status"] == "diverged"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -149,6 +150,15 @@ class ProgressView:
                           "-" if run.step is None else str(run.step), _fmt_miou(run.miou),
                           _fmt_seconds(now - run.since))
         return Group(head, table)
+
+    # ---- a sequential study's looks
+    def add_planned(self, n: int) -> None:
+        """A look made ``n`` more trials due (the total grows as configurations continue)."""
+        self.total += n
+
+    def note(self, text: str) -> None:
+        """One line of news (a configuration decided), in the trial log."""
+        self._line(escape(text))
 
     def _line(self, markup: str) -> None:
         if self._live is not None:

@@ -498,10 +498,12 @@ def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., d
                    name: str, cpu: float = 1, gpu: float = 0, max_concurrent: int | None = None,
                    retries: int = 0, wandb_options: dict[str, Any] | None = None,
                    listener: TrialListener | None = None, verbose: bool = False,
-                   storage_errors: list[str] | None = None) -> dict[str, Outcome]:
+                   storage_errors: list[str] | None = None, searcher: Any = None) -> dict[str, Outcome]:
     """Run ``jobs`` (trial name -> {"config", "params"}) as one Ray Tune experiment.
 
-    Ray must be initialised. Returns what happened to each trial; trials that never ran
+    Ray must be initialised. Without ``searcher`` every job runs (longest first); with one
+    (a Tune ``Searcher`` that suggests ``{TRIAL_KEY: name}``, e.g. a sequential study's
+    ``LookScheduler``) Tune runs what it suggests, when it suggests it. Returns what happened to each trial; trials that never ran
     (the launch was interrupted, or stopped because storage failed) stay ``pending`` or
     ``running``. The first storage error line, if any, is appended to ``storage_errors``.
     """
@@ -514,11 +516,13 @@ def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., d
     trainable = tune.with_parameters(_trainable, jobs=jobs, trial_fn=trial_fn, wandb_options=wandb_options,
                                      cwd=os.getcwd())
     resources = {"cpu": cpu, "gpu": gpu} if gpu else {"cpu": cpu}
+    space = {"param_space": {}} if searcher is not None else {"param_space": {TRIAL_KEY: tune.grid_search(order)}}
+    search = {"search_alg": searcher, "num_samples": len(jobs)} if searcher is not None else {}
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
-        param_space={TRIAL_KEY: tune.grid_search(order)},
+        **space,
         tune_config=tune.TuneConfig(
-            reuse_actors=True, max_concurrent_trials=max_concurrent,
+            reuse_actors=True, max_concurrent_trials=max_concurrent, **search,
             trial_name_creator=lambda t: t.config[TRIAL_KEY],
             trial_dirname_creator=lambda t: t.config[TRIAL_KEY],
         ),

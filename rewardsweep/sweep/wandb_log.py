@@ -320,3 +320,33 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+def log_decisions(options: WandbOptions, decisions: list[dict[str, Any]], labels: dict[str, str],
+                  design: Any) -> None:
+    """A sequential study's decisions, one small run per configuration in its group.
+
+    The trials' own runs have finished by the time a look decides, so the decision goes
+    into a run of its own (job type ``decision``) next to them: grouping by configuration
+    shows it with the configuration's runs, and its summary holds ``sequential/decision``,
+    the seeds it was taken at and the last look's statistic and boundary.
+    """
+    if not options.enabled:
+        return
+    import wandb
+
+    os.makedirs(options.dir, exist_ok=True)
+    for entry in decisions:
+        label = labels.get(entry["config_id"]) or entry["config_id"]
+        try:
+            run = wandb.init(project=options.project, entity=options.entity, dir=options.dir, mode=options.mode,
+                             id=f"{entry['config_id']}-decision-{uuid.uuid4().hex[:6]}", name=f"{label} decision",
+                             group=f"{options.tags[0]}: {label}" if options.tags else label,
+                             job_type="decision", tags=[*options.tags, "decision", entry["config_id"]],
+                             config={"config_id": entry["config_id"], "control_id": entry["control_id"],
+                                     "design": _jsonable(design.to_dict())},
+                             reinit="create_new", settings=_settings(wandb))
+            run.summary.update({f"sequential/{k}": _jsonable(v) for k, v in entry.items()})
+            run.finish()
+        except Exception as exc:  # noqa: BLE001 - logging never fails a study
+            _warn(f"W&B decision run of {entry['config_id']} failed ({type(exc).__name__}: {exc})")

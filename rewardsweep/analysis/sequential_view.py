@@ -1,0 +1,133 @@
+"""The report's view of a sequential study: each configuration's looks and decision,
+recomputed from the records, and checked against the decisions launch acted on.
+
+The design comes from ``<study>/sequential.json`` (fixed before the first trial); the
+paired differences and the decisions come from :mod:`rewardsweep.analysis.sequential`,
+the same functions launch uses, so the two can only disagree if the records changed
+after launch read them, and then the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from rewardsweep.analysis.sequential import SequentialDesign, decide, paired_series
+from rewardsweep.study.layout import SEQUENTIAL_FILENAME
+
+POINTS = 100.0   # records hold mIoU in [0, 1]; the design is in points
+
+
+@dataclass
+class SequentialView:
+    design: SequentialDesign
+    decisions: pd.DataFrame          # one row per reward configuration
+    looks: pd.DataFrame              # one row per (configuration, look)
+    disagreements: list[str] = field(default_factory=list)   # config ids where launch's log differs
+
+    @property
+    def guarantee(self) -> str:
+        """What the design promises, in words, and what each decision means."""
+        d = self.design
+        return " ".join(filter(None, [
+            f"Sequential study: looks at {', '.join(map(str, d.looks))} seeds; a configuration gets the next "
+            f"look's seeds only while it is undecided against its paired control.",
+            f"Method: {d.method}.",
+            f"Guarantee: the chance of any false 'beats' or 'worse' among the {d.n_configs} configuration(s), "
+            f"over all looks, is at most {d.alpha:g} (paired differences roughly normal, seeds independent; "
+            f"docs/report.md, 'Sequential studies').",
+            f"'equivalent': |difference| < {d.margin:g} points shown." if d.margin else "",
+            f"'futile': a difference of {d.effect:g} points is ruled out; 'undecided': still open at "
+            f"{d.max_seeds} seeds; 'continue': open, its next look not run yet; 'failed': a trial of the "
+            f"next look failed (`launch --retry-failed` reruns it).",
+        ]))
+
+
+def _arm(trials: pd.DataFrame, config_id: str, arm: str) -> dict[int, tuple[str, float]]:
+    rows = trials[(trials["config_id"] == config_id) & (trials["arm"] == arm)]
+    return {int(r.seed): (r.status, float(r.miou_final) * POINTS if pd.notna(r.miou_final) else float("nan"))
+            for r in rows.itertuples()}
+
+
+def sequential_view(folder: Path, trials: pd.DataFrame, labels: dict[str, str]) -> SequentialView | None:
+    """The view, or None when the study is not sequential (no ``sequential.json``)."""
+    path = Path(folder) / SEQUENTIAL_FILENAME
+    if not path.is_file():
+        return None
+    log = json.loads(path.read_text())
+    design = SequentialDesign.from_dict(log["design"])
+    acted = {d["config_id"]: d for d in log.get("decisions", [])}
+    rows, looks, disagree = [], [], []
+    rewards = trials[trials["arm"] == "reward"].drop_duplicates("config_id")
+    for r in rewards.itertuples():
+        diffs, failed = paired_series(_arm(trials, r.config_id, "reward"), _arm(trials, r.control_id, "mle"),
+                                      design.max_seeds)
+        outcome = decide(design, diffs)
+        decision = "failed" if failed and not outcome.done else outcome.decision
+        logged = acted.get(r.config_id)
+        if logged is not None and logged["decision"] != decision:
+            disagree.append(r.config_id)
+        rows.append({"config_id": r.config_id, "label": labels.get(r.config_id, r.config_id),
+                     "decision": decision, "decided_at": outcome.decided_at, "seeds_paired": len(diffs),
+                     "looks": len(outcome.looks), "launch_decision": None if logged is None else logged["decision"],
+                     "stopped_by": failed})
+        for look in outcome.looks:
+            looks.append({"config_id": r.config_id, "label": labels.get(r.config_id, r.config_id),
+                          "look": look.look + 1, "n": look.n, "mean_diff": look.mean, "t": look.t, "z": look.z,
+                          "upper": look.upper, "lower": look.lower, "z_futility": look.z_futility,
+                          "futility": look.futility, "z_equivalence": look.z_equivalence,
+                          "decision": look.decision})
+    return SequentialView(design, pd.DataFrame(rows), pd.DataFrame(looks), disagree)
+
+
+def decisions_table(view: SequentialView) -> pd.DataFrame:
+    """One row per configuration: its decision, where it was taken, its looks' statistics."""
+    rows = []
+    for r in view.decisions.itertuples():
+        path = view.looks[view.looks["config_id"] == r.config_id]
+        rows.append({
+            "configuration": str(r.label).rsplit(" [", 1)[0], "id": r.config_id, "decision": r.decision,
+            "at seeds": "–" if pd.isna(r.decided_at) else int(r.decided_at),
+            "looks (n: mean diff, z vs ±boundary)": "; ".join(
+                f"{int(k.n)}: {k.mean_diff:+.2f}, z {k.z:+.2f} vs ±{k.upper:.2f}" for k in path.itertuples()),
+            "launch acted on": r.launch_decision or "–",
+        })
+    return pd.DataFrame(rows)
+
+
+def plot_paths(view: SequentialView, path: Path) -> Path | None:
+    """Each configuration's z statistic look by look, against the efficacy boundaries."""
+    if view.looks.empty:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = view.design
+    fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=110)
+    ax.plot(d.looks, d.efficacy, color="black", lw=1.2, ls="--", label="boundary: beats (z above)")
+    ax.plot(d.looks, [-c for c in d.efficacy], color="black", lw=1.2, ls=":", label="boundary: worse (z below)")
+    ax.axhline(0, color="0.7", lw=0.8)
+    markers = {"beats": "^", "worse": "v", "equivalent": "s", "futile": "x", "undecided": "o", "continue": ".",
+               "failed": "X"}
+    for cid, rows in view.looks.groupby("config_id", sort=False):
+        rows = rows.sort_values("n")
+        decision = view.decisions.set_index("config_id").loc[cid, "decision"]
+        label = str(rows["label"].iloc[0]).rsplit(" [", 1)[0][:40]
+        line, = ax.plot(rows["n"], rows["z"], marker=".", lw=1.2, label=f"{label}: {decision}")
+        ax.plot(rows["n"].iloc[-1], rows["z"].iloc[-1], marker=markers.get(decision, "o"), ms=9,
+                color=line.get_color())
+    ax.set_xlabel("seeds at the look")
+    ax.set_ylabel("z (paired difference against the control)")
+    ax.set_xticks(list(d.looks))
+    ax.set_title("Sequential looks: each configuration's statistic and the boundaries", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,256 @@
+"""Sequential studies, launch side: the fixed design, each configuration's decision from the
+records, and the trials each undecided configuration needs next.
+
+The statistics are :mod:`rewardsweep.analysis.sequential` (pure functions); this module
+owns the study's part of it:
+
+- the design (looks, boundaries) is made from the spec once, stored in
+  ``<study>/sequential.json`` before the first trial, and a relaunch whose spec would make
+  another design is refused: changing the plan mid-study voids the error guarantee;
+- a decision is always re-derived from the records alone (paired differences of
+  ``miou_final`` in seed order, in mIoU points), so a resumed launch and ``rewardsweep
+  report`` reach the decisions launch acted on; ``sequential.json`` also logs the
+  decisions as they were taken, and the report checks the two agree;
+- :class:`LookScheduler` is a Ray Tune searcher: it hands Tune the trials of each
+  configuration's next look as soon as that configuration's previous look is complete and
+  undecided (no barrier across configurations), and ends the experiment when nothing is
+  left to decide, so slots stay busy at look boundaries.
+
+A configuration whose trial failed (after Ray's retries) stops there, "failed": its
+remaining looks would be read without that seed. ``--retry-failed`` reruns the seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from ray.tune.search import Searcher
+
+from rewardsweep.analysis.sequential import Outcome, SequentialDesign, decide, make_design, paired_series
+from rewardsweep.errors import UserError
+from rewardsweep.study import records as records_mod
+from rewardsweep.study.atomic import atomic_write_json
+from rewardsweep.study.layout import StudyPaths, iter_record_paths, trial_name
+from rewardsweep.study.timestamps import utc_now
+
+__all__ = ["design_for", "fix_design", "ConfigState", "config_states", "wanted_trials", "LookScheduler",
+           "POINTS", "read_log"]
+
+POINTS = 100.0          # records hold mIoU in [0, 1]; effect and margin are in mIoU points
+FAILED = "failed"       # the state of a configuration stopped by a failed trial
+
+
+# --------------------------------------------------------------------------- the design
+
+@functools.lru_cache(maxsize=8)
+def _design(initial: int, step: int, max_seeds: int, alpha: float, effect: float, margin: float | None,
+            n_configs: int) -> SequentialDesign:
+    return make_design(initial, step, max_seeds, alpha, effect, margin, n_configs)
+
+
+def design_for(spec: Any, n_configs: int) -> SequentialDesign:
+    """The design a sequential spec asks for, over ``n_configs`` reward configurations."""
+    seq = spec.sequential
+    return _design(seq.initial, seq.step, seq.max, seq.alpha, seq.effect, seq.margin, n_configs)
+
+
+def read_log(paths: StudyPaths) -> dict[str, Any] | None:
+    """``sequential.json`` (the design and the decisions launch took), or None."""
+    try:
+        return json.loads(paths.sequential.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def fix_design(paths: StudyPaths, design: SequentialDesign, source: str, write: bool = True) -> None:
+    """Store the design before the first trial (``write``); refuse a spec that would change it."""
+    log = read_log(paths)
+    if log is not None:
+        stored = SequentialDesign.from_dict(log["design"])
+        if stored != design:
+            changed = ", ".join(f"{key} {getattr(stored, key)!r} -> {getattr(design, key)!r}"
+                                for key in ("looks", "alpha", "effect", "margin", "n_configs")
+                                if getattr(stored, key) != getattr(design, key)) or "its method"
+            raise UserError(f"{source}: seeds: the sequential design of this study was fixed before its first "
+                            f"trial ({paths.sequential}) and this spec changes it ({changed}); decisions under "
+                            f"a changed plan lose their error guarantee: restore the design, or give the study "
+                            f"a new name")
+        return
+    if write:
+        atomic_write_json(paths.sequential, {"design": design.to_dict(), "method": design.method,
+                                             "fixed_at": utc_now(), "decisions": []}, indent=1)
+
+
+def log_decisions(paths: StudyPaths, decided: list[dict[str, Any]]) -> None:
+    """Add decisions launch just acted on to ``sequential.json`` (kept across launches)."""
+    log = read_log(paths) or {}
+    known = {d["config_id"] for d in log.get("decisions", [])}
+    log["decisions"] = log.get("decisions", []) + [d for d in decided if d["config_id"] not in known]
+    atomic_write_json(paths.sequential, log, indent=1)
+
+
+# --------------------------------------------------------------------------- states from records
+
+@dataclass(frozen=True)
+class ConfigState:
+    """One reward configuration's sequential state, as the records say."""
+
+    config_id: str
+    control_id: str
+    outcome: Outcome
+    failed: str | None = None      # "seed 3: diverged" when a trial stopped it
+
+    @property
+    def decision(self) -> str:
+        return FAILED if self.failed else self.outcome.decision
+
+    @property
+    def open(self) -> bool:
+        return self.failed is None and not self.outcome.done
+
+    @property
+    def seeds_needed(self) -> int:
+        """Seeds (0..n-1) its next look needs; 0 when decided."""
+        return self.outcome.next_seeds if self.open else 0
+
+
+def _arm(recs: dict[str, dict], config_id: str, arm: str, max_seeds: int) -> dict[int, tuple[str, float]]:
+    """seed -> (status, final mIoU in points) of one arm's records."""
+    out = {}
+    for seed in range(max_seeds):
+        r = recs.get(trial_name(config_id, arm, seed))
+        if r is not None:
+            out[seed] = (r.get("status"), (r.get("miou_final") or 0.0) * POINTS)
+    return out
+
+
+def config_states(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> dict[str, ConfigState]:
+    """Every reward configuration's state, from the records alone (``recs``: trial name -> record)."""
+    out: dict[str, ConfigState] = {}
+    for plan in plans:
+        if plan.arm != "reward" or plan.config_id in out:
+            continue
+        diffs, failed = paired_series(_arm(recs, plan.config_id, "reward", design.max_seeds),
+                                      _arm(recs, plan.control_id, "mle", design.max_seeds), design.max_seeds)
+        outcome = decide(design, diffs)
+        out[plan.config_id] = ConfigState(plan.config_id, plan.control_id, outcome,
+                                          None if outcome.done else failed)
+    return out
+
+
+def wanted_trials(plans: Iterable[Any], states: dict[str, ConfigState]) -> list[Any]:
+    """The trials the open configurations' next looks need: their own, their paired control's,
+    the control's control_grid variants' and the no-op reference's, for seeds below the
+    look's count (reward arms first: the longest trials start first)."""
+    plans = list(plans)
+    need: dict[str, int] = {}   # config id -> seeds needed
+    for state in states.values():
+        if state.seeds_needed:
+            for cid in (state.config_id, state.control_id):
+                need[cid] = max(need.get(cid, 0), state.seeds_needed)
+    variants = {p.config_id: p.control_id for p in plans if p.arm == "mle" and p.control_id != p.config_id}
+    for variant, control in variants.items():
+        if control in need:
+            need[variant] = max(need.get(variant, 0), need[control])
+    refs = {p.config_id: p.config.get("reference_id") for p in plans if p.arm == "reward"}
+    for cid, rid in refs.items():
+        if rid and cid in need:
+            need[rid] = max(need.get(rid, 0), need[cid])
+    order = {"reward": 0, "mle": 1, "noop": 2}
+    picked = [p for p in plans if p.seed < need.get(p.config_id, 0)]
+    return sorted(picked, key=lambda p: (order.get(p.arm, 3), p.seed))
+
+
+def read_records(paths: StudyPaths, retry_failed: bool = False) -> dict[str, dict]:
+    """trial name -> valid record of the study folder (failed ones dropped with ``retry_failed``)."""
+    out = {}
+    for path in iter_record_paths(paths.root):
+        try:
+            record = records_mod.read_record(path)
+        except (OSError, ValueError):
+            continue
+        if records_mod.record_problem(record) is None and not (retry_failed and record.get("status") == "failed"):
+            out[path.stem] = record
+    return out
+
+
+def decision_entry(state: ConfigState, design: SequentialDesign) -> dict[str, Any]:
+    """What the log and W&B keep of a decision."""
+    last = state.outcome.looks[-1] if state.outcome.looks else None
+    return {"config_id": state.config_id, "control_id": state.control_id, "decision": state.decision,
+            "decided_at": state.outcome.decided_at, "looks": len(state.outcome.looks),
+            "z": None if last is None else last.z, "upper": None if last is None else last.upper,
+            "failed": state.failed, "at": utc_now()}
+
+
+# --------------------------------------------------------------------------- the scheduler
+
+class LookScheduler(Searcher):
+    """Hands Ray Tune the trials of each configuration's next look as soon as it is due.
+
+    ``runnable``: the trial names this launch may run (a job exists for each). After every
+    completed trial the records decide again; a configuration whose look is complete and
+    undecided gets its next look's trials queued at once, a decided one gets nothing more.
+    ``on_decision(entries)`` is told of new decisions (progress lines, the log).
+    """
+
+    def __init__(self, design: SequentialDesign, plans: list[Any], paths: StudyPaths, runnable: set[str],
+                 recs: dict[str, dict], trial_key: str, on_decision=None, on_queue=None) -> None:
+        super().__init__()
+        self.design, self.plans, self.paths, self.trial_key = design, plans, paths, trial_key
+        self.runnable, self.recs = set(runnable), recs
+        self.queue: list[str] = []
+        self.in_flight: dict[str, str] = {}     # Tune trial id -> trial name
+        self.suggested: set[str] = set()
+        self.on_decision, self.on_queue = on_decision, on_queue
+        before = config_states(design, plans, recs)
+        self.decided = {cid for cid, s in before.items() if not s.open}  # by earlier launches
+        self.states = self._replan()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its search algorithm with the experiment state; records are the truth
+        return {"design": self.design}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if self.queue:
+            name = self.queue.pop(0)
+            self.in_flight[trial_id] = name
+            self.suggested.add(name)
+            return {self.trial_key: name}
+        return None if self.in_flight else Searcher.FINISHED
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        name = self.in_flight.pop(trial_id, None)
+        if name is None:
+            return
+        path = self.paths.records / f"{name}.json"
+        try:
+            record = records_mod.read_record(path)
+            if records_mod.record_problem(record) is None:
+                self.recs[name] = record
+        except (OSError, ValueError):
+            pass  # no record (the worker died): the configuration waits; the driver records the loss
+        self.states = self._replan()
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: a relaunch re-derives everything from the records."""
+
+    def _replan(self) -> dict[str, ConfigState]:
+        states = config_states(self.design, self.plans, self.recs)
+        new = [s for s in states.values() if not s.open and s.config_id not in self.decided]
+        self.decided |= {s.config_id for s in new}
+        busy = set(self.queue) | set(self.in_flight.values()) | set(self.recs)
+        added = [p.trial_name for p in wanted_trials(self.plans, states)
+                 if p.trial_name not in busy and p.trial_name in self.runnable]
+        self.queue.extend(added)
+        if new and self.on_decision is not None:
+            self.on_decision([decision_entry(s, self.design) for s in new])
+        if added and self.on_queue is not None:
+            self.on_queue(len(added), sum(1 for s in states.values() if s.open))
+        return states
