@@ -91,7 +91,7 @@ def main() -> int:
                 runs[name].append(measure(tree, spec))
     report = {}
     for name, results in runs.items():
-        report[name] = {key: statistics.median(r[key]) for key in ("expand_s", "command_s", "process_s")}
+        report[name] = {key: statistics.median(r[key] for r in results) for key in ("expand_s", "command_s", "process_s")}
         report[name]["trials"] = results[0]["trials"]
         print(f"{name:8s} {trees[name]}: {report[name]['trials']} trials; validate + expand "
               f"{report[name]['expand_s']:.3f} s, whole dry run {report[name]['command_s']:.3f} s, "

@@ -7,7 +7,7 @@ Four parts, data flowing one way (spec -> trials -> records -> report):
 
 import os as _os
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # An idle OpenMP thread sleeps instead of spinning. On a shared machine a spinning torch
 # thread takes the core its busy sibling needs, and every parallel op waits for the one

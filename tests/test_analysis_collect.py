@@ -9,7 +9,7 @@ import pytest
 
 from tests.analysis_helpers import FakeApi, FakeRun, wandb_run, write_study
 from rewardsweep.analysis.collect import collect
-from rewardsweep.analysis.wandb_io import collect_wandb, run_to_record
+from rewardsweep.analysis.wandb_io import collect_wandb
 from rewardsweep.errors import UserError
 from rewardsweep.study.layout import record_path
 from rewardsweep.study.records import write_record
@@ -143,13 +143,7 @@ def test_wandb_runs_become_records(tmp_path):
     np.testing.assert_allclose(coll.iou_start.loc[i], rec["per_class_iou_start"])
 
 
-def test_wandb_record_nested_under_one_key_and_bad_path():
-    rec = make_record(study="toy", config_id="cfg", arm="reward", seed=0, control_id=None, params={},
-                      miou_start=0.6, miou_final=0.62)
-    nested = FakeRun("n", {"record": rec}, {})
-    out = run_to_record(nested)
-    assert out["config_id"] == "cfg" and out["miou_final"] == pytest.approx(0.62)
-    assert out["curve"] == rec["curve"]
+def test_wandb_bad_path():
     with pytest.raises(UserError, match="ENTITY/PROJECT"):
         collect_wandb("justproject", "toy", api=FakeApi([]))
 

@@ -533,3 +533,17 @@ def test_control_grid_point_equal_to_the_paired_control_runs_once_and_reference_
     assert here.control_configs == 2  # the paired control and the 3x-lr variant
     there = expand_study(load_spec(_write(tmp_path / "elsewhere", "a.yaml", body), storage=str(tmp_path / "two")))
     assert {t.config_id for t in there.trials} == {t.config_id for t in here.trials}
+
+
+def test_a_key_added_to_the_schema_keeps_the_ids_of_configurations_that_do_not_use_it():
+    """Adding a hyperparameter (a new baseline's, say) must not re-id every study's configurations."""
+    config = next(t.config for t in expand(load_spec(SPACES / "smoke.yaml")) if t.arm == "reward")
+    grown = json.loads(json.dumps(config))
+    grown["baseline"]["shrink"] = None            # the new key, unset/ignored here
+    grown["new_top_level_key"] = None
+    assert config_hash(grown) == config_hash(config) == config["config_id"]
+    grown["baseline"]["shrink"] = 0.5             # used: a different configuration
+    assert config_hash(grown) != config_hash(config)
+    dropped = json.loads(json.dumps(config))
+    dropped["baseline"]["coef"] = 0.25           # a key of 0.2.0 changes the id as it always did
+    assert config_hash(dropped) != config_hash(config)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,6 +69,8 @@ def next_steps(summary: Summary, topup: TopUp | None, target: str = "STUDY",
         lines.append(f"Not reward tuning ({len(flagged)}): fix the setting before adding seeds, more seeds "
                      "of these measure something else (docs/method.md, 'Is my reward arm reward tuning?'): "
                      + _names(flagged, lambda r: f"{r['label']}: {r['treatment']}"))
+    if summary.sequential is not None:
+        return lines + _sequential_lines(summary, topup)
     effect = f"{s.effect * 100:g} points"
     if not summary.has_control:
         lines.append("Nothing can be decided against cross-entropy: the study has no control arm. "
@@ -146,4 +149,29 @@ def next_steps(summary: Summary, topup: TopUp | None, target: str = "STUDY",
                      "reruns them.")
     if not lines:
         lines.append("Nothing to decide: no configuration was compared with the control.")
+    return lines
+
+
+def _sequential_lines(summary: Summary, topup: Any) -> list[str]:
+    """A sequential study's next steps: its decisions, and relaunching (never a hand top-up)."""
+    d = summary.sequential.decisions
+    lines = []
+    for decision in ("beats", "worse", "equivalent", "futile", "undecided", "failed"):
+        rows = d[d["decision"] == decision]
+        if len(rows):
+            lines.append(f"Sequential {decision} ({len(rows)}): " + "; ".join(
+                str(r.label) + ("" if pd.isna(r.decided_at) else f" at {int(r.decided_at)} seeds")
+                for r in rows.itertuples()))
+    open_ = d[d["decision"] == "continue"]
+    if len(open_):
+        command = f"`{topup.command()}`" if topup is not None else "the launch command again"
+        lines.append(f"Open ({len(open_)}): run {command}; it runs only their next looks and stops each "
+                     "when it is decided. Do not raise the seeds by hand: the design fixes them, and "
+                     "looking at fixed-n results between looks is what the design protects against.")
+    lines.append("The verdict columns of the tables are fixed-n tests of the seeds that ran; in a sequential "
+                 "study seeds were added while a result was open, so those p-values do not hold their level: "
+                 "the sequential decisions above do (docs/report.md, 'Sequential studies').")
+    if summary.sequential.disagreements:
+        lines.append("The records give other decisions than launch acted on for "
+                     + ", ".join(summary.sequential.disagreements) + ": records changed after launch read them.")
     return lines

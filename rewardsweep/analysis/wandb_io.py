@@ -41,8 +41,6 @@ def _get(mapping, key):
 def run_to_record(run) -> dict | None:
     """Rebuild a trial record from a W&B run; ``None`` when the run is not a finished trial."""
     config = dict(run.config or {})
-    if isinstance(config.get("record"), dict):  # tolerate the record nested under one key
-        config = {**config["record"], **{k: v for k, v in config.items() if k != "record"}}
     summary = run.summary
     status = _get(summary, "status") or config.get("status")
     if any(k not in config for k in REQUIRED) or status not in STATUSES:

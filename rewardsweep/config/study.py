@@ -400,27 +400,15 @@ def _parse_fixed(file: SpecFile, fixed: Any) -> tuple[dict[str, Any], dict[str, 
 
 def _add_top_level_params(file: SpecFile, raw: Mapping, fixed: dict[str, Any],
                           origins: dict[str, str]) -> None:
-    """steps, checkpoint, batch_size and pretrain.iters may also be given at the top level."""
-    for key in TOP_LEVEL_PARAMS:
-        if raw.get(key) is not None:
-            value = _check_param(file, key, key, raw[key])
-            if key in fixed:
-                raise file.fail(key, f"given both at top level and at {origins[key]} (line "
-                                     f"{file.lines.get(origins[key], '?')}); give it once")
-            fixed[key], origins[key] = value, key
-    if raw.get("pretrain") is None:
-        return
-    pre = raw["pretrain"]
-    if not isinstance(pre, Mapping):
-        raise file.fail("pretrain", f"{as_written(pre)} is not a mapping; expected {{iters: N}}")
-    for k in pre:
-        if k != "iters":
-            raise file.fail(f"pretrain.{k}", f"unknown key {k!r}; expected iters{did_you_mean(str(k), ['iters'])}")
-    if "iters" in pre:
-        if "pretrain.iters" in fixed:
-            raise file.fail("pretrain.iters", f"given both here and at {origins['pretrain.iters']}; give it once")
-        fixed["pretrain.iters"] = _check_param(file, "pretrain.iters", "pretrain.iters", pre["iters"])
-        origins["pretrain.iters"] = "pretrain.iters"
+    """steps, checkpoint, batch_size and pretrain may also be given at the top level (once)."""
+    for key in (*TOP_LEVEL_PARAMS, "pretrain"):
+        if raw.get(key) is None:
+            continue
+        for leaf, value in _flatten_value(file, key, key, raw[key]).items():
+            if leaf in fixed:
+                raise file.fail(key, f"given both at top level and at {origins[leaf]} (line "
+                                     f"{file.lines.get(origins[leaf], '?')}); give it once")
+            fixed[leaf], origins[leaf] = value, leaf if leaf == key else f"{key}.{leaf.split('.', 1)[1]}"
 
 
 def _parse_grid(file: SpecFile, grid: Any, section: str = "grid") -> dict[str, list[dict[str, Any]]]:

@@ -90,13 +90,37 @@ class Expansion:
         return sum(1 for t in self.trials if arm is None or t.arm == arm)
 
 
+# The keys a config id hashed in 0.2.0. A key added to the schema later is hashed only
+# when it has a value, so adding a key (a baseline's new hyperparameter, say) never
+# changes the id of a configuration that does not use it: study folders keep resuming.
+ID_KEYS_0_2 = {
+    "study": None, "arm": None, "model": None, "data_root": None, "checkpoint": None, "pretrain": None,
+    "steps": None, "eval_every": None, "batch_size": None, "estimator": None, "samples": None,
+    "baseline": ("kind", "coef", "decay"), "normalize_advantage": None,
+    "lr": ("start", "end", "schedule", "power"), "optimizer": ("type", "momentum", "weight_decay"),
+    "class_weights": None, "aux_head": None,
+}
+
+
+def _id_view(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a config its id hashes: no run-time fields; keys newer than 0.2.0 only when set."""
+    view = {}
+    for key, value in config.items():
+        if key in RUNTIME_FIELDS or (key not in ID_KEYS_0_2 and value is None):
+            continue
+        known = ID_KEYS_0_2.get(key)
+        if isinstance(value, dict) and isinstance(known, tuple):
+            value = {k: v for k, v in value.items() if k in known or v is not None}
+        view[key] = value
+    return view
+
+
 def config_hash(config: Mapping[str, Any]) -> str:
-    """First 8 hex of sha256 of the canonical JSON of a config minus run-time fields.
+    """First 8 hex of sha256 of the canonical JSON of a config's id view (:func:`_id_view`).
 
     Finished trials are found again by this id (top-up, resume): it must not change.
     """
-    view = {k: v for k, v in config.items() if k not in RUNTIME_FIELDS}
-    blob = json.dumps(view, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    blob = json.dumps(_id_view(config), sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 

@@ -25,7 +25,6 @@ import os
 import signal
 import sys
 import time
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +126,7 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
     plans = expansion.trials
     paths = StudyPaths(Path(spec.study_dir))
     state = resume.plan_state(plans, paths, retry_failed=retry_failed)
-    looks = _Looks.of(spec, expansion, paths, retry_failed) if spec.sequential else None
+    looks = _looks(spec, expansion, paths, retry_failed) if spec.sequential else None
 
     if dry_run:
         from rewardsweep.sweep.table import render
@@ -160,7 +159,7 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
                    trial_fn,
                    ensure_start, config_hook, num_cpus, console, verbose, began) -> LaunchResult:
     state = resume.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
-    looks = _Looks.of(spec, expansion, paths, retry_failed, fix=True) if spec.sequential else None
+    looks = _looks(spec, expansion, paths, retry_failed, fix=True) if spec.sequential else None
     study_mod.copy_spec(spec.path, paths)
     notes: list[str] = []
     for problem in state.problems:
@@ -308,71 +307,10 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
     return result
 
 
-class _Looks:
-    """A sequential study in this launch: its design, the records' decisions, what is due."""
+def _looks(spec, expansion, paths: StudyPaths, retry_failed: bool, fix: bool = False):
+    from rewardsweep.sweep.sequential import Looks
 
-    def __init__(self, spec, expansion, paths: StudyPaths, retry_failed: bool, fix: bool) -> None:
-        from rewardsweep.sweep import sequential as seq
-
-        self.seq, self.spec, self.paths, self.plans = seq, spec, paths, expansion.trials
-        self.design = seq.design_for(spec, expansion.reward_configs)
-        seq.fix_design(paths, self.design, spec.source, write=fix)
-        self.recs = seq.read_records(paths, retry_failed)
-        self.states = seq.config_states(self.design, self.plans, self.recs)
-        self.wanted = [p.trial_name for p in seq.wanted_trials(self.plans, self.states)
-                       if p.trial_name not in self.recs]
-        self.decided: list[dict[str, Any]] = []
-
-    @classmethod
-    def of(cls, spec, expansion, paths: StudyPaths, retry_failed: bool, fix: bool = False) -> "_Looks":
-        return cls(spec, expansion, paths, retry_failed, fix)
-
-    def print_plan(self, console: Console) -> None:
-        d = self.design
-        console.print(f"sequential: looks at {', '.join(map(str, d.looks))} seeds; alpha {d.alpha:g} over "
-                      f"{d.n_configs} configuration(s) and every look; effect {d.effect:g} points"
-                      + (f", margin {d.margin:g}" if d.margin else "")
-                      + f"; |z| boundaries {', '.join(f'{c:.2f}' for c in d.efficacy)}", highlight=False)
-        counts = Counter(s.decision for s in self.states.values())
-        console.print("sequential: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-                      + f"; {len(self.wanted)} trial(s) due now", highlight=False)
-
-    def scheduler(self, jobs: dict[str, dict], view: ProgressView, trial_key: str):
-        def on_decision(entries: list[dict[str, Any]]) -> None:
-            self.decided += entries
-            self.seq.log_decisions(self.paths, entries)
-            for e in entries:
-                view.note(f"{e['config_id']}: {e['decision']}"
-                          + (f" at {e['decided_at']} seeds" if e.get("decided_at") else "")
-                          + (f" ({e['failed']})" if e.get("failed") else ""))
-
-        def on_queue(added: int, open_configs: int) -> None:
-            view.add_planned(added)
-
-        self._scheduler = self.seq.LookScheduler(self.design, self.plans, self.paths, set(jobs), self.recs,
-                                                 trial_key, on_decision=on_decision, on_queue=on_queue)
-        view.total = len(self._scheduler.queue)
-        return self._scheduler
-
-    def summarize(self, plans, notes: list[str]) -> list[Any]:
-        """The plans a sequential study counts (what ran or is due); a line per decision kind."""
-        recs = self.seq.read_records(self.paths)
-        states = self.seq.config_states(self.design, self.plans, recs)
-        due = {p.trial_name for p in self.seq.wanted_trials(self.plans, states)}
-        counts = Counter(s.decision for s in states.values())
-        used = sum(1 for p in self.plans if p.arm == "reward" and p.trial_name in recs)
-        notes.append("sequential: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-                     + f"; {used} reward trial(s) run of the {len(states) * self.design.max_seeds} a fixed "
-                       f"study of {self.design.max_seeds} seeds would run")
-        return [p for p in plans if p.trial_name in recs or p.trial_name in due]
-
-    def log_to_wandb(self, wb, labels: dict[str, str], notes: list[str]) -> None:
-        if wb.enabled and self.decided:
-            from rewardsweep.sweep.wandb_log import log_decisions
-
-            log_decisions(wb, self.decided, labels, self.design)
-            notes.append(f"W&B: {len(self.decided)} decision run(s) (job type 'decision', in each "
-                         f"configuration's group)")
+    return Looks(spec, expansion, paths, retry_failed, fix)
 
 
 def _write_launch_log(path: Path, payload: dict[str, Any]) -> None:
@@ -493,7 +431,7 @@ def _same_record(path: Path, record: dict) -> bool:
 
 
 def _summary(spec, plans, paths: StudyPaths, result: LaunchResult, notes: list[str],
-             interrupted: set[str], looks: "_Looks | None" = None) -> dict[str, Any]:
+             interrupted: set[str], looks: Any = None) -> dict[str, Any]:
     """Counts from the records on disk (all launches), as a resume would see them:
     ``interrupted`` (``resume.interrupted_trials``) are the trials a resume reruns. A
     sequential study counts the trials its looks asked for, and says where each

@@ -27,7 +27,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from collections import Counter
+
 from ray.tune.search import Searcher
+from rich.console import Console
 
 from rewardsweep.analysis.sequential import Outcome, SequentialDesign, decide, make_design, paired_series
 from rewardsweep.errors import UserError
@@ -36,7 +39,7 @@ from rewardsweep.study.atomic import atomic_write_json
 from rewardsweep.study.layout import StudyPaths, iter_record_paths, trial_name
 from rewardsweep.study.timestamps import utc_now
 
-__all__ = ["design_for", "fix_design", "ConfigState", "config_states", "wanted_trials", "LookScheduler",
+__all__ = ["design_for", "fix_design", "ConfigState", "config_states", "wanted_trials", "LookScheduler", "Looks",
            "POINTS", "read_log"]
 
 POINTS = 100.0          # records hold mIoU in [0, 1]; effect and margin are in mIoU points
@@ -254,3 +257,66 @@ class LookScheduler(Searcher):
         if added and self.on_queue is not None:
             self.on_queue(len(added), sum(1 for s in states.values() if s.open))
         return states
+
+
+# --------------------------------------------------------------------------- in a launch
+
+class Looks:
+    """A sequential study in this launch: its design, the records' decisions, what is due."""
+
+    def __init__(self, spec, expansion, paths: StudyPaths, retry_failed: bool, fix: bool = False) -> None:
+        self.spec, self.paths, self.plans = spec, paths, expansion.trials
+        self.design = design_for(spec, expansion.reward_configs)
+        fix_design(paths, self.design, spec.source, write=fix)
+        self.recs = read_records(paths, retry_failed)
+        self.states = config_states(self.design, self.plans, self.recs)
+        self.wanted = [p.trial_name for p in wanted_trials(self.plans, self.states)
+                       if p.trial_name not in self.recs]
+        self.decided: list[dict[str, Any]] = []
+
+    def print_plan(self, console: Console) -> None:
+        d = self.design
+        console.print(f"sequential: looks at {', '.join(map(str, d.looks))} seeds; alpha {d.alpha:g} over "
+                      f"{d.n_configs} configuration(s) and every look; effect {d.effect:g} points"
+                      + (f", margin {d.margin:g}" if d.margin else "")
+                      + f"; |z| boundaries {', '.join(f'{c:.2f}' for c in d.efficacy)}", highlight=False)
+        counts = Counter(s.decision for s in self.states.values())
+        console.print("sequential: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+                      + f"; {len(self.wanted)} trial(s) due now", highlight=False)
+
+    def scheduler(self, jobs: dict[str, dict], view: Any, trial_key: str):
+        def on_decision(entries: list[dict[str, Any]]) -> None:
+            self.decided += entries
+            log_decisions(self.paths, entries)
+            for e in entries:
+                view.note(f"{e['config_id']}: {e['decision']}"
+                          + (f" at {e['decided_at']} seeds" if e.get("decided_at") else "")
+                          + (f" ({e['failed']})" if e.get("failed") else ""))
+
+        def on_queue(added: int, open_configs: int) -> None:
+            view.add_planned(added)
+
+        self._scheduler = LookScheduler(self.design, self.plans, self.paths, set(jobs), self.recs,
+                                                 trial_key, on_decision=on_decision, on_queue=on_queue)
+        view.total = len(self._scheduler.queue)
+        return self._scheduler
+
+    def summarize(self, plans, notes: list[str]) -> list[Any]:
+        """The plans a sequential study counts (what ran or is due); a line per decision kind."""
+        recs = read_records(self.paths)
+        states = config_states(self.design, self.plans, recs)
+        due = {p.trial_name for p in wanted_trials(self.plans, states)}
+        counts = Counter(s.decision for s in states.values())
+        used = sum(1 for p in self.plans if p.arm == "reward" and p.trial_name in recs)
+        notes.append("sequential: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+                     + f"; {used} reward trial(s) run of the {len(states) * self.design.max_seeds} a fixed "
+                       f"study of {self.design.max_seeds} seeds would run")
+        return [p for p in plans if p.trial_name in recs or p.trial_name in due]
+
+    def log_to_wandb(self, wb, labels: dict[str, str], notes: list[str]) -> None:
+        if wb.enabled and self.decided:
+            from rewardsweep.sweep.wandb_log import log_decisions
+
+            log_decisions(wb, self.decided, labels, self.design)
+            notes.append(f"W&B: {len(self.decided)} decision run(s) (job type 'decision', in each "
+                         f"configuration's group)")

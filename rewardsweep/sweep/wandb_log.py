@@ -44,7 +44,7 @@ import netrc
 import os
 import sys
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlparse
 
