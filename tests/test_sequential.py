@@ -120,6 +120,8 @@ def test_the_log_and_the_report_give_the_decisions_launch_acted_on(sequential_st
     assert (view.decisions["decision"] == view.decisions["launch_decision"]).all()
     looks = view.looks[view.looks["config_id"] == states["none"].config_id]
     assert list(looks["n"]) == [3, 6][:len(looks)] and (looks["upper"] > 0).all()
+    table = summary.table.set_index("config_id")
+    assert not table["lost_seeds"].any(), table["missing_seeds"]   # seeds never due are not lost
     text = files["report.md"].read_text()
     assert "Sequential decisions" in text and "at most 0.05" in text
     assert "sequential looks against the boundaries" in plots and files["sequential.csv"].is_file()

@@ -176,11 +176,13 @@ def build_report(folders: list[Path], *, out: Path, study: str, start: str | Non
     if not int(status.get("finished", 0)):
         raise UserError(f"{where}: no finished trials ({int(status.get('failed', 0))} failed, "
                         f"{int(status.get('diverged', 0))} diverged): nothing to report yet")
-    summary = summarize(coll, settings)
     from rewardsweep.analysis.sequential_view import sequential_view
 
-    summary.sequential = sequential_view(folders[0], coll.trials, dict(zip(summary.table["config_id"],
-                                                                           summary.table["label"])))
+    sequential = sequential_view(folders[0], coll.trials) if folders else None
+    summary = summarize(coll, settings, seeds_due=sequential.seeds_due if sequential is not None else None)
+    if sequential is not None:
+        sequential.label(dict(zip(summary.table["config_id"], summary.table["label"])))
+    summary.sequential = sequential
     if summary.sequential is not None and summary.sequential.disagreements:
         summary.notes.append(f"WARNING: the records now give other sequential decisions than launch acted on "
                              f"for {', '.join(summary.sequential.disagreements)} (records changed after launch?)")

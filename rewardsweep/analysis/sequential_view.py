@@ -28,6 +28,20 @@ class SequentialView:
     looks: pd.DataFrame              # one row per (configuration, look)
     disagreements: list[str] = field(default_factory=list)   # config ids where launch's log differs
 
+    def seeds_due(self, config_id: str, arm: str) -> set[int] | None:
+        """The seeds a configuration was meant to run by now: up to its decision (or its
+        current look); an arm shared by several (the control) up to the most any needed."""
+        due = dict(zip(self.decisions["config_id"], self.decisions["due"]))
+        if arm == "reward":
+            return set(range(int(due[config_id]))) if config_id in due else None
+        return set(range(int(max(due.values(), default=0))))
+
+    def label(self, labels: dict[str, str]) -> None:
+        """Name the configurations as the summary does."""
+        for frame in (self.decisions, self.looks):
+            if len(frame):
+                frame["label"] = [labels.get(c, c) for c in frame["config_id"]]
+
     @property
     def guarantee(self) -> str:
         """What the design promises, in words, and what each decision means."""
@@ -52,7 +66,8 @@ def _arm(trials: pd.DataFrame, config_id: str, arm: str) -> dict[int, tuple[str,
             for r in rows.itertuples()}
 
 
-def sequential_view(folder: Path, trials: pd.DataFrame, labels: dict[str, str]) -> SequentialView | None:
+def sequential_view(folder: Path, trials: pd.DataFrame, labels: dict[str, str] | None = None
+                    ) -> SequentialView | None:
     """The view, or None when the study is not sequential (no ``sequential.json``)."""
     path = Path(folder) / SEQUENTIAL_FILENAME
     if not path.is_file():
@@ -60,6 +75,7 @@ def sequential_view(folder: Path, trials: pd.DataFrame, labels: dict[str, str]) 
     log = json.loads(path.read_text())
     design = SequentialDesign.from_dict(log["design"])
     acted = {d["config_id"]: d for d in log.get("decisions", [])}
+    labels = labels or {}
     rows, looks, disagree = [], [], []
     rewards = trials[trials["arm"] == "reward"].drop_duplicates("config_id")
     for r in rewards.itertuples():
@@ -70,8 +86,11 @@ def sequential_view(folder: Path, trials: pd.DataFrame, labels: dict[str, str]) 
         logged = acted.get(r.config_id)
         if logged is not None and logged["decision"] != decision:
             disagree.append(r.config_id)
+        present = trials[(trials["config_id"] == r.config_id) & (trials["arm"] == "reward")]["seed"]
+        due = outcome.decided_at or (int(present.max()) + 1 if failed else outcome.next_seeds)
         rows.append({"config_id": r.config_id, "label": labels.get(r.config_id, r.config_id),
                      "decision": decision, "decided_at": outcome.decided_at, "seeds_paired": len(diffs),
+                     "due": due,
                      "looks": len(outcome.looks), "launch_decision": None if logged is None else logged["decision"],
                      "stopped_by": failed})
         for look in outcome.looks:

@@ -118,10 +118,14 @@ def wrap_label(text: str, width: int) -> list[str]:
     return lines
 
 
-def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
+def summarize(coll: Collection, settings: Settings | None = None, seeds_due=None) -> Summary:
     """The summary table of a study: bookkeeping per configuration, then every statistic
     of :data:`statistics.STATISTICS`, then the family-wide steps (adjustment, verdicts,
-    power, flags) and the comparisons of ``arms``."""
+    power, flags) and the comparisons of ``arms``.
+
+    ``seeds_due(config_id, arm) -> set | None``: the seeds a configuration was meant to run
+    (a sequential study stops a configuration early; its unrun seeds are not lost); by
+    default every seed some trial of the study has."""
     s = settings or Settings()
     trials = coll.trials
     notes: list[str] = []
@@ -132,7 +136,7 @@ def summarize(coll: Collection, settings: Settings | None = None) -> Summary:
         notes.append("This study has no control arm: per-configuration statistics only, "
                      "no control comparison is possible.")
 
-    configs = _configurations(trials, varying, ctrl_varying, expected)
+    configs = _configurations(trials, varying, ctrl_varying, expected, seeds_due)
     pairs = _pairing(trials, configs, notes)
     table = pd.DataFrame([c.row for c in configs])
     _statistics(table, trials, [c.finished for c in configs], pairs, s)
@@ -180,7 +184,7 @@ class _Config:
 
 
 def _configurations(trials: pd.DataFrame, varying: list[str], ctrl_varying: list[str],
-                    expected: set) -> list[_Config]:
+                    expected: set, seeds_due=None) -> list[_Config]:
     """One entry per (config_id, arm): names, counts and lost seeds; no statistics yet."""
     seed_a = trials["seed"].to_numpy(int)     # plain arrays: pandas per group is slow at 10k trials
     status_a = trials["status"].to_numpy(object)
@@ -194,7 +198,8 @@ def _configurations(trials: pd.DataFrame, varying: list[str], ctrl_varying: list
         fmask = status == "finished"
         failed = seeds[status == "failed"].tolist()
         diverged = seeds[status == "diverged"].tolist()
-        missing = sorted(expected - set(seeds.tolist()))
+        due = seeds_due(cid, arm) if seeds_due is not None else None
+        missing = sorted((expected if due is None else due) - set(seeds.tolist()))
         first = {col: var_a[col][i0] for col in varying}
         tuned = arm == "mle" and ctrl_a[i0] not in (None, cid)
         shown = _params_label({**first, **{c: var_a[c][i0] for c in ctrl_varying}}, varying + ctrl_varying) \

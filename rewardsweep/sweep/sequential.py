@@ -147,7 +147,7 @@ def config_states(design: SequentialDesign, plans: Iterable[Any], recs: dict[str
 def wanted_trials(plans: Iterable[Any], states: dict[str, ConfigState]) -> list[Any]:
     """The trials the open configurations' next looks need: their own, their paired control's,
     the control's control_grid variants' and the no-op reference's, for seeds below the
-    look's count (reward arms first: the longest trials start first)."""
+    look's count, in the order they should run."""
     plans = list(plans)
     need: dict[str, int] = {}   # config id -> seeds needed
     for state in states.values():
@@ -162,9 +162,13 @@ def wanted_trials(plans: Iterable[Any], states: dict[str, ConfigState]) -> list[
     for cid, rid in refs.items():
         if rid and cid in need:
             need[rid] = max(need.get(rid, 0), need[cid])
-    order = {"reward": 0, "mle": 1, "noop": 2}
+    # Controls first: every configuration's look waits for them. Then each configuration's
+    # trials together, so configurations finish their looks one after another and the next
+    # looks are queued while slots are still busy with the others (no barrier at a look).
+    rank = {cid: i for i, cid in enumerate(dict.fromkeys(p.config_id for p in plans))}
+    order = {"mle": 0, "reward": 1, "noop": 2}
     picked = [p for p in plans if p.seed < need.get(p.config_id, 0)]
-    return sorted(picked, key=lambda p: (order.get(p.arm, 3), p.seed))
+    return sorted(picked, key=lambda p: (order.get(p.arm, 3), rank[p.config_id] if p.arm == "reward" else 0, p.seed))
 
 
 def read_records(paths: StudyPaths, retry_failed: bool = False) -> dict[str, dict]:
