@@ -436,30 +436,29 @@ def _parse_grid(file: SpecFile, grid: Any, section: str = "grid") -> dict[str, l
     return out
 
 
+def _distributions(value: Any) -> Mapping:
+    if isinstance(value, Mapping) and value:
+        return value
+    raise Invalid(f"{as_written(value)} is not allowed; expected a non-empty mapping of dotted keys to "
+                  f"{{choice: [...]}}, {{uniform: [lo, hi]}} or {{loguniform: [lo, hi]}}")
+
+
+class _Sample(_Strict):
+    num_samples: checked(int_at_least(1)) = Field(..., description="draws")
+    seed: checked(int_at_least(0)) = Field(0, description="seed of the draws (a top-up keeps them)")
+    params: checked(_distributions) = Field(..., description="dotted key -> {choice|uniform|loguniform: ...}")
+
+
 def _parse_sample(file: SpecFile, sample: Any) -> SampleSpec | None:
     """sample -> SampleSpec (num_samples, seed, {key: distribution})."""
     if sample is None:
         return None
-    if not isinstance(sample, Mapping):
-        raise file.fail("sample", f"{as_written(sample)} is not a mapping; expected {{num_samples: N, "
-                                  f"seed: S, params: {{key: {{choice|uniform|loguniform: ...}}}}}}")
-    allowed = ("num_samples", "seed", "params")
-    for key in sample:
-        if key not in allowed:
-            raise file.fail(f"sample.{key}", f"unknown key {key!r}; expected one of "
-                                             f"{', '.join(allowed)}{did_you_mean(str(key), allowed)}")
-    for key in ("num_samples", "params"):
-        if key not in sample:
-            raise file.fail("sample", f"missing key sample.{key}")
-    num = file.checked("sample.num_samples", int_at_least(1), sample["num_samples"])
-    seed = file.checked("sample.seed", int_at_least(0), sample.get("seed", 0))
-    params = sample["params"]
-    if not isinstance(params, Mapping) or not params:
-        raise file.fail("sample.params", f"{as_written(params)} is not allowed; expected a non-empty mapping "
-                                         f"of dotted keys to {{choice: [...]}}, {{uniform: [lo, hi]}} "
-                                         f"or {{loguniform: [lo, hi]}}")
-    out = {str(key): _parse_distribution(file, str(key), dist) for key, dist in params.items()}
-    return SampleSpec(num_samples=num, seed=seed, params=out)
+    try:
+        read = _Sample.model_validate(sample)
+    except ValidationError as exc:
+        raise file.from_validation(exc, _Sample, prefix="sample.") from None
+    out = {str(key): _parse_distribution(file, str(key), dist) for key, dist in read.params.items()}
+    return SampleSpec(num_samples=read.num_samples, seed=read.seed, params=out)
 
 
 def _parse_distribution(file: SpecFile, key: str, dist: Any) -> tuple[str, Any]:
