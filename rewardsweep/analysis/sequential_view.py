@@ -27,14 +27,14 @@ class SequentialView:
     decisions: pd.DataFrame          # one row per reward configuration
     looks: pd.DataFrame              # one row per (configuration, look)
     disagreements: list[str] = field(default_factory=list)   # config ids where launch's log differs
+    due: dict[str, int] = field(default_factory=dict)        # config id -> seeds it was meant to run
 
     def seeds_due(self, config_id: str, arm: str) -> set[int] | None:
         """The seeds a configuration was meant to run by now: up to its decision (or its
-        current look); an arm shared by several (the control) up to the most any needed."""
-        due = dict(zip(self.decisions["config_id"], self.decisions["due"]))
-        if arm == "reward":
-            return set(range(int(due[config_id]))) if config_id in due else None
-        return set(range(int(max(due.values(), default=0))))
+        current look); a control, its control_grid variants and the no-op reference up to
+        the most any configuration they serve needed."""
+        n = self.due.get(config_id)
+        return None if n is None else set(range(int(n)))
 
     def label(self, labels: dict[str, str]) -> None:
         """Name the configurations as the summary does."""
@@ -55,8 +55,8 @@ class SequentialView:
             f"docs/report.md, 'Sequential studies').",
             f"'equivalent': |difference| < {d.margin:g} points shown." if d.margin else "",
             f"'futile': a difference of {d.effect:g} points is ruled out; 'undecided': still open at "
-            f"{d.max_seeds} seeds; 'continue': open, its next look not run yet; 'failed': a trial of the "
-            f"next look failed (`launch --retry-failed` reruns it).",
+            f"{d.max_seeds} seeds; 'continue': open, its next look not run yet; 'failed': a trial of its "
+            f"next look failed (`launch --retry-failed` reruns it) or diverged (final: change the setting).",
         ]))
 
 
@@ -99,7 +99,24 @@ def sequential_view(folder: Path, trials: pd.DataFrame, labels: dict[str, str] |
                           "upper": look.upper, "lower": look.lower, "z_futility": look.z_futility,
                           "futility": look.futility, "z_equivalence": look.z_equivalence,
                           "decision": look.decision})
-    return SequentialView(design, pd.DataFrame(rows), pd.DataFrame(looks), disagree)
+    return SequentialView(design, pd.DataFrame(rows), pd.DataFrame(looks), disagree, _due(trials, rows))
+
+
+def _due(trials: pd.DataFrame, rows: list[dict]) -> dict[str, int]:
+    """config id -> seeds due, for every arm: a reward configuration's own; what serves
+    several configurations (a control, its variants, the no-op reference) the most of theirs."""
+    due = {r["config_id"]: int(r["due"]) for r in rows}
+    first = trials.drop_duplicates(["config_id", "arm"])
+    reward = first[first["arm"] == "reward"]
+    ref_col = "reference_id" if "reference_id" in first else None
+    for r in first[first["arm"] != "reward"].itertuples():
+        if r.arm == "mle":
+            paired = r.control_id if isinstance(r.control_id, str) and r.control_id != r.config_id else r.config_id
+            serves = reward[reward["control_id"] == paired]["config_id"]
+        else:
+            serves = reward[reward[ref_col] == r.config_id]["config_id"] if ref_col else reward["config_id"]
+        due[r.config_id] = max((due.get(c, 0) for c in serves), default=0)
+    return due
 
 
 def decisions_table(view: SequentialView) -> pd.DataFrame:

@@ -50,9 +50,7 @@ class SpecFile:
             message += hint(key, message)
         if not key:
             return SpecError(f"{self.source}: {message}")
-        if message == "missing required key":
-            return SpecError(f"{self.source}: {key}: {message}")
-        return self.fail(key, message)
+        return self.fail(key, message)   # a missing key is shown at the mapping that lacks it
 
     def resolve(self, ref: str) -> Path:
         """A path as written in the spec: relative ones are read from the spec's folder."""

@@ -99,6 +99,9 @@ class SequentialSeeds(BaseModel):
     def _fits(self) -> "SequentialSeeds":
         if self.max < self.initial:
             raise Invalid(f"max {self.max} is below initial {self.initial}; expected initial <= max", key="max")
+        if self.max == self.initial + 1:
+            raise Invalid(f"max {self.max} adds a look of one seed; expected max = initial or >= initial + 2 "
+                          f"(each look's new seeds get their own paired test)", key="max")
         return self
 
 

@@ -178,7 +178,7 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
         looks.print_plan(console)
 
     if not result.to_run:
-        notes.insert(0, "nothing to run: every configuration is decided" if looks is not None
+        notes.insert(0, looks.nothing_due() if looks is not None
                      else "nothing to run: every trial of the spec has a final record")
         if state.failed_kept:
             notes.append(f"{len(state.failed_kept)} failed trial(s) kept; `--retry-failed` reruns them")

@@ -16,8 +16,10 @@ owns the study's part of it:
   undecided (no barrier across configurations), and ends the experiment when nothing is
   left to decide, so slots stay busy at look boundaries.
 
-A configuration whose trial failed (after Ray's retries) stops there, "failed": its
-remaining looks would be read without that seed. ``--retry-failed`` reruns the seed.
+A configuration whose trial failed (after Ray's retries) or diverged stops there, "failed":
+its remaining looks would be read without that seed. ``--retry-failed`` reruns a failed
+seed (a diverged one is final). A trial whose worker died without a record stops its
+configuration too (the driver records it as failed).
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ from typing import Any, Iterable
 from collections import Counter
 
 from ray.tune.search import Searcher
+from ray.tune.utils.util import unflatten_dict
 from rich.console import Console
 
 from rewardsweep.analysis.sequential import Outcome, SequentialDesign, decide, make_design, paired_series
 from rewardsweep.errors import UserError
 from rewardsweep.study import records as records_mod
 from rewardsweep.study.atomic import atomic_write_json
-from rewardsweep.study.layout import StudyPaths, iter_record_paths, trial_name
+from rewardsweep.study.layout import StudyPaths, trial_name
+from rewardsweep.study.resume import plan_state
 from rewardsweep.study.timestamps import utc_now
 
 __all__ = ["design_for", "fix_design", "ConfigState", "config_states", "wanted_trials", "LookScheduler", "Looks",
@@ -66,32 +70,43 @@ def read_log(paths: StudyPaths) -> dict[str, Any] | None:
         return json.loads(paths.sequential.read_text())
     except FileNotFoundError:
         return None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{paths.sequential}: cannot read the sequential design ({exc}); restore it from a "
+                        f"backup: the study's decisions depend on it") from None
 
 
-def fix_design(paths: StudyPaths, design: SequentialDesign, source: str, write: bool = True) -> None:
-    """Store the design before the first trial (``write``); refuse a spec that would change it."""
+def fix_design(paths: StudyPaths, design: SequentialDesign, configurations: list[str], where: str,
+               write: bool = True) -> None:
+    """Store the design and the configurations it covers before the first trial (``write``);
+    refuse a spec that would change either (``where``: "file:line" of its seeds)."""
     log = read_log(paths)
     if log is not None:
         stored = SequentialDesign.from_dict(log["design"])
-        if stored != design:
-            changed = ", ".join(f"{key} {getattr(stored, key)!r} -> {getattr(design, key)!r}"
-                                for key in ("looks", "alpha", "effect", "margin", "n_configs")
-                                if getattr(stored, key) != getattr(design, key)) or "its method"
-            raise UserError(f"{source}: seeds: the sequential design of this study was fixed before its first "
-                            f"trial ({paths.sequential}) and this spec changes it ({changed}); decisions under "
-                            f"a changed plan lose their error guarantee: restore the design, or give the study "
-                            f"a new name")
+        changed = [f"{key} {getattr(stored, key)!r} -> {getattr(design, key)!r}"
+                   for key in ("looks", "alpha", "effect", "margin", "n_configs")
+                   if getattr(stored, key) != getattr(design, key)]
+        if stored == design and not changed and log.get("configurations", configurations) != configurations:
+            changed = ["the configurations (other config ids: a grid value or a shared setting changed)"]
+        if changed or stored != design:
+            raise UserError(f"{where}: seeds: the sequential design of this study was fixed before its first "
+                            f"trial ({paths.sequential}) and this spec changes it ({', '.join(changed) or 'its method'}); "
+                            f"decisions under a changed plan lose their error guarantee: restore the spec, or "
+                            f"give the study a new name")
         return
     if write:
         atomic_write_json(paths.sequential, {"design": design.to_dict(), "method": design.method,
-                                             "fixed_at": utc_now(), "decisions": []}, indent=1)
+                                             "configurations": configurations, "fixed_at": utc_now(),
+                                             "decisions": []}, indent=1)
 
 
 def log_decisions(paths: StudyPaths, decided: list[dict[str, Any]]) -> None:
-    """Add decisions launch just acted on to ``sequential.json`` (kept across launches)."""
+    """Add decisions launch just acted on to ``sequential.json`` (kept across launches; a
+    configuration stopped by a failed trial is decided again once ``--retry-failed`` reran it)."""
     log = read_log(paths) or {}
-    known = {d["config_id"] for d in log.get("decisions", [])}
-    log["decisions"] = log.get("decisions", []) + [d for d in decided if d["config_id"] not in known]
+    new = {d["config_id"]: d for d in decided}
+    kept = [d for d in log.get("decisions", []) if not (d["decision"] == FAILED and d["config_id"] in new)]
+    known = {d["config_id"] for d in kept}
+    log["decisions"] = kept + [d for cid, d in new.items() if cid not in known]
     atomic_write_json(paths.sequential, log, indent=1)
 
 
@@ -171,17 +186,13 @@ def wanted_trials(plans: Iterable[Any], states: dict[str, ConfigState]) -> list[
     return sorted(picked, key=lambda p: (order.get(p.arm, 3), rank[p.config_id] if p.arm == "reward" else 0, p.seed))
 
 
-def read_records(paths: StudyPaths, retry_failed: bool = False) -> dict[str, dict]:
-    """trial name -> valid record of the study folder (failed ones dropped with ``retry_failed``)."""
-    out = {}
-    for path in iter_record_paths(paths.root):
-        try:
-            record = records_mod.read_record(path)
-        except (OSError, ValueError):
-            continue
-        if records_mod.record_problem(record) is None and not (retry_failed and record.get("status") == "failed"):
-            out[path.stem] = record
-    return out
+def read_records(paths: StudyPaths, plans: Iterable[Any], retry_failed: bool = False) -> dict[str, dict]:
+    """trial name -> record of every trial that will not run again: the rule of
+    :func:`rewardsweep.study.resume.plan_state` (a failed record cut short by an interrupt,
+    or any failed one with ``retry_failed``, is not final)."""
+    state = plan_state(plans, paths, retry_failed=retry_failed)
+    todo = {p.trial_name for p in state.todo}
+    return {name: record for name, record in state.existing.items() if name not in todo}
 
 
 def decision_entry(state: ConfigState, design: SequentialDesign) -> dict[str, Any]:
@@ -211,7 +222,7 @@ class LookScheduler(Searcher):
         self.runnable, self.recs = set(runnable), recs
         self.queue: list[str] = []
         self.in_flight: dict[str, str] = {}     # Tune trial id -> trial name
-        self.suggested: set[str] = set()
+        self.suggested: set[str] = set()        # every name handed to Tune (never twice)
         self.on_decision, self.on_queue = on_decision, on_queue
         before = config_states(design, plans, recs)
         self.decided = {cid for cid, s in before.items() if not s.open}  # by earlier launches
@@ -236,14 +247,28 @@ class LookScheduler(Searcher):
         name = self.in_flight.pop(trial_id, None)
         if name is None:
             return
+        record = self._record(name, result)
+        # no record: the trial died (the driver records it as failed after the experiment);
+        # its configuration stops here rather than waiting for a seed that will not come
+        self.recs[name] = record if record is not None else {"status": "failed", "arm": name.split("-")[1],
+                                                               "miou_final": None}
+        self.states = self._replan()
+
+    def _record(self, name: str, result: dict | None) -> dict | None:
+        """The trial's record: on the study folder, or shipped back in its final result (a
+        node without the shared filesystem), then written here so every reader sees it."""
         path = self.paths.records / f"{name}.json"
         try:
             record = records_mod.read_record(path)
             if records_mod.record_problem(record) is None:
-                self.recs[name] = record
+                return record
         except (OSError, ValueError):
-            pass  # no record (the worker died): the configuration waits; the driver records the loss
-        self.states = self._replan()
+            pass
+        shipped = unflatten_dict(result or {}).get("record")
+        if isinstance(shipped, dict) and records_mod.record_problem(shipped) is None:
+            records_mod.write_record(path, shipped)
+            return shipped
+        return None
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: a relaunch re-derives everything from the records."""
@@ -252,7 +277,7 @@ class LookScheduler(Searcher):
         states = config_states(self.design, self.plans, self.recs)
         new = [s for s in states.values() if not s.open and s.config_id not in self.decided]
         self.decided |= {s.config_id for s in new}
-        busy = set(self.queue) | set(self.in_flight.values()) | set(self.recs)
+        busy = set(self.queue) | self.suggested | set(self.recs)
         added = [p.trial_name for p in wanted_trials(self.plans, states)
                  if p.trial_name not in busy and p.trial_name in self.runnable]
         self.queue.extend(added)
@@ -271,12 +296,18 @@ class Looks:
     def __init__(self, spec, expansion, paths: StudyPaths, retry_failed: bool, fix: bool = False) -> None:
         self.spec, self.paths, self.plans = spec, paths, expansion.trials
         self.design = design_for(spec, expansion.reward_configs)
-        fix_design(paths, self.design, spec.source, write=fix)
-        self.recs = read_records(paths, retry_failed)
+        configurations = sorted({p.config_id for p in self.plans})
+        fix_design(paths, self.design, configurations, spec.where("seeds"), write=fix)
+        self.recs = read_records(paths, self.plans, retry_failed)
         self.states = config_states(self.design, self.plans, self.recs)
         self.wanted = [p.trial_name for p in wanted_trials(self.plans, self.states)
                        if p.trial_name not in self.recs]
         self.decided: list[dict[str, Any]] = []
+
+    def nothing_due(self) -> str:
+        failed = sum(1 for st in self.states.values() if st.failed)
+        return ("nothing to run: every configuration is decided"
+                + (f" or stopped by a failed trial ({failed}; `--retry-failed` reruns failed ones)" if failed else ""))
 
     def print_plan(self, console: Console) -> None:
         d = self.design
@@ -307,7 +338,7 @@ class Looks:
 
     def summarize(self, plans, notes: list[str]) -> list[Any]:
         """The plans a sequential study counts (what ran or is due); a line per decision kind."""
-        recs = read_records(self.paths)
+        recs = read_records(self.paths, self.plans)
         states = config_states(self.design, self.plans, recs)
         due = {p.trial_name for p in wanted_trials(self.plans, states)}
         counts = Counter(s.decision for s in states.values())
@@ -321,6 +352,6 @@ class Looks:
         if wb.enabled and self.decided:
             from rewardsweep.sweep.wandb_log import log_decisions
 
-            log_decisions(wb, self.decided, labels, self.design)
+            log_decisions(wb, self.decided, labels, self.design, self.spec.name)
             notes.append(f"W&B: {len(self.decided)} decision run(s) (job type 'decision', in each "
                          f"configuration's group)")

@@ -249,7 +249,7 @@ class TrialLogger:
             project=self.options.project, entity=self.options.entity, dir=self.options.dir, mode=mode,
             # a fresh id per attempt: a retried or resumed trial never appends to an old run
             id=f"{cfg['config_id']}-{cfg['arm']}-s{cfg['seed']}-{uuid.uuid4().hex[:6]}",
-            name=f"{self.label} seed {cfg['seed']}", group=f"{study}: {self.label}" if study else self.label,
+            name=f"{self.label} seed {cfg['seed']}", group=_group(study, self.label),
             job_type=str(cfg["arm"]), tags=[*self.options.tags, str(cfg["arm"]), str(cfg["config_id"])],
             config={**_jsonable(cfg), "params": _jsonable(self.params), "status": "running"},
             reinit="create_new", settings=_settings(wandb),
@@ -310,6 +310,11 @@ class TrialLogger:
             self._history_ok = False
 
 
+def _group(study: str, label: str) -> str:
+    """A configuration's W&B group: its trials' runs and its decision run share it."""
+    return f"{study}: {label}" if study else label
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -323,7 +328,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def log_decisions(options: WandbOptions, decisions: list[dict[str, Any]], labels: dict[str, str],
-                  design: Any) -> None:
+                  design: Any, study: str) -> None:
     """A sequential study's decisions, one small run per configuration in its group.
 
     The trials' own runs have finished by the time a look decides, so the decision goes
@@ -341,7 +346,7 @@ def log_decisions(options: WandbOptions, decisions: list[dict[str, Any]], labels
         try:
             run = wandb.init(project=options.project, entity=options.entity, dir=options.dir, mode=options.mode,
                              id=f"{entry['config_id']}-decision-{uuid.uuid4().hex[:6]}", name=f"{label} decision",
-                             group=f"{options.tags[0]}: {label}" if options.tags else label,
+                             group=_group(study, label),
                              job_type="decision", tags=[*options.tags, "decision", entry["config_id"]],
                              config={"config_id": entry["config_id"], "control_id": entry["control_id"],
                                      "design": _jsonable(design.to_dict())},

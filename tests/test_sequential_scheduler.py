@@ -1,0 +1,153 @@
+"""The sequential scheduler's rules, driven by hand (no Ray started): what is final, what is
+due, and what happens when a trial dies, fails, or its record comes back in the result."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rewardsweep.errors import SpecError, UserError
+from rewardsweep.study import layout, records
+from rewardsweep.study.synthetic import synthetic_record
+from rewardsweep.sweep import sequential as seq
+from rewardsweep.sweep.spec import load_study
+
+KEY = "trial"
+
+
+def _study(tmp_path: Path, kinds=("sample_loo", "batch_loo"), lrs=(1.0e-2,)) -> tuple:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(textwrap.dedent(f"""\
+        name: s
+        model: tiny-synthetic
+        seeds: {{initial: 2, step: 2, max: 6, effect: 1.0}}
+        steps: 4
+        eval_every: 4
+        grid:
+          baseline.kind: [{", ".join(kinds)}]
+          lr.start: [{", ".join(map(str, lrs))}]
+        storage: {tmp_path / "runs"}
+        """))
+    study = load_study(spec)
+    paths = layout.StudyPaths(Path(study.spec.study_dir)).create()
+    design = seq.design_for(study.spec, study.expansion.reward_configs)
+    return study, paths, design
+
+
+def _write(paths, plan, miou=0.6, status="finished", error="boom"):
+    rec = synthetic_record(study="s", config_id=plan.config_id, arm=plan.arm, seed=plan.seed,
+                           control_id=plan.control_id, params=plan.params, miou_start=0.6,
+                           miou_final=miou if status == "finished" else None, status=status)
+    if status == "failed":
+        rec["error"] = error
+    records.write_record(paths.record(plan.config_id, plan.arm, plan.seed), rec)
+    return rec
+
+
+def test_a_failed_record_cut_short_by_an_interrupt_is_not_final(tmp_path):
+    study, paths, design = _study(tmp_path)
+    plans = study.expansion.trials
+    control = next(p for p in plans if p.arm == "mle" and p.seed == 0)
+    for plan in plans:
+        if plan.arm == "reward" and plan.seed == 0:
+            _write(paths, plan)
+    _write(paths, control, status="failed", error=None)      # Ctrl+C reached the worker: no error
+    recs = seq.read_records(paths, plans)
+    assert control.trial_name not in recs
+    states = seq.config_states(design, plans, recs)
+    assert all(s.open for s in states.values())
+    assert control.trial_name in {p.trial_name for p in seq.wanted_trials(plans, states)}
+    _write(paths, control, status="failed", error="RuntimeError: boom")   # a real failure is final
+    states = seq.config_states(design, plans, seq.read_records(paths, plans))
+    assert {s.decision for s in states.values()} == {"failed"}
+    assert seq.read_records(paths, plans, retry_failed=True).get(control.trial_name) is None
+
+
+def _drive(scheduler):
+    """Suggest everything due, as Tune would; returns {tune id: name}."""
+    out = {}
+    while (s := scheduler.suggest(f"t{len(out) + len(scheduler.suggested)}")) not in (None, "FINISHED"):
+        out[f"t{len(scheduler.suggested)}"] = s[KEY]
+    return {tid: name for tid, name in scheduler.in_flight.items()}
+
+
+def test_a_trial_that_dies_without_a_record_stops_its_configuration_and_is_not_rerun(tmp_path):
+    study, paths, design = _study(tmp_path)
+    plans = study.expansion.trials
+    sched = seq.LookScheduler(design, plans, paths, {p.trial_name for p in plans}, {}, KEY)
+    flight = _drive(sched)
+    assert len(flight) == 6                                   # look 1: 2 seeds x (2 configs + control)
+    dead = next(tid for tid, name in flight.items() if "-mle-" in name)
+    for tid, name in flight.items():
+        if tid != dead:
+            _write(paths, next(p for p in plans if p.trial_name == name))
+        sched.on_trial_complete(tid, result=None)
+    assert {s.decision for s in sched.states.values()} == {"failed"}
+    assert flight[dead] not in sched.queue                    # never suggested twice
+    assert sched.suggest("next") == "FINISHED"
+
+
+def test_a_record_shipped_back_in_the_result_is_kept_and_decides(tmp_path):
+    """A node without the shared filesystem: the record arrives in Tune's (flattened) result."""
+    from ray.tune.utils import flatten_dict
+
+    study, paths, design = _study(tmp_path, kinds=("sample_loo",))
+    plans = study.expansion.trials
+    sched = seq.LookScheduler(design, plans, paths, {p.trial_name for p in plans}, {}, KEY)
+    flight = _drive(sched)
+    for tid, name in flight.items():
+        plan = next(p for p in plans if p.trial_name == name)
+        rec = _write(paths, plan, miou=0.6 + (0.05 if plan.arm == "reward" else 0.0) + 0.001 * plan.seed)
+        paths.record(plan.config_id, plan.arm, plan.seed).unlink()     # not on the driver's disk
+        sched.on_trial_complete(tid, result=flatten_dict({"final": True, "record": rec}))
+        assert paths.record(plan.config_id, plan.arm, plan.seed).is_file()
+    (state,) = sched.states.values()
+    assert state.outcome.looks and state.outcome.looks[0].n == 2
+
+
+def test_a_retried_configuration_replaces_its_logged_failure(tmp_path):
+    study, paths, design = _study(tmp_path)
+    seq.fix_design(paths, design, sorted({p.config_id for p in study.expansion.trials}), "s.yaml:3")
+    seq.log_decisions(paths, [{"config_id": "a", "decision": "failed"}, {"config_id": "b", "decision": "beats"}])
+    seq.log_decisions(paths, [{"config_id": "a", "decision": "futile"}, {"config_id": "b", "decision": "worse"}])
+    assert {d["config_id"]: d["decision"] for d in seq.read_log(paths)["decisions"]} == {"a": "futile", "b": "beats"}
+
+
+def test_a_changed_set_of_configurations_is_refused(tmp_path):
+    study, paths, design = _study(tmp_path, kinds=("sample_loo", "batch_loo"))
+    seq.fix_design(paths, design, sorted({p.config_id for p in study.expansion.trials}), "s.yaml:3")
+    other, _, design2 = _study(tmp_path, kinds=("sample_loo", "greedy"))   # same m, other configurations
+    assert design2 == design
+    with pytest.raises(UserError, match=r"^s.yaml:3: seeds: .*the configurations"):
+        seq.fix_design(paths, design2, sorted({p.config_id for p in other.expansion.trials}), "s.yaml:3")
+    (paths.sequential).write_text("{not json")
+    with pytest.raises(UserError, match="cannot read the sequential design"):
+        seq.read_log(paths)
+
+
+def test_report_counts_each_controls_own_seeds_as_due():
+    from rewardsweep.analysis.sequential_view import _due
+
+    trials = pd.DataFrame([
+        {"config_id": "r1", "arm": "reward", "control_id": "c1", "reference_id": None, "seed": 0},
+        {"config_id": "r2", "arm": "reward", "control_id": "c2", "reference_id": None, "seed": 0},
+        {"config_id": "c1", "arm": "mle", "control_id": "c1", "reference_id": None, "seed": 0},
+        {"config_id": "c2", "arm": "mle", "control_id": "c2", "reference_id": None, "seed": 0},
+        {"config_id": "v2", "arm": "mle", "control_id": "c2", "reference_id": None, "seed": 0},
+    ])
+    due = _due(trials, [{"config_id": "r1", "due": 4}, {"config_id": "r2", "due": 12}])
+    assert due == {"r1": 4, "r2": 12, "c1": 4, "c2": 12, "v2": 12}
+
+
+def test_a_one_seed_last_look_is_refused(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nmodel: tiny-synthetic\nseeds: {initial: 4, step: 2, max: 5, effect: 0.2}\n"
+                    "steps: 4\neval_every: 4\n")
+    with pytest.raises(SpecError, match=r"s.yaml:3: seeds.max: max 5 adds a look of one seed"):
+        load_study(path)
+    path.write_text(path.read_text().replace("max: 5, effect: 0.2", "max: 9"))
+    with pytest.raises(SpecError, match=r"s.yaml:3: seeds.effect: missing required key"):
+        load_study(path)
