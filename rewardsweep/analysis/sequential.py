@@ -427,11 +427,15 @@ def decide(design: SequentialDesign, diffs) -> Outcome:
     return Outcome(looks, "continue", None, design.looks[len(s.n)])
 
 
-def paired_series(reward: dict, control: dict, max_seeds: int) -> tuple[list[float], str | None]:
+POINTS = 100.0   # trial records hold mIoU in [0, 1]; a study's effect and margin are in points
+
+
+def paired_series(reward: dict, control: dict, max_seeds: int, scale: float = POINTS
+                  ) -> tuple[list[float], str | None]:
     """The differences a configuration's decisions read, and what stopped the series.
 
-    ``reward`` and ``control``: seed -> (status, value) of the two arms. Seed by seed from 0,
-    ``reward - control`` while both finished; the series stops at the first seed either arm
+    ``reward`` and ``control``: seed -> (status, final mIoU) of the two arms. Seed by seed
+    from 0, ``scale * (reward - control)`` (mIoU points) while both finished; the series stops at the first seed either arm
     lacks (not run yet), or that did not finish (then the second item says so: a look read
     without that seed would not be the planned look). Launch and report both use this rule.
     """
@@ -442,7 +446,7 @@ def paired_series(reward: dict, control: dict, max_seeds: int) -> tuple[list[flo
         for arm, (status, _) in (("reward", reward[seed]), ("control", control[seed])):
             if status != "finished":
                 return diffs, f"seed {seed}: {arm} arm {status}"
-        diffs.append(float(reward[seed][1]) - float(control[seed][1]))
+        diffs.append(scale * (float(reward[seed][1]) - float(control[seed][1])))
     return diffs, None
 
 

@@ -18,9 +18,6 @@ import pandas as pd
 from rewardsweep.analysis.sequential import SequentialDesign, decide, paired_series
 from rewardsweep.study.layout import SEQUENTIAL_FILENAME
 
-POINTS = 100.0   # records hold mIoU in [0, 1]; the design is in points
-
-
 @dataclass
 class SequentialView:
     design: SequentialDesign
@@ -62,7 +59,7 @@ class SequentialView:
 
 def _arm(trials: pd.DataFrame, config_id: str, arm: str) -> dict[int, tuple[str, float]]:
     rows = trials[(trials["config_id"] == config_id) & (trials["arm"] == arm)]
-    return {int(r.seed): (r.status, float(r.miou_final) * POINTS if pd.notna(r.miou_final) else float("nan"))
+    return {int(r.seed): (r.status, float(r.miou_final) if pd.notna(r.miou_final) else float("nan"))
             for r in rows.itertuples()}
 
 

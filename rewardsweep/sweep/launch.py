@@ -126,7 +126,7 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
     plans = expansion.trials
     paths = StudyPaths(Path(spec.study_dir))
     state = resume.plan_state(plans, paths, retry_failed=retry_failed)
-    looks = _looks(spec, expansion, paths, retry_failed) if spec.sequential else None
+    looks = _looks(spec, expansion, paths, state) if spec.sequential else None
 
     if dry_run:
         from rewardsweep.sweep.table import render
@@ -159,7 +159,7 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
                    trial_fn,
                    ensure_start, config_hook, num_cpus, console, verbose, began) -> LaunchResult:
     state = resume.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
-    looks = _looks(spec, expansion, paths, retry_failed, fix=True) if spec.sequential else None
+    looks = _looks(spec, expansion, paths, state, fix=True) if spec.sequential else None
     study_mod.copy_spec(spec.path, paths)
     notes: list[str] = []
     for problem in state.problems:
@@ -307,10 +307,10 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
     return result
 
 
-def _looks(spec, expansion, paths: StudyPaths, retry_failed: bool, fix: bool = False):
+def _looks(spec, expansion, paths: StudyPaths, state, fix: bool = False):
     from rewardsweep.sweep.sequential import Looks
 
-    return Looks(spec, expansion, paths, retry_failed, fix)
+    return Looks(spec, expansion, paths, state, fix)
 
 
 def _write_launch_log(path: Path, payload: dict[str, Any]) -> None:

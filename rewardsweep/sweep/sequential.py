@@ -44,9 +44,8 @@ from rewardsweep.study.resume import plan_state
 from rewardsweep.study.timestamps import utc_now
 
 __all__ = ["design_for", "fix_design", "ConfigState", "config_states", "wanted_trials", "LookScheduler", "Looks",
-           "POINTS", "read_log"]
+           "read_log"]
 
-POINTS = 100.0          # records hold mIoU in [0, 1]; effect and margin are in mIoU points
 FAILED = "failed"       # the state of a configuration stopped by a failed trial
 
 
@@ -136,12 +135,12 @@ class ConfigState:
 
 
 def _arm(recs: dict[str, dict], config_id: str, arm: str, max_seeds: int) -> dict[int, tuple[str, float]]:
-    """seed -> (status, final mIoU in points) of one arm's records."""
+    """seed -> (status, final mIoU) of one arm's records."""
     out = {}
     for seed in range(max_seeds):
         r = recs.get(trial_name(config_id, arm, seed))
         if r is not None:
-            out[seed] = (r.get("status"), (r.get("miou_final") or 0.0) * POINTS)
+            out[seed] = (r.get("status"), r.get("miou_final") or 0.0)
     return out
 
 
@@ -186,16 +185,20 @@ def wanted_trials(plans: Iterable[Any], states: dict[str, ConfigState]) -> list[
     return sorted(picked, key=lambda p: (order.get(p.arm, 3), rank[p.config_id] if p.arm == "reward" else 0, p.seed))
 
 
-def read_records(paths: StudyPaths, plans: Iterable[Any], retry_failed: bool = False) -> dict[str, dict]:
-    """trial name -> record of every trial that will not run again: the rule of
-    :func:`rewardsweep.study.resume.plan_state` (a failed record cut short by an interrupt,
-    or any failed one with ``retry_failed``, is not final)."""
-    state = plan_state(plans, paths, retry_failed=retry_failed)
+def final_records(state: Any) -> dict[str, dict]:
+    """trial name -> record of every trial that will not run again, from a
+    :func:`rewardsweep.study.resume.plan_state` (its rule: a failed record cut short by an
+    interrupt, or any failed one with ``retry_failed``, is not final)."""
     todo = {p.trial_name for p in state.todo}
     return {name: record for name, record in state.existing.items() if name not in todo}
 
 
-def decision_entry(state: ConfigState, design: SequentialDesign) -> dict[str, Any]:
+def read_records(paths: StudyPaths, plans: Iterable[Any], retry_failed: bool = False) -> dict[str, dict]:
+    """:func:`final_records` of the study folder as it is now."""
+    return final_records(plan_state(plans, paths, retry_failed=retry_failed))
+
+
+def decision_entry(state: ConfigState) -> dict[str, Any]:
     """What the log and W&B keep of a decision."""
     last = state.outcome.looks[-1] if state.outcome.looks else None
     return {"config_id": state.config_id, "control_id": state.control_id, "decision": state.decision,
@@ -212,7 +215,8 @@ class LookScheduler(Searcher):
     ``runnable``: the trial names this launch may run (a job exists for each). After every
     completed trial the records decide again; a configuration whose look is complete and
     undecided gets its next look's trials queued at once, a decided one gets nothing more.
-    ``on_decision(entries)`` is told of new decisions (progress lines, the log).
+    ``on_decision(entries)`` is told of new decisions (progress lines, the log),
+    ``on_queue(n)`` of trials a look added.
     """
 
     def __init__(self, design: SequentialDesign, plans: list[Any], paths: StudyPaths, runnable: set[str],
@@ -282,9 +286,9 @@ class LookScheduler(Searcher):
                  if p.trial_name not in busy and p.trial_name in self.runnable]
         self.queue.extend(added)
         if new and self.on_decision is not None:
-            self.on_decision([decision_entry(s, self.design) for s in new])
+            self.on_decision([decision_entry(s) for s in new])
         if added and self.on_queue is not None:
-            self.on_queue(len(added), sum(1 for s in states.values() if s.open))
+            self.on_queue(len(added))
         return states
 
 
@@ -293,12 +297,13 @@ class LookScheduler(Searcher):
 class Looks:
     """A sequential study in this launch: its design, the records' decisions, what is due."""
 
-    def __init__(self, spec, expansion, paths: StudyPaths, retry_failed: bool, fix: bool = False) -> None:
+    def __init__(self, spec, expansion, paths: StudyPaths, state: Any, fix: bool = False) -> None:
+        """``state``: the launch's ``resume.plan_state`` of the study (what is final)."""
         self.spec, self.paths, self.plans = spec, paths, expansion.trials
         self.design = design_for(spec, expansion.reward_configs)
         configurations = sorted({p.config_id for p in self.plans})
         fix_design(paths, self.design, configurations, spec.where("seeds"), write=fix)
-        self.recs = read_records(paths, self.plans, retry_failed)
+        self.recs = final_records(state)
         self.states = config_states(self.design, self.plans, self.recs)
         self.wanted = [p.trial_name for p in wanted_trials(self.plans, self.states)
                        if p.trial_name not in self.recs]
@@ -328,13 +333,8 @@ class Looks:
                           + (f" at {e['decided_at']} seeds" if e.get("decided_at") else "")
                           + (f" ({e['failed']})" if e.get("failed") else ""))
 
-        def on_queue(added: int, open_configs: int) -> None:
-            view.add_planned(added)
-
-        self._scheduler = LookScheduler(self.design, self.plans, self.paths, set(jobs), self.recs,
-                                                 trial_key, on_decision=on_decision, on_queue=on_queue)
-        view.total = len(self._scheduler.queue)
-        return self._scheduler
+        return LookScheduler(self.design, self.plans, self.paths, set(jobs), self.recs, trial_key,
+                             on_decision=on_decision, on_queue=view.add_planned)
 
     def summarize(self, plans, notes: list[str]) -> list[Any]:
         """The plans a sequential study counts (what ran or is due); a line per decision kind."""
