@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from rewardsweep.analysis import statistics
+from rewardsweep.analysis.checkpoints import best_checkpoints, test_command
 from rewardsweep.analysis.collect import Collection
 from rewardsweep.analysis.formats import ci, count, finite, pts, pval
 from rewardsweep.analysis.statistics import CONSOLE, PER_CONFIG, SEEDS, VS_CONTROL, View
@@ -295,6 +296,15 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
     if coll.class_names:
         out.append(Heading(2, "Per-class IoU change (points, mean over finished seeds)"))
         out.append(Table(class_table(summary)))
+    kept = best_checkpoints(summary, coll)
+    if kept is not None:
+        out.append(Heading(2, "Checkpoints of the best configuration"))
+        out.append(Para(f"{kept.label}: each seed's final weights and the MMEngine config that rebuilds the "
+                        f"model (checkpoints: final), in {kept.folder}; sha256 shortened to 16 hex digits (the "
+                        f"record has all 64). MMSeg's own tool evaluates one to its final mIoU: "
+                        f"`{test_command(kept.table['config'].iat[0], kept.table['weights'].iat[0])}` "
+                        f"(in that folder). Every other trial's are in trials.csv (final_checkpoint)."))
+        out.append(Table(kept.table))
     if plots:
         out.append(Heading(2, "Plots"))
         for title, path in plots.items():
@@ -346,7 +356,7 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:1em auto;padding:0 1em;max
         "figure{margin:1em 0}img{max-width:100%;height:auto}"
         "code{background:#f4f4f4;padding:0 .2em;overflow-wrap:anywhere}")
 _TEXT_COLUMNS = {"config", "arm", "control", "verdict", "based on SD of", "flags", "survives",
-                 "failed seeds", "diverged seeds", "missing seeds", "best CE"}   # + the registry's left-aligned views
+                 "failed seeds", "diverged seeds", "missing seeds", "best CE", "weights", "sha256"}   # + the registry's left-aligned views
 
 
 def html_table(df: pd.DataFrame) -> str:
@@ -492,6 +502,12 @@ def print_console(summary: Summary, coll: Collection, files: dict[str, Path], co
             console.print(f"- {_name({'label': r.label})}: {r.decision}{at}"
                           + ("" if r.launch_decision in (None, r.decision) else
                              f" (launch acted on: {r.launch_decision})"), highlight=False, markup=False)
+    kept = best_checkpoints(summary, coll)
+    if kept is not None:
+        console.print(f"checkpoints of the best configuration ({kept.label}), with the .py beside each that "
+                      "rebuilds the model:", highlight=False, markup=False)
+        for path in kept.paths():
+            console.print("  " + path, highlight=False, markup=False, soft_wrap=True)
     if summary.next_steps:
         console.print("[bold]Next steps[/]")
         for line in summary.next_steps:

@@ -38,7 +38,7 @@ from rewardsweep.formatting import as_written
 
 __all__ = ["StudyFile", "Resources", "Wandb", "Parameters", "SampleSpec", "Spec", "read_parameters",
            "top_key_hint", "CONTROLS", "REFERENCES", "CONTROL_GRID_GROUPS", "WANDB_MODES", "DISTRIBUTIONS",
-           "TOP_LEVEL_PARAMS", "SPEC_DEFAULTS", "SequentialSeeds"]
+           "TOP_LEVEL_PARAMS", "SPEC_DEFAULTS", "SequentialSeeds", "CHECKPOINT_ARMS"]
 
 CONTROLS = ("mle", "none")
 REFERENCES = ("noop", "none")
@@ -131,6 +131,31 @@ def _seeds(seeds: Any) -> tuple[int, ...] | SequentialSeeds:
     return tuple(int(s) for s in seeds)
 
 
+CHECKPOINT_ARMS = ("reward", "mle", "noop")
+_CHECKPOINTS_EXPECTED = ("none, final (every arm) or {final: [arms]} with arms from "
+                         + ", ".join(CHECKPOINT_ARMS))
+
+
+def _checkpoints(value: Any) -> tuple[str, ...]:
+    """``checkpoints:`` -> the arms whose finished trials keep their final weights."""
+    if value is None or value is False or value == "none":
+        return ()
+    if value == "final":
+        return CHECKPOINT_ARMS
+    if isinstance(value, Mapping) and list(value) == ["final"] and isinstance(value["final"], list) \
+            and value["final"]:
+        for arm in value["final"]:
+            if arm not in CHECKPOINT_ARMS:
+                raise Invalid(f"{as_written(arm)} in final: is not an arm; expected some of "
+                              f"{', '.join(CHECKPOINT_ARMS)}{did_you_mean(str(arm), CHECKPOINT_ARMS)}")
+        return tuple(arm for arm in CHECKPOINT_ARMS if arm in value["final"])
+    raise Invalid(f"{as_written(value)} is not allowed; expected {_CHECKPOINTS_EXPECTED}"
+                  f"{did_you_mean(value, ('none', 'final')) if isinstance(value, str) else ''}")
+
+
+_checkpoints.expected = _CHECKPOINTS_EXPECTED  # type: ignore[attr-defined]
+
+
 def _switch(choices: tuple[str, ...], note: str = "") -> Any:
     """One of ``choices``; null/false mean "none"."""
     check = _noted(one_of(choices), note)
@@ -197,6 +222,9 @@ class StudyFile(_Strict):
     wandb: Wandb = Field(Wandb(), description="project, entity, mode, tags")
     retries: checked(_noted(int_at_least(0), " (times Ray retries a failed trial)")) = Field(
         1, description="times Ray retries a failed trial")
+    checkpoints: checked(_checkpoints) = Field(
+        (), description="keep finished trials' final weights and MMEngine config in <study>/checkpoints/: "
+                        "none, final, or {final: [arms]}")
 
     @model_validator(mode="before")
     @classmethod
@@ -270,6 +298,7 @@ class Spec:
     lines: dict[str, int]         # dotted path in the YAML -> line
     origins: dict[str, str]       # fixed key -> where it was given (e.g. "fixed.lr.start", "steps")
     sequential: SequentialSeeds | None = None   # seeds added in looks (seeds: 0..max-1 at most)
+    checkpoints: tuple[str, ...] = ()           # arms whose finished trials keep their final weights
 
     @property
     def threads(self) -> int:

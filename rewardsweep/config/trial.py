@@ -110,6 +110,8 @@ class TrialConfig(TrialParams):
     diagnostics_every: checked(int_at_least(0)) = Field(
         20, description="treatment probe interval in steps (0: off)")
     debug: dict = Field({}, description="test hooks (docs/architecture.md)")
+    checkpoints: checked(one_of(("none", "final"))) = Field(
+        "none", description="final: keep the trial's final weights in <study>/checkpoints/")
     params: dict | None = None
     runtime: dict | None = None  # where it ran (set by the sweep: node id, pid, ...)
 

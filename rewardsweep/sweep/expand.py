@@ -40,7 +40,7 @@ __all__ = ["TrialPlan", "Expansion", "expand", "expand_study", "config_hash", "R
 
 # Fields of a trial config that do not define the configuration (not hashed).
 RUNTIME_FIELDS = ("seed", "study_dir", "start", "threads", "config_id", "control_id", "debug",
-                  "params", "reference_id", "diagnostics_every")
+                  "params", "reference_id", "diagnostics_every", "checkpoints")
 # What one control (cross-entropy) config is shared by.
 CONTROL_KEYS = ("model", "data_root", "checkpoint", "pretrain", "steps", "eval_every",
                 "batch_size", "lr", "optimizer")
@@ -460,6 +460,8 @@ def _per_seed(spec: Spec, config: dict[str, Any], params: dict[str, Any]) -> lis
     for seed in spec.seeds:
         c = json.loads(json.dumps(config))
         c["seed"] = seed
+        if c["arm"] in spec.checkpoints:
+            c["checkpoints"] = "final"   # the trial keeps its final weights (not hashed: RUNTIME_FIELDS)
         plans.append(TrialPlan(config_id=c["config_id"], arm=c["arm"], seed=seed,
                                params=dict(params), config=c))
     return plans
