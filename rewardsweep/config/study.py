@@ -33,6 +33,7 @@ from rewardsweep.checks import (
 from rewardsweep.config.messages import SpecFile
 from rewardsweep.config.trial import GROUPS, PARAMS, default
 from rewardsweep.config.yaml import line_of
+from rewardsweep.download import is_url
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import as_written
 
@@ -349,11 +350,11 @@ def read_parameters(file: SpecFile, raw: Mapping, control: str) -> Parameters:
 def _check_param(file: SpecFile, key: str, at: str, value: Any) -> Any:
     """Validate one leaf value of parameter ``key`` given at YAML path ``at``."""
     value = file.checked(at, PARAMS[key].check, value)
-    if key == "checkpoint" and value != "auto":
+    if key == "checkpoint" and value != "auto" and not is_url(value):   # a URL is fetched at launch
         path = file.resolve(value)
         if not path.is_file():
             raise file.fail(at, f"checkpoint file {value!r} not found (looked for {path}); expected "
-                                f"auto or an existing checkpoint file")
+                                f"auto, an existing checkpoint file or an http(s) URL")
     if key == "class_weights.counts" and isinstance(value, str):
         path = file.resolve(value)
         if not path.is_file():

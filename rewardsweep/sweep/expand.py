@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from rewardsweep.checks import first_error, first_invalid
 from rewardsweep.config.study import SPEC_DEFAULTS, SampleSpec, Spec
+from rewardsweep.download import is_url
 from rewardsweep.config.trial import LR, NO_REWARD_PART, PARAMS, Optimizer, TrialParams, default
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import format_value
@@ -286,6 +287,8 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
     folder = spec.path.parent
 
     def abspath(ref: str) -> str:
+        if is_url(ref):
+            return ref                    # a model-zoo URL: downloaded when the launch resolves the start
         p = Path(os.path.expanduser(ref))
         return str((p if p.is_absolute() else folder / p).resolve())
 
@@ -314,7 +317,7 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
     view["model"] = spec.model_ref if spec.model != spec.model_ref else spec.model
     view["data_root"] = spec.data_root_ref
     if checkpoint != "auto":
-        view["checkpoint"] = os.path.normpath(checkpoint)
+        view["checkpoint"] = checkpoint if is_url(checkpoint) else os.path.normpath(checkpoint)
     if arm == "reward" and on and isinstance(counts, str):
         view["class_weights"] = {"counts": os.path.normpath(counts), "smooth": config["class_weights"]["smooth"]}
     return config, view
