@@ -72,7 +72,10 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--bootstrap-images", action="store_true",
                    help="also bootstrap the paired differences over seeds and val images (needs val_counts/)")
-    p.add_argument("--wandb-summary", action="store_true", help="log the summary as a W&B run of job_type report")
+    p.add_argument("--wandb-summary", action="store_true",
+                   help="log the report as the study's W&B run (job_type report; WANDB_* as for the trials)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write the report into DIR instead of <study>/report (e.g. a read-only shared study)")
     p.add_argument("--start", default=None, metavar="HASH",
                    help="report only records from this start checkpoint (hash prefix or dataset) when sources mix several")
     p.set_defaults(handler=_run_report)

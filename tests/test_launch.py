@@ -183,6 +183,14 @@ def smoke_study(ray_local, tmp_path_factory):
     return folder, result
 
 
+def _id(which: str) -> str:
+    """smoke.yaml's config ids (pinned: tests/test_spec.py)."""
+    plans = expand(load_spec(SMOKE))
+    if which == "mle":
+        return next(p.config_id for p in plans if p.arm == "mle")
+    return next(p.config_id for p in plans if p.params.get("baseline.kind") == which)
+
+
 def test_smoke_end_to_end(smoke_study):
     folder, result = smoke_study
     study = folder / "smoke"
@@ -209,7 +217,14 @@ def test_smoke_end_to_end(smoke_study):
     from rewardsweep.sweep.wandb_log import run_labels
 
     labels = run_labels(expand(load_spec(SMOKE)))
-    assert set(labels.values()) == {"baseline.kind=none", "baseline.kind=greedy", "control"}
+    # the report's labels: the same name for the same configuration in W&B and in the report
+    from rewardsweep.analysis.collect import collect
+    from rewardsweep.analysis.summary import summarize
+
+    report = summarize(collect([study])).table
+    assert labels == dict(zip(report["config_id"], report["label"]))
+    assert set(labels.values()) == {f"baseline.kind=none [{_id('none')}]", f"baseline.kind=greedy [{_id('greedy')}]",
+                                    f"control (mle) [{_id('mle')}]"}
     runs = wandb_runs(study, complete=len(planned))
     assert sorted(run_key(r) for r in runs) == sorted(planned)
     for run in runs:
@@ -229,6 +244,13 @@ def test_smoke_end_to_end(smoke_study):
         assert summary["delta_miou"] == pytest.approx(rec["delta_miou"])
         evals = [(h["_step"], h["val/miou"]) for h in run["history"] if "val/miou" in h]
         assert [s for s, _ in evals] == [0, 3, 6]
+        assert all(h["step"] == h["_step"] for h in run["history"] if "val/miou" in h or "train/loss" in h)
+        # the x-axis of every chart is the training step; val/miou keeps its final and best value
+        metrics = run["metrics"]
+        assert metrics["train/*"]["step_metric"] == metrics["val/*"]["step_metric"] == "step"
+        assert metrics["val/miou"]["summary"] == ["max", "last"]
+        assert summary["val/miou"] == {"last": pytest.approx(rec["miou_final"]), "max": pytest.approx(
+            max(m for _, m in evals))}
         assert [h["_step"] for h in run["history"] if "train/loss" in h] == list(range(1, 7))
         if rec["arm"] == "reward":  # the treatment probe: history at the last step, summary
             assert [h["_step"] for h in run["history"] if "train/probe.reward_share" in h] == [6]

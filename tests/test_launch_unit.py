@@ -149,7 +149,7 @@ def test_wandb_settings_flag_then_environment_then_spec(tmp_path, monkeypatch):
         wandb_log.resolve_options(spec, None, tmp_path, "s")
 
 
-def test_run_labels_show_what_varies():
+def test_run_labels_are_the_reports_labels():
     from rewardsweep.sweep.expand import TrialPlan
 
     def plan(cid, arm, **params):
@@ -159,10 +159,16 @@ def test_run_labels_show_what_varies():
              plan("r0", "reward", **{"baseline.kind": "greedy", "lr.start": 0.01, "steps": 6}),
              plan("r1", "reward", **{"baseline.kind": "none", "lr.start": 0.001, "steps": 6})]
     assert wandb_log.run_labels(plans) == {
-        "c0": "control lr.start=0.01", "c1": "control lr.start=0.001",
-        "r0": "baseline.kind=greedy lr.start=0.01", "r1": "baseline.kind=none lr.start=0.001"}
-    assert wandb_log.run_labels(plans[2:3] + plans[:1]) == {"r0": "reward", "c0": "control"}
-    assert wandb_log.run_labels([plan("n0", "noop", steps=6)]) == {"n0": "no-op reference"}
+        "c0": "control (mle) lr.start=0.01 [c0]", "c1": "control (mle) lr.start=0.001 [c1]",
+        "r0": "baseline.kind=greedy lr.start=0.01 [r0]", "r1": "baseline.kind=none lr.start=0.001 [r1]"}
+    assert wandb_log.run_labels(plans[2:3] + plans[:1]) == {"r0": "(no varied parameter) [r0]",
+                                                            "c0": "control (mle) [c0]"}
+    assert wandb_log.run_labels([plan("n0", "noop", steps=6)]) == {"n0": "no-op reference [n0]"}
+    # what the reward arm ignores (None) is left out, keys in sorted order, numbers as the report writes them
+    plans = [plan("r2", "reward", **{"baseline.kind": "sample_loo", "baseline.coef": None}),
+             plan("r3", "reward", **{"baseline.kind": "batch_loo", "baseline.coef": 1.0})]
+    assert wandb_log.run_labels(plans) == {"r2": "baseline.kind=sample_loo [r2]",
+                                           "r3": "baseline.coef=1 baseline.kind=batch_loo [r3]"}
 
 
 def test_non_finite_values_stay_out_of_the_history(tmp_path):
