@@ -20,14 +20,10 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from rewardsweep.checks import is_url  # noqa: F401  (the one test of "is this a URL")
 from rewardsweep.errors import ConfigError
 
 TIMEOUT_S = 60.0                # a stalled connection fails instead of hanging the launch
-SCHEMES = ("http://", "https://")
-
-
-def is_url(value: object) -> bool:
-    return isinstance(value, str) and value.lower().startswith(SCHEMES)
 
 
 def file_name(url: str) -> str:

@@ -19,8 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from rewardsweep.config.study import WANDB_MODES
-
+WANDB_MODES = ("offline", "online", "disabled")
 DEFAULT_PROJECT = "rewardsweep"
 
 

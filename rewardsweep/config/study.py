@@ -25,6 +25,7 @@ from rewardsweep.checks import (
     did_you_mean,
     first_error,
     int_at_least,
+    is_url,
     number_between,
     one_of,
     or_null,
@@ -33,9 +34,9 @@ from rewardsweep.checks import (
 from rewardsweep.config.messages import SpecFile
 from rewardsweep.config.trial import GROUPS, PARAMS, default
 from rewardsweep.config.yaml import line_of
-from rewardsweep.download import is_url
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import as_written
+from rewardsweep.wandb_settings import WANDB_MODES
 
 __all__ = ["StudyFile", "Resources", "Wandb", "Parameters", "SampleSpec", "Spec", "read_parameters",
            "top_key_hint", "CONTROLS", "REFERENCES", "CONTROL_GRID_GROUPS", "WANDB_MODES", "DISTRIBUTIONS",
@@ -43,7 +44,6 @@ __all__ = ["StudyFile", "Resources", "Wandb", "Parameters", "SampleSpec", "Spec"
 
 CONTROLS = ("mle", "none")
 REFERENCES = ("noop", "none")
-WANDB_MODES = ("offline", "online", "disabled")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
 # What a control_grid may vary: the cross-entropy arm's own learning rate and optimizer.
 CONTROL_GRID_GROUPS = ("lr", "optimizer")

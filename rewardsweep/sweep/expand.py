@@ -28,9 +28,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rewardsweep.checks import first_error, first_invalid
+from rewardsweep.checks import first_error, first_invalid, is_url
 from rewardsweep.config.study import SPEC_DEFAULTS, SampleSpec, Spec
-from rewardsweep.download import is_url
 from rewardsweep.config.trial import LR, NO_REWARD_PART, PARAMS, Optimizer, TrialParams, default
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import format_value
