@@ -74,7 +74,8 @@ def test_report_writes_every_output(reported):
         assert (rep / name).is_file() and (rep / name).stat().st_size > 0, name
     html = (rep / "report.html").read_text()
     assert html.count("src='data:image/png;base64,") == 4
-    assert "src='delta" not in html and "http" not in html.split("<body>")[1].split("docs/report.md")[0]
+    assert "src='delta" not in html and "src='http" not in html and "<script" not in html   # self-contained
+    assert "<a href='https://" in html                                  # the docs it cites are links
     md = (rep / "report.md").read_text()
     assert "![delta per configuration](delta_per_config.png)" in md
     assert "excluded from every mean" in md and "secondary" in md
@@ -512,16 +513,24 @@ def test_wandb_summary_table_reads_back_from_the_offline_run(study, tmp_path, mo
         list(csv["diff_mean"])[1:], rel=1e-12)
 
 
-def test_a_narrow_console_lists_the_labels_under_the_table(reported, monkeypatch, capsys):
+@pytest.mark.parametrize("columns", ["80"])
+def test_a_narrow_console_keeps_full_ids_and_every_column(reported, monkeypatch, capsys, columns):
+    """At 80 columns: the full config id stands for each row, no column is dropped (a cell
+    wraps at its ``±`` instead), and the labels follow the table keyed by that id."""
     folder, truth, *_ = reported
-    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("COLUMNS", columns)
     assert main(["report", str(folder), "--no-plots"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert max(len(x) for x in lines) <= 80
+    assert max(len(x) for x in lines) <= int(columns)
+    header = "\n".join(lines[:lines.index(next(x for x in lines if x.startswith("─")))])
+    for col in ("ok/fl/dv", "SD", "p adj", "P(>)", "verdict", "seeds", "config"):
+        assert col in header, col                                      # nothing dropped
     s = pd.read_csv(folder / "report" / "summary.csv").set_index("config_id")
     for cid in truth["config_ids"]:
-        assert any(x.startswith(cid + " ") for x in lines)            # the id in the table
-        assert s.loc[cid, "label"] in lines                            # the whole label below
+        row = next(x for x in lines if x.startswith(cid + " "))         # the whole id in the table
+        assert s.loc[cid, "verdict"].split()[0] in row and f"{int(s.loc[cid, 'n_finished'])}/" in row
+        assert f"{cid} {s.loc[cid, 'label'].rsplit(' [', 1)[0]}" in lines  # keyed below the table
+    assert "…" not in "\n".join(lines)
 
 
 @pytest.mark.parametrize("width", [8, 12, 16, 24, 40])
