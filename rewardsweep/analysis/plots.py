@@ -134,6 +134,25 @@ def _verdict_handles(verdicts) -> list:
     return _handles([("bar", VERDICT_COLOURS[v], v) for v in VERDICT_COLOURS if v in words])
 
 
+def _arm_colour(row) -> str:
+    """A row's colour: a reward configuration's verdict; a paired control's blue, a tuned
+    cross-entropy's purple, the no-op reference's light grey (none of them a verdict)."""
+    if row["arm"] == "mle":
+        return TUNED_CE if isinstance(row.get("control_id"), str) else VERDICT_COLOURS["control"]
+    if row["arm"] == "noop":
+        return REFERENCE
+    return verdict_colour(row["verdict"])
+
+
+def _grow_for_legend(fig, bottom: float, handles: list, ncol: int) -> float:
+    """A taller bottom margin (and figure) when the legend below needs more than 2 rows."""
+    extra = 0.17 * max(0, -(-len(handles) // ncol) - 2)
+    if extra:
+        w, h = fig.get_size_inches()
+        fig.set_size_inches(w, h + extra)
+    return bottom + extra
+
+
 def plot_deltas(summary: Summary, coll: Collection, path: Path) -> Path:
     return save(deltas_figure(summary, coll), path)
 
@@ -157,7 +176,7 @@ def deltas_figure(summary: Summary, coll: Collection):
     ax.scatter(fin["delta_miou"].to_numpy()[keep] * 100, y[keep] + jitter, s=9, alpha=0.45,
                color="#7f7f7f", linewidths=0, zorder=2)
     yy = np.array([ypos[(c, a)] for c, a in zip(sub["config_id"], sub["arm"])], dtype=float)
-    colours = np.array([verdict_colour(v) for v in sub["verdict"]], dtype=object)
+    colours = np.array([_arm_colour(r) for _, r in sub.iterrows()], dtype=object)
     lo, hi = sub["ci_low"].to_numpy(float) * 100, sub["ci_high"].to_numpy(float) * 100
     mean = sub["mean_delta"].to_numpy(float) * 100
     ok = np.isfinite(lo)
@@ -180,10 +199,14 @@ def deltas_figure(summary: Summary, coll: Collection):
     ax.set_title(title + (f"\n{caption}" if caption else ""), fontsize=9)
     lines = [("dashed", VERDICT_COLOURS["control"], "control mean")] if paired.any() else []
     lines += [("dashdot", TUNED_CE, "cross-entropy, own lr: mean")] if tuned.any() else []
-    _legend_below(fig, _handles([("dot", "#7f7f7f", "one seed"), ("diamond", "#4d4d4d", "mean"),
-                                 ("bar", "#4d4d4d", "95% t-interval (colour: verdict)"), *lines])
-                  + _verdict_handles(sub["verdict"]), ncol=4)
+    arms = [("bar", TUNED_CE, "cross-entropy, own lr")] if tuned.any() else []
+    arms += [("bar", REFERENCE, "no-op reference")] if (sub["arm"] == "noop").any() else []
+    handles = _handles([("dot", "#7f7f7f", "one seed"), ("diamond", "#4d4d4d", "mean"),
+                        ("bar", "#4d4d4d", "95% t-interval (colour: verdict)"), *lines]) \
+        + _verdict_handles(sub["verdict"]) + _handles(arms)
+    _legend_below(fig, handles, ncol=4)
     ax.grid(axis="x", alpha=0.3)
+    bottom = _grow_for_legend(fig, bottom, handles, 4)
     _margins(fig, _label_inches(labels), bottom, top)
     return fig
 
@@ -245,9 +268,10 @@ def forest_figure(summary: Summary):
     handles = _handles(items)
     handles[0].set_markeredgecolor("black")
     words = {str(v).split(" [", 1)[0] for v in sub["verdict"]}
-    _legend_below(fig, handles + _handles([("thin", VERDICT_COLOURS[v], v) for v in VERDICT_COLOURS
-                                          if v in words]), ncol=3)
+    handles += _handles([("thin", VERDICT_COLOURS[v], v) for v in VERDICT_COLOURS if v in words])
+    _legend_below(fig, handles, ncol=3)
     ax.grid(axis="x", alpha=0.3)
+    bottom = _grow_for_legend(fig, bottom, handles, 3)
     _margins(fig, _label_inches(labels), bottom, top)
     return fig
 
@@ -280,7 +304,7 @@ def curves_figure(summary: Summary, coll: Collection):
     ncol = min(3, k)
     nrow = -(-k // ncol)
     lines = max(label(r, 44).count("\n") + 2 for _, r in shown.iterrows())
-    panel, title_h, head, foot = 1.9, 0.11 * lines + 0.3, 0.4, 0.75      # inches
+    panel, title_h, head, foot = 1.9, 0.11 * lines + 0.3, 0.4, 0.55      # inches (foot: + the legend's rows)
     fig = _figure(9, head + foot + nrow * (panel + title_h))
     axes = fig.subplots(nrow, ncol, sharex=True, sharey=True, squeeze=False)
     many = int(curves["n"].max()) >= 5 if len(curves) else False
@@ -345,8 +369,11 @@ def curves_figure(summary: Summary, coll: Collection):
     if drawn["reference"]:
         items.append(("dotted", REFERENCE, "no-op reference" + where(drawn["reference"])))
     handles = _handles(items) + _verdict_handles(shown.loc[shown["arm"] == "reward", "verdict"])
+    ncol_legend = min(3, len(handles)) or 1
+    foot += 0.17 * -(-len(handles) // ncol_legend)          # room for the legend's rows under the x-axis
+    fig.set_size_inches(9, head + foot + nrow * (panel + title_h))
     if handles:
-        _legend_below(fig, handles, ncol=min(3, len(handles)))
+        _legend_below(fig, handles, ncol=ncol_legend)
     w, h = fig.get_size_inches()
     fig.subplots_adjust(left=0.8 / w, right=1 - 0.2 / w, bottom=foot / h, top=1 - (head + title_h) / h,
                         hspace=title_h / panel, wspace=0.08)
@@ -393,7 +420,7 @@ def plot_heatmap(summary: Summary, path: Path) -> Path | None:
     if n_r * n_c <= 400:
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
-                ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=6,
+                ax.text(j, i, f"{v:+.1f}" if round(v, 1) else "0.0", ha="center", va="center", fontsize=6,
                         color="white" if abs(v) > 0.6 * vmax else "black")
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="IoU change (points)")
     title = "per-class IoU change after tuning (mean over finished seeds)"
