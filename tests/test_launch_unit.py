@@ -181,6 +181,23 @@ def test_non_finite_values_stay_out_of_the_history(tmp_path):
     assert [h.get("train/loss") for h in run["history"] if "train/lr" in h] == [0.5, None]
 
 
+def test_every_chart_has_the_training_step_as_its_x_axis(tmp_path, capsys):
+    """define_metric, read back from the offline run (real W&B): ``step`` is the x-axis of
+    train/* and val/*, val/miou keeps its last and best value; nothing warned."""
+    opts = wandb_log.WandbOptions(mode="offline", dir=str(tmp_path)).to_dict()
+    logger = wandb_log.TrialLogger(opts, _config(tmp_path)).start()
+    logger.on_event({"kind": "step", "step": 1, "loss": 0.5, "lr": 0.1})
+    logger.on_event({"kind": "eval", "step": 1, "miou": 0.7, "per_class_iou": [0.5, 0.9]})
+    logger.on_event({"kind": "eval", "step": 2, "miou": 0.65, "per_class_iou": [0.4, 0.9]})
+    logger.finish({"status": "finished"})
+    (run,) = _complete_runs(tmp_path, 1)
+    assert "W&B" not in capsys.readouterr().err
+    assert run["metrics"]["train/*"]["step_metric"] == run["metrics"]["val/*"]["step_metric"] == "step"
+    assert run["metrics"]["val/miou"] == {"step_metric": "step", "summary": ["max", "last"]}
+    assert run["summary"]["val/miou"] == {"last": 0.65, "max": 0.7}
+    assert all(h["step"] == h["_step"] for h in run["history"] if "val/miou" in h or "train/loss" in h)
+
+
 # --------------------------------------------------------------------------- worker-side wrapper
 
 def _stand_in(outcome: str):

@@ -167,7 +167,7 @@ class TrialLogger:
             self.run.define_metric(STEP_KEY)
             for glob in ("train/*", "val/*"):
                 self.run.define_metric(glob, step_metric=STEP_KEY)
-            self.run.define_metric("val/miou", step_metric=STEP_KEY, summary="last,max", goal="maximize")
+            self.run.define_metric("val/miou", step_metric=STEP_KEY, summary="last,max")
         except Exception as exc:  # noqa: BLE001 - logging must never fail a trial
             _warn(f"W&B define_metric failed ({type(exc).__name__}: {exc})")
 
