@@ -314,8 +314,8 @@ def curves_figure(summary: Summary, coll: Collection):
         if g is None:
             return False
         x = g["step"].to_numpy()
-        if many and not band:
-            pass                      # a comparison line: its mean only (its own panel has its band)
+        if not band:
+            pass                      # a comparison line: its mean only (its spread is in its own row)
         elif many:
             band = np.isfinite(g["low"].to_numpy(float))
             ax.fill_between(x[band], g["low"].to_numpy(float)[band] * 100,
@@ -359,6 +359,7 @@ def curves_figure(summary: Summary, coll: Collection):
     n_rest = int((table["arm"] == "reward").sum())
     extra = f"; the best {k} of {n_rest} configurations" if n_rest > k else ""
     how = "mean and 95% band across seeds" if many else "mean (thick) and every seed (thin)"
+    how += "; the lines to compare with: their means" if any(drawn.values()) else ""
     fig.suptitle(f"val mIoU over tuning: {how}{extra}", fontsize=9)
     items = [("thin", "#4d4d4d", "configuration (colour: its verdict)")] if (shown["arm"] == "reward").any() else []
     where = lambda n: " mean" if n == k else " mean (where it has one)"  # noqa: E731
