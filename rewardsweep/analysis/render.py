@@ -362,7 +362,7 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:1em auto;padding:0 1em;max
         "th,td{border:solid #ccc;border-width:0 1px 1px 0;padding:2px 6px;text-align:right;white-space:nowrap}"
         "tr>:first-child{border-left-width:1px;position:sticky;left:0;background:#fff}"
         "thead th{border-top-width:1px;white-space:normal;vertical-align:bottom;background:#f0f0f0}"
-        ".text{text-align:left}td.text{white-space:normal;min-width:6em}"
+        ".text{text-align:left}td.text{white-space:normal;min-width:5em}"
         "th.params{text-align:left}td.params{text-align:left;white-space:normal;min-width:12em;max-width:28em}"
         "figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{font-size:90%}"
         "code{background:#f4f4f4;padding:0 .2em;overflow-wrap:anywhere}"
