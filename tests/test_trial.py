@@ -54,8 +54,8 @@ def test_reward_trial_runs_end_to_end_and_writes_its_record(tmp_path, tiny_start
 
 
 def test_same_seed_twice_gives_identical_numbers_and_another_seed_differs(tmp_path, tiny_start):
-    a = run_trial(_config(tmp_path / "a", tiny_start))
-    b = run_trial(_config(tmp_path / "b", tiny_start))
+    a = run_trial(_config(tmp_path / "a", tiny_start, checkpoints="final"))
+    b = run_trial(_config(tmp_path / "b", tiny_start, checkpoints="final"))
     c = run_trial(_config(tmp_path / "c", tiny_start, seed=2))
     def losses(r):
         study = tmp_path / r["config"]["study_dir"]
@@ -63,6 +63,7 @@ def test_same_seed_twice_gives_identical_numbers_and_another_seed_differs(tmp_pa
 
     assert losses(a) == losses(b)
     assert a["miou_final"] == b["miou_final"] and a["per_class_iou_final"] == b["per_class_iou_final"]
+    assert a["final_checkpoint"]["sha256"] == b["final_checkpoint"]["sha256"]     # equal weights, equal bytes
     assert losses(a) != losses(c)
 
 

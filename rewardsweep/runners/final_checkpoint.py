@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import os
 from pathlib import Path
 from typing import Any
 
-from rewardsweep.study.atomic import atomic_path, atomic_write
+from rewardsweep.study.atomic import atomic_write
 from rewardsweep.study.layout import checkpoint_paths
 
 
@@ -67,8 +68,11 @@ def save_final(study_dir: str | os.PathLike, record: dict[str, Any], model, conf
     meta = {"rewardsweep": {k: record.get(k) for k in ("study", "config_id", "arm", "seed", "miou_final")},
             "dataset_meta": {"classes": list(record.get("class_names") or [])}}
     weights, cfg_path = checkpoint_paths(study_dir, record["config_id"], record["arm"], record["seed"])
-    with atomic_path(weights) as tmp:
-        torch.save({"state_dict": state, "meta": meta}, str(tmp))
+    # through memory: torch.save names its archive after the file, and a temporary file's
+    # random name would make equal weights differ in bytes (and in sha256)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": state, "meta": meta}, buffer)
+    atomic_write(weights, buffer.getvalue())
     digest = sha256_of(weights)
     header = (f"# rewardsweep: the model of trial {weights.stem} (study {record.get('study')}, "
               f"final val mIoU {record.get('miou_final')!r}) and its val split.\n"

@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 TMP_PREFIX = ".tmp-"
 
@@ -37,26 +36,6 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside ``path`` for a writer that wants a file name (``torch.save``):
-    renamed to ``path`` when the block ends, removed if it raises."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        try:
-            os.chmod(tmp, 0o666 & ~_umask())
-        except OSError:
-            pass
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: str | os.PathLike, payload: Any, **dumps: Any) -> Path:
