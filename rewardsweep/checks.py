@@ -20,9 +20,14 @@ from pydantic import BaseModel, PlainValidator, ValidationError
 from rewardsweep.formatting import as_written
 
 __all__ = ["Invalid", "one_of", "int_at_least", "number_between", "boolean", "text", "or_null",
-           "checked", "did_you_mean", "first_error", "first_invalid", "model_at", "keys_of"]
+           "checked", "did_you_mean", "first_error", "first_invalid", "model_at", "keys_of", "is_url"]
 
 Check = Callable[[Any], Any]
+
+
+def is_url(value: Any) -> bool:
+    """An http(s) URL (a ``checkpoint:`` to download, :mod:`rewardsweep.download`), not a path."""
+    return isinstance(value, str) and value.lower().startswith(("http://", "https://"))
 
 
 class Invalid(ValueError):

@@ -72,7 +72,10 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--bootstrap-images", action="store_true",
                    help="also bootstrap the paired differences over seeds and val images (needs val_counts/)")
-    p.add_argument("--wandb-summary", action="store_true", help="log the summary as a W&B run of job_type report")
+    p.add_argument("--wandb-summary", action="store_true",
+                   help="log the report as the study's W&B run (job_type report; WANDB_* as for the trials)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write the report into DIR instead of <study>/report (e.g. a read-only shared study)")
     p.add_argument("--start", default=None, metavar="HASH",
                    help="report only records from this start checkpoint (hash prefix or dataset) when sources mix several")
     p.set_defaults(handler=_run_report)
@@ -101,16 +104,32 @@ def _run_class_weights(args: argparse.Namespace) -> int:
     return class_weights_command(args)
 
 
+def _add_init(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="write one of the shipped studies (search spaces) into this folder")
+    p.add_argument("name", nargs="?", default=None, help="which study (default: baseline, the main job)")
+    p.add_argument("--list", action="store_true", help="list the shipped studies and stop")
+    p.add_argument("--force", action="store_true", help="overwrite NAME.yaml if it exists")
+    p.set_defaults(handler=_run_init)
+
+
+def _run_init(args: argparse.Namespace) -> int:
+    from rewardsweep.shipped import init_command
+
+    return init_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from rewardsweep.links import doc_url
+
     parser = argparse.ArgumentParser(
         prog="rewardsweep",
         description="Reward-optimisation fine-tuning of MMSegmentation models as a repeatable, seeded study.",
         epilog="exit status: 0 ok, 1 launch: some trial failed or diverged, 2 usage or input error, "
-               "130 interrupted",
+               f"130 interrupted. Start with `rewardsweep init`; documentation: {doc_url('')}",
     )
     parser.add_argument("--version", action="version", version=f"rewardsweep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_launch, _add_report, _add_pretrain, _add_class_weights):
+    for add in (_add_init, _add_launch, _add_report, _add_pretrain, _add_class_weights):
         add(sub)
     return parser
 

@@ -94,7 +94,10 @@ def import_mmseg() -> types.ModuleType:
     """Import MMSegmentation (models, datasets, metrics registered), applying the shim first."""
     import warnings
 
+    from rewardsweep.checkpoint_compat import allow_mmengine_checkpoints
+
     apply()
+    allow_mmengine_checkpoints()  # MMEngine's iter_N.pth files under torch's weights_only default
     # Deprecation notices MMSeg prints while building its own losses and heads: not the
     # researcher's concern, and they would interleave with our progress output.
     for module in ("mmseg", "mmengine", "mmcv"):

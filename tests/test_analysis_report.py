@@ -74,7 +74,8 @@ def test_report_writes_every_output(reported):
         assert (rep / name).is_file() and (rep / name).stat().st_size > 0, name
     html = (rep / "report.html").read_text()
     assert html.count("src='data:image/png;base64,") == 4
-    assert "src='delta" not in html and "http" not in html.split("<body>")[1].split("docs/report.md")[0]
+    assert "src='delta" not in html and "src='http" not in html and "<script" not in html   # self-contained
+    assert "<a href='https://" in html                                  # the docs it cites are links
     md = (rep / "report.md").read_text()
     assert "![delta per configuration](delta_per_config.png)" in md
     assert "excluded from every mean" in md and "secondary" in md
@@ -271,41 +272,67 @@ def test_mixed_start_checkpoints_in_a_top_up(tmp_path, capsys):
     assert (tmp_path / "a" / "report" / "summary.csv").is_file()
 
 
-def test_wandb_summary_logs_a_report_run(study, tmp_path, monkeypatch, capsys):
+def _offline_runs(folder: Path, complete: int = 1) -> list[dict]:
+    """The offline runs under ``folder`` (oldest first), once ``complete`` of them have ended
+    (``finish()`` returns before W&B's service writes the file's last block)."""
+    import time
+
+    from rewardsweep.sweep.wandb_offline import read_offline_run
+
+    deadline = time.time() + 20
+    while True:
+        runs = [read_offline_run(d) | {"dir": d} for d in sorted(folder.glob("offline-run-*"))]
+        if sum(r["exit_code"] is not None for r in runs) >= complete or time.time() > deadline:
+            return runs
+        time.sleep(0.2)
+
+
+def test_wandb_summary_goes_where_wandb_env_says_and_a_rerun_updates_the_same_run(study, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """Real W&B, offline: WANDB_PROJECT/ENTITY/DIR/MODE as the trials honour them; one stable
+    run id per study (resumed: a rerun updates it); the report's tables, the forest plot's
+    numbers and every plot logged; the same labels as the report."""
     folder, _ = study
-    calls = {}
+    copy = tmp_path / "toy"
+    import shutil
 
-    class Run:
-        def log(self, payload):
-            calls["log"] = payload
-
-        def finish(self):
-            calls["finished"] = True
-
-    fake = types.SimpleNamespace(
-        init=lambda **kw: calls.setdefault("init", kw) and Run(),
-        Table=lambda dataframe: ("table", dataframe.shape),
-        Image=lambda path, caption=None: ("image", Path(path).name),
-    )
-    monkeypatch.setitem(sys.modules, "wandb", fake)
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    assert main(["report", str(folder), "--wandb-summary"]) == 0
-    init = calls["init"]
-    assert init["job_type"] == "report" and init["project"] == "toyproj" and init["mode"] == "offline"
-    assert "toy" in init["tags"]
-    assert calls["log"]["summary"][0] == "table" and calls["log"]["summary"][1][0] == 5
-    assert {v[1] for k, v in calls["log"].items() if k.startswith("plots/")} == {
-        "delta_per_config.png", "paired_differences.png", "curves.png", "per_class_delta.png"}
-    assert calls["finished"]
-    # WANDB_MODE wins over the spec's mode
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("report"))
+    for key, value in {"WANDB_PROJECT": "eco-proj", "WANDB_ENTITY": "eco-team", "WANDB_DIR": str(tmp_path / "D"),
+                       "WANDB_MODE": "offline"}.items():
+        monkeypatch.setenv(key, value)
+    assert main(["report", str(copy), "--wandb-summary"]) == 0
+    out = capsys.readouterr().out
+    assert "run 'report-toy' (job_type report, offline) in project eco-team/eco-proj" in out
+    (run,) = _offline_runs(tmp_path / "D" / "wandb")
+    assert f"upload it with: wandb sync {run['dir']}" in out
+    assert (run["project"], run["entity"], run["run_id"], run["name"], run["job_type"]) == (
+        "eco-proj", "eco-team", "report-toy", "report-toy", "report")
+    assert {"toy", "report"} <= set(run["tags"]) and run["exit_code"] == 0
+    assert not (copy / "wandb").exists() and not (copy / "report" / "wandb").exists()
+    (logged,) = [h for h in run["history"] if "summary.path" in h]
+    kinds = {k.rsplit(".", 1)[0]: v for k, v in logged.items() if k.endswith("._type")}
+    assert kinds["summary"] == kinds["paired_differences"] == "table-file"
+    assert kinds["tables/against_the_control_paired_by_seed_points"] == "table-file"
+    assert {k for k, v in kinds.items() if v == "image-file"} == {
+        "plots/paired_differences", "plots/delta_per_config", "plots/curves", "plots/per_class_delta"}
+    csv = pd.read_csv(copy / "report" / "summary.csv")
+    forest = json.loads((run["dir"] / "files" / logged["paired_differences.path"]).read_text())
+    cols = forest["columns"]
+    assert cols[:4] == ["label", "config_id", "mean_diff", "ci_low"]
+    rewards = csv[csv.arm == "reward"]
+    assert [row[0] for row in forest["data"]] == list(rewards["label"])          # the report's labels
+    assert [row[2] for row in forest["data"]] == pytest.approx(list(rewards["diff_mean"] * 100), rel=1e-12)
+    assert run["summary"]["beats_control"] == int((csv.verdict == "beats control").sum())
+    # a second report updates the same run (same id, resumed); WANDB_DIR unset: beside the trials' runs
+    monkeypatch.delenv("WANDB_DIR")
+    assert main(["report", str(copy), "--wandb-summary", "--no-plots"]) == 0
+    (again,) = _offline_runs(copy / "wandb")
+    assert again["run_id"] == "report-toy" and again["project"] == "eco-proj"
+    # --out moves the report, and a study folder that is not written to keeps no W&B run either
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    from rewardsweep.analysis.wandb_io import log_summary
-
-    seen = {}
-    fake.init = lambda **kw: seen.update(kw) or Run()
-    log_summary(pd.DataFrame({"a": [1.0]}), {}, study="toy", project="p", entity=None, mode="offline",
-                folder=tmp_path, settings={})
-    assert seen["mode"] == "disabled"
+    assert main(["report", str(copy), "--wandb-summary", "--no-plots", "--out", str(tmp_path / "elsewhere")]) == 0
+    assert "W&B disabled (WANDB_MODE): no report run logged" in capsys.readouterr().out
+    assert (tmp_path / "elsewhere" / "report.md").is_file() and not (tmp_path / "elsewhere" / "wandb").exists()
 
 
 def test_wandb_collection_through_the_cli(tmp_path, monkeypatch, capsys):
@@ -464,14 +491,17 @@ def test_wandb_summary_table_reads_back_from_the_offline_run(study, tmp_path, mo
 
     shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("report"))
     monkeypatch.setenv("WANDB_MODE", "offline")
+    for key in ("WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY"):
+        monkeypatch.delenv(key, raising=False)
     assert main(["report", str(copy), "--wandb-summary", "--no-plots"]) == 0
-    (run_dir,) = (copy / "report" / "wandb").glob("offline-run-*")
+    (run_dir,) = (copy / "wandb").glob("offline-run-*")          # where the trials' runs are
     import time
 
     deadline = time.time() + 20     # finish() returns before W&B's service writes the last block
     while (run := read_offline_run(run_dir))["exit_code"] is None and time.time() < deadline:
         time.sleep(0.2)
     assert run["job_type"] == "report" and run["name"] == "report-toy" and run["exit_code"] == 0
+    assert run["project"] == "toyproj"                                # the spec's, as for the trials
     ref = next(h for h in run["history"] if "summary.path" in h)
     assert ref["summary._type"] == "table-file" and ref["summary.nrows"] == 5
     table = json.loads((run_dir / "files" / ref["summary.path"]).read_text())
@@ -483,16 +513,24 @@ def test_wandb_summary_table_reads_back_from_the_offline_run(study, tmp_path, mo
         list(csv["diff_mean"])[1:], rel=1e-12)
 
 
-def test_a_narrow_console_lists_the_labels_under_the_table(reported, monkeypatch, capsys):
+@pytest.mark.parametrize("columns", ["80"])
+def test_a_narrow_console_keeps_full_ids_and_every_column(reported, monkeypatch, capsys, columns):
+    """At 80 columns: the full config id stands for each row, no column is dropped (a cell
+    wraps at its ``±`` instead), and the labels follow the table keyed by that id."""
     folder, truth, *_ = reported
-    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("COLUMNS", columns)
     assert main(["report", str(folder), "--no-plots"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert max(len(x) for x in lines) <= 80
+    assert max(len(x) for x in lines) <= int(columns)
+    header = "\n".join(lines[:lines.index(next(x for x in lines if x.startswith("─")))])
+    for col in ("ok/fl/dv", "SD", "p adj", "P(>)", "verdict", "seeds", "config"):
+        assert col in header, col                                      # nothing dropped
     s = pd.read_csv(folder / "report" / "summary.csv").set_index("config_id")
     for cid in truth["config_ids"]:
-        assert any(x.startswith(cid + " ") for x in lines)            # the id in the table
-        assert s.loc[cid, "label"] in lines                            # the whole label below
+        row = next(x for x in lines if x.startswith(cid + " "))         # the whole id in the table
+        assert s.loc[cid, "verdict"].split()[0] in row and f"{int(s.loc[cid, 'n_finished'])}/" in row
+        assert f"{cid} {s.loc[cid, 'label'].rsplit(' [', 1)[0]}" in lines  # keyed below the table
+    assert "…" not in "\n".join(lines)
 
 
 @pytest.mark.parametrize("width", [8, 12, 16, 24, 40])

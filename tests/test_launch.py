@@ -7,6 +7,7 @@ their own); the 2-node cluster test lives in test_cluster.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -182,6 +183,14 @@ def smoke_study(ray_local, tmp_path_factory):
     return folder, result
 
 
+def _id(which: str) -> str:
+    """smoke.yaml's config ids (pinned: tests/test_spec.py)."""
+    plans = expand(load_spec(SMOKE))
+    if which == "mle":
+        return next(p.config_id for p in plans if p.arm == "mle")
+    return next(p.config_id for p in plans if p.params.get("baseline.kind") == which)
+
+
 def test_smoke_end_to_end(smoke_study):
     folder, result = smoke_study
     study = folder / "smoke"
@@ -208,7 +217,14 @@ def test_smoke_end_to_end(smoke_study):
     from rewardsweep.sweep.wandb_log import run_labels
 
     labels = run_labels(expand(load_spec(SMOKE)))
-    assert set(labels.values()) == {"baseline.kind=none", "baseline.kind=greedy", "control"}
+    # the report's labels: the same name for the same configuration in W&B and in the report
+    from rewardsweep.analysis.collect import collect
+    from rewardsweep.analysis.summary import summarize
+
+    report = summarize(collect([study])).table
+    assert labels == dict(zip(report["config_id"], report["label"]))
+    assert set(labels.values()) == {f"baseline.kind=none [{_id('none')}]", f"baseline.kind=greedy [{_id('greedy')}]",
+                                    f"control (mle) [{_id('mle')}]"}
     runs = wandb_runs(study, complete=len(planned))
     assert sorted(run_key(r) for r in runs) == sorted(planned)
     for run in runs:
@@ -228,11 +244,25 @@ def test_smoke_end_to_end(smoke_study):
         assert summary["delta_miou"] == pytest.approx(rec["delta_miou"])
         evals = [(h["_step"], h["val/miou"]) for h in run["history"] if "val/miou" in h]
         assert [s for s, _ in evals] == [0, 3, 6]
+        assert all(h["step"] == h["_step"] for h in run["history"] if "val/miou" in h or "train/loss" in h)
+        # the x-axis of every chart is the training step; val/miou keeps its final and best value
+        metrics = run["metrics"]
+        assert metrics["train/*"]["step_metric"] == metrics["val/*"]["step_metric"] == "step"
+        assert metrics["val/miou"]["summary"] == ["max", "last"]
+        assert summary["val/miou"] == {"last": pytest.approx(rec["miou_final"]), "max": pytest.approx(
+            max(m for _, m in evals))}
         assert [h["_step"] for h in run["history"] if "train/loss" in h] == list(range(1, 7))
         if rec["arm"] == "reward":  # the treatment probe: history at the last step, summary
             assert [h["_step"] for h in run["history"] if "train/probe.reward_share" in h] == [6]
             assert summary["treatment/reward_share"] == pytest.approx(rec["treatment"]["reward_share"])
         assert run["exit_code"] == 0
+
+    # checkpoints: final: every finished trial kept its weights and rebuild config, hashed in its record
+    for name, rec in recs.items():
+        kept = rec["final_checkpoint"]
+        assert kept["file"] == f"checkpoints/{name}.pth" and kept["config_file"] == f"checkpoints/{name}.py"
+        assert hashlib.sha256((study / kept["file"]).read_bytes()).hexdigest() == kept["sha256"]
+    assert not list((study / "checkpoints").glob(".tmp-*"))        # written atomically: no leftovers
 
     # the API key in the environment is written nowhere in the study folder
     for path in study.rglob("*"):
@@ -259,12 +289,30 @@ def test_top_up_runs_only_new_seeds(smoke_study, tmp_path):
     after = snapshot(study)
     assert set(after) == set(before) | new
     assert {k: after[k] for k in before} == before                    # untouched
+    kept = {p.stem: p.stat().st_mtime_ns for p in (study / "checkpoints").glob("*.pth")}
+    assert set(kept) == set(after)                                      # old checkpoints kept, new seeds added
     assert all(r["status"] == "finished" for r in read_all(study).values())
     assert (study / "spec-history").is_dir()                            # the 2-seed spec is kept
 
     experiments = len(list((study / "ray").glob("launch-*")))
     again = launch(spec, storage=str(folder), wandb_mode="disabled")   # nothing left: starts no experiment
     assert again.to_run == [] and len(list((study / "ray").glob("launch-*"))) == experiments
+
+
+def test_a_kept_checkpoint_evaluates_to_its_recorded_miou_with_mmsegs_test_tool(smoke_study, tmp_path):
+    """MMSeg's own tools/test.py, on the config and weights a smoke trial kept, gives the
+    trial's recorded final mIoU (the same val split, PreciseIoUMetric)."""
+    from tests.test_mmseg_plugin import _mmseg_tool, _run, mmseg_test_metrics
+
+    folder, _ = smoke_study
+    study = folder / "smoke"
+    name = next(n for n, r in sorted(read_all(study).items()) if r["arm"] == "reward")
+    rec = read_all(study)[name]
+    cfg, weights = study / rec["final_checkpoint"]["config_file"], study / rec["final_checkpoint"]["file"]
+    _run([str(_mmseg_tool("test.py")), str(cfg), str(weights), "--work-dir", str(tmp_path / "test")], tmp_path)
+    assert mmseg_test_metrics(tmp_path / "test")["mIoU"] == pytest.approx(rec["miou_final"], abs=1e-9)
+    import torch                                                        # and torch loads it weights-only
+    assert set(torch.load(weights, weights_only=True)) == {"state_dict", "meta"}
 
 
 def test_failed_and_diverged_trials_are_recorded(ray_local, tmp_path):

@@ -149,7 +149,7 @@ def test_wandb_settings_flag_then_environment_then_spec(tmp_path, monkeypatch):
         wandb_log.resolve_options(spec, None, tmp_path, "s")
 
 
-def test_run_labels_show_what_varies():
+def test_run_labels_are_the_reports_labels():
     from rewardsweep.sweep.expand import TrialPlan
 
     def plan(cid, arm, **params):
@@ -159,10 +159,16 @@ def test_run_labels_show_what_varies():
              plan("r0", "reward", **{"baseline.kind": "greedy", "lr.start": 0.01, "steps": 6}),
              plan("r1", "reward", **{"baseline.kind": "none", "lr.start": 0.001, "steps": 6})]
     assert wandb_log.run_labels(plans) == {
-        "c0": "control lr.start=0.01", "c1": "control lr.start=0.001",
-        "r0": "baseline.kind=greedy lr.start=0.01", "r1": "baseline.kind=none lr.start=0.001"}
-    assert wandb_log.run_labels(plans[2:3] + plans[:1]) == {"r0": "reward", "c0": "control"}
-    assert wandb_log.run_labels([plan("n0", "noop", steps=6)]) == {"n0": "no-op reference"}
+        "c0": "control (mle) lr.start=0.01 [c0]", "c1": "control (mle) lr.start=0.001 [c1]",
+        "r0": "baseline.kind=greedy lr.start=0.01 [r0]", "r1": "baseline.kind=none lr.start=0.001 [r1]"}
+    assert wandb_log.run_labels(plans[2:3] + plans[:1]) == {"r0": "(no varied parameter) [r0]",
+                                                            "c0": "control (mle) [c0]"}
+    assert wandb_log.run_labels([plan("n0", "noop", steps=6)]) == {"n0": "no-op reference [n0]"}
+    # what the reward arm ignores (None) is left out, keys in sorted order, numbers as the report writes them
+    plans = [plan("r2", "reward", **{"baseline.kind": "sample_loo", "baseline.coef": None}),
+             plan("r3", "reward", **{"baseline.kind": "batch_loo", "baseline.coef": 1.0})]
+    assert wandb_log.run_labels(plans) == {"r2": "baseline.kind=sample_loo [r2]",
+                                           "r3": "baseline.coef=1 baseline.kind=batch_loo [r3]"}
 
 
 def test_non_finite_values_stay_out_of_the_history(tmp_path):
@@ -173,6 +179,23 @@ def test_non_finite_values_stay_out_of_the_history(tmp_path):
     logger.finish({"status": "diverged", "error": "loss is nan"})
     (run,) = _complete_runs(tmp_path, 1)
     assert [h.get("train/loss") for h in run["history"] if "train/lr" in h] == [0.5, None]
+
+
+def test_every_chart_has_the_training_step_as_its_x_axis(tmp_path, capsys):
+    """define_metric, read back from the offline run (real W&B): ``step`` is the x-axis of
+    train/* and val/*, val/miou keeps its last and best value; nothing warned."""
+    opts = wandb_log.WandbOptions(mode="offline", dir=str(tmp_path)).to_dict()
+    logger = wandb_log.TrialLogger(opts, _config(tmp_path)).start()
+    logger.on_event({"kind": "step", "step": 1, "loss": 0.5, "lr": 0.1})
+    logger.on_event({"kind": "eval", "step": 1, "miou": 0.7, "per_class_iou": [0.5, 0.9]})
+    logger.on_event({"kind": "eval", "step": 2, "miou": 0.65, "per_class_iou": [0.4, 0.9]})
+    logger.finish({"status": "finished"})
+    (run,) = _complete_runs(tmp_path, 1)
+    assert "W&B" not in capsys.readouterr().err
+    assert run["metrics"]["train/*"]["step_metric"] == run["metrics"]["val/*"]["step_metric"] == "step"
+    assert run["metrics"]["val/miou"] == {"step_metric": "step", "summary": ["max", "last"]}
+    assert run["summary"]["val/miou"] == {"last": 0.65, "max": 0.7}
+    assert all(h["step"] == h["_step"] for h in run["history"] if "val/miou" in h or "train/loss" in h)
 
 
 # --------------------------------------------------------------------------- worker-side wrapper

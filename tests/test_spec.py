@@ -63,7 +63,8 @@ def test_shipped_space_loads_and_expands(path: Path):
     assert len(set(names)) == len(names), "every (config, arm, seed) once"
     for t in exp.trials:
         assert isinstance(t, TrialPlan)
-        assert set(t.config) == CONFIG_KEYS
+        # checkpoints: final marks the trials that keep their weights (a run-time key, not hashed)
+        assert set(t.config) == CONFIG_KEYS | ({"checkpoints"} if t.arm in spec.checkpoints else set())
         assert t.config["start"] is None
         assert t.config["config_id"] == t.config_id and t.config["arm"] == t.arm
         assert t.config["seed"] == t.seed

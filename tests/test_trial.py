@@ -54,8 +54,8 @@ def test_reward_trial_runs_end_to_end_and_writes_its_record(tmp_path, tiny_start
 
 
 def test_same_seed_twice_gives_identical_numbers_and_another_seed_differs(tmp_path, tiny_start):
-    a = run_trial(_config(tmp_path / "a", tiny_start))
-    b = run_trial(_config(tmp_path / "b", tiny_start))
+    a = run_trial(_config(tmp_path / "a", tiny_start, checkpoints="final"))
+    b = run_trial(_config(tmp_path / "b", tiny_start, checkpoints="final"))
     c = run_trial(_config(tmp_path / "c", tiny_start, seed=2))
     def losses(r):
         study = tmp_path / r["config"]["study_dir"]
@@ -63,6 +63,7 @@ def test_same_seed_twice_gives_identical_numbers_and_another_seed_differs(tmp_pa
 
     assert losses(a) == losses(b)
     assert a["miou_final"] == b["miou_final"] and a["per_class_iou_final"] == b["per_class_iou_final"]
+    assert a["final_checkpoint"]["sha256"] == b["final_checkpoint"]["sha256"]     # equal weights, equal bytes
     assert losses(a) != losses(c)
 
 
@@ -84,9 +85,10 @@ def test_forced_failure_is_recorded_as_failed_then_raised(tmp_path, tiny_start):
 
 def test_nan_loss_is_recorded_as_diverged(tmp_path, tiny_start):
     with pytest.raises(TrialDiverged):
-        run_trial(_config(tmp_path, tiny_start, debug={"nan_at_step": 3}))
+        run_trial(_config(tmp_path, tiny_start, debug={"nan_at_step": 3}, checkpoints="final"))
     record = records.read_record(layout.record_path(tmp_path, "cfg", "reward", 1))
     assert record["status"] == "diverged" and "nan" in record["error"]
+    assert "final_checkpoint" not in record and not (tmp_path / "checkpoints").exists()   # no NaN weights kept
 
 
 def test_bad_reward_config_fails_before_training(tmp_path, tiny_start):
@@ -100,8 +102,17 @@ def test_bad_reward_config_fails_before_training(tmp_path, tiny_start):
 @pytest.mark.parametrize("aux", ["off", "reward"])
 def test_aux_head_modes(tmp_path, tiny_start, aux):
     events = []
-    record = run_trial(_config(tmp_path, tiny_start, aux_head=aux, steps=2, eval_every=2), on_event=events.append)
+    record = run_trial(_config(tmp_path, tiny_start, aux_head=aux, steps=2, eval_every=2, checkpoints="final"),
+                       on_event=events.append)
     assert record["status"] == "finished"
+    # the kept config rebuilds exactly the model the weights belong to (plain heads; no aux head when off)
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+
+    kept = record["final_checkpoint"]
+    model = MODELS.build(Config.fromfile(tmp_path / kept["config_file"]).model)
+    model.load_state_dict(torch.load(tmp_path / kept["file"], weights_only=True)["state_dict"], strict=True)
+    assert model.with_auxiliary_head == (aux != "off")
     keys = set(events[0])
     if aux == "off":
         assert not any(k.startswith("aux.") for k in keys)

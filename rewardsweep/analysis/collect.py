@@ -41,7 +41,7 @@ BASE_COLUMNS = (
     "study", "source", "file", "config_id", "control_id", "arm", "seed", "status", "error",
     "estimator", "miou_start", "miou_final", "delta_miou", "miou_best",
     "checkpoint", "checkpoint_hash", "dataset", "started_at", "finished_at", "total_s", "host",
-    "val_counts_file", "reference_id",
+    "val_counts_file", "reference_id", "final_checkpoint", "final_checkpoint_sha256",
     *(f"treatment.{k}" for k in TREATMENT_KEYS),
 )
 PARAM_PREFIX = "param:"   # only used when a parameter name collides with a base column
@@ -171,6 +171,9 @@ def _validate(entry: Entry) -> dict:
         "val_counts_file": (str(Path(entry.source) / rec["val_counts_file"])
                             if isinstance(rec.get("val_counts_file"), str) else None),
     }
+    kept = rec.get("final_checkpoint") if isinstance(rec.get("final_checkpoint"), dict) else {}
+    row["final_checkpoint"] = str(Path(entry.source) / kept["file"]) if isinstance(kept.get("file"), str) else None
+    row["final_checkpoint_sha256"] = kept.get("sha256")    # checkpoints: final (runners/final_checkpoint.py)
     for key in ("miou_start", "miou_final", "delta_miou", "miou_best"):
         row[key] = _num(rec.get(key), key, name)
     if math.isnan(row["delta_miou"]):

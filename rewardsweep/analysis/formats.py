@@ -19,7 +19,10 @@ def pts(x, signed: bool = True, digits: int = 2) -> str:
     """A value in the records' unit as mIoU points: ``+1.32`` (``signed``) or ``61.71``."""
     if not finite(x):
         return "–"
-    return f"{x * 100:+.{digits}f}" if signed else f"{x * 100:.{digits}f}"
+    text = f"{x * 100:+.{digits}f}" if signed else f"{x * 100:.{digits}f}"
+    if float(text) == 0:                   # never "-0.00": a sign the number does not have
+        text = text.replace("-", "+" if signed else "")
+    return text
 
 
 def ci(lo, hi) -> str:

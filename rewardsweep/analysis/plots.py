@@ -1,4 +1,5 @@
-"""PNG plots of a report (matplotlib, Agg, no pyplot global state).
+"""The report's figures (matplotlib, Agg, no pyplot global state): each as a PNG at
+:data:`PNG_DPI` and as vector SVG and PDF beside it, for a paper (:func:`save`).
 
 Many configurations stay readable: the per-configuration plots show the controls, the
 best configurations and the worst few (``select_rows``) and say so in their title; the
@@ -22,6 +23,24 @@ MAX_WORST = 6        # of which the worst ones (the rest: the best)
 MAX_CURVES = 6       # reward configurations in the curve plot (plus controls)
 VERDICT_COLOURS = {"beats control": "#1a9850", "worse": "#d73027", "no evidence": "#4d4d4d",
                    "control": "#2c7bb6", "no control": "#4d4d4d"}
+TUNED_CE = "#7b3294"     # a control_grid cross-entropy (its own lr): never a verdict's colour
+REFERENCE = "#969696"    # the no-op reference
+PNG_DPI = 200            # the PNG beside each figure's vector SVG and PDF (the HTML shows it at half size)
+VECTOR_FORMATS = ("svg", "pdf")
+
+
+def verdict_colour(verdict) -> str:
+    """A verdict's colour; a flagged one ("no evidence [not reward tuning]") by its words."""
+    text = verdict if isinstance(verdict, str) else ""
+    return VERDICT_COLOURS.get(text.split(" [", 1)[0], "#4d4d4d")
+
+
+def save(fig, path: Path) -> Path:
+    """``path`` (a PNG at :data:`PNG_DPI`) and the same figure as SVG and PDF beside it."""
+    fig.savefig(path, dpi=PNG_DPI)
+    for ext in VECTOR_FORMATS:
+        fig.savefig(path.with_suffix("." + ext))
+    return path
 
 
 def _figure(width: float, height: float):
@@ -99,6 +118,10 @@ def _handles(items):
             out.append(Line2D([], [], color=colour, lw=1.0, label=text))
         elif kind == "dashed":
             out.append(Line2D([], [], color=colour, lw=1.0, ls="--", label=text))
+        elif kind == "dashdot":
+            out.append(Line2D([], [], color=colour, lw=1.0, ls="-.", label=text))
+        elif kind == "dotted":
+            out.append(Line2D([], [], color=colour, lw=1.2, ls=":", label=text))
         elif kind == "band":
             from matplotlib.patches import Patch
 
@@ -107,13 +130,31 @@ def _handles(items):
 
 
 def _verdict_handles(verdicts) -> list:
-    present = [v for v in VERDICT_COLOURS if v in set(verdicts)]
-    return _handles([("bar", VERDICT_COLOURS[v], v) for v in present])
+    words = {str(v).split(" [", 1)[0] for v in verdicts if isinstance(v, str)}
+    return _handles([("bar", VERDICT_COLOURS[v], v) for v in VERDICT_COLOURS if v in words])
+
+
+def _arm_colour(row) -> str:
+    """A row's colour: a reward configuration's verdict; a paired control's blue, a tuned
+    cross-entropy's purple, the no-op reference's light grey (none of them a verdict)."""
+    if row["arm"] == "mle":
+        return TUNED_CE if isinstance(row.get("control_id"), str) else VERDICT_COLOURS["control"]
+    if row["arm"] == "noop":
+        return REFERENCE
+    return verdict_colour(row["verdict"])
+
+
+def _grow_for_legend(fig, bottom: float, handles: list, ncol: int) -> float:
+    """A taller bottom margin (and figure) when the legend below needs more than 2 rows."""
+    extra = 0.17 * max(0, -(-len(handles) // ncol) - 2)
+    if extra:
+        w, h = fig.get_size_inches()
+        fig.set_size_inches(w, h + extra)
+    return bottom + extra
 
 
 def plot_deltas(summary: Summary, coll: Collection, path: Path) -> Path:
-    deltas_figure(summary, coll).savefig(path)
-    return path
+    return save(deltas_figure(summary, coll), path)
 
 
 def deltas_figure(summary: Summary, coll: Collection):
@@ -135,7 +176,7 @@ def deltas_figure(summary: Summary, coll: Collection):
     ax.scatter(fin["delta_miou"].to_numpy()[keep] * 100, y[keep] + jitter, s=9, alpha=0.45,
                color="#7f7f7f", linewidths=0, zorder=2)
     yy = np.array([ypos[(c, a)] for c, a in zip(sub["config_id"], sub["arm"])], dtype=float)
-    colours = np.array([VERDICT_COLOURS.get(v, "#4d4d4d") for v in sub["verdict"]], dtype=object)
+    colours = np.array([_arm_colour(r) for _, r in sub.iterrows()], dtype=object)
     lo, hi = sub["ci_low"].to_numpy(float) * 100, sub["ci_high"].to_numpy(float) * 100
     mean = sub["mean_delta"].to_numpy(float) * 100
     ok = np.isfinite(lo)
@@ -144,29 +185,35 @@ def deltas_figure(summary: Summary, coll: Collection):
     ax.axvline(0, color="black", lw=0.8)
     if n_worst:   # a dotted line where the best end and the worst begin
         ax.axhline(n_worst - 0.5, color="#999999", lw=0.8, ls=":")
-    for _, r in sub[sub["arm"] == "mle"].iterrows():
-        ax.axvline(r["mean_delta"] * 100, color=VERDICT_COLOURS["control"], lw=0.8, ls="--")
+    paired = (sub["arm"] == "mle") & sub["control_id"].isna()      # the paired controls
+    tuned = (sub["arm"] == "mle") & sub["control_id"].notna()      # control_grid variants (own lr)
+    for x in sub.loc[paired, "mean_delta"]:
+        ax.axvline(x * 100, color=VERDICT_COLOURS["control"], lw=0.8, ls="--")
+    for x in sub.loc[tuned, "mean_delta"]:
+        ax.axvline(x * 100, color=TUNED_CE, lw=0.8, ls="-.")
     ax.set_yticks(yy)
     ax.set_yticklabels(labels, fontsize=7)
     ax.set_ylim(-0.7, len(sub) - 0.3)
     ax.set_xlabel("delta mIoU after tuning (points)")
     title = "delta mIoU per configuration: every seed, the mean and its 95% t-interval"
     ax.set_title(title + (f"\n{caption}" if caption else ""), fontsize=9)
-    _legend_below(fig, _handles([("dot", "#7f7f7f", "one seed"), ("diamond", "#4d4d4d", "mean"),
-                                 ("bar", "#4d4d4d", "95% t-interval (colour: verdict)"),
-                                 ("dashed", VERDICT_COLOURS["control"], "control mean")])
-                  + _verdict_handles(sub["verdict"]), ncol=4)
+    lines = [("dashed", VERDICT_COLOURS["control"], "control mean")] if paired.any() else []
+    lines += [("dashdot", TUNED_CE, "cross-entropy, own lr: mean")] if tuned.any() else []
+    arms = [("bar", TUNED_CE, "cross-entropy, own lr")] if tuned.any() else []
+    arms += [("bar", REFERENCE, "no-op reference")] if (sub["arm"] == "noop").any() else []
+    handles = _handles([("dot", "#7f7f7f", "one seed"), ("diamond", "#4d4d4d", "mean"),
+                        ("bar", "#4d4d4d", "95% t-interval (colour: verdict)"), *lines]) \
+        + _verdict_handles(sub["verdict"]) + _handles(arms)
+    _legend_below(fig, handles, ncol=4)
     ax.grid(axis="x", alpha=0.3)
+    bottom = _grow_for_legend(fig, bottom, handles, 4)
     _margins(fig, _label_inches(labels), bottom, top)
     return fig
 
 
 def plot_forest(summary: Summary, path: Path) -> Path | None:
     fig = forest_figure(summary)
-    if fig is None:
-        return None
-    fig.savefig(path)
-    return path
+    return None if fig is None else save(fig, path)
 
 
 def forest_figure(summary: Summary):
@@ -190,7 +237,7 @@ def forest_figure(summary: Summary):
     fig = _figure(9, top + bottom + row_h * len(sub) + 0.2)
     ax = fig.add_subplot(1, 1, 1)
     yy = np.arange(len(sub))[::-1].astype(float)
-    colours = np.array([VERDICT_COLOURS.get(v, "#4d4d4d") for v in sub["verdict"]], dtype=object)
+    colours = np.array([verdict_colour(v) for v in sub["verdict"]], dtype=object)
     lo, hi = sub["diff_ci_low"].to_numpy(float) * 100, sub["diff_ci_high"].to_numpy(float) * 100
     alo, ahi = sub["diff_adj_low"].to_numpy(float) * 100, sub["diff_adj_high"].to_numpy(float) * 100
     mean = sub["diff_mean"].to_numpy(float) * 100
@@ -220,86 +267,127 @@ def forest_figure(summary: Summary):
         items.append(("band", "#fee08b", f"equivalence margin ±{s.margin * 100:g}"))
     handles = _handles(items)
     handles[0].set_markeredgecolor("black")
-    _legend_below(fig, handles + _handles([("thin", VERDICT_COLOURS[v], v) for v in VERDICT_COLOURS
-                                          if v in set(sub["verdict"])]), ncol=3)
+    words = {str(v).split(" [", 1)[0] for v in sub["verdict"]}
+    handles += _handles([("thin", VERDICT_COLOURS[v], v) for v in VERDICT_COLOURS if v in words])
+    _legend_below(fig, handles, ncol=3)
     ax.grid(axis="x", alpha=0.3)
+    bottom = _grow_for_legend(fig, bottom, handles, 3)
     _margins(fig, _label_inches(labels), bottom, top)
     return fig
 
 
 def plot_curves(summary: Summary, coll: Collection, path: Path) -> Path | None:
     fig = curves_figure(summary, coll)
-    if fig is None:
-        return None
-    fig.savefig(path)
-    return path
+    return None if fig is None else save(fig, path)
 
 
 def curves_figure(summary: Summary, coll: Collection):
-    """Small multiples: one panel per shown configuration (the best few), its control dashed
-    in every panel, shared axes. With 5 or more seeds a 95% band around the mean; with fewer
-    (where a t-band is too wide to read) every seed's own curve, thin."""
+    """Small multiples: one panel per reward configuration shown (the best few), drawn in its
+    verdict's colour, with its control dashed (black), the best cross-entropy of its budget
+    dash-dotted and the no-op reference dotted where the study has them; shared axes. With
+    5 or more seeds a 95% band around the mean; with fewer (where a t-band is too wide to
+    read) every seed's own curve, thin. A study without reward configurations shows its
+    other arms, one per panel."""
     curves = summary.curves
     if curves.empty:
         return None
     table = summary.table
-    shown = table[(table["arm"] != "mle") & (table["n_finished"] > 0)].head(MAX_CURVES)
+    shown = table[(table["arm"] == "reward") & (table["n_finished"] > 0)].head(MAX_CURVES)
     if shown.empty:
         shown = table[table["n_finished"] > 0].head(MAX_CURVES)
     groups = {k: g for k, g in curves.groupby(["config_id", "arm"], sort=False)}
     fin = coll.curves[coll.curves["trial"].isin(coll.trials.index[coll.trials["status"] == "finished"])]
     per_seed = {k: g for k, g in fin.groupby(["config_id", "arm"], sort=False)}
-    ctrl_rows = {r["config_id"]: r for _, r in table[table["arm"] == "mle"].iterrows()}
+    rows = {(r["config_id"], r["arm"]): r for _, r in table.iterrows()}
+    refs = _reference_of(coll)
     k = len(shown)
     ncol = min(3, k)
     nrow = -(-k // ncol)
     lines = max(label(r, 44).count("\n") + 2 for _, r in shown.iterrows())
-    panel, title_h, head, foot = 1.9, 0.11 * lines + 0.3, 0.4, 0.5      # inches
+    panel, title_h, head, foot = 1.9, 0.11 * lines + 0.3, 0.4, 0.55      # inches (foot: + the legend's rows)
     fig = _figure(9, head + foot + nrow * (panel + title_h))
     axes = fig.subplots(nrow, ncol, sharex=True, sharey=True, squeeze=False)
-    cmap = _cmap("tab10")
+    many = int(curves["n"].max()) >= 5 if len(curves) else False
 
-    def draw(ax, r, colour, is_ctrl):
-        g = groups.get((r["config_id"], r["arm"]))
+    def draw(ax, key, colour, ls, lw, band=True):
+        g = groups.get(key)
         if g is None:
-            return
+            return False
         x = g["step"].to_numpy()
-        if int(g["n"].max()) >= 5:
+        if not band:
+            pass                      # a comparison line: its mean only (its spread is in its own row)
+        elif many:
             band = np.isfinite(g["low"].to_numpy(float))
             ax.fill_between(x[band], g["low"].to_numpy(float)[band] * 100,
                             g["high"].to_numpy(float)[band] * 100, color=colour, alpha=0.15, lw=0)
         else:
-            for _, one in per_seed.get((r["config_id"], r["arm"]), pd.DataFrame()).groupby("trial"):
-                ax.plot(one["step"], one["miou"] * 100, color=colour, lw=0.6, alpha=0.4,
-                        ls="--" if is_ctrl else "-")
-        ax.plot(x, g["mean"] * 100, color=colour, lw=1.8 if is_ctrl else 1.6, ls="--" if is_ctrl else "-")
+            for _, one in per_seed.get(key, pd.DataFrame()).groupby("trial"):
+                ax.plot(one["step"], one["miou"] * 100, color=colour, lw=0.6, alpha=0.4, ls=ls)
+        ax.plot(x, g["mean"] * 100, color=colour, lw=lw, ls=ls)
+        return True
 
+    drawn = {"control": 0, "tuned": 0, "reference": 0}
     for i, (_, r) in enumerate(shown.iterrows()):
         ax = axes[i // ncol][i % ncol]
-        ctrl = ctrl_rows.get(r["control_id"])
-        if ctrl is not None:
-            draw(ax, ctrl, "black", True)
-        draw(ax, r, cmap(i % 10), False)
-        verdict = r["verdict"] if isinstance(r["verdict"], str) else ""
-        ax.set_title(label(r, 44) + (f"\n{verdict}" if verdict and r["arm"] != "mle" else ""),
-                     fontsize=7, color=VERDICT_COLOURS.get(verdict, "black"))
+        if r["arm"] == "reward":
+            if draw(ax, (r["control_id"], "mle"), "black", "--", 1.4, band=False):
+                drawn["control"] += 1
+            best = r.get("best_control_id")
+            if isinstance(best, str) and best and best != r["control_id"] and draw(ax, (best, "mle"), TUNED_CE,
+                                                                                "-.", 1.2, band=False):
+                drawn["tuned"] += 1
+            ref = refs.get(r["config_id"])
+            if ref is not None and draw(ax, (ref, "noop"), REFERENCE, ":", 1.4, band=False):
+                drawn["reference"] += 1
+        colour = verdict_colour(r["verdict"]) if r["arm"] == "reward" else (
+            TUNED_CE if isinstance(r["control_id"], str) else VERDICT_COLOURS["control"]) if r["arm"] == "mle" \
+            else REFERENCE
+        draw(ax, (r["config_id"], r["arm"]), colour, "-", 1.8)
+        verdict = r["verdict"] if isinstance(r["verdict"], str) and r["arm"] == "reward" else ""
+        ax.set_title(label(r, 44) + (f"\n{verdict}" if verdict else ""), fontsize=7,
+                     color=verdict_colour(verdict) if verdict else "black")
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
     for j in range(k, nrow * ncol):
         axes[j // ncol][j % ncol].set_visible(False)
-    for ax in axes[-1]:
-        ax.set_xlabel("training step", fontsize=8)
+    for col in range(ncol):            # the lowest panel of each column carries the x-axis
+        lowest = axes[max(r for r in range(nrow) if r * ncol + col < k)][col]
+        lowest.tick_params(labelbottom=True)
+        lowest.set_xlabel("training step", fontsize=8)
     for row in axes:
         row[0].set_ylabel("val mIoU (points)", fontsize=8)
-    n_rest = int((table["arm"] != "mle").sum())
+    n_rest = int((table["arm"] == "reward").sum())
     extra = f"; the best {k} of {n_rest} configurations" if n_rest > k else ""
-    n_min = int(curves["n"].max()) if len(curves) else 0
-    how = "mean and 95% band across seeds" if n_min >= 5 else "mean (thick) and every seed (thin)"
-    fig.suptitle(f"val mIoU over tuning: {how}; control dashed in every panel{extra}", fontsize=9)
+    how = "mean and 95% band across seeds" if many else "mean (thick) and every seed (thin)"
+    how += "; the lines to compare with: their means" if any(drawn.values()) else ""
+    fig.suptitle(f"val mIoU over tuning: {how}{extra}", fontsize=9)
+    items = [("thin", "#4d4d4d", "configuration (colour: its verdict)")] if (shown["arm"] == "reward").any() else []
+    where = lambda n: " mean" if n == k else " mean (where it has one)"  # noqa: E731
+    if drawn["control"]:
+        items.append(("dashed", "black", "its control" + where(drawn["control"])))
+    if drawn["tuned"]:
+        items.append(("dashdot", TUNED_CE, "best cross-entropy, own lr" + where(drawn["tuned"])))
+    if drawn["reference"]:
+        items.append(("dotted", REFERENCE, "no-op reference" + where(drawn["reference"])))
+    handles = _handles(items) + _verdict_handles(shown.loc[shown["arm"] == "reward", "verdict"])
+    ncol_legend = min(3, len(handles)) or 1
+    foot += 0.17 * -(-len(handles) // ncol_legend)          # room for the legend's rows under the x-axis
+    fig.set_size_inches(9, head + foot + nrow * (panel + title_h))
+    if handles:
+        _legend_below(fig, handles, ncol=ncol_legend)
     w, h = fig.get_size_inches()
     fig.subplots_adjust(left=0.8 / w, right=1 - 0.2 / w, bottom=foot / h, top=1 - (head + title_h) / h,
                         hspace=title_h / panel, wspace=0.08)
     return fig
+
+
+def _reference_of(coll: Collection) -> dict[str, str]:
+    """config id -> its no-op reference's config id (where the study has one)."""
+    t = coll.trials
+    if "reference_id" not in t or not (t["arm"] == "noop").any():
+        return {}
+    pairs = t[["config_id", "reference_id"]].dropna().drop_duplicates("config_id")
+    return dict(zip(pairs["config_id"], pairs["reference_id"]))
 
 
 def _cmap(name: str):
@@ -333,14 +421,13 @@ def plot_heatmap(summary: Summary, path: Path) -> Path | None:
     if n_r * n_c <= 400:
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
-                ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=6,
+                ax.text(j, i, f"{v:+.1f}" if round(v, 1) else "0.0", ha="center", va="center", fontsize=6,
                         color="white" if abs(v) > 0.6 * vmax else "black")
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="IoU change (points)")
     title = "per-class IoU change after tuning (mean over finished seeds)"
     ax.set_title(title + (f"\n{caption}" if caption else ""), fontsize=9)
     _margins(fig, left, bottom, 0.55 if caption else 0.4, right=1.3)
-    fig.savefig(path)
-    return path
+    return save(fig, path)
 
 
 def make_plots(summary: Summary, coll: Collection, folder: Path) -> dict[str, Path]:

@@ -17,10 +17,12 @@ from pathlib import Path
 import pandas as pd
 
 from rewardsweep.analysis import statistics
+from rewardsweep.analysis.checkpoints import best_checkpoints, test_command
 from rewardsweep.analysis.collect import Collection
 from rewardsweep.analysis.formats import ci, count, finite, pts, pval
 from rewardsweep.analysis.statistics import CONSOLE, PER_CONFIG, SEEDS, VS_CONTROL, View
 from rewardsweep.analysis.summary import TREATMENT, Summary, wrap_label
+from rewardsweep.links import doc_url, link_docs
 
 CONSOLE_ROWS = 30
 CORRECTION_NAMES = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg"}
@@ -82,23 +84,29 @@ def treatment_table(t: pd.DataFrame) -> pd.DataFrame:
 
 def best_control_table(t: pd.DataFrame) -> pd.DataFrame:
     t = t[(t["arm"] == "reward") & (t["best_control_id"].fillna("") != "")]
-    return pd.DataFrame({
+    return _first(pd.DataFrame({
         "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
         "best CE": t["best_control_id"],
         "mean diff": t["best_diff_mean"].map(pts),
         "95% CI": [ci(a, b) for a, b in zip(t["best_ci_low"], t["best_ci_high"])],
         "adjusted p": t["best_p_adj"].map(pval), "verdict": t["best_verdict"],
-    })
+    }), ("config", "params", "verdict", "adjusted p"))
 
 
 def control_table(t: pd.DataFrame) -> pd.DataFrame:
     vs = views(VS_CONTROL, t)
     t = t[t["arm"] == "reward"]
-    return _with_views({
+    return _first(_with_views({
         "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
         "control": t["control_id"].fillna("–"),
         "pairs": t["n_paired"].map(count),
-    }, t, vs)
+    }, t, vs), ("config", "params", "verdict", "adjusted p"))
+
+
+def _first(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``df`` with ``columns`` (those it has) in front: what a narrow window shows unscrolled."""
+    head = [c for c in columns if c in df.columns]
+    return df[head + [c for c in df.columns if c not in head]]
 
 
 def image_table(t: pd.DataFrame) -> pd.DataFrame:
@@ -295,6 +303,15 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
     if coll.class_names:
         out.append(Heading(2, "Per-class IoU change (points, mean over finished seeds)"))
         out.append(Table(class_table(summary)))
+    kept = best_checkpoints(summary, coll)
+    if kept is not None:
+        out.append(Heading(2, "Checkpoints of the best configuration"))
+        out.append(Para(f"{kept.label}: each seed's final weights and the MMEngine config that rebuilds the "
+                        f"model (checkpoints: final), in {kept.folder}; sha256 shortened to 16 hex digits (the "
+                        f"record has all 64). MMSeg's own tool evaluates one to its final mIoU: "
+                        f"`{test_command(kept.table['config'].iat[0], kept.table['weights'].iat[0])}` "
+                        f"(in that folder). Every other trial's are in trials.csv (final_checkpoint)."))
+        out.append(Table(kept.table))
     if plots:
         out.append(Heading(2, "Plots"))
         for title, path in plots.items():
@@ -302,7 +319,7 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
     if summary.next_steps:
         out.append(Heading(2, "Next steps"))
         out.append(Bullets(summary.next_steps))
-    out.append(Para("How to read this report: docs/report.md in the rewardsweep repository."))
+    out.append(Para("How to read this report: docs/report.md."))
     return out
 
 
@@ -324,36 +341,76 @@ def to_markdown(bl: list[Block]) -> str:
             case Heading(level, text):
                 parts.append("#" * level + " " + text)
             case Para(text):
-                parts.append(text)
+                parts.append(link_docs(text, _md_link))
             case Bullets(items):
-                parts.append("\n".join(f"- {x}" for x in items))
+                parts.append("\n".join(f"- {link_docs(str(x), _md_link)}" for x in items))
             case Table(df):
                 parts.append(md_table(df))
             case Image(title, path):
-                parts.append(f"![{title}]({Path(path).name})")
+                parts.append(f"![{title}]({Path(path).name})" + "".join(
+                    f" [{v.suffix[1:].upper()}]({v.name})" for v in _vectors(path)))
     return "\n\n".join(parts) + "\n"
 
 
 # Responsive: the page wraps at any width; a table wider than the page scrolls inside its
-# own box (the numbers never wrap); the params column wraps at spaces.
+# own box, its first column (the config id) staying in view; numbers never wrap, headers
+# and the params column wrap between words; narrow windows get tighter cells.
 _CSS = ("body{font-family:system-ui,sans-serif;margin:1em auto;padding:0 1em;max-width:1400px;"
         "line-height:1.4}p,li{max-width:60em}"
         ".scroll{overflow-x:auto;margin:1em 0;max-width:100%}"
-        "table{border-collapse:collapse;font-size:12px}"
-        "th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}"
-        "th{background:#f0f0f0}.text{text-align:left}"
-        "th.params{text-align:left}td.params{text-align:left;white-space:normal;min-width:14em;max-width:28em}"
-        "figure{margin:1em 0}img{max-width:100%;height:auto}"
-        "code{background:#f4f4f4;padding:0 .2em;overflow-wrap:anywhere}")
+        "table{border-collapse:separate;border-spacing:0;font-size:12px}"
+        "th,td{border:solid #ccc;border-width:0 1px 1px 0;padding:2px 6px;text-align:right;white-space:nowrap}"
+        "tr>:first-child{border-left-width:1px;position:sticky;left:0;background:#fff}"
+        "thead th{border-top-width:1px;white-space:normal;vertical-align:bottom;background:#f0f0f0}"
+        ".text{text-align:left}td.text{white-space:normal;min-width:5em}"
+        "th.params{text-align:left}td.params{text-align:left;white-space:normal;min-width:12em;max-width:28em}"
+        "figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{font-size:90%}"
+        "code{background:#f4f4f4;padding:0 .2em;overflow-wrap:anywhere}"
+        "@media (max-width:900px){body{padding:0 .5em}table{font-size:11px}th,td{padding:1px 4px}"
+        "td.params{min-width:8em}}")
 _TEXT_COLUMNS = {"config", "arm", "control", "verdict", "based on SD of", "flags", "survives",
-                 "failed seeds", "diverged seeds", "missing seeds", "best CE"}   # + the registry's left-aligned views
+                 "failed seeds", "diverged seeds", "missing seeds", "best CE", "weights", "sha256"}   # + the registry's left-aligned views
+
+
+def _header(text: str) -> str:
+    """A header that wraps between its words, but not inside ``t-test`` or ``|E g|``."""
+    import re
+
+    text = re.sub(r"\|[^|]*\|", lambda m: m.group(0).replace(" ", "\u00a0"), text).replace("-", "\u2011")
+    return html.escape(text)
+
+
+def _vectors(path) -> list[Path]:
+    """The vector copies saved beside a figure's PNG (``plots.save``)."""
+    return [p for p in (Path(path).with_suffix(".svg"), Path(path).with_suffix(".pdf")) if p.is_file()]
+
+
+def _css_width(png: bytes) -> int | None:
+    """A PNG's width in CSS pixels at 100 dpi, from its pHYs chunk (matplotlib writes the
+    dpi there): a 200-dpi figure shows at its 100-dpi size and stays sharp when zoomed."""
+    import struct
+
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    width = struct.unpack(">I", png[16:20])[0]
+    pos = 8
+    while pos + 8 <= len(png):
+        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
+        if kind == b"pHYs" and length == 9:
+            ppu, _, unit = struct.unpack(">IIB", png[pos + 8:pos + 17])
+            dpi = ppu * 0.0254 if unit == 1 else 0
+            return round(width * 100 / dpi) if dpi > 0 else None
+        if kind == b"IDAT":
+            return None
+        pos += 12 + length
+    return None
 
 
 def html_table(df: pd.DataFrame) -> str:
     """A table in its own scrolling box; text columns left-aligned, params wrapping."""
     text = _TEXT_COLUMNS | {v.header for st in statistics.STATISTICS for v in st.views if v.align == "left"}
     cls = ["params" if c == "params" else "text" if c in text else "" for c in df.columns]
-    head = "".join((f"<th class='{k}'>" if k else "<th>") + html.escape(str(c)) + "</th>"
+    head = "".join((f"<th class='{k}'>" if k else "<th>") + _header(str(c)) + "</th>"
                    for k, c in zip(cls, df.columns))
     body = []
     for row in df.itertuples(index=False):
@@ -365,9 +422,17 @@ def html_table(df: pd.DataFrame) -> str:
 
 
 def _inline(text: str) -> str:
-    """Escape, and show `backticked` commands as code."""
+    """Escape, show `backticked` commands as code, and link the docs/<name>.md it cites."""
     parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    return "".join(f"<code>{p}</code>" if i % 2 else link_docs(p, _html_link) for i, p in enumerate(parts))
+
+
+def _html_link(shown: str, url: str) -> str:
+    return f"<a href='{html.escape(url)}'>{shown}</a>"
+
+
+def _md_link(shown: str, url: str) -> str:
+    return f"[{shown}]({url})"
 
 
 def to_html(bl: list[Block], title: str) -> str:
@@ -385,9 +450,14 @@ def to_html(bl: list[Block], title: str) -> str:
             case Table(df):
                 parts.append(html_table(df))
             case Image(title, path):
-                data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-                parts.append(f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
-                             f"<figcaption>{html.escape(title)}</figcaption></figure>")
+                raw = Path(path).read_bytes()
+                width = _css_width(raw)
+                data = base64.b64encode(raw).decode("ascii")
+                vectors = ", ".join(f"<a href='{html.escape(v.name)}'>{v.suffix[1:].upper()}</a>" for v in _vectors(path))
+                parts.append(f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'"
+                             + (f" width='{width}'" if width else "") + ">"
+                             f"<figcaption>{html.escape(title)}" + (f" (vector: {vectors})" if vectors else "")
+                             + "</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -430,8 +500,11 @@ def console_table(summary: Summary, max_rows: int = CONSOLE_ROWS, width: int = 1
     """A rich Table ``width`` characters wide (the best ``max_rows`` rows; controls first),
     and the labels to print under it when the console is too narrow to hold them.
 
-    The numbers never wrap; the label (parameters, then [config id]) takes the width they
-    leave and is wrapped onto more lines (:func:`summary.wrap_label`), never cut.
+    Wide enough: the label (parameters, then [config id]) takes the width the numbers leave
+    and is wrapped onto more lines (:func:`summary.wrap_label`), never cut. Narrower: the
+    full 8-character config id stands for the label (the labels follow the table, keyed by
+    id) and every column stays; where they do not fit on one line, cells wrap at their
+    natural breaks (``+0.69`` / ``±0.14``, between words) and headers between words.
     """
     from rich import box
     from rich.table import Table as RichTable
@@ -443,25 +516,80 @@ def console_table(summary: Summary, max_rows: int = CONSOLE_ROWS, width: int = 1
     left = {v.header for v in cols if v.align == "left"}
     rows = []
     for r in t.head(max_rows).to_dict("records"):
-        cells = [Text(_n(r))] + [Text(v.text(r), style=v.style(r) if v.style else "") for v in cols]
+        cells = [(_n(r), "")] + [(v.text(r), v.style(r) if v.style else "") for v in cols]
         rows.append((str(r["label"]), cells))
-    widths = [max([len(h)] + [len(c[i]) for _, c in rows]) for i, h in enumerate(heads)]
+    widths = [max([len(h)] + [len(c[i][0]) for _, c in rows]) for i, h in enumerate(heads)]
     label_width = width - sum(widths) - 2 * len(heads)
     narrow = label_width < 16        # too narrow for labels: config ids here, labels below
-    if narrow:                       # and the columns a reader misses least go
-        keep = [0] + [i + 1 for i, v in enumerate(cols) if v.narrow]
-        heads, widths = [heads[i] for i in keep], [widths[i] for i in keep]
-        rows = [(label, [c[i] for i in keep]) for label, c in rows]
-    table = RichTable(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
-                       show_edge=False, header_style="bold")
-    table.add_column("config" if narrow else "configuration", overflow="fold",
-                     no_wrap=narrow, max_width=None if narrow else label_width)
-    for h, w in zip(heads, widths):
-        table.add_column(h, justify="left" if h in left else "right", no_wrap=True, min_width=w)
     ids = t["config_id"].head(max_rows).tolist()
+    if narrow:
+        id_width = max([6] + [len(c) for c in ids])
+        widths = _fit_columns(heads, [c for _, c in rows], width - id_width - 2 * len(heads))
+    table = RichTable(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True,
+                      show_edge=False, header_style="bold")
+    table.add_column("config" if narrow else "configuration", overflow="fold", no_wrap=narrow,
+                     min_width=id_width if narrow else None, max_width=None if narrow else label_width)
+    for h, w in zip(heads, widths):
+        table.add_column(_wrapped(h, w, header=True), justify="left" if h in left else "right", no_wrap=True, min_width=w,
+                         max_width=w if narrow else None, overflow="fold")
     for cid, (label, cells) in zip(ids, rows):
-        table.add_row(Text(cid if narrow else "\n".join(wrap_label(label, label_width))), *cells)
+        first = cid if narrow else "\n".join(wrap_label(label, label_width))
+        table.add_row(Text(first), *[Text(_wrapped(text, w) if narrow else text, style=style)
+                                     for (text, style), w in zip(cells, widths)])
     return table, ([label for label, _ in rows] if narrow else [])
+
+
+def _pieces(text: str, header: bool = False) -> list[str]:
+    """Where a console cell may break: between words, and in a number before its ``±``."""
+    if header:
+        return text.split(" ")
+    return [p for word in text.split(" ") for p in word.replace("±", "\0±").split("\0") if p]
+
+
+def _wrapped(text: str, width: int, header: bool = False) -> str:
+    """``text`` in lines of at most ``width`` characters, broken only at :func:`_pieces`."""
+    lines: list[str] = []
+    for piece in _pieces(text, header):
+        glue = "" if piece.startswith("±") and not header else " "
+        if lines and len(lines[-1]) + len(glue) + len(piece) <= width:
+            lines[-1] += glue + piece
+        else:
+            lines.append(piece)
+    return "\n".join(lines) or text
+
+
+def _fit_columns(heads: list[str], rows: list[list[tuple[str, str]]], room: int) -> list[int]:
+    """Column widths that fit ``room`` characters with rows as few lines tall as can be:
+    each column starts at its longest unbreakable piece; the tallest cells are widened
+    first, level by level, while they can all get a line shorter; what is left then makes
+    whole the columns cheapest to make whole (a ``+0.39±0.19`` before a long verdict)."""
+    cells = [[r[i][0] for r in rows] for i in range(len(heads))]
+    widths = [max([len(p) for p in _pieces(h, header=True)] + [len(p) for x in col for p in _pieces(x) or [x]])
+              for h, col in zip(heads, cells)]
+    full = [max([w] + [len(x) for x in col]) for w, col in zip(widths, cells)]   # headers may wrap
+
+    def height(i: int, width: int) -> int:
+        return max([_wrapped(x, width).count("\n") + 1 for x in cells[i]] or [1])
+
+    spare = room - sum(widths)
+    while spare > 0:
+        heights = [height(i, w) for i, w in enumerate(widths)]
+        tallest = max(heights)
+        if tallest == 1:
+            break
+        wider = {i: next(w for w in range(widths[i] + 1, full[i] + 1) if height(i, w) < tallest)
+                 for i, h in enumerate(heights) if h == tallest}
+        cost = sum(w - widths[i] for i, w in wider.items())
+        if cost > spare:
+            break
+        for i, w in wider.items():
+            widths[i] = w
+        spare -= cost
+    for i in sorted(range(len(heads)), key=lambda i: full[i] - widths[i]):
+        if 0 < full[i] - widths[i] <= spare:
+            spare -= full[i] - widths[i]
+            widths[i] = full[i]
+    return widths
 
 
 def print_console(summary: Summary, coll: Collection, files: dict[str, Path], console=None) -> None:
@@ -479,8 +607,12 @@ def print_console(summary: Summary, coll: Collection, files: dict[str, Path], co
                   "±: 95% CI half-width · seeds: used/needed (! too few)")
     table, below = console_table(summary, width=console.width)
     console.print(table)
-    for label in below:
-        console.print(label, highlight=False, markup=False)
+    for label in below:              # keyed by the id that stands for it in the table
+        name, _, cid = label.rpartition(" [")
+        lines = wrap_label(name, max(console.width - len(cid) - 1, 16))
+        console.print(f"{cid[:-1]} {lines[0]}", highlight=False, markup=False)
+        for line in lines[1:]:
+            console.print(" " * len(cid) + line, highlight=False, markup=False)
     if len(t) > CONSOLE_ROWS:
         console.print(f"… {len(t) - CONSOLE_ROWS} more configurations in report.md / summary.csv")
     for line in _headline(summary) + summary.notes:
@@ -492,12 +624,19 @@ def print_console(summary: Summary, coll: Collection, files: dict[str, Path], co
             console.print(f"- {_name({'label': r.label})}: {r.decision}{at}"
                           + ("" if r.launch_decision in (None, r.decision) else
                              f" (launch acted on: {r.launch_decision})"), highlight=False, markup=False)
+    kept = best_checkpoints(summary, coll)
+    if kept is not None:
+        console.print(f"checkpoints of the best configuration ({kept.label}), with the .py beside each that "
+                      "rebuilds the model:", highlight=False, markup=False)
+        for path in kept.paths():
+            console.print("  " + path, highlight=False, markup=False, soft_wrap=True)
     if summary.next_steps:
         console.print("[bold]Next steps[/]")
         for line in summary.next_steps:
             console.print("- " + line, highlight=False, markup=False)
     if "report.md" in files:
-        console.print(f"report: {files['report.md'].parent}", highlight=False)
+        console.print(f"report: {files['report.md'].parent}", highlight=False, soft_wrap=True)
+        console.print(f"how to read it:\n{doc_url('report.md')}", highlight=False, soft_wrap=True)
 
 
 def _param_name(column: str) -> str:

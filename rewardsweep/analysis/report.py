@@ -232,7 +232,8 @@ def report_command(args) -> int:
             warn(w)
         if not extra and not folders:
             raise UserError(f"--wandb {wandb_path}: no trial runs tagged {study!r}")
-    out = (folders[0] if folders else Path(args.runs) / study) / REPORT_DIRNAME
+    given_out = getattr(args, "out", None)
+    out = Path(given_out) if given_out else (folders[0] if folders else Path(args.runs) / study) / REPORT_DIRNAME
     margin = getattr(args, "margin", None)
     if margin is not None and not margin > 0:
         raise UserError(f"--margin {margin}: must be a positive number of mIoU points")
@@ -249,17 +250,32 @@ def report_command(args) -> int:
 
     print_console(summary, coll, files)
     if getattr(args, "wandb_summary", False):
-        from rewardsweep.analysis.wandb_io import log_summary
-
-        spec = _spec_wandb(folders[0]) if folders else {}
-        entity, project = (wandb_path.split("/", 1) if wandb_path
-                           else (spec.get("entity"), spec.get("project") or "rewardsweep"))
-        mode = log_summary(summary.table, plots, study=study, project=project, entity=entity,
-                           mode=spec.get("mode"), folder=out,
-                           settings={"alpha": args.alpha, "power": args.power, "effect_points": args.effect,
-                                     "correction": args.correction, "sources": coll.sources})
-        print(f"W&B: logged the report as run 'report-{study}' (job_type report, {mode}) in {project}")
-        runs = sorted((out / "wandb").glob("offline-run-*"), key=lambda d: d.stat().st_mtime)
-        if mode == "offline" and runs:
-            print(f"upload it with: wandb sync {runs[-1]}")
+        _log_to_wandb(summary, coll, plots, study=study, folders=folders, wandb_path=wandb_path,
+                      home=Path(given_out) if given_out else (folders[0] if folders else out.parent), warn=warn,
+                      settings={"alpha": args.alpha, "power": args.power, "effect_points": args.effect,
+                                "correction": args.correction, "sources": coll.sources})
     return 0
+
+
+def _log_to_wandb(summary, coll, plots, *, study: str, folders: list[Path], wandb_path: str | None, home: Path,
+                  warn, settings: dict) -> None:
+    """``--wandb-summary``: the report as the study's W&B run, where the trials' runs went
+    (``WANDB_*``, then the spec's ``wandb:``; runs under ``<study>/wandb/``, or ``--out``'s)."""
+    from rewardsweep.analysis.render import blocks
+    from rewardsweep.analysis.wandb_io import log_summary, report_run_id, report_tables
+    from rewardsweep.wandb_settings import resolve_options
+
+    options = resolve_options(_spec_wandb(folders[0]) if folders else {}, None, home, study,
+                              entity_project=wandb_path)
+    if options.note:
+        warn(options.note)
+    if not options.enabled:
+        print(f"W&B disabled ({options.source}): no report run logged")
+        return
+    mode, folder = log_summary(summary.table, plots, study=study, options=options, settings=settings,
+                               tables=report_tables(blocks(summary, coll, plots, study)))
+    where = f"{options.entity}/{options.project}" if options.entity else options.project
+    print(f"W&B: logged the report as run '{report_run_id(study)}' (job_type report, {mode}) in project {where}; "
+          f"running the report again updates that run")
+    if mode == "offline" and folder is not None:
+        print(f"upload it with: wandb sync {folder}")

@@ -19,6 +19,7 @@ import pandas as pd
 
 from rewardsweep.analysis import arms, statistics, stats
 from rewardsweep.analysis.collect import PARAM_PREFIX, Collection
+from rewardsweep.analysis.labels import ARM_NAMES, config_label, params_label, varying_keys  # noqa: F401
 
 TREATMENT = (
     "Failed and diverged trials are excluded from every mean, interval and test (they have "
@@ -60,25 +61,7 @@ def _fmt_seeds(seeds) -> str:
 
 def _params_label(row: dict, varying: list[str]) -> str:
     """``baseline.kind=greedy lr.start=0.0001``: the varied parameters, by their full spec names."""
-    parts = []
-    for col in varying:
-        value = row.get(col)
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            continue
-        if isinstance(value, float):
-            value = f"{value:g}"
-        parts.append(f"{col.removeprefix(PARAM_PREFIX)}={value}")
-    return " ".join(parts)
-
-
-ARM_NAMES = {"mle": "control (mle)", "tuned": "cross-entropy, own lr", "noop": "no-op reference"}
-
-
-def config_label(params: str, config_id: str, arm: str) -> str:
-    """The one name of a configuration in every output: its parameters, then its id.
-    ``arm``: reward, mle (a paired control), tuned (a control_grid variant) or noop."""
-    name = f"{ARM_NAMES[arm]} {params}".strip() if arm in ARM_NAMES else (params or "(no varied parameter)")
-    return f"{name} [{config_id}]"
+    return params_label(row, varying, prefix=PARAM_PREFIX)
 
 
 def _word_pieces(word: str) -> list[str]:
@@ -164,15 +147,12 @@ def _parameters(coll: Collection) -> tuple[list[str], list[str], dict]:
     trials = coll.trials
     reward = trials[trials["arm"] == "reward"]
     mle = trials[trials["arm"] == "mle"]
-    varying, ctrl_varying, constant = [], [], {}
-    for col in coll.param_columns:
-        values = reward[col].astype(object).where(reward[col].notna(), "–").astype(str).unique()
-        if len(values) > 1:
-            varying.append(col)
-        elif len(values) == 1 and values[0] != "–":
-            constant[col] = reward[col].iloc[0]
-        if col not in varying and mle[col].astype(object).where(mle[col].notna(), "–").astype(str).nunique() > 1:
-            ctrl_varying.append(col)
+    # the labels' rule (analysis.labels): what varies, judged on the reward arm's values
+    varying = varying_keys({col: reward[col].unique() for col in coll.param_columns}) if len(reward) else []
+    ctrl_varying = [col for col in varying_keys({c: mle[c].unique() for c in coll.param_columns})
+                    if col not in varying] if len(mle) else []
+    constant = {col: reward[col].iloc[0] for col in coll.param_columns
+                if len(reward) and col not in varying and pd.notna(reward[col].iloc[0])}
     return varying, ctrl_varying, constant
 
 
@@ -202,7 +182,7 @@ def _configurations(trials: pd.DataFrame, varying: list[str], ctrl_varying: list
         missing = sorted((expected if due is None else due) - set(seeds.tolist()))
         first = {col: var_a[col][i0] for col in varying}
         tuned = arm == "mle" and ctrl_a[i0] not in (None, cid)
-        shown = _params_label({**first, **{c: var_a[c][i0] for c in ctrl_varying}}, varying + ctrl_varying) \
+        shown = _params_label({**first, **{c: var_a[c][i0] for c in ctrl_varying}}, sorted(varying + ctrl_varying)) \
             if tuned else _params_label(first, varying)
         n_finished = int(fmask.sum())
         row = {

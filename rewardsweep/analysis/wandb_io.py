@@ -18,11 +18,16 @@ of job_type ``report`` (our own summaries) and runs without ``config_id``, ``arm
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rewardsweep.analysis.collect import Entry
 from rewardsweep.errors import UserError
 from rewardsweep.study.records import STATUSES
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REQUIRED = ("config_id", "arm", "seed")
 SUMMARY_KEYS = ("miou_start", "miou_final", "delta_miou", "miou_best", "error",
@@ -103,23 +108,76 @@ def collect_wandb(path: str, study: str, api=None, warnings: list[str] | None = 
     return entries
 
 
-def log_summary(summary_table, plots: dict, *, study: str, project: str, entity: str | None,
-                mode: str | None, folder: Path, settings: dict) -> str:
-    """Log the summary table and plots as a W&B run of job_type ``report``; return its mode."""
+def report_run_id(study: str) -> str:
+    """The summary run's W&B id: one per study, so rerunning the report updates that run."""
+    return "report-" + re.sub(r"[^A-Za-z0-9_.-]", "-", study)
+
+
+def report_tables(blocks) -> dict[str, "pd.DataFrame"]:
+    """The report's tables as it renders them (mIoU points), keyed by a slug of their heading."""
+    from rewardsweep.analysis.render import Heading, Table
+
+    out, heading = {}, "report"
+    for block in blocks:
+        if isinstance(block, Heading):
+            heading = block.text
+        elif isinstance(block, Table):
+            slug = re.sub(r"[^a-z0-9]+", "_", heading.lower()).strip("_")
+            out[slug if slug not in out else f"{slug}_{len(out)}"] = block.df
+    return out
+
+
+def forest_table(summary_table: "pd.DataFrame") -> "pd.DataFrame":
+    """The numbers behind the forest plot (points): each compared configuration's mean paired
+    difference, its 95% t-interval and its adjusted interval, and the verdict."""
+    t = summary_table[(summary_table["arm"] != "mle") & summary_table["n_paired"].notna()]
+    cols = {"diff_mean": "mean_diff", "diff_ci_low": "ci_low", "diff_ci_high": "ci_high",
+            "diff_adj_low": "adjusted_low", "diff_adj_high": "adjusted_high"}
+    out = t[["label", "config_id"]].copy()
+    for src, dst in cols.items():
+        out[dst] = t[src].astype(float) * 100
+    out["n_paired"] = t["n_paired"]
+    out["verdict"] = t["verdict"]
+    return out.reset_index(drop=True)
+
+
+def _table(wandb, df: "pd.DataFrame"):
+    return wandb.Table(dataframe=df.astype(object).where(df.notna(), None))
+
+
+def log_summary(summary_table, plots: dict, *, study: str, options, settings: dict,
+                tables: dict | None = None) -> tuple[str, Path | None]:
+    """Log the report as the study's W&B run of job_type ``report`` (id :func:`report_run_id`,
+    resumed, so a rerun updates it): the summary table (labels first, as in every output),
+    the report's tables, the forest plot's numbers as a Table, every plot as an image.
+    ``options``: :class:`rewardsweep.wandb_settings.WandbOptions` (project, entity, mode,
+    folder, as the trials resolve them). Returns the mode and the offline run's folder."""
     import wandb
 
-    mode = os.environ.get("WANDB_MODE") or mode or "offline"
-    run = wandb.init(project=project, entity=entity, job_type="report", name=f"report-{study}",
-                     tags=[study, "report"], config=settings, dir=str(folder), mode=mode)
+    os.makedirs(options.dir, exist_ok=True)
+    run = wandb.init(project=options.project, entity=options.entity, dir=options.dir, mode=options.mode,
+                     id=report_run_id(study), resume="allow", name=f"report-{study}", job_type="report",
+                     tags=list(dict.fromkeys([*options.tags, study, "report"])), config=settings,
+                     settings=wandb.Settings(silent=True, console="off", save_code=False, disable_git=True,
+                                             x_disable_stats=True))
+    folder = Path(run.dir).parent if options.mode == "offline" else None
     try:
         # the configuration's label (parameters, then [config id]) first, as in every output
         first = [c for c in ("label", "config_id", "arm", "verdict") if c in summary_table]
         ordered = summary_table[first + [c for c in summary_table.columns if c not in first]]
-        table = ordered.astype(object).where(ordered.notna(), None)
-        payload = {"summary": wandb.Table(dataframe=table)}
+        payload = {"summary": _table(wandb, ordered)}
+        if {"n_paired", "diff_mean"} <= set(summary_table):
+            payload["paired_differences"] = _table(wandb, forest_table(summary_table))
+        for name, df in (tables or {}).items():
+            payload[f"tables/{name}"] = _table(wandb, df)
         for title, path in plots.items():
             payload["plots/" + Path(path).stem] = wandb.Image(str(path), caption=title)
         run.log(payload)
+        if "verdict" in summary_table:
+            verdicts = summary_table["verdict"].astype(str)
+            run.summary.update({"configurations": int(len(summary_table)),
+                                "beats_control": int((verdicts == "beats control").sum()),
+                                "worse": int((verdicts == "worse").sum())})
     finally:
         run.finish()
-    return mode
+    return options.mode, folder

@@ -25,6 +25,7 @@ from rewardsweep.checks import (
     did_you_mean,
     first_error,
     int_at_least,
+    is_url,
     number_between,
     one_of,
     or_null,
@@ -35,14 +36,14 @@ from rewardsweep.config.trial import GROUPS, PARAMS, default
 from rewardsweep.config.yaml import line_of
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import as_written
+from rewardsweep.wandb_settings import WANDB_MODES
 
 __all__ = ["StudyFile", "Resources", "Wandb", "Parameters", "SampleSpec", "Spec", "read_parameters",
            "top_key_hint", "CONTROLS", "REFERENCES", "CONTROL_GRID_GROUPS", "WANDB_MODES", "DISTRIBUTIONS",
-           "TOP_LEVEL_PARAMS", "SPEC_DEFAULTS", "SequentialSeeds"]
+           "TOP_LEVEL_PARAMS", "SPEC_DEFAULTS", "SequentialSeeds", "CHECKPOINT_ARMS"]
 
 CONTROLS = ("mle", "none")
 REFERENCES = ("noop", "none")
-WANDB_MODES = ("offline", "online", "disabled")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
 # What a control_grid may vary: the cross-entropy arm's own learning rate and optimizer.
 CONTROL_GRID_GROUPS = ("lr", "optimizer")
@@ -131,6 +132,31 @@ def _seeds(seeds: Any) -> tuple[int, ...] | SequentialSeeds:
     return tuple(int(s) for s in seeds)
 
 
+CHECKPOINT_ARMS = ("reward", "mle", "noop")
+_CHECKPOINTS_EXPECTED = ("none, final (every arm) or {final: [arms]} with arms from "
+                         + ", ".join(CHECKPOINT_ARMS))
+
+
+def _checkpoints(value: Any) -> tuple[str, ...]:
+    """``checkpoints:`` -> the arms whose finished trials keep their final weights."""
+    if value is None or value is False or value == "none":
+        return ()
+    if value == "final":
+        return CHECKPOINT_ARMS
+    if isinstance(value, Mapping) and list(value) == ["final"] and isinstance(value["final"], list) \
+            and value["final"]:
+        for arm in value["final"]:
+            if arm not in CHECKPOINT_ARMS:
+                raise Invalid(f"{as_written(arm)} in final: is not an arm; expected some of "
+                              f"{', '.join(CHECKPOINT_ARMS)}{did_you_mean(str(arm), CHECKPOINT_ARMS)}")
+        return tuple(arm for arm in CHECKPOINT_ARMS if arm in value["final"])
+    raise Invalid(f"{as_written(value)} is not allowed; expected {_CHECKPOINTS_EXPECTED}"
+                  f"{did_you_mean(value, ('none', 'final')) if isinstance(value, str) else ''}")
+
+
+_checkpoints.expected = _CHECKPOINTS_EXPECTED  # type: ignore[attr-defined]
+
+
 def _switch(choices: tuple[str, ...], note: str = "") -> Any:
     """One of ``choices``; null/false mean "none"."""
     check = _noted(one_of(choices), note)
@@ -197,6 +223,9 @@ class StudyFile(_Strict):
     wandb: Wandb = Field(Wandb(), description="project, entity, mode, tags")
     retries: checked(_noted(int_at_least(0), " (times Ray retries a failed trial)")) = Field(
         1, description="times Ray retries a failed trial")
+    checkpoints: checked(_checkpoints) = Field(
+        (), description="keep finished trials' final weights and MMEngine config in <study>/checkpoints/: "
+                        "none, final, or {final: [arms]}")
 
     @model_validator(mode="before")
     @classmethod
@@ -270,6 +299,7 @@ class Spec:
     lines: dict[str, int]         # dotted path in the YAML -> line
     origins: dict[str, str]       # fixed key -> where it was given (e.g. "fixed.lr.start", "steps")
     sequential: SequentialSeeds | None = None   # seeds added in looks (seeds: 0..max-1 at most)
+    checkpoints: tuple[str, ...] = ()           # arms whose finished trials keep their final weights
 
     @property
     def threads(self) -> int:
@@ -320,11 +350,11 @@ def read_parameters(file: SpecFile, raw: Mapping, control: str) -> Parameters:
 def _check_param(file: SpecFile, key: str, at: str, value: Any) -> Any:
     """Validate one leaf value of parameter ``key`` given at YAML path ``at``."""
     value = file.checked(at, PARAMS[key].check, value)
-    if key == "checkpoint" and value != "auto":
+    if key == "checkpoint" and value != "auto" and not is_url(value):   # a URL is fetched at launch
         path = file.resolve(value)
         if not path.is_file():
             raise file.fail(at, f"checkpoint file {value!r} not found (looked for {path}); expected "
-                                f"auto or an existing checkpoint file")
+                                f"auto, an existing checkpoint file or an http(s) URL")
     if key == "class_weights.counts" and isinstance(value, str):
         path = file.resolve(value)
         if not path.is_file():

@@ -73,8 +73,8 @@ class TrialParams(RewardSettings):
     lr: LR = Field(LR(), description="learning-rate schedule")
     optimizer: Optimizer = Field(Optimizer(), description="optimizer")
     steps: checked(int_at_least(1)) = Field(100, description="reward-tuning iterations per trial, `>= 1` (required in a spec)")
-    checkpoint: checked(text("auto or a path to a .pth file")) = Field(
-        "auto", description="`auto` (MLE-pretrain the model once, cached and shared) or an existing checkpoint file (relative to the spec's folder)")
+    checkpoint: checked(text("auto, a path to a .pth file or an http(s) URL")) = Field(
+        "auto", description="`auto` (MLE-pretrain the model once, cached and shared), an existing checkpoint file (relative to the spec's folder) or an http(s) URL such as MMSeg's model zoo (downloaded once into the cache, checked against the sha256 prefix in its file name)")
     batch_size: checked(int_at_least(1)) = Field(8, description="images per step")
     pretrain: Pretrain | None = Field(None, description="MLE pretraining of checkpoint auto")
 
@@ -110,6 +110,8 @@ class TrialConfig(TrialParams):
     diagnostics_every: checked(int_at_least(0)) = Field(
         20, description="treatment probe interval in steps (0: off)")
     debug: dict = Field({}, description="test hooks (docs/architecture.md)")
+    checkpoints: checked(one_of(("none", "final"))) = Field(
+        "none", description="final: keep the trial's final weights in <study>/checkpoints/")
     params: dict | None = None
     runtime: dict | None = None  # where it ran (set by the sweep: node id, pid, ...)
 

@@ -192,7 +192,9 @@ def ensure_start(model: str = "tiny-synthetic", checkpoint: str = "auto", data_r
     """The study's start: checkpoint path and hash, dataset id, val mIoU and per-class IoU."""
     setting = resolve_setting(model, data_root)
     if checkpoint != "auto":
-        path = Path(checkpoint)
+        from rewardsweep.download import cached_download, is_url
+
+        path = cached_download(checkpoint) if is_url(checkpoint) else Path(checkpoint)
         if not path.is_file():
             raise ConfigError(f"checkpoint: '{checkpoint}' does not exist (expected 'auto' or a checkpoint file)")
         result = evaluate_checkpoint(setting, path)

@@ -90,6 +90,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
     hook = None
     probes: dict[int, dict[str, float]] = {}  # step -> treatment probe values (reward arm)
     val_counts = None
+    keep = None  # (model, rebuild config) when the trial's final weights are kept
     interrupted = False
     setup_seconds = 0.0
     # the spec's cpu count, but never more threads than cores we may run on
@@ -146,6 +147,10 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         )
         if not math.isfinite(final["miou"]):
             record["status"] = "diverged"
+        if config.get("checkpoints") == "final":
+            from rewardsweep.runners.final_checkpoint import rebuild_config
+
+            keep = (runner.model, rebuild_config(setting, cfg["model"], cfg["val_dataloader"]))
     except TrialDiverged as exc:
         record.update(status="diverged", error=str(exc))
         exc.record = record
@@ -189,6 +194,10 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
                         counts = layout.val_counts_path(config["study_dir"], record["config_id"], arm, record["seed"])
                         records.write_val_counts(counts, record["class_names"], *val_counts, record["miou_final"])
                         record["val_counts_file"] = str(counts.relative_to(config["study_dir"]))
+                    if keep is not None and record["status"] == "finished":  # before the record: it says "done"
+                        from rewardsweep.runners.final_checkpoint import save_final
+
+                        record["final_checkpoint"] = save_final(config["study_dir"], record, *keep)
                     records.write_record(path, record)
                 except OSError as exc:  # name the record: a failed write() alone names no file
                     raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc

@@ -7,6 +7,8 @@ Layout (see ``docs/architecture.md``)::
     <study_dir>/records/<trial>.json      one record per trial (invalid ones set aside in records/invalid/)
     <study_dir>/diagnostics/<trial>.jsonl per-step diagnostics of a trial
     <study_dir>/val_counts/<trial>.json   per-image confusion counts of a trial's final evaluation
+    <study_dir>/checkpoints/<trial>.pth   a trial's final weights (``checkpoints: final``), and
+    <study_dir>/checkpoints/<trial>.py    the MMEngine config that rebuilds and evaluates the model
     <study_dir>/ray/launch-<ts>/          Ray Tune's experiment of one launch (+ rewardsweep-launch.json)
     <study_dir>/wandb/                    offline W&B runs
     <study_dir>/report/                   what ``rewardsweep report`` writes
@@ -27,6 +29,7 @@ from rewardsweep.errors import SpecError
 RECORDS_DIRNAME = "records"
 DIAGNOSTICS_DIRNAME = "diagnostics"
 VAL_COUNTS_DIRNAME = "val_counts"
+CHECKPOINTS_DIRNAME = "checkpoints"
 INVALID_DIRNAME = "invalid"            # under records/
 SPEC_FILENAME = "spec.yaml"
 SPEC_HISTORY_DIRNAME = "spec-history"
@@ -65,6 +68,12 @@ def diagnostics_path(study_dir: str | os.PathLike, config_id: str, arm: str, see
 
 def val_counts_path(study_dir: str | os.PathLike, config_id: str, arm: str, seed: int) -> Path:
     return Path(study_dir) / VAL_COUNTS_DIRNAME / f"{trial_name(config_id, arm, seed)}.json"
+
+
+def checkpoint_paths(study_dir: str | os.PathLike, config_id: str, arm: str, seed: int) -> tuple[Path, Path]:
+    """(weights ``.pth``, MMEngine config ``.py``) of a trial's kept final checkpoint."""
+    stem = Path(study_dir) / CHECKPOINTS_DIRNAME / trial_name(config_id, arm, seed)
+    return stem.with_suffix(".pth"), stem.with_suffix(".py")
 
 
 def iter_record_paths(study_dir: str | os.PathLike) -> Iterator[Path]:

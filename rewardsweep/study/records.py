@@ -69,6 +69,8 @@ class TrialRecord(TypedDict, total=False):
     diagnostics_file: str | None    # relative to the study folder: per-step diagnostics (JSON lines)
     diagnostics_summary: dict[str, float]   # their means over the last 10% of steps
     val_counts_file: str            # relative to the study folder: per-image val counts
+    final_checkpoint: dict[str, Any]  # checkpoints: final: {file, config_file} (relative to the
+                                    # study folder), sha256 and bytes of the final weights
     timings: dict[str, float | None]        # setup_s, train_s, eval_s, total_s
     versions: dict[str, str]        # package versions
     host: str                       # node name

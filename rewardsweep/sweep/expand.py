@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rewardsweep.checks import first_error, first_invalid
+from rewardsweep.checks import first_error, first_invalid, is_url
 from rewardsweep.config.study import SPEC_DEFAULTS, SampleSpec, Spec
 from rewardsweep.config.trial import LR, NO_REWARD_PART, PARAMS, Optimizer, TrialParams, default
 from rewardsweep.errors import SpecError
@@ -40,7 +40,7 @@ __all__ = ["TrialPlan", "Expansion", "expand", "expand_study", "config_hash", "R
 
 # Fields of a trial config that do not define the configuration (not hashed).
 RUNTIME_FIELDS = ("seed", "study_dir", "start", "threads", "config_id", "control_id", "debug",
-                  "params", "reference_id", "diagnostics_every")
+                  "params", "reference_id", "diagnostics_every", "checkpoints")
 # What one control (cross-entropy) config is shared by.
 CONTROL_KEYS = ("model", "data_root", "checkpoint", "pretrain", "steps", "eval_every",
                 "batch_size", "lr", "optimizer")
@@ -286,6 +286,8 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
     folder = spec.path.parent
 
     def abspath(ref: str) -> str:
+        if is_url(ref):
+            return ref                    # a model-zoo URL: downloaded when the launch resolves the start
         p = Path(os.path.expanduser(ref))
         return str((p if p.is_absolute() else folder / p).resolve())
 
@@ -314,7 +316,7 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
     view["model"] = spec.model_ref if spec.model != spec.model_ref else spec.model
     view["data_root"] = spec.data_root_ref
     if checkpoint != "auto":
-        view["checkpoint"] = os.path.normpath(checkpoint)
+        view["checkpoint"] = checkpoint if is_url(checkpoint) else os.path.normpath(checkpoint)
     if arm == "reward" and on and isinstance(counts, str):
         view["class_weights"] = {"counts": os.path.normpath(counts), "smooth": config["class_weights"]["smooth"]}
     return config, view
@@ -460,6 +462,8 @@ def _per_seed(spec: Spec, config: dict[str, Any], params: dict[str, Any]) -> lis
     for seed in spec.seeds:
         c = json.loads(json.dumps(config))
         c["seed"] = seed
+        if c["arm"] in spec.checkpoints:
+            c["checkpoints"] = "final"   # the trial keeps its final weights (not hashed: RUNTIME_FIELDS)
         plans.append(TrialPlan(config_id=c["config_id"], arm=c["arm"], seed=seed,
                                params=dict(params), config=c))
     return plans

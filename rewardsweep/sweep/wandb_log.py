@@ -6,22 +6,22 @@ several seconds per trial. Here the trial's ``on_event`` callback writes straigh
 W&B service of its Ray worker; Ray reuses workers between trials, so ``wandb`` is imported
 and its service started once per worker, and a run starts in a fraction of a second.
 
-Layout of a run: name = the parameters the study varies plus the seed (``baseline.kind=greedy
-lr.start=0.01 seed 3``, :func:`run_labels`); ``group`` = study and those parameters (W&B
-shows mean and spread across seeds); ``job_type`` = arm; tags = study name, arm, config id
-and, once it ends, the attempt's status (``finished``, ``failed``, ``diverged``: filter on
-``finished`` for panels of complete runs; a run that did not finish also ends with W&B's
-``failed`` state); ``config`` = the full trial config (with ``config_id``) plus ``params``
-and ``status``; history = per-step diagnostics (``train/*``, non-finite values left out)
-and per-evaluation mIoU (``val/miou``, ``val/iou/<class>``); summary = ``miou_start``,
-``miou_final``, ``delta_miou``, ``miou_best``, ``status``, ``error``, timings.
+Layout of a run: name = the configuration's label (the report's: the parameters the study
+varies, then the config id, :func:`run_labels`) and the seed (``baseline.kind=greedy
+lr.start=0.01 [c6b0e147] seed 3``); ``group`` = study and label (W&B shows mean and spread
+across seeds); ``job_type`` = arm; tags = study name, arm, config id and, once it ends, the
+attempt's status (``finished``, ``failed``, ``diverged``: filter on ``finished`` for panels
+of complete runs; a run that did not finish also ends with W&B's ``failed`` state);
+``config`` = the full trial config (with ``config_id``) plus ``params`` and ``status``;
+history = per-step diagnostics (``train/*``, non-finite values left out) and
+per-evaluation mIoU (``val/miou``, ``val/iou/<class>``), each with ``step``, the training
+step, declared (``define_metric``) as their x-axis; ``val/miou``'s summary keeps its last
+and its best value; summary = ``miou_start``, ``miou_final``, ``delta_miou``, ``miou_best``,
+``status``, ``error``, timings.
 
-Settings, each from the first that gives it: the launch's ``--wandb`` flag (mode only),
-the environment as W&B defines it (``WANDB_MODE``, ``WANDB_PROJECT``, ``WANDB_ENTITY``,
-``WANDB_DIR``), the spec's ``wandb:`` block, the defaults (offline, project
-``rewardsweep``, runs under ``<study>/wandb/``). The environment beats the spec because it
-is what a W&B user sets for one session (``WANDB_MODE=disabled``) while the spec is the
-study's lasting record; the flag beats both because it is typed for this one launch.
+Where runs go and in which mode: :mod:`rewardsweep.wandb_settings` (the launch's
+``--wandb`` flag, then ``WANDB_MODE``/``WANDB_PROJECT``/``WANDB_ENTITY``/``WANDB_DIR``, then
+the spec's ``wandb:`` block, then offline, project ``rewardsweep``, ``<study>/wandb/``).
 
 Modes: ``offline`` by default (``wandb sync`` later), ``online`` only when asked for *and*
 an API key is configured (``WANDB_API_KEY`` or ``wandb login``), else offline with a
@@ -40,124 +40,28 @@ to it (``start_shared_service``), so no worker pays for starting its own.
 from __future__ import annotations
 
 import math
-import netrc
 import os
 import sys
 import uuid
-from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlparse
 
-from rewardsweep.config.study import WANDB_MODES
+from rewardsweep.wandb_settings import (  # noqa: F401  (the settings rule lives there)
+    DEFAULT_PROJECT,
+    WandbOptions,
+    api_key_configured,
+    resolve_options,
+)
 
-DEFAULT_PROJECT = "rewardsweep"
-
-
-@dataclass(frozen=True)
-class WandbOptions:
-    """Resolved on the driver, shipped to every trial (plain data: no key in here)."""
-
-    mode: str = "offline"            # offline | online | disabled
-    project: str = DEFAULT_PROJECT
-    entity: str | None = None
-    dir: str = "."                   # runs go to <dir>/wandb/
-    tags: tuple[str, ...] = ()
-    note: str | None = None          # why the mode differs from what was asked
-    source: str = "default"          # where the mode came from: --wandb, WANDB_MODE, spec, default
-
-    @property
-    def enabled(self) -> bool:
-        return self.mode != "disabled"
-
-    @property
-    def runs_dir(self) -> str:
-        """Where W&B puts the offline runs (``offline-run-*``)."""
-        return os.path.join(self.dir, "wandb")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def api_key_configured() -> bool:
-    """True if W&B would find a key: ``WANDB_API_KEY`` or a netrc entry for the W&B host.
-
-    Only answers yes/no; the key itself is never read into our process state.
-    """
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
-    try:
-        return netrc.netrc(os.environ.get("NETRC") or None).authenticators(host) is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
-
-
-_MODE_ALIASES = {"dryrun": "offline", "run": "online"}  # W&B's older names
-
-
-def resolve_options(spec_wandb: Any, cli_mode: str | None, study_dir: str | os.PathLike,
-                    study_name: str) -> WandbOptions:
-    """The W&B settings of a launch: CLI flag > environment > spec > default (module
-    docstring); ``online`` without an API key falls back to offline with a note."""
-    from rewardsweep.errors import UserError
-
-    settings = _as_dict(spec_wandb)
-    env_mode = os.environ.get("WANDB_MODE") or None
-    if env_mode is not None:
-        env_mode = _MODE_ALIASES.get(env_mode.lower(), env_mode.lower())
-        if env_mode not in WANDB_MODES:
-            raise UserError(f"WANDB_MODE: {os.environ['WANDB_MODE']!r} is not one of {', '.join(WANDB_MODES)}")
-    for source, mode in (("--wandb", cli_mode), ("WANDB_MODE", env_mode), ("spec", settings.get("mode")),
-                         ("default", "offline")):
-        if mode:
-            break
-    if mode not in WANDB_MODES:
-        raise UserError(f"wandb.mode: {mode!r} is not one of {', '.join(WANDB_MODES)}")
-    note = None
-    if mode == "online" and not api_key_configured():
-        mode = "offline"
-        note = ("W&B online was asked for but no API key is configured (WANDB_API_KEY or `wandb login`); "
-                "logging offline, upload later with `wandb sync`")
-    tags = tuple(dict.fromkeys([study_name, *[str(t) for t in settings.get("tags") or ()]]))
-    env_dir = os.environ.get("WANDB_DIR")
-    return WandbOptions(mode=mode,
-                        project=os.environ.get("WANDB_PROJECT") or settings.get("project") or DEFAULT_PROJECT,
-                        entity=os.environ.get("WANDB_ENTITY") or settings.get("entity"),
-                        dir=os.path.abspath(os.path.expanduser(env_dir)) if env_dir else str(study_dir),
-                        tags=tags, note=note, source=source)
+STEP_KEY = "step"   # the training step, the x-axis of every trial chart (W&B's own _step equals it)
 
 
 def run_labels(plans: list[Any]) -> dict[str, str]:
-    """{config id: what a W&B legend shows for it}: the parameters that vary between the
-    study's configurations of the same arm, e.g. ``baseline.kind=greedy lr.start=0.01``;
-    the control arm's labels start with ``control``, the no-op reference's with ``no-op reference``."""
-    labels: dict[str, str] = {}
-    for arm in sorted({p.arm for p in plans}):
-        mine = {p.config_id: p.params for p in plans if p.arm == arm}
-        keys = [k for k in dict.fromkeys(k for params in mine.values() for k in params)
-                if len({_fmt(params.get(k)) for params in mine.values()}) > 1]
-        for cid, params in mine.items():
-            parts = [f"{k}={_fmt(params.get(k))}" for k in keys]
-            if arm != "reward":
-                parts.insert(0, "no-op reference" if arm == "noop" else "control")
-            labels[cid] = " ".join(parts) or arm
-    return labels
+    """{config id: its label}: the report's label (``analysis.labels``), e.g.
+    ``baseline.kind=greedy lr.start=0.01 [c6b0e147]``, ``control (mle) [967f4a47]``, so a
+    label copied from the report finds the configuration's runs in W&B."""
+    from rewardsweep.analysis.labels import plan_labels
 
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return "null" if value is None else str(value)
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return dict(value)
-    if hasattr(value, "__dataclass_fields__"):
-        return asdict(value)
-    return dict(vars(value))
+    return plan_labels(plans)
 
 
 def start_shared_service() -> bool:
@@ -234,6 +138,7 @@ class TrialLogger:
             else:
                 _warn(f"W&B disabled for this trial ({type(exc).__name__}: {exc})")
         if self.run is not None:
+            self._declare_metrics()
             start = self.config.get("start") or {}
             if isinstance(start.get("miou"), (int, float)):
                 self._log({"val/miou": start["miou"]}, step=0)
@@ -254,6 +159,17 @@ class TrialLogger:
             config={**_jsonable(cfg), "params": _jsonable(self.params), "status": "running"},
             reinit="create_new", settings=_settings(wandb),
         )
+
+    def _declare_metrics(self) -> None:
+        """``step`` (the training step) is every chart's x-axis; ``val/miou`` keeps its last
+        value (the final mIoU) and its best in the run's summary."""
+        try:
+            self.run.define_metric(STEP_KEY)
+            for glob in ("train/*", "val/*"):
+                self.run.define_metric(glob, step_metric=STEP_KEY)
+            self.run.define_metric("val/miou", step_metric=STEP_KEY, summary="last,max")
+        except Exception as exc:  # noqa: BLE001 - logging must never fail a trial
+            _warn(f"W&B define_metric failed ({type(exc).__name__}: {exc})")
 
     def on_event(self, event: dict[str, Any]) -> None:
         if self.run is None:
@@ -304,7 +220,7 @@ class TrialLogger:
         if not self._history_ok:
             return
         try:
-            self.run.log(data, step=step)
+            self.run.log({**data, STEP_KEY: step} if step is not None else data, step=step)
         except Exception as exc:  # noqa: BLE001
             _warn(f"W&B log failed ({type(exc).__name__}: {exc}); further history of this trial is dropped")
             self._history_ok = False

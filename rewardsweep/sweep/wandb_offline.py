@@ -51,7 +51,8 @@ def _iter_wandb_file(path: str | os.PathLike):
 
 
 def read_offline_run(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """What an offline run folder holds: run metadata, config, history, summary, exit code.
+    """What an offline run folder holds: run metadata, config, history, summary, the
+    metrics declared with ``define_metric``, exit code.
 
     For tests and debugging (``wandb sync`` is how runs reach the server). The ``.wandb``
     file is W&B's own log of protobuf records; this reads it without a W&B server.
@@ -65,7 +66,8 @@ def read_offline_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     if not files:
         raise FileNotFoundError(f"{run_dir}: no run-*.wandb file")
     out: dict[str, Any] = {"run_id": None, "group": None, "job_type": None, "tags": [], "project": None,
-                           "name": None, "config": {}, "summary": {}, "history": [], "exit_code": None}
+                           "name": None, "entity": None, "config": {}, "summary": {}, "history": [],
+                           "metrics": {}, "exit_code": None}
 
     def value(item) -> Any:
         key = ".".join(item.nested_key) if item.nested_key else item.key
@@ -78,7 +80,7 @@ def read_offline_run(run_dir: str | os.PathLike) -> dict[str, Any]:
         if kind == "run":
             r = rec.run
             out.update(run_id=r.run_id, group=r.run_group, job_type=r.job_type, tags=list(r.tags),
-                       project=r.project, name=r.display_name)
+                       project=r.project, name=r.display_name, entity=r.entity or None)
             for item in r.config.update:
                 k, v = value(item)
                 out["config"][k] = v
@@ -96,6 +98,11 @@ def read_offline_run(run_dir: str | os.PathLike) -> dict[str, Any]:
             for item in rec.summary.update:
                 k, v = value(item)
                 out["summary"][k] = v
+        elif kind == "metric":   # define_metric: {name or glob: {step_metric, summary: [aggregates]}}
+            m = rec.metric
+            out["metrics"][m.name or m.glob_name] = {
+                "step_metric": m.step_metric or None,
+                "summary": [f.name for f, on in m.summary.ListFields() if on is True]}
         elif kind == "exit":
             out["exit_code"] = rec.exit.exit_code
     out["config"] = {k: (v.get("value") if isinstance(v, dict) and set(v) <= {"value", "desc"} else v)
