@@ -27,6 +27,7 @@ __all__ = [
     "reward_weighted_ce_loss",
     "reward_weighted_ce_weights",
     "sample_labellings",
+    "sample_log_probs",
     "weighted_cross_entropy",
 ]
 
@@ -65,6 +66,13 @@ def sample_labellings(logits: torch.Tensor, k: int = 1, generator: torch.Generat
     # against a last cumulative value that rounds below 1.
     y = torch.searchsorted(cdf.contiguous(), u.permute(0, 2, 3, 1).contiguous(), right=True)
     return y.clamp_max_(C - 1).permute(0, 3, 1, 2).contiguous()
+
+
+def sample_log_probs(logits: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """``log P(y_ijp | x_i)`` ``[B, k, H, W]`` (float32, with gradient) of samples ``[B, k, H, W]``."""
+    if samples.dim() != 4 or samples.shape[0] != logits.shape[0] or samples.shape[-2:] != logits.shape[-2:]:
+        raise ValueError(f"samples must be [B, k, H, W] matching logits {tuple(logits.shape)}; got {tuple(samples.shape)}")
+    return torch.log_softmax(logits.float(), dim=1).gather(1, samples.long())
 
 
 def pixel_weights(gt: torch.Tensor, class_weights: torch.Tensor | None = None, ignore_index: int = 255) -> torch.Tensor:
@@ -106,17 +114,27 @@ def reinforce_per_image(
     Per-image terms let a diagnostic take the gradient of part of the batch (two halves
     give the policy gradient's signal-to-noise) without a second forward pass.
     """
-    if samples.dim() != 4 or samples.shape[0] != logits.shape[0] or samples.shape[-2:] != logits.shape[-2:]:
-        raise ValueError(f"samples must be [B, k, H, W] matching logits {tuple(logits.shape)}; got {tuple(samples.shape)}")
+    logp = sample_log_probs(logits, samples)  # [B, k, H, W]
+    A = checked_advantages(advantages, samples, valid)
+    return -(A * weighted_pixel_mean(logp, gt, class_weights, ignore_index)).mean(-1)
+
+
+def checked_advantages(advantages: torch.Tensor, samples: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """``advantages`` ``[B, k]`` detached as float32, 0 for invalid images (``valid`` ``[B]``)."""
     A = advantages.detach().to(torch.float32)
     if A.shape != samples.shape[:2]:
         raise ValueError(f"advantages must be [B, k] = {tuple(samples.shape[:2])}; got {tuple(A.shape)}")
     if valid is not None:
         A = A * valid.to(A.dtype).unsqueeze(-1)
-    logp = torch.log_softmax(logits.float(), dim=1).gather(1, samples.long())  # [B, k, H, W]
+    return A
+
+
+def weighted_pixel_mean(
+    values: torch.Tensor, gt: torch.Tensor, class_weights: torch.Tensor | None = None, ignore_index: int = 255
+) -> torch.Tensor:
+    """``[B, k]``: each sample's (class-weighted) mean of ``values`` ``[B, k, H, W]`` over valid pixels."""
     w = pixel_weights(gt, class_weights, ignore_index)  # [B, H, W]
-    per_sample = torch.einsum("bkhw,bhw->bk", logp, w) / w.sum((-2, -1)).clamp_min(_TINY).unsqueeze(-1)
-    return -(A * per_sample).mean(-1)
+    return torch.einsum("bkhw,bhw->bk", values, w) / w.sum((-2, -1)).clamp_min(_TINY).unsqueeze(-1)
 
 
 def weighted_cross_entropy(
