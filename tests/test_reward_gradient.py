@@ -30,7 +30,7 @@ import pytest
 import torch
 
 from rewardsweep.reward import baselines as bl
-from rewardsweep.reward.estimators import reinforce_loss, sample_labellings
+from rewardsweep.reward.estimators import log_policy, reinforce_loss, sample_labellings
 from rewardsweep.reward.miou import per_image_miou
 from rewardsweep.reward.regularizers import kl_map, labelling_log_ratio, per_image_mean
 
@@ -65,7 +65,7 @@ def problem():
     # J_beta = (1/B) sum_i (1/|V_i|) (E[R_i] - beta sum_{p in V_i} KL_p)
     ref = z + 0.7 * torch.randn(B, C, H, W, generator=gen)
     zk = z.double().requires_grad_()
-    per_image_mean(kl_map(zk, ref.double()), gt, IGNORE).mean().backward()
+    per_image_mean(kl_map(log_policy(zk), log_policy(ref)), gt, IGNORE).mean().backward()
     return {"z": z, "gt": gt, "exact": zz.grad.float(), "expected_reward": expected, "cache": {},
             "ref": ref, "kl_grad": zk.grad.float(), "Y": Y, "zz": zz.detach()}
 
@@ -83,7 +83,8 @@ def draws(problem, kind, coef=1.0, seed=0):
     R, valid = per_image_miou(samples, gt_rep, C, IGNORE)
     valid = valid[:, 0]
     if kind == "kl_reward":  # R - beta * log(P/Q)(y): the KL penalty in the reward
-        R = R - coef * labelling_log_ratio(Z, problem["ref"].repeat(D, 1, 1, 1), samples, gt_rep, IGNORE)
+        R = R - coef * labelling_log_ratio(log_policy(Z.detach()), log_policy(problem["ref"]).repeat(D, 1, 1, 1),
+                                           samples, gt_rep, IGNORE)
     R3, v3 = R.view(D, B, K), valid.view(D, B)
     scale, zero = "none", None
     if kind in ("sample_loo", "kl_reward"):

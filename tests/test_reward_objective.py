@@ -168,6 +168,7 @@ def test_grpo_matches_the_composed_pure_functions():
 
 
 def test_kl_and_entropy_terms_add_to_the_policy_term():
+    from rewardsweep.reward.estimators import log_policy
     from rewardsweep.reward.regularizers import entropy_map, kl_map, per_image_mean
 
     logits, gt = batch(8)
@@ -177,8 +178,8 @@ def test_kl_and_entropy_terms_add_to_the_policy_term():
     z = logits.clone().requires_grad_()
     loss, stats = obj(z, gt, torch.Generator().manual_seed(4), ref_logits=ref)
     plain = objective(baseline={"kind": "sample_loo"}, samples=2)(logits, gt, torch.Generator().manual_seed(4))[0]
-    kl = per_image_mean(kl_map(logits, ref), gt, IGNORE)
-    ent = per_image_mean(entropy_map(logits), gt, IGNORE)
+    kl = per_image_mean(kl_map(log_policy(logits), log_policy(ref)), gt, IGNORE)
+    ent = per_image_mean(entropy_map(log_policy(logits)), gt, IGNORE)
     assert loss.item() == pytest.approx(plain.item() + beta * kl.mean().item() - alpha * ent.mean().item(), rel=1e-5)
     assert stats["kl_start"] == pytest.approx(kl.mean().item(), rel=1e-5)
     assert stats["entropy"] == pytest.approx(ent.mean().item(), rel=1e-5)
@@ -199,6 +200,7 @@ def test_kl_and_entropy_terms_add_to_the_policy_term():
 
 
 def test_kl_in_the_reward_penalises_each_labelling():
+    from rewardsweep.reward.estimators import log_policy
     from rewardsweep.reward.regularizers import labelling_log_ratio
 
     logits, gt = batch(9)
@@ -209,7 +211,7 @@ def test_kl_in_the_reward_penalises_each_labelling():
     samples = sample_labellings(logits, 3, torch.Generator().manual_seed(5))
     R, valid = per_image_miou(samples, gt, C)
     v = valid[:, 0]
-    Rp = R - beta * labelling_log_ratio(logits, ref, samples, gt, IGNORE)
+    Rp = R - beta * labelling_log_ratio(log_policy(logits), log_policy(ref), samples, gt, IGNORE)
     A = bl.advantages(Rp, bl.sample_loo(Rp), v)
     assert loss.item() == pytest.approx(reinforce_loss(logits, gt, samples, A, v).item(), rel=1e-5)
     assert stats["reward_mean"] == pytest.approx(R.mean().item(), rel=1e-6)  # the mIoU, not the penalised reward

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from rewardsweep.reward.estimators import log_policy
 from rewardsweep.reward.regularizers import entropy_map, kl_map, labelling_log_ratio, per_image_mean
 
 IGNORE = 255
@@ -30,7 +31,7 @@ def softmax(column):
 
 def test_entropy_and_kl_maps_match_a_plain_python_formula():
     z, ref, _ = make()
-    H_, KL_ = entropy_map(z), kl_map(z, ref)
+    H_, KL_ = entropy_map(log_policy(z)), kl_map(log_policy(z), log_policy(ref))
     B, C, H, W = z.shape
     for b, h, w in itertools.product(range(B), range(H), range(W)):
         p = softmax(z[b, :, h, w].tolist())
@@ -54,7 +55,7 @@ def test_entropy_bonus_gradient_is_the_closed_form():
     z, _, gt = make(1)
     alpha = 0.3
     zz = z.clone().requires_grad_()
-    loss = -alpha * per_image_mean(entropy_map(zz), gt, IGNORE).mean()
+    loss = -alpha * per_image_mean(entropy_map(log_policy(zz)), gt, IGNORE).mean()
     loss.backward()
     pi = torch.softmax(z, 1)
     Hp = -(pi * pi.log()).sum(1, keepdim=True)
@@ -68,7 +69,7 @@ def test_kl_gradient_is_the_closed_form():
     z, ref, gt = make(2)
     beta = 0.7
     zz = z.clone().requires_grad_()
-    (beta * per_image_mean(kl_map(zz, ref), gt, IGNORE).mean()).backward()
+    (beta * per_image_mean(kl_map(log_policy(zz), log_policy(ref)), gt, IGNORE).mean()).backward()
     pi, q = torch.softmax(z, 1), torch.softmax(ref, 1)
     KLp = (pi * (pi.log() - q.log())).sum(1, keepdim=True)
     nv = (gt != IGNORE).sum((-2, -1)).view(-1, 1, 1, 1).double()
@@ -81,17 +82,17 @@ def test_kl_is_zero_with_zero_gradient_at_the_start_model():
     z = z.float()
     for ref in (z.clone(), z + 5.0, torch.log_softmax(z, 1)):  # softmax is shift-invariant
         zz = z.clone().requires_grad_()
-        kl = per_image_mean(kl_map(zz, ref), gt, IGNORE).mean()
+        kl = per_image_mean(kl_map(log_policy(zz), log_policy(ref)), gt, IGNORE).mean()
         kl.backward()
         assert abs(kl.item()) < 1e-6 and zz.grad.abs().max() < 1e-7  # 0 up to float32 rounding
-    assert kl_map(z, z).abs().max() == 0  # the same logits: the value is exactly 0
+    assert kl_map(log_policy(z), log_policy(z)).abs().max() == 0  # the same logits: the value is exactly 0
 
 
 def test_labelling_log_ratio_matches_a_loop():
     z, ref, gt = make(4)
     g = torch.Generator().manual_seed(0)
     samples = torch.randint(z.shape[1], (z.shape[0], 3, *z.shape[2:]), generator=g)
-    out = labelling_log_ratio(z, ref, samples, gt, IGNORE)
+    out = labelling_log_ratio(log_policy(z), log_policy(ref), samples, gt, IGNORE)
     lp, lq = torch.log_softmax(z, 1), torch.log_softmax(ref, 1)
     B, k, H, W = samples.shape
     for b, j in itertools.product(range(B), range(k)):
@@ -107,11 +108,12 @@ def test_the_reward_penalty_has_the_exact_kl_as_expectation():
     gt[0, 0, 0] = IGNORE  # an ignored pixel takes no part
     Y = torch.tensor(list(itertools.product(range(3), repeat=6))).view(-1, 1, 2, 3)  # [729, 1, H, W]
     n = len(Y)
-    ratio = labelling_log_ratio(z.expand(n, -1, -1, -1), ref.expand(n, -1, -1, -1), Y, gt.expand(n, -1, -1), IGNORE)
+    ratio = labelling_log_ratio(log_policy(z).expand(n, -1, -1, -1), log_policy(ref).expand(n, -1, -1, -1), Y,
+                                gt.expand(n, -1, -1), IGNORE)
     valid = (gt[0] != IGNORE).flatten()
     logp = torch.log_softmax(z[0], 0).view(3, 6)[Y.view(n, 6), torch.arange(6)]  # [n, 6]
     P = logp.sum(-1).exp()  # the labelling's probability (the ignored pixel too: sum P = 1)
     assert P.sum().item() == pytest.approx(1.0, rel=1e-12)
     expectation = (P * ratio[:, 0]).sum().item()
-    exact = (kl_map(z, ref)[0].flatten()[valid]).sum().item()
+    exact = (kl_map(log_policy(z), log_policy(ref))[0].flatten()[valid]).sum().item()
     assert expectation == pytest.approx(exact, rel=1e-6)  # float32 inside

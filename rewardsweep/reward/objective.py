@@ -34,6 +34,7 @@ from rewardsweep.errors import ConfigError
 from rewardsweep.reward import baselines
 from rewardsweep.reward.estimators import (
     greedy_labelling,
+    log_policy,
     reinforce_per_image,
     reward_weighted_ce_weights,
     sample_labellings,
@@ -43,7 +44,7 @@ from rewardsweep.reward.estimators import (
 from rewardsweep.reward.miou import per_image_miou
 from rewardsweep.reward.regularizers import entropy_map, kl_map, labelling_log_ratio, per_image_mean
 from rewardsweep.reward.settings import RewardSettings
-from rewardsweep.reward.surrogate import clipped_surrogate_per_image
+from rewardsweep.reward.surrogate import clipped_surrogate_from_log_probs
 
 __all__ = ["BatchTerms", "ESTIMATORS", "REGULARIZERS", "Regularizer", "RewardObjective", "Rollout"]
 
@@ -69,9 +70,9 @@ class Rollout:
     """One batch's draws, fixed through its epochs (the clipped surrogate).
 
     ``samples`` ``[B, k, H, W]``, ``advantages`` ``[B, k]``, ``valid`` ``[B]``,
-    ``old_log_probs`` ``[B, k, H, W]`` (``log pi_old`` of the samples), ``old_logits``
-    ``[B, C, H, W]`` (the sampling policy's, detached: the exact KL between epochs),
-    ``ref_logits`` ``[B, C, H, W]`` or None (the start model's, detached: the KL term);
+    ``old_log_probs`` ``[B, k, H, W]`` (``log pi_old`` of the samples), ``old_log_policy``
+    ``[B, C, H, W]`` (the sampling policy's log-softmax, detached: the exact KL between
+    epochs), ``ref_log_policy`` ``[B, C, H, W]`` or None (the start model's: the KL term);
     ``epochs_done`` counts the calls that used it.
     """
 
@@ -80,15 +81,15 @@ class Rollout:
     advantages: torch.Tensor
     valid: torch.Tensor
     old_log_probs: torch.Tensor
-    old_logits: torch.Tensor
-    ref_logits: torch.Tensor | None
+    old_log_policy: torch.Tensor
+    ref_log_policy: torch.Tensor | None
     epochs_done: int = 1
 
 
 @dataclass(frozen=True)
 class Regularizer:
     """A loss term of the policy alone: its coefficient under the settings (0: off), its
-    exact per-pixel map ``[B, H, W]`` from (logits, reference logits), and its stat."""
+    exact per-pixel map ``[B, H, W]`` from (log-policy, reference log-policy), and its stat."""
 
     coef: Callable[[RewardSettings], float]
     pixel_map: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -97,9 +98,9 @@ class Regularizer:
 
 REGULARIZERS: dict[str, Regularizer] = {
     # + beta * mean_{p in V_i} KL(pi_p || q_p)
-    "kl": Regularizer(lambda s: s.kl_loss_coef, lambda z, ref: kl_map(z, ref), "kl_start"),
+    "kl": Regularizer(lambda s: s.kl_loss_coef, lambda logp, ref: kl_map(logp, ref), "kl_start"),
     # - alpha * mean_{p in V_i} H(pi_p): a bonus, so the coefficient enters negated
-    "entropy": Regularizer(lambda s: -s.entropy_bonus, lambda z, ref: entropy_map(z), "entropy"),
+    "entropy": Regularizer(lambda s: -s.entropy_bonus, lambda logp, ref: entropy_map(logp), "entropy"),
 }
 
 
@@ -182,8 +183,11 @@ class RewardObjective:
         self.rollout = None
         ref = self._reference(logits, ref_logits)
         cw = None if self.class_weights is None else self.class_weights.to(logits.device)
-        policy, valid, stats = ESTIMATORS[self.settings.estimator](self, logits, gt, cw, generator, ref)
-        return self._finish(logits, gt, ref, policy, valid, stats)
+        # the per-pixel log-policy, once for every term that needs it (with gradient)
+        needs = self.settings.estimator == "reinforce" or any(r.coef(self.settings) for r in REGULARIZERS.values())
+        logp = log_policy(logits) if needs else None
+        policy, valid, stats = ESTIMATORS[self.settings.estimator](self, logits, logp, gt, cw, generator, ref)
+        return self._finish(logits, logp, gt, ref, policy, valid, stats)
 
     def replay(self, logits: torch.Tensor, ref_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Epochs 2..E of the kept batch: the clipped-surrogate loss of the current ``logits``
@@ -201,15 +205,16 @@ class RewardObjective:
         if r.epochs_done >= self.epochs:
             raise RuntimeError(f"the batch already ran its {self.epochs} epochs (epochs_per_batch)")
         self._check(logits, r.gt)
-        ref = r.ref_logits if ref_logits is None else self._reference(logits, ref_logits)
+        ref = r.ref_log_policy if ref_logits is None else self._reference(logits, ref_logits)
         r.epochs_done += 1
         cw = None if self.class_weights is None else self.class_weights.to(logits.device)
-        policy, stats = self._clipped(logits, r, cw)
+        logp = log_policy(logits)
+        policy, stats = self._clipped(sample_log_probs(logits, r.samples, logp), logp, r, cw)
         stats["epoch"] = float(r.epochs_done)
-        return self._finish(logits, r.gt, ref, policy, r.valid, stats)
+        return self._finish(logits, logp, r.gt, ref, policy, r.valid, stats)
 
     # ------------------------------------------------------------------ estimators
-    def _reinforce(self, logits, gt, cw, generator, ref):
+    def _reinforce(self, logits, logp, gt, cw, generator, ref):
         s, C, ignore = self.settings, self.num_classes, self.ignore_index
         samples = sample_labellings(logits, s.samples, generator)
         with torch.no_grad():
@@ -217,7 +222,7 @@ class RewardObjective:
             valid = valid[:, 0]  # validity depends on the labels only
             R_used = R
             if s.kl_reward_coef:
-                R_used = R - s.kl_reward_coef * labelling_log_ratio(logits, ref, samples, gt, ignore)
+                R_used = R - s.kl_reward_coef * labelling_log_ratio(logp.detach(), ref, samples, gt, ignore)
             inputs = baselines.BaselineInputs(
                 R_used, valid, s.baseline_params(), self.baseline_state,
                 lambda: per_image_miou(greedy_labelling(logits), gt, C, ignore, check=False)[0])
@@ -229,26 +234,30 @@ class RewardObjective:
         if s.samples >= 2:
             stats["constant_group_share"] = _valid_mean(baselines.constant_groups(R, valid).float(), valid)
         if s.clipped:
-            logp = sample_log_probs(logits, samples)  # epoch 1: pi = pi_old, every ratio is 1
-            self.rollout = Rollout(gt, samples, A, valid, logp.detach(), logits.detach(), ref)
-            policy, clip_stats = self._clipped(logits, self.rollout, cw)
+            logp_y = sample_log_probs(logits, samples, logp)  # epoch 1: pi = pi_old, every ratio is 1
+            self.rollout = Rollout(gt, samples, A, valid, logp_y.detach(), logp.detach(), ref)
+            policy, clip_stats = self._clipped(logp_y, None, self.rollout, cw)
             stats.update(clip_stats)
         else:
-            policy = reinforce_per_image(logits, gt, samples, A, valid, cw, self.ignore_index)
+            policy = reinforce_per_image(logits, gt, samples, A, valid, cw, self.ignore_index, logp)
         if self.baseline_state is not None:
             self.baseline_state.update(baselines.batch_mean(R_used, valid))
         return policy, valid, stats
 
-    def _clipped(self, logits, r: Rollout, cw) -> tuple[torch.Tensor, dict[str, float]]:
-        policy, diag = clipped_surrogate_per_image(logits, r.gt, r.samples, r.advantages, r.old_log_probs,
-                                                   self.settings.clip_range, r.valid, cw, self.ignore_index)
+    def _clipped(self, logp_y, logp, r: Rollout, cw) -> tuple[torch.Tensor, dict[str, float]]:
+        """The surrogate of the samples' log-probs ``logp_y`` ``[B, k, H, W]``; ``logp``: the
+        current log-policy ``[B, C, H, W]``, None on epoch 1 (where kl_old is 0)."""
+        policy, diag = clipped_surrogate_from_log_probs(logp_y, r.old_log_probs, r.advantages,
+                                                        self.settings.clip_range, r.gt, r.valid, cw, self.ignore_index)
         stats = {k: float(v) for k, v in diag.items()}
-        with torch.no_grad():
-            kl_old = per_image_mean(kl_map(r.old_logits, logits.detach()), r.gt, self.ignore_index)
-        stats["kl_old"] = _valid_mean(kl_old, r.valid)
+        stats["kl_old"] = 0.0
+        if logp is not None:
+            with torch.no_grad():
+                kl_old = per_image_mean(kl_map(r.old_log_policy, logp.detach()), r.gt, self.ignore_index)
+            stats["kl_old"] = _valid_mean(kl_old, r.valid)
         return policy, stats
 
-    def _reward_weighted_ce(self, logits, gt, cw, generator, ref):
+    def _reward_weighted_ce(self, logits, logp, gt, cw, generator, ref):
         with torch.no_grad():
             m, valid = per_image_miou(greedy_labelling(logits), gt, self.num_classes, self.ignore_index)
             w = reward_weighted_ce_weights(m, self.settings.beta, valid)
@@ -256,13 +265,13 @@ class RewardObjective:
         return policy, valid, self._stats(m, w, valid)
 
     # ------------------------------------------------------------------ shared
-    def _finish(self, logits, gt, ref, policy, valid, stats):
+    def _finish(self, logits, logp, gt, ref, policy, valid, stats):
         """Add the regularisers to the policy term; keep the batch's terms; (loss, stats)."""
         terms = {"policy": policy}
         for name, reg in REGULARIZERS.items():
             coef = reg.coef(self.settings)
             if coef:
-                value = per_image_mean(reg.pixel_map(logits, ref), gt, self.ignore_index)
+                value = per_image_mean(reg.pixel_map(logp, ref), gt, self.ignore_index)
                 terms[name] = coef * value
                 stats[reg.stat] = _valid_mean(value, valid)
         per_image = sum(terms.values())
@@ -279,7 +288,7 @@ class RewardObjective:
         return gt
 
     def _reference(self, logits, ref_logits) -> torch.Tensor | None:
-        """The start model's logits ``[B, C, H, W]`` (detached), or None when not needed."""
+        """The start model's log-policy ``[B, C, H, W]`` (detached), or None when not needed."""
         if not self.settings.needs_reference:
             return None
         if ref_logits is None:
@@ -287,7 +296,7 @@ class RewardObjective:
                              "for the same batch")
         if ref_logits.shape != logits.shape:
             raise ValueError(f"ref_logits must be {tuple(logits.shape)}; got {tuple(ref_logits.shape)}")
-        return ref_logits.detach()
+        return log_policy(ref_logits.detach())
 
     def _kept(self, logits, gt) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         return (logits.detach(), gt) if self.keep_logits else (None, None)
@@ -318,5 +327,5 @@ ESTIMATORS: dict[str, Callable] = {
     "reinforce": RewardObjective._reinforce,
     "reward_weighted_ce": RewardObjective._reward_weighted_ce,
 }
-"""estimator name -> ``(objective, logits, gt, class_weights, generator, ref_logits)
--> (policy term [B], valid [B], stats)``."""
+"""estimator name -> ``(objective, logits, log-policy or None, gt, class_weights, generator,
+reference log-policy or None) -> (policy term [B], valid [B], stats)``."""

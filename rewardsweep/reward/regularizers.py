@@ -7,8 +7,9 @@ policy term does, a per-image value is the mean over the image's valid pixels ``
 (``gt != ignore_index``), which keeps its scale that of one pixel (and of cross-entropy).
 Class weights do not enter (a regulariser of the policy, not of the labels).
 
-Shapes: logits and reference logits ``[B, C, H, W]`` (already at label size), ``gt``
-``[B, H, W]``, samples ``[B, k, H, W]``. Everything is computed in float32.
+Shapes: log-probabilities of the policy and of the reference ``[B, C, H, W]`` (the
+log-softmax of logits already at label size: ``estimators.log_policy``, computed once per
+batch and shared by every term), ``gt`` ``[B, H, W]``, samples ``[B, k, H, W]``.
 
 - ``entropy_map``: ``H_p = -sum_c pi_c log pi_c`` ``[B, H, W]``;
 - ``kl_map``: ``KL_p = sum_c pi_c (log pi_c - log q_c)``, ``q`` the reference ``[B, H, W]``;
@@ -36,30 +37,28 @@ def per_image_mean(values: torch.Tensor, gt: torch.Tensor, ignore_index: int = 2
     return (values * m).sum((-2, -1)) / m.sum((-2, -1)).clamp_min(1.0)
 
 
-def entropy_map(logits: torch.Tensor) -> torch.Tensor:
-    """Exact per-pixel entropy ``-sum_c pi_c log pi_c`` ``[B, H, W]`` of ``softmax(logits)`` (nats)."""
-    logp = torch.log_softmax(logits.float(), dim=1)
-    return -(logp.exp() * logp).sum(1)
+def entropy_map(log_probs: torch.Tensor) -> torch.Tensor:
+    """Exact per-pixel entropy ``-sum_c pi_c log pi_c`` ``[B, H, W]`` (nats) of the policy
+    whose log-probabilities are ``log_probs`` ``[B, C, H, W]`` (with gradient)."""
+    return -(log_probs.exp() * log_probs).sum(1)
 
 
-def kl_map(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+def kl_map(log_probs: torch.Tensor, ref_log_probs: torch.Tensor) -> torch.Tensor:
     """Exact per-pixel ``KL(pi || q) = sum_c pi_c (log pi_c - log q_c)`` ``[B, H, W]`` (nats).
 
-    ``pi = softmax(logits)`` (the policy, with gradient), ``q = softmax(ref_logits)`` (the
-    reference, detached). Log-probabilities are valid ``ref_logits`` too (softmax of a
-    log-softmax is itself), so a kept log-softmax can stand in for logits.
+    ``log_probs``: the policy's ``[B, C, H, W]`` (with gradient); ``ref_log_probs``: the
+    reference's (detached here). Equal inputs give exactly 0.
     """
-    if ref_logits.shape != logits.shape:
-        raise ValueError(f"reference logits must be {tuple(logits.shape)}; got {tuple(ref_logits.shape)}")
-    logp = torch.log_softmax(logits.float(), dim=1)
-    logq = torch.log_softmax(ref_logits.detach().float(), dim=1)
-    return (logp.exp() * (logp - logq)).sum(1)
+    if ref_log_probs.shape != log_probs.shape:
+        raise ValueError(f"reference log-probabilities must be {tuple(log_probs.shape)}; "
+                         f"got {tuple(ref_log_probs.shape)}")
+    return (log_probs.exp() * (log_probs - ref_log_probs.detach())).sum(1)
 
 
 @torch.no_grad()
 def labelling_log_ratio(
-    logits: torch.Tensor,
-    ref_logits: torch.Tensor,
+    log_probs: torch.Tensor,
+    ref_log_probs: torch.Tensor,
     samples: torch.Tensor,
     gt: torch.Tensor,
     ignore_index: int = 255,
@@ -71,7 +70,5 @@ def labelling_log_ratio(
     ``sum_{p in V_i} KL_p``; as a reward penalty it has to depend on the sample (a penalty
     that does not has zero expected policy gradient), hence this sampled form.
     """
-    logp = torch.log_softmax(logits.float(), dim=1).gather(1, samples.long())
-    logq = torch.log_softmax(ref_logits.float(), dim=1).gather(1, samples.long())
-    m = valid_pixels(gt, ignore_index).unsqueeze(1)
-    return ((logp - logq) * m).sum((-2, -1))
+    diff = (log_probs - ref_log_probs).gather(1, samples.long())  # [B, k, H, W]
+    return (diff * valid_pixels(gt, ignore_index).unsqueeze(1)).sum((-2, -1))

@@ -32,7 +32,7 @@ import torch
 from rewardsweep.reward.estimators import checked_advantages, sample_log_probs, weighted_pixel_mean
 from rewardsweep.reward.regularizers import valid_pixels
 
-__all__ = ["LOG_RATIO_CAP", "clipped_surrogate_per_image", "ratio_diagnostics"]
+__all__ = ["LOG_RATIO_CAP", "clipped_surrogate_from_log_probs", "clipped_surrogate_per_image", "ratio_diagnostics"]
 
 LOG_RATIO_CAP = 20.0
 
@@ -54,17 +54,33 @@ def clipped_surrogate_per_image(
     ``old_log_probs`` ``[B, k, H, W]``: ``log pi_old(y_ijp)``, fixed for the batch's epochs
     (detached here). Images with ``valid`` False get A = 0 (no gradient).
     """
+    logp = sample_log_probs(logits, samples)
+    return clipped_surrogate_from_log_probs(logp, old_log_probs, advantages, clip_range, gt, valid, class_weights,
+                                            ignore_index)
+
+
+def clipped_surrogate_from_log_probs(
+    log_probs: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_range: float,
+    gt: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    class_weights: torch.Tensor | None = None,
+    ignore_index: int = 255,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """:func:`clipped_surrogate_per_image` from the samples' current log-probabilities
+    ``[B, k, H, W]`` (with gradient), so epoch 1 computes them once for both (old = current)."""
     if not 0.0 < clip_range < 1.0:
         raise ValueError(f"clip_range must lie in (0, 1); got {clip_range}")
-    logp = sample_log_probs(logits, samples)
-    if old_log_probs.shape != logp.shape:
-        raise ValueError(f"old_log_probs must be {tuple(logp.shape)}; got {tuple(old_log_probs.shape)}")
-    A = checked_advantages(advantages, samples, valid)
-    log_ratio = logp - old_log_probs.detach().float()
+    if old_log_probs.shape != log_probs.shape:
+        raise ValueError(f"old_log_probs must be {tuple(log_probs.shape)}; got {tuple(old_log_probs.shape)}")
+    A = checked_advantages(advantages, log_probs, valid)
+    log_ratio = log_probs - old_log_probs.detach().float()
     ratio = log_ratio.clamp(max=LOG_RATIO_CAP).exp()
     A4 = A[:, :, None, None]
     surrogate = torch.minimum(ratio * A4, ratio.clamp(1.0 - clip_range, 1.0 + clip_range) * A4)
-    per_image = -weighted_pixel_mean(surrogate, gt, class_weights, ignore_index).mean(-1)
+    per_image = -weighted_pixel_mean(surrogate, gt, class_weights, ignore_index).mean(-1)  # [B]
     return per_image, ratio_diagnostics(ratio.detach(), A, clip_range, gt, valid, ignore_index)
 
 
@@ -93,5 +109,7 @@ def ratio_diagnostics(
         return {"clip_fraction": ratio.new_zeros(()), "ratio_min": one, "ratio_max": one}
     A = advantages[:, :, None, None]
     clipped = ((A > 0) & (ratio > 1.0 + clip_range)) | ((A < 0) & (ratio < 1.0 - clip_range))
-    r = ratio[mask]
-    return {"clip_fraction": clipped[mask].float().mean(), "ratio_min": r.min(), "ratio_max": r.max()}
+    # masked reductions (no boolean indexing: it copies, and costs more than the loss here)
+    return {"clip_fraction": (clipped & mask).sum() / mask.sum(),
+            "ratio_min": ratio.masked_fill(~mask, float("inf")).min(),
+            "ratio_max": ratio.masked_fill(~mask, float("-inf")).max()}
