@@ -105,8 +105,13 @@ def draws(problem, kind, coef=1.0, seed=0):
         b = bl.EmaBaseline(0.9, value=sum(problem["expected_reward"]) / B).baseline(R3)
     else:
         raise ValueError(kind)
-    if scale == "batch":  # the batch std of one batch (not of all D replicates at once)
-        A = torch.stack([bl.advantages(R3[d], b[d], v3[d], scale="batch") for d in range(D)])
+    if scale == "batch":  # the batch std of each replicate batch, vectorised (checked on replicate 0)
+        A0 = bl.advantages(R3, b, v3)
+        m = v3.unsqueeze(-1).expand_as(A0).to(A0.dtype)
+        n = m.sum((1, 2), keepdim=True)
+        var = (((A0 - (A0 * m).sum((1, 2), keepdim=True) / n) ** 2) * m).sum((1, 2), keepdim=True) / (n - 1)
+        A = A0 / (var.sqrt() + 1e-8)
+        assert torch.allclose(A[0], bl.advantages(R3[0], b[0], v3[0], scale="batch"), rtol=1e-5, atol=1e-7)
     else:
         A = bl.advantages(R3, b, v3, scale=scale, zero=zero)
     A = A.reshape(D * B, K)

@@ -38,7 +38,7 @@ def extra_stats(config):
     out = set()
     if config.get("estimator", "reinforce") == "reinforce" and config.get("samples", 1) >= 2:
         out |= EXTRA["samples"]
-    if config.get("kl_coef") and config.get("kl_in") != "reward":
+    if config.get("kl_coef"):
         out |= EXTRA["kl"]
     if config.get("entropy_coef"):
         out |= EXTRA["entropy"]
@@ -201,7 +201,7 @@ def test_kl_and_entropy_terms_add_to_the_policy_term():
 
 def test_kl_in_the_reward_penalises_each_labelling():
     from rewardsweep.reward.estimators import log_policy
-    from rewardsweep.reward.regularizers import labelling_log_ratio
+    from rewardsweep.reward.regularizers import kl_map, labelling_log_ratio, per_image_mean
 
     logits, gt = batch(9)
     ref = ref_for(logits)
@@ -215,7 +215,10 @@ def test_kl_in_the_reward_penalises_each_labelling():
     A = bl.advantages(Rp, bl.sample_loo(Rp), v)
     assert loss.item() == pytest.approx(reinforce_loss(logits, gt, samples, A, v).item(), rel=1e-5)
     assert stats["reward_mean"] == pytest.approx(R.mean().item(), rel=1e-6)  # the mIoU, not the penalised reward
-    assert "kl_start" not in stats
+    exact = per_image_mean(kl_map(log_policy(logits), log_policy(ref)), gt, IGNORE).mean()
+    assert stats["kl_start"] == pytest.approx(exact.item(), rel=1e-5)  # the exact KL, as with the loss form
+    assert set(objective(baseline={"kind": "sample_loo"}, samples=3, kl_coef=beta, kl_in="reward").settings.ignored_keys()) \
+        == {"baseline.coef", "baseline.decay"}
 
 
 def test_constant_groups_carry_no_gradient_and_are_counted():

@@ -129,7 +129,8 @@ class RewardObjective:
     ``reward_weighted_ce`` the reward is each image's greedy mIoU and the "advantage" its
     weight w_i. Per knob, also: ``constant_group_share`` (k >= 2: share of valid images
     whose k rewards are all equal), ``kl_start`` and ``entropy`` (exact, nats per pixel,
-    mean over valid images, when their term is on), and with the clipped surrogate
+    mean over valid images, when their knob is on; ``kl_start`` in either KL form), and with
+    the clipped surrogate
     ``clip_fraction``, ``ratio_min``, ``ratio_max``, ``kl_old`` (see :meth:`replay`).
     ``class_weights=None`` takes them from ``settings`` (None if it has none).
     ``last_batch`` holds the :class:`BatchTerms` of the latest call.
@@ -231,6 +232,9 @@ class RewardObjective:
             zero = baselines.constant_groups(R_used, valid) if self.baseline.centred else None
             A = baselines.advantages(R_used, b, valid, scale=s.advantage_scale, zero=zero)
         stats = self._stats(R, A, valid.unsqueeze(-1))
+        if s.kl_reward_coef:  # the exact KL as a diagnostic (the loss form reports it from its term)
+            with torch.no_grad():
+                stats["kl_start"] = _valid_mean(per_image_mean(kl_map(logp.detach(), ref), gt, ignore), valid)
         if s.samples >= 2:
             stats["constant_group_share"] = _valid_mean(baselines.constant_groups(R, valid).float(), valid)
         if s.clipped:
