@@ -24,8 +24,8 @@ baseline that broadcasts to ``R``; nothing here needs gradients (all inputs are 
 by a std (+eps): the batch's std of A (``scale="batch"``) or each image's std of its k
 rewards (``scale="group"``, GRPO). ``constant_groups`` finds the images whose k samples all
 scored the same; under a baseline that centres each image (``centred`` in the registry)
-their advantage is exactly 0 (float rounding of the mean would otherwise leave ~1e-9, which
-a group std of ~1e-9 turns into an advantage of order 1).
+their advantage is exactly 0 (float rounding of the mean would otherwise leave ~1e-8, which
+a group std of ~1e-8 turns into an advantage of order 1).
 
 ``KINDS`` is the registry the rest of the project reads: the trial-config schema takes
 the names, which hyperparameters each kind uses and what it needs from it; the objective
@@ -163,8 +163,25 @@ def constant_groups(R: torch.Tensor, valid: torch.Tensor | None = None) -> torch
     return (R.amax(-1) == R.amin(-1)) & v
 
 
-SCALES = ("none", "batch", "group")
-"""What ``advantages`` divides A by: nothing, the batch's std of A, each image's std of its rewards."""
+def _batch_std(A: torch.Tensor, R: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
+    """The (unbiased) std of A over the samples of valid images + eps; 1 with fewer than two."""
+    vals = A.masked_select(v.expand_as(A))
+    return vals.std() + eps if vals.numel() >= 2 else A.new_ones(())
+
+
+def _group_std(A: torch.Tensor, R: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
+    """Each image's (unbiased) std of its k rewards + eps ``[..., B, 1]`` (GRPO)."""
+    if R.shape[-1] < 2:
+        raise ValueError(f"group scaling needs at least 2 samples per image; got k={R.shape[-1]}")
+    return R.detach().std(-1, keepdim=True) + eps
+
+
+SCALES: dict[str, Callable[..., Any]] = {
+    "none": lambda A, R, v, eps: A.new_ones(()),
+    "batch": _batch_std,
+    "group": _group_std,
+}
+"""What ``advantages`` divides A by (``normalize_advantage``: false, true, group)."""
 
 
 def advantages(
@@ -179,7 +196,7 @@ def advantages(
     """``A = (R - b) / s``, 0 for invalid images and for the images in ``zero``, detached.
 
     ``R`` ``[..., B, k]``, ``valid`` and ``zero`` bool ``[..., B]``; returns ``[..., B, k]``.
-    ``scale`` (default: ``"batch"`` if ``normalize`` else ``"none"``) picks ``s``:
+    ``scale`` (default: ``"batch"`` if ``normalize`` else ``"none"``) picks ``s`` from ``SCALES``:
 
     - ``none``: 1;
     - ``batch``: the (unbiased) std of A over the samples of valid images (of the whole
@@ -189,20 +206,11 @@ def advantages(
     """
     scale = scale or ("batch" if normalize else "none")
     if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}; got {scale!r}")
+        raise ValueError(f"scale must be one of {tuple(SCALES)}; got {scale!r}")
     v = _valid_like(R, valid).unsqueeze(-1)
     keep = v if zero is None else v & ~zero.unsqueeze(-1)
     A = (R - b).detach().where(keep, 0.0)
-    if scale == "batch":
-        vals = A.masked_select(v.expand_as(A))
-        if vals.numel() >= 2:
-            A = A / (vals.std() + eps)
-    elif scale == "group":
-        if R.shape[-1] < 2:
-            raise ValueError(f"group scaling needs at least 2 samples per image; got k={R.shape[-1]}")
-        A = A / (R.detach().std(-1, keepdim=True) + eps)
-        A = A.where(keep, 0.0)
-    return A
+    return (A / SCALES[scale](A, R, v, eps)).where(keep, 0.0)
 
 
 # --------------------------------------------------------------------------------------
