@@ -99,6 +99,26 @@ BAD = [
     (cfg(class_weights={"counts": "/nonexistent/counts.json", "smooth": 0.1}), {}, "class_weights.counts"),
     (cfg(class_weights={"counts": [1, 2], "smooth": 0.1, "smoothing": 1}), {}, "class_weights.smoothing"),
     (cfg(class_weights=[1, 2, 3]), {}, "class_weights"),
+    # the estimator menu (issue 24): a value's check, then each combination rule
+    (cfg(normalize_advantage="grp"), {}, "normalize_advantage"),
+    (cfg(normalize_advantage="batch"), {}, "normalize_advantage"),
+    (cfg(normalize_advantage="group", baseline={"kind": "sample_loo"}, samples=1), {}, "normalize_advantage"),
+    (cfg(normalize_advantage="group", baseline={"kind": "batch_loo"}, samples=4), {}, "normalize_advantage"),
+    (cfg(normalize_advantage="group", baseline={"kind": "none"}, samples=4), {}, "normalize_advantage"),
+    (cfg(baseline={"kind": "group_mean"}, samples=1), {}, "baseline.kind"),
+    (cfg(estimator="reward_weighted_ce", baseline={"kind": "group_mean"}), {}, "baseline.kind"),
+    (cfg(kl_coef=-0.1), {}, "kl_coef"),
+    (cfg(kl_coef="5e-3"), {}, "kl_coef"),
+    (cfg(kl_in="logits"), {}, "kl_in"),
+    (cfg(estimator="reward_weighted_ce", baseline={"kind": "none"}, kl_coef=0.1, kl_in="reward"), {}, "kl_in"),
+    (cfg(entropy_coef=-1), {}, "entropy_coef"),
+    (cfg(clip_range=0), {}, "clip_range"),
+    (cfg(clip_range=1.0), {}, "clip_range"),
+    (cfg(epochs_per_batch=0), {}, "epochs_per_batch"),
+    (cfg(epochs_per_batch=2.5), {}, "epochs_per_batch"),
+    (cfg(epochs_per_batch=4), {}, "epochs_per_batch"),
+    (cfg(estimator="reward_weighted_ce", baseline={"kind": "none"}, clip_range=0.2), {}, "clip_range"),
+    (cfg(estimator="reward_weighted_ce", baseline={"kind": "none"}, epochs_per_batch=1), {}, "epochs_per_batch"),
 ]
 
 
@@ -110,6 +130,56 @@ def test_bad_input_is_one_line_naming_source_and_key(config, kwargs, key):
     assert "\n" not in message
     assert message.startswith(f"spaces/study.yaml: {key}: "), message
     assert "expected" in message, message
+
+
+def test_the_estimator_menu_parses_and_reads():
+    grpo = RewardSettings.from_config(cfg(baseline={"kind": "group_mean"}, samples=8, normalize_advantage="group",
+                                          kl_coef=5e-3))
+    assert (grpo.advantage_scale, grpo.kl_loss_coef, grpo.kl_reward_coef, grpo.needs_reference) == \
+        ("group", 5e-3, 0.0, True)
+    assert RewardSettings.from_config(cfg(kl_coef=0.1, kl_in="reward")).kl_reward_coef == 0.1
+    assert RewardSettings.from_config(cfg(kl_coef=0.1, kl_in="reward")).kl_loss_coef == 0.0
+    ppo = RewardSettings.from_config(cfg(clip_range=0.2, epochs_per_batch=4, entropy_coef=0.01))
+    assert (ppo.clipped, ppo.epochs, ppo.entropy_bonus) == (True, 4, 0.01)
+    today = RewardSettings.from_config({})
+    assert (today.advantage_scale, today.kl_loss_coef, today.kl_reward_coef, today.entropy_bonus, today.epochs,
+            today.clipped, today.needs_reference) == ("batch", 0.0, 0.0, 0.0, 1, False, False)
+    assert RewardSettings.from_config(cfg(normalize_advantage=False)).advantage_scale == "none"
+    d = RewardSettings.from_config(cfg(kl_coef=0.1, kl_in="reward", clip_range=0.1, epochs_per_batch=2)).to_dict()
+    assert (d["kl_coef"], d["kl_in"], d["clip_range"], d["epochs_per_batch"], d["entropy_coef"]) == \
+        (0.1, "reward", 0.1, 2, None)
+
+
+@pytest.mark.parametrize("changes,ignored", [
+    ({"kl_coef": 0}, {"kl_coef"}),
+    ({"kl_coef": 0, "kl_in": "reward"}, {"kl_coef", "kl_in"}),
+    ({"kl_in": "loss"}, {"kl_in"}),
+    ({"entropy_coef": 0.0}, {"entropy_coef"}),
+    ({"epochs_per_batch": 1}, {"epochs_per_batch"}),
+    ({"clip_range": 0.2}, {"clip_range"}),
+    ({"clip_range": 0.2, "epochs_per_batch": 1}, {"clip_range", "epochs_per_batch"}),
+    ({"clip_range": 0.2, "epochs_per_batch": 2, "kl_coef": 0.1, "kl_in": "loss", "entropy_coef": 0.1}, set()),
+])
+def test_values_that_do_nothing_are_ignored_keys(changes, ignored):
+    """A knob at a value that does what null does (off) is listed by ignored_keys: the sweep
+    hashes it as null, so it runs once and keeps the id of the configuration without it."""
+    s = RewardSettings.from_config(cfg(**changes))
+    assert set(s.ignored_keys()) - {"baseline.coef", "baseline.decay"} == ignored
+
+
+def test_new_keys_keep_todays_config_ids():
+    """Keys added after 0.2.0 default to null and a config id hashes them only when set
+    (sweep.expand.ID_KEYS_0_2): today's configurations keep their ids, a set knob gets a new one."""
+    from rewardsweep.config.trial import TRIAL_DEFAULTS
+    from rewardsweep.sweep.expand import ID_KEYS_0_2, config_hash
+
+    new = ("kl_coef", "kl_in", "entropy_coef", "clip_range", "epochs_per_batch")
+    assert not set(new) & set(ID_KEYS_0_2)
+    assert all(TRIAL_DEFAULTS[key] is None for key in new)
+    config = {key: value for key, value in TRIAL_DEFAULTS.items() if key in ID_KEYS_0_2}
+    assert config_hash({**config, **{key: None for key in new}}) == config_hash(config)
+    assert config_hash({**config, "kl_coef": 5e-3}) != config_hash(config)
+    assert config_hash({**config, "normalize_advantage": "group"}) != config_hash(config)
 
 
 def test_null_means_default():

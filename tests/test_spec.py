@@ -36,6 +36,7 @@ CONFIG_KEYS = {
     "steps", "eval_every", "batch_size", "estimator", "samples", "baseline", "normalize_advantage",
     "lr", "optimizer", "class_weights", "aux_head", "threads", "debug", "checkpoint", "pretrain",
     "params", "reference_id", "diagnostics_every",
+    "kl_coef", "kl_in", "entropy_coef", "clip_range", "epochs_per_batch",  # issue 24: null unless set
 }
 
 

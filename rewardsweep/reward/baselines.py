@@ -8,6 +8,9 @@ baseline that broadcasts to ``R``; nothing here needs gradients (all inputs are 
 - ``batch_loo(R, coef)``: ``b_i = coef * mean_{i' != i} Rbar_i'`` where ``Rbar_i'`` is the
   mean reward of image ``i'`` over its k samples; only valid images count as "others".
 - ``sample_loo(R)``: ``b_ij = mean_{j' != j} R_ij'`` (k >= 2).
+- ``group_mean(R)``: ``b_ij = mean_{j'} R_ij'``, the sample's own reward included (GRPO's
+  mean, k >= 2). Its advantage is exactly ``(k - 1) / k`` times sample_loo's, so its
+  expected gradient is the unbiased one shrunk by that factor.
 - ``greedy(R_greedy)``: ``b_i = R(argmax z_i, g_i)`` (self-critical).
 - ``EmaBaseline``: exponential moving average of past batch-mean rewards, updated after
   use. On the very first batch there is no past: the baseline is that batch's own mean
@@ -18,7 +21,11 @@ baseline that broadcasts to ``R``; nothing here needs gradients (all inputs are 
   REINFORCE step with a much larger variance.
 
 ``advantages`` forms ``A = R - b``, sets it to 0 for invalid images, and optionally divides
-by the batch std of A (+eps).
+by a std (+eps): the batch's std of A (``scale="batch"``) or each image's std of its k
+rewards (``scale="group"``, GRPO). ``constant_groups`` finds the images whose k samples all
+scored the same; under a baseline that centres each image (``centred`` in the registry)
+their advantage is exactly 0 (float rounding of the mean would otherwise leave ~1e-8, which
+a group std of ~1e-8 turns into an advantage of order 1).
 
 ``KINDS`` is the registry the rest of the project reads: the trial-config schema takes
 the names, which hyperparameters each kind uses and what it needs from it; the objective
@@ -43,7 +50,9 @@ __all__ = [
     "advantages",
     "batch_loo",
     "batch_mean",
+    "constant_groups",
     "greedy",
+    "group_mean",
     "none",
     "sample_loo",
 ]
@@ -86,6 +95,14 @@ def sample_loo(R: torch.Tensor) -> torch.Tensor:
     if k < 2:
         raise ValueError(f"sample_loo needs at least 2 samples per image; got k={k}")
     return (R.sum(-1, keepdim=True) - R) / (k - 1)
+
+
+def group_mean(R: torch.Tensor) -> torch.Tensor:
+    """``b_ij = mean_{j'} R_ij'`` over all k samples of the image, its own included (GRPO); ``[..., B, 1]``."""
+    k = R.shape[-1]
+    if k < 2:
+        raise ValueError(f"group_mean needs at least 2 samples per image; got k={k}")
+    return R.mean(-1, keepdim=True)
 
 
 def greedy(R_greedy: torch.Tensor) -> torch.Tensor:
@@ -138,25 +155,62 @@ class EmaBaseline:
         return f"EmaBaseline(decay={self.decay}, value={self.value})"
 
 
+def constant_groups(R: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """bool ``[..., B]``: valid images whose k >= 2 samples all have exactly the same reward."""
+    v = _valid_like(R, valid)
+    if R.shape[-1] < 2:
+        return v.new_zeros(v.shape)
+    return (R.amax(-1) == R.amin(-1)) & v
+
+
+def _batch_std(A: torch.Tensor, R: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
+    """The (unbiased) std of A over the samples of valid images + eps; 1 with fewer than two."""
+    vals = A.masked_select(v.expand_as(A))
+    return vals.std() + eps if vals.numel() >= 2 else A.new_ones(())
+
+
+def _group_std(A: torch.Tensor, R: torch.Tensor, v: torch.Tensor, eps: float) -> torch.Tensor:
+    """Each image's (unbiased) std of its k rewards + eps ``[..., B, 1]`` (GRPO)."""
+    if R.shape[-1] < 2:
+        raise ValueError(f"group scaling needs at least 2 samples per image; got k={R.shape[-1]}")
+    return R.detach().std(-1, keepdim=True) + eps
+
+
+SCALES: dict[str, Callable[..., Any]] = {
+    "none": lambda A, R, v, eps: A.new_ones(()),
+    "batch": _batch_std,
+    "group": _group_std,
+}
+"""What ``advantages`` divides A by (``normalize_advantage``: false, true, group)."""
+
+
 def advantages(
     R: torch.Tensor,
     b: torch.Tensor | float,
     valid: torch.Tensor | None = None,
     normalize: bool = False,
     eps: float = 1e-8,
+    scale: str | None = None,
+    zero: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``A = (R - b)``, 0 for invalid images, detached; ``normalize`` divides by ``std(A) + eps``.
+    """``A = (R - b) / s``, 0 for invalid images and for the images in ``zero``, detached.
 
-    The std is the (unbiased) std of A over the samples of valid images; with fewer than
-    two such samples there is no std and A is left as it is.
+    ``R`` ``[..., B, k]``, ``valid`` and ``zero`` bool ``[..., B]``; returns ``[..., B, k]``.
+    ``scale`` (default: ``"batch"`` if ``normalize`` else ``"none"``) picks ``s`` from ``SCALES``:
+
+    - ``none``: 1;
+    - ``batch``: the (unbiased) std of A over the samples of valid images (of the whole
+      tensor) + eps; with fewer than two such samples A is left as it is;
+    - ``group``: each image's (unbiased) std of its k rewards + eps (GRPO; k >= 2). An image
+      whose rewards are all equal has std 0: give it in ``zero`` (its A is then 0).
     """
+    scale = scale or ("batch" if normalize else "none")
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {tuple(SCALES)}; got {scale!r}")
     v = _valid_like(R, valid).unsqueeze(-1)
-    A = (R - b).detach().where(v, 0.0)
-    if normalize:
-        vals = A.masked_select(v.expand_as(A))
-        if vals.numel() >= 2:
-            A = A / (vals.std() + eps)
-    return A
+    keep = v if zero is None else v & ~zero.unsqueeze(-1)
+    A = (R - b).detach().where(keep, 0.0)
+    return (A / SCALES[scale](A, R, v, eps)).where(keep, 0.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -185,6 +239,7 @@ class BaselineKind:
     uses: tuple[str, ...] = ()          # hyperparameters it reads (fields of the ``baseline`` group)
     min_samples: int = 1                # labellings per image it needs (reinforce)
     min_batch: int = 1                  # images per batch it needs
+    centred: bool = False               # an image's k advantages sum to 0 (group scaling needs it)
     weighted_ce: bool = False           # reward_weighted_ce may use it (beta = coef if it uses coef)
     state: Callable[[dict[str, Any]], Any] | None = None   # per-trial state from the hyperparameters
     summary: str = ""                   # one line for the docs
@@ -195,8 +250,10 @@ KINDS: dict[str, BaselineKind] = {
     "batch_loo": BaselineKind(lambda x: batch_loo(x.R, x.params["coef"], x.valid), uses=("coef",),
                               min_batch=2, weighted_ce=True,
                               summary="coef x the other images' mean reward"),
-    "sample_loo": BaselineKind(lambda x: sample_loo(x.R), min_samples=2,
+    "sample_loo": BaselineKind(lambda x: sample_loo(x.R), min_samples=2, centred=True,
                                summary="the other samples' mean reward of the same image"),
+    "group_mean": BaselineKind(lambda x: group_mean(x.R), min_samples=2, centred=True,
+                               summary="the mean reward of the image's k samples, its own included (GRPO)"),
     "greedy": BaselineKind(lambda x: greedy(x.greedy_reward()), summary="the argmax labelling's reward"),
     "ema": BaselineKind(lambda x: x.state.baseline(x.R, x.valid), uses=("decay",),
                         state=lambda p: EmaBaseline(p["decay"]),

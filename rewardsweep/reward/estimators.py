@@ -21,12 +21,14 @@ from rewardsweep.reward.baselines import batch_loo
 from rewardsweep.reward.miou import per_image_miou
 
 __all__ = [
+    "log_policy",
     "pixel_weights",
     "reinforce_loss",
     "reinforce_per_image",
     "reward_weighted_ce_loss",
     "reward_weighted_ce_weights",
     "sample_labellings",
+    "sample_log_probs",
     "weighted_cross_entropy",
 ]
 
@@ -67,6 +69,21 @@ def sample_labellings(logits: torch.Tensor, k: int = 1, generator: torch.Generat
     return y.clamp_max_(C - 1).permute(0, 3, 1, 2).contiguous()
 
 
+def log_policy(logits: torch.Tensor) -> torch.Tensor:
+    """The policy's per-pixel log-probabilities ``log_softmax(z)`` ``[B, C, H, W]`` (float32)."""
+    return torch.log_softmax(logits.float(), dim=1)
+
+
+def sample_log_probs(logits: torch.Tensor, samples: torch.Tensor, log_probs: torch.Tensor | None = None) -> torch.Tensor:
+    """``log P(y_ijp | x_i)`` ``[B, k, H, W]`` (float32, with gradient) of samples ``[B, k, H, W]``.
+
+    ``log_probs``: ``log_policy(logits)`` when the caller has it already (it is not recomputed).
+    """
+    if samples.dim() != 4 or samples.shape[0] != logits.shape[0] or samples.shape[-2:] != logits.shape[-2:]:
+        raise ValueError(f"samples must be [B, k, H, W] matching logits {tuple(logits.shape)}; got {tuple(samples.shape)}")
+    return (log_policy(logits) if log_probs is None else log_probs).gather(1, samples.long())
+
+
 def pixel_weights(gt: torch.Tensor, class_weights: torch.Tensor | None = None, ignore_index: int = 255) -> torch.Tensor:
     """float32 ``[B, H, W]``: 0 on ignored pixels, else 1 or the weight of the pixel's label."""
     valid = gt != ignore_index
@@ -100,23 +117,36 @@ def reinforce_per_image(
     valid: torch.Tensor | None = None,
     class_weights: torch.Tensor | None = None,
     ignore_index: int = 255,
+    log_probs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Each image's term ``[B]`` of :func:`reinforce_loss` (whose mean it is).
 
     Per-image terms let a diagnostic take the gradient of part of the batch (two halves
     give the policy gradient's signal-to-noise) without a second forward pass.
+    ``log_probs``: ``log_policy(logits)`` if already computed.
     """
-    if samples.dim() != 4 or samples.shape[0] != logits.shape[0] or samples.shape[-2:] != logits.shape[-2:]:
-        raise ValueError(f"samples must be [B, k, H, W] matching logits {tuple(logits.shape)}; got {tuple(samples.shape)}")
+    logp = sample_log_probs(logits, samples, log_probs)  # [B, k, H, W]
+    A = checked_advantages(advantages, samples, valid)
+    return -(A * weighted_pixel_mean(logp, gt, class_weights, ignore_index)).mean(-1)
+
+
+def checked_advantages(advantages: torch.Tensor, like: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """``advantages`` ``[B, k]`` detached as float32, 0 for invalid images (``valid`` ``[B]``);
+    ``like``: the samples (or their log-probs) ``[B, k, H, W]`` they belong to."""
     A = advantages.detach().to(torch.float32)
-    if A.shape != samples.shape[:2]:
-        raise ValueError(f"advantages must be [B, k] = {tuple(samples.shape[:2])}; got {tuple(A.shape)}")
+    if A.shape != like.shape[:2]:
+        raise ValueError(f"advantages must be [B, k] = {tuple(like.shape[:2])}; got {tuple(A.shape)}")
     if valid is not None:
         A = A * valid.to(A.dtype).unsqueeze(-1)
-    logp = torch.log_softmax(logits.float(), dim=1).gather(1, samples.long())  # [B, k, H, W]
+    return A
+
+
+def weighted_pixel_mean(
+    values: torch.Tensor, gt: torch.Tensor, class_weights: torch.Tensor | None = None, ignore_index: int = 255
+) -> torch.Tensor:
+    """``[B, k]``: each sample's (class-weighted) mean of ``values`` ``[B, k, H, W]`` over valid pixels."""
     w = pixel_weights(gt, class_weights, ignore_index)  # [B, H, W]
-    per_sample = torch.einsum("bkhw,bhw->bk", logp, w) / w.sum((-2, -1)).clamp_min(_TINY).unsqueeze(-1)
-    return -(A * per_sample).mean(-1)
+    return torch.einsum("bkhw,bhw->bk", values, w) / w.sum((-2, -1)).clamp_min(_TINY).unsqueeze(-1)
 
 
 def weighted_cross_entropy(

@@ -1,8 +1,9 @@
 """The reward part of a trial config: its schema, checked once (``docs/architecture.md``).
 
 ``RewardSettings`` declares the keys ``estimator``, ``samples``, ``baseline.{kind, coef,
-decay}``, ``normalize_advantage``, ``class_weights.{counts, smooth}`` and ``aux_head``:
-default, check and help, each in one place. The trial-config schema
+decay}``, ``normalize_advantage``, ``kl_coef``, ``kl_in``, ``entropy_coef``, ``clip_range``,
+``epochs_per_batch``, ``class_weights.{counts, smooth}`` and ``aux_head``: default, check
+and help, each in one place. The trial-config schema
 (:mod:`rewardsweep.config.trial`) extends it, so the spec validator, a trial and the docs
 table all read the same declaration. Baseline kinds and the rules between keys come from
 the registry :data:`rewardsweep.reward.baselines.KINDS`.
@@ -12,6 +13,12 @@ sweep can run a grid point that only differs in an ignored key once): a baseline
 hyperparameter is used only by the kinds that list it (``coef``: batch_loo, ``decay``:
 ema); ``reward_weighted_ce`` takes the kinds marked ``weighted_ce`` (beta = coef under
 batch_loo, else 0) and ignores ``samples`` and ``normalize_advantage``.
+
+Keys added after 0.2.0 (``kl_coef`` ... ``epochs_per_batch``) default to null, which means
+"off" (today's behaviour): a config id hashes such a key only when it has a value
+(``sweep/expand.py``, ``ID_KEYS_0_2``), and a value that does nothing (a coefficient 0, one
+epoch, a clip range with one epoch, ``kl_in`` without a KL) is listed by ``ignored_keys``,
+so it is hashed as null too and existing configurations keep their ids.
 """
 
 from pathlib import Path
@@ -19,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
-from rewardsweep.checks import Invalid, boolean, checked, first_error, int_at_least, number_between, one_of, or_null
+from rewardsweep.checks import Invalid, checked, did_you_mean, first_error, int_at_least, number_between, one_of, or_null
 from rewardsweep.errors import ConfigError
 from rewardsweep.formatting import as_written
 from rewardsweep.reward.baselines import KINDS
@@ -31,12 +38,25 @@ from rewardsweep.reward.class_weights import (
     validate_smooth,
 )
 
-__all__ = ["AUX_HEADS", "BASELINES", "ESTIMATORS", "Baseline", "ClassWeights", "RewardSettings",
+__all__ = ["AUX_HEADS", "BASELINES", "ESTIMATORS", "KL_IN", "Baseline", "ClassWeights", "RewardSettings",
            "REWARD_KEYS"]
 
 ESTIMATORS = ("reinforce", "reward_weighted_ce")
 BASELINES = tuple(KINDS)
 AUX_HEADS = ("off", "mle", "reward")
+KL_IN = ("loss", "reward")
+_CENTRED = tuple(name for name, k in KINDS.items() if k.centred)
+
+
+def _normalization(value: Any) -> Any:
+    """``normalize_advantage``: true (the batch's std), false, or ``group``."""
+    if isinstance(value, bool) or value == "group":
+        return value
+    raise Invalid(f"{as_written(value)} is not allowed; expected true (the batch's std), false or group "
+                  f"(each image's std over its k samples){did_you_mean(value, ('group',), cutoff=0.5)}")
+
+
+_normalization.expected = "true, false or group"  # type: ignore[attr-defined]
 
 
 class _Group(BaseModel):
@@ -142,14 +162,29 @@ class RewardSettings(_Group):
     estimator: checked(one_of(ESTIMATORS)) = Field("reinforce", description="`reinforce` (policy gradient) or `reward_weighted_ce` (the study's re-weighted cross-entropy)")
     samples: checked(int_at_least(1)) = Field(2, description="k labellings per image (reinforce), integer `>= 1`")
     baseline: Baseline = Field(Baseline(), description="variance-reduction baseline")
-    normalize_advantage: checked(boolean) = Field(True, description="divide the advantage by its batch std (reinforce only). Off, the policy gradient is ~1/3300 of cross-entropy's at the same lr (docs/method.md)")
+    normalize_advantage: checked(_normalization) = Field(True, description="`true`: divide the advantage by its batch std; `group`: by each image's std over its k rewards (GRPO; needs `samples >= 2` and a baseline that centres each image, " + " or ".join(f"`{n}`" for n in _CENTRED) + "); `false`: no scaling (reinforce only). Unscaled, the policy gradient is ~1/3300 of cross-entropy's at the same lr (docs/method.md)")
+    kl_coef: checked(or_null(number_between(0.0), "null (off)")) = Field(None, description="beta of the KL to the start model, exact per pixel (docs/method.md); `null` or 0: off. The trial must supply the start model's logits")
+    kl_in: checked(or_null(one_of(KL_IN), "null (loss)")) = Field(None, description="`loss` (or null: beta x the exact per-pixel KL, a loss term) or `reward` (beta x the sampled labelling's log-ratio subtracted from its reward; reinforce only)")
+    entropy_coef: checked(or_null(number_between(0.0), "null (off)")) = Field(None, description="bonus for the exact per-pixel entropy of the policy (its coefficient, subtracted from the loss); `null` or 0: off")
+    clip_range: checked(or_null(number_between(0.0, 1.0, lo_open=True, hi_open=True), "null (no clipping)")) = Field(None, description="eps of the clipped surrogate (PPO-style, per-pixel ratios) in (0, 1), e.g. 0.2; reinforce only, acts with `epochs_per_batch >= 2`")
+    epochs_per_batch: checked(or_null(int_at_least(1), "null (1)")) = Field(None, description="gradient steps on each batch of samples, the sampling policy fixed (reinforce only); `>= 2` needs `clip_range`")
     class_weights: ClassWeights | None = Field(None, description="`null`/`false` (off) or a mapping `{counts, smooth}` (on)")
     aux_head: checked(one_of(AUX_HEADS)) = Field("off", description="`off`, `mle` (keep its cross-entropy: then most of the update is that cross-entropy) or `reward`")
 
     @model_validator(mode="after")
     def _combinations(self, info: ValidationInfo) -> "RewardSettings":
         kind, spec = self.baseline.kind, KINDS[self.baseline.kind]
-        if self.estimator == "reinforce" and self.samples < spec.min_samples:
+        reinforce = self.estimator == "reinforce"
+        if reinforce and self.normalize_advantage == "group":
+            if self.samples < 2:
+                raise Invalid(f"group normalisation divides by each image's std over its samples; expected "
+                              f"samples >= 2, got samples={self.samples}", key="normalize_advantage",
+                              also=("samples",))
+            if not spec.centred:
+                raise Invalid(f"group normalisation needs a baseline that centres each image; expected "
+                              f"baseline.kind {' or '.join(_CENTRED)}, got {kind!r}", key="normalize_advantage",
+                              also=("baseline.kind",))
+        if reinforce and self.samples < spec.min_samples:
             raise Invalid(f"{kind!r} needs several samples per image; expected samples >= "
                           f"{spec.min_samples}, got samples={self.samples}", key="baseline.kind", also=("samples",))
         if self.estimator == "reward_weighted_ce" and not spec.weighted_ce:
@@ -157,6 +192,19 @@ class RewardSettings(_Group):
                                   for name, k in KINDS.items() if k.weighted_ce)
             raise Invalid(f"estimator 'reward_weighted_ce' got baseline {kind!r}; expected {allowed}",
                           key="baseline.kind", also=("estimator",))
+        if not reinforce:
+            for key in ("clip_range", "epochs_per_batch"):
+                if getattr(self, key) is not None:
+                    raise Invalid(f"the clipped surrogate needs sampled labellings; expected estimator "
+                                  f"reinforce, got {self.estimator!r}", key=key, also=("estimator",))
+            if self.kl_in == "reward" and self.kl_coef:
+                raise Invalid(f"a KL penalty in the reward needs sampled labellings; expected estimator "
+                              f"reinforce (or kl_in: loss), got {self.estimator!r}", key="kl_in",
+                              also=("estimator", "kl_coef"))
+        if self.epochs > 1 and self.clip_range is None:
+            raise Invalid(f"several epochs on one batch need importance ratios; expected clip_range "
+                          f"(e.g. 0.2) with epochs_per_batch={self.epochs}", key="epochs_per_batch",
+                          also=("clip_range",))
         batch_size = getattr(self, "batch_size", None) or (info.context or {}).get("batch_size")
         if batch_size is not None and batch_size < spec.min_batch:
             raise Invalid(f"{kind!r} needs other images in the batch; expected batch_size >= "
@@ -219,6 +267,40 @@ class RewardSettings(_Group):
         return None if self.class_weights is None else self.class_weights.path
 
     @property
+    def advantage_scale(self) -> str:
+        """What the advantage is divided by: ``none``, ``batch`` or ``group`` (``baselines.SCALES``)."""
+        return {False: "none", True: "batch"}.get(self.normalize_advantage, self.normalize_advantage)
+
+    @property
+    def kl_loss_coef(self) -> float:
+        """beta of the exact KL loss term (0 when off or when the KL goes into the reward)."""
+        return 0.0 if self.kl_in == "reward" else float(self.kl_coef or 0.0)
+
+    @property
+    def kl_reward_coef(self) -> float:
+        """beta of the KL penalty in the reward (0 unless ``kl_in: reward``)."""
+        return float(self.kl_coef or 0.0) if self.kl_in == "reward" else 0.0
+
+    @property
+    def needs_reference(self) -> bool:
+        """The objective needs the start model's logits (a KL term, in either form)."""
+        return bool(self.kl_coef)
+
+    @property
+    def entropy_bonus(self) -> float:
+        return float(self.entropy_coef or 0.0)
+
+    @property
+    def epochs(self) -> int:
+        """Gradient steps per batch of samples (1 unless the clipped surrogate runs several)."""
+        return self.epochs_per_batch or 1
+
+    @property
+    def clipped(self) -> bool:
+        """The policy term is the clipped surrogate (several epochs with a clip range)."""
+        return self.epochs > 1 and self.clip_range is not None
+
+    @property
     def beta(self) -> float:
         """beta of ``reward_weighted_ce`` (coef under a kind that uses it, else 0)."""
         return self.baseline.coef if "coef" in KINDS[self.baseline.kind].uses else 0.0
@@ -238,13 +320,26 @@ class RewardSettings(_Group):
         ignored = ["samples", "normalize_advantage"] if self.estimator == "reward_weighted_ce" else []
         uses = KINDS[self.baseline.kind].uses
         ignored += [f"baseline.{name}" for name in Baseline.model_fields if name != "kind" and name not in uses]
+        # keys newer than 0.2.0 whose value does the same as null (off): hashed as null
+        if self.kl_coef == 0:
+            ignored.append("kl_coef")
+        if not self.kl_coef and self.kl_in is not None:
+            ignored.append("kl_in")
+        if self.entropy_coef == 0:
+            ignored.append("entropy_coef")
+        if self.epochs_per_batch == 1:
+            ignored.append("epochs_per_batch")
+        if self.epochs == 1 and self.clip_range is not None:
+            ignored.append("clip_range")
         return tuple(ignored)
 
     def to_dict(self) -> dict:
         """A JSON-able dict of the settings (flat field names)."""
         return {"estimator": self.estimator, "samples": self.samples, "baseline_kind": self.baseline.kind,
                 "baseline_coef": self.baseline.coef, "baseline_decay": self.baseline.decay,
-                "normalize_advantage": self.normalize_advantage,
+                "normalize_advantage": self.normalize_advantage, "kl_coef": self.kl_coef, "kl_in": self.kl_in,
+                "entropy_coef": self.entropy_coef, "clip_range": self.clip_range,
+                "epochs_per_batch": self.epochs_per_batch,
                 "class_weights_counts": None if self.class_weights is None else list(self.class_weights_counts),
                 "class_weights_smooth": self.class_weights_smooth, "class_weights_path": self.class_weights_path,
                 "aux_head": self.aux_head}
