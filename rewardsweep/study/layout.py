@@ -147,14 +147,36 @@ def is_uri(value: str) -> bool:
     return _URI.match(value) is not None
 
 
+# A variable whose name says it holds a secret is never copied into a path (which ends up
+# in folder names, console lines, trial configs and records).
+_SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "APIKEY", "API_KEY")
+_SECRET_PARTS = frozenset({"KEY", "KEYS", "AUTH", "PASS", "PW", "COOKIE"})
+
+
+def looks_secret(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret (``WANDB_API_KEY``,
+    ``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``, ``PGPASSWORD``...)."""
+    upper = name.upper()
+    return any(word in upper for word in _SECRET_WORDS) or bool(_SECRET_PARTS & set(upper.split("_")))
+
+
 def expand_env_vars(value: str, source: str) -> str:
-    """``$VAR``/``${VAR}`` in a path; an unset variable is an error (``SpecError`` starting
-    with ``source``), not an empty string."""
+    """``$VAR``/``${VAR}`` in a path, and only what a path needs: an unset variable is an
+    error (``SpecError`` starting with ``source``), not an empty string; a variable whose
+    name says it is a secret is refused, never copied; a value with a control character
+    (a newline...) is no path."""
     def sub(match: re.Match) -> str:
         var = match.group(1) or match.group(2)
+        if looks_secret(var):
+            raise SpecError(f"{source}: environment variable {var} looks like a secret (its name); a path "
+                            f"never copies one: write the folder itself")
         if var not in os.environ:
             raise SpecError(f"{source}: environment variable {var} is not set (used in {value!r})")
-        return os.environ[var]
+        found = os.environ[var]
+        if any(ord(c) < 32 or ord(c) == 127 for c in found):
+            raise SpecError(f"{source}: environment variable {var} holds a control character (a newline?); "
+                            f"expected a folder path")
+        return found
 
     return _ENV_VAR.sub(sub, value)
 
@@ -177,4 +199,10 @@ def study_dir_from_storage(storage: str, name: str, *, base: str | os.PathLike |
     folder = Path(os.path.expanduser(value))
     if not folder.is_absolute():
         folder = Path(base if base is not None else os.getcwd()) / folder
-    return folder.resolve() / name
+    try:
+        return folder.resolve() / name
+    except (RuntimeError, OSError) as exc:  # a symlink loop (RuntimeError before Python 3.13), ...
+        reason = "a symlink loop" if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == 40 \
+            else (exc.strerror or str(exc))
+        raise SpecError(f"{source}: {value!r} cannot be resolved to a folder ({reason}); expected a folder "
+                        f"path") from None
