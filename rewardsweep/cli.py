@@ -44,6 +44,8 @@ def _add_launch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wandb", default=None, choices=["offline", "online", "disabled"],
                    help="W&B mode (overrides the spec)")
     p.add_argument("--retry-failed", action="store_true", help="also rerun trials recorded as failed")
+    p.add_argument("--retry-diverged", action="store_true",
+                   help="also rerun trials recorded as diverged (e.g. a start file that was damaged before 0.4)")
     p.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")
     p.add_argument("--verbose", action="store_true", help="show Ray's and the trials' own log output")
     p.add_argument("--allow-failures", action="store_true",
@@ -73,6 +75,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap-images", action="store_true",
                    help="also bootstrap the paired differences over seeds and val images (needs val_counts/)")
     p.add_argument("--wandb-summary", action="store_true", help="log the summary as a W&B run of job_type report")
+    p.add_argument("--all-configs", action="store_true",
+                   help="also report configurations the study's spec (as last launched) no longer names")
     p.add_argument("--start", default=None, metavar="HASH",
                    help="report only records from this start checkpoint (hash prefix or dataset) when sources mix several")
     p.set_defaults(handler=_run_report)

@@ -24,6 +24,17 @@ class DataError(UserError):
     """A dataset folder that is missing, empty or inconsistent."""
 
 
+class StartCheckpointError(Exception):
+    """A trial's start checkpoint file is unreadable or not the one the study named (its
+    hash differs): the trial does not train and writes no record, and the launch stops
+    (every other trial would meet the same file); the next launch checks the file again."""
+
+
+class CodeMismatchError(Exception):
+    """A trial runs other rewardsweep code than the driver (a cluster node with another
+    version or checkout): it does not train, and the launch stops (one line)."""
+
+
 # --------------------------------------------------------------------------- how a trial ended
 
 class TrialError(RuntimeError):

@@ -4,6 +4,7 @@ Layout (see ``docs/architecture.md``)::
 
     <study_dir>/spec.yaml                 the spec as last launched (older differing copies: spec-history/)
     <study_dir>/start.json                the start checkpoint(s) and their val mIoU, computed once
+    <study_dir>/plan.json                 the study's name and the configurations the spec named at its last launch
     <study_dir>/records/<trial>.json      one record per trial (invalid ones set aside in records/invalid/)
     <study_dir>/diagnostics/<trial>.jsonl per-step diagnostics of a trial
     <study_dir>/val_counts/<trial>.json   per-image confusion counts of a trial's final evaluation
@@ -32,6 +33,7 @@ SPEC_FILENAME = "spec.yaml"
 SPEC_HISTORY_DIRNAME = "spec-history"
 START_FILENAME = "start.json"
 SEQUENTIAL_FILENAME = "sequential.json"        # a sequential study's design and the decisions launch took
+PLAN_FILENAME = "plan.json"                    # the study's name and the configurations its spec names (last launch)
 RAY_DIRNAME = "ray"
 LAUNCH_FILENAME = "rewardsweep-launch.json"   # in each ray/launch-<ts>/
 WANDB_DIRNAME = "wandb"
@@ -97,6 +99,10 @@ class StudyPaths:
         return self.root / SEQUENTIAL_FILENAME
 
     @property
+    def plan(self) -> Path:
+        return self.root / PLAN_FILENAME
+
+    @property
     def records(self) -> Path:
         return self.root / RECORDS_DIRNAME
 
@@ -135,6 +141,28 @@ class StudyPaths:
         self.records.mkdir(parents=True, exist_ok=True)
         self.ray.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def read_plan(study_dir: str | os.PathLike) -> dict | None:
+    """``plan.json`` of a study folder (``{"study", "configurations": {config_id: arm}, ...}``),
+    or None if the folder has none (written before 0.4, or never launched) or it is unreadable."""
+    import json
+
+    try:
+        plan = json.loads((Path(study_dir) / PLAN_FILENAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(plan, dict) or not isinstance(plan.get("study"), str) \
+            or not isinstance(plan.get("configurations"), dict):
+        return None
+    return plan
+
+
+def study_name(study_dir: str | os.PathLike) -> str | None:
+    """The name of the study a folder holds, as its last launch recorded it (``plan.json``);
+    None for a folder no launch of 0.4 or later wrote (its records' study is not checked)."""
+    plan = read_plan(study_dir)
+    return plan["study"] if plan is not None else None
 
 
 # --------------------------------------------------------------------------- spec -> study folder
