@@ -30,11 +30,6 @@ class StartCheckpointError(Exception):
     (every other trial would meet the same file); the next launch checks the file again."""
 
 
-class CodeMismatchError(Exception):
-    """A trial runs other rewardsweep code than the driver (a cluster node with another
-    version or checkout): it does not train, and the launch stops (one line)."""
-
-
 # --------------------------------------------------------------------------- how a trial ended
 
 class TrialError(RuntimeError):

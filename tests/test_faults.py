@@ -817,7 +817,7 @@ def test_sigterm_stops_a_launch_like_ctrl_c(when, tmp_path):
     if when == "pretraining":
         ready = lambda lines: any("ms/iter" in ln for ln in lines)       # noqa: E731 (pretraining runs)
     else:
-        ready = lambda lines: sum(ln.lstrip().startswith("done ") for ln in lines) >= 2   # noqa: E731
+        ready = lambda lines: sum("] done " in ln for ln in lines) >= 2   # noqa: E731
     out = _sigterm_when(proc, ready, when)
     assert proc.returncode == 143, out
     assert "Traceback" not in out and "core dumped" not in out and "*** SIG" not in out, out
@@ -830,3 +830,21 @@ def test_sigterm_stops_a_launch_like_ctrl_c(when, tmp_path):
         assert 2 <= len(done), out
         assert not any(r["status"] != "finished" for r in read_all(study).values()), out
         assert "interrupted" in out and "resume" in out
+
+
+def test_retry_diverged_reruns_what_a_bad_start_made_diverged_before(tmp_path):
+    """Records a damaged start file made `diverged` under 0.3.0 carry the good hash, so
+    nothing can tell them from a real divergence: `--retry-diverged` reruns them."""
+    from rewardsweep.study import records, resume
+    from rewardsweep.study.layout import StudyPaths
+    from tests.test_launch_unit import Plan
+
+    paths = StudyPaths(tmp_path / "old").create()
+    plans = [Plan("c1", "reward", s) for s in range(3)]
+    for plan in plans:
+        records.write_record(paths.record("c1", "reward", plan.seed),
+                             _valid("old", seed=plan.seed, status="diverged", miou_final=None,
+                                    error="loss became nan at step 1"))
+    assert resume.plan_state(plans, paths).todo == []
+    state = resume.plan_state(plans, paths, retry_diverged=True)
+    assert state.todo == plans and state.retried_failed == plans

@@ -145,7 +145,7 @@ class StudyPaths:
 
 def read_plan(study_dir: str | os.PathLike) -> dict | None:
     """``plan.json`` of a study folder (``{"study", "configurations": {config_id: arm}, ...}``),
-    or None if the folder has none (written before 0.4, or never launched) or it is unreadable."""
+    or None if the folder has none (written by 0.3.0 or earlier, or never launched) or it is unreadable."""
     import json
 
     try:
@@ -160,7 +160,7 @@ def read_plan(study_dir: str | os.PathLike) -> dict | None:
 
 def study_name(study_dir: str | os.PathLike) -> str | None:
     """The name of the study a folder holds, as its last launch recorded it (``plan.json``);
-    None for a folder no launch of 0.4 or later wrote (its records' study is not checked)."""
+    None for a folder whose launches predate plan.json (its records' study is not checked)."""
     plan = read_plan(study_dir)
     return plan["study"] if plan is not None else None
 
