@@ -332,7 +332,8 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
     result.storage_error = storage_errors[0] if storage_errors else None
     result.stop_error = stop_errors[0] if stop_errors else None
     try:
-        result.interrupted = _keep_records(jobs, result.outcomes, paths, notes, stopped_at=_STOP["at"])
+        result.interrupted = _keep_records(jobs, result.outcomes, paths, notes,
+                                           stopped_at=_STOP["at"] if _STOP["installed"] else None)
     except OSError as exc:  # the driver's own writes (a lost trial's record) hit the failing storage
         if exc.errno not in storage.STORAGE_ERRNOS:
             raise
