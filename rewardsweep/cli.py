@@ -1,8 +1,9 @@
 """The ``rewardsweep`` command: parse arguments, call one part, print. Nothing else.
 
 Exit status: 0 done; 1 ``launch`` finished but some trial of the study failed or diverged
-(``--allow-failures``: 0); 2 a user error (:class:`rewardsweep.errors.UserError`, one
-line on stderr; also bad arguments); 130 interrupted. A closed stdout (``| head -1``)
+(``--allow-failures``: 0), or it stopped because storage, the start checkpoint or a node's
+code failed; 2 a user error (:class:`rewardsweep.errors.UserError`, one line on stderr;
+also bad arguments); 130 interrupted (Ctrl+C); 143 stopped by SIGTERM. A closed stdout (``| head -1``)
 ends the command quietly (status 1).
 Anything else is a bug and keeps its traceback.
 """
@@ -38,12 +39,16 @@ def _run_pretrain(args: argparse.Namespace) -> int:
 def _add_launch(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("launch", help="run every (configuration, seed) of a study as a Ray Tune trial")
     p.add_argument("spec", help="search space YAML, e.g. search_spaces/baseline.yaml")
-    p.add_argument("--address", default=None, help="join an existing Ray cluster (e.g. auto or HOST:6379)")
+    p.add_argument("--address", default=None,
+                   help="join a Ray cluster: auto (the `ray start` cluster of this node) or HOST:6379; local: a "
+                        "private Ray even if RAY_ADDRESS is set (default: RAY_ADDRESS, else a private Ray)")
     p.add_argument("--dry-run", action="store_true", help="print the trial table and count; start nothing")
     p.add_argument("--storage", default=None, help="study folder root (overrides the spec's storage)")
     p.add_argument("--wandb", default=None, choices=["offline", "online", "disabled"],
                    help="W&B mode (overrides the spec)")
     p.add_argument("--retry-failed", action="store_true", help="also rerun trials recorded as failed")
+    p.add_argument("--retry-diverged", action="store_true",
+                   help="also rerun trials recorded as diverged (e.g. made diverged by a damaged start file under 0.3.0)")
     p.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")
     p.add_argument("--verbose", action="store_true", help="show Ray's and the trials' own log output")
     p.add_argument("--allow-failures", action="store_true",
@@ -76,6 +81,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    help="log the report as the study's W&B run (job_type report; WANDB_* as for the trials)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write the report into DIR instead of <study>/report (e.g. a read-only shared study)")
+    p.add_argument("--all-configs", action="store_true",
+                   help="also report configurations the study's spec (as last launched) no longer names")
     p.add_argument("--start", default=None, metavar="HASH",
                    help="report only records from this start checkpoint (hash prefix or dataset) when sources mix several")
     p.set_defaults(handler=_run_report)
@@ -124,8 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rewardsweep",
         description="Reward-optimisation fine-tuning of MMSegmentation models as a repeatable, seeded study.",
-        epilog="exit status: 0 ok, 1 launch: some trial failed or diverged, 2 usage or input error, "
-               f"130 interrupted. Start with `rewardsweep init`; documentation: {doc_url('')}",
+        epilog="exit status: 0 ok, 1 launch: some trial failed or diverged, or the launch stopped on a "
+               "fault, 2 usage or input error, 130 interrupted, 143 stopped by SIGTERM. "
+               f"Start with `rewardsweep init`; documentation: {doc_url('')}",
     )
     parser.add_argument("--version", action="version", version=f"rewardsweep {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

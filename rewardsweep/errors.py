@@ -24,6 +24,12 @@ class DataError(UserError):
     """A dataset folder that is missing, empty or inconsistent."""
 
 
+class StartCheckpointError(Exception):
+    """A trial's start checkpoint file is unreadable or not the one the study named (its
+    hash differs): the trial does not train and writes no record, and the launch stops
+    (every other trial would meet the same file); the next launch checks the file again."""
+
+
 # --------------------------------------------------------------------------- how a trial ended
 
 class TrialError(RuntimeError):

@@ -15,7 +15,10 @@ import os
 import shutil
 import socket
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 from rewardsweep.errors import UserError
 
@@ -23,7 +26,7 @@ PROBE_BYTES = 64 * 1024   # about a record's size: a nearly full disk fails here
 
 # errnos that say "the storage is failing" (not "this trial is wrong"): retrying the trial
 # elsewhere or later without fixing the storage would fail the same way
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
                             errno.EIO, errno.ESTALE})
 
 
@@ -143,3 +146,63 @@ def remove_stale_temp_dirs(prefix: str, dir: str | os.PathLike | None = None) ->
         if not path.exists():
             removed.append(path)
     return removed
+
+
+# --------------------------------------------------------------------------- locks and syncing
+
+@contextmanager
+def file_lock(path: str | os.PathLike, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (``flock``; on NFS the kernel maps it to a POSIX
+    lock, so processes on other nodes respect it too). If another process holds it,
+    ``waiting(holder)`` is called once (``holder``: "pid N on HOST since ...") and this
+    one waits. The lock goes with the process, even if it is killed."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            if waiting is not None:
+                waiting(handle.read().strip() or "another process")
+            fcntl.flock(handle, fcntl.LOCK_EX)   # blocks; Ctrl+C and SIGTERM still interrupt it
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def fsync_tree(folder: str | os.PathLike, files: bool = True) -> None:
+    """Flush ``folder``'s files (when ``files``) and the folder itself to the disk: what a
+    rename is about to publish must be on disk first, or a crash can leave an empty file
+    under the final name."""
+    folder = Path(folder)
+    if files:
+        for path in folder.iterdir():
+            if path.is_file():
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
+    fsync_dir(folder)
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it) to the disk; a filesystem that cannot
+    (some network mounts refuse to open a folder) is left as it is."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -17,7 +17,7 @@ from rewardsweep.study.records import write_record, write_val_counts
 from rewardsweep.study.synthetic import SYNTHETIC_CLASSES, synthetic_config_id, synthetic_record
 
 
-def write_study(folder, *, study: str = "toy", effects=(0.01, 0.0, -0.01), seeds: int = 6,
+def write_study(folder, *, study: str | None = None, effects=(0.01, 0.0, -0.01), seeds: int = 6,
                 sd: float = 0.004, seed_sd: float = 0.005, control: bool = True,
                 control_mean: float = 0.002, miou_start: float = 0.61,
                 bad: dict | None = None, start: dict | None = None, rng_seed: int = 0,
@@ -30,10 +30,12 @@ def write_study(folder, *, study: str = "toy", effects=(0.01, 0.0, -0.01), seeds
     ``val_images``: also write each finished trial's per-image val counts (``val_counts/``)
     over that many images, the final mIoU then being the one the counts give;
     ``image_effects``: ``{config_index: {image: extra IoU}}``, a gain only on those images.
+    ``study``: the records' study (default: the folder's name, as launch names it).
     Returns ``{"control_id", "config_ids", "delta": {(cid, arm, seed): delta}, "params"}``.
     """
     rng = np.random.default_rng(rng_seed)
     folder = Path(folder)
+    study = study or folder.name
     bad = bad or {}
     seed_effect = rng.normal(0, seed_sd, seeds)
     ctrl_params: dict = {}

@@ -91,10 +91,11 @@ def private_cluster(monkeypatch):
     shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_launch_joins_the_cluster_a_bare_ray_init_would(private_cluster, tmp_path, capsys, monkeypatch):
-    """RAY_ADDRESS, and with it unset the cluster a `ray start` recorded on this node, are
-    joined without ``--address`` and without passing ``num_cpus`` (which Ray refuses when
-    joining)."""
+def test_launch_joins_a_cluster_only_when_told(private_cluster, tmp_path, capsys, monkeypatch):
+    """RAY_ADDRESS and ``--address auto`` join the cluster (without passing ``num_cpus``,
+    which Ray refuses when joining), and the launch says which and why; a plain launch
+    leaves a `ray start` cluster on this node alone: it starts a private Ray and says how
+    to join that cluster (a shared node's cluster may be someone else's)."""
     import ray
 
     from rewardsweep import cli
@@ -102,14 +103,21 @@ def test_launch_joins_the_cluster_a_bare_ray_init_would(private_cluster, tmp_pat
     cluster_nodes = {n.node_id for n in private_cluster.list_all_nodes()}
     monkeypatch.setenv("RAY_ADDRESS", private_cluster.address)
     assert cli.main(["launch", str(_small_spec(tmp_path, "via-env"))]) == 0
-    assert "(from RAY_ADDRESS)" in capsys.readouterr().err
+    assert f"joined the Ray cluster at {private_cluster.address} (from RAY_ADDRESS)" in capsys.readouterr().err
 
     monkeypatch.delenv("RAY_ADDRESS")
-    assert cli.main(["launch", str(_small_spec(tmp_path, "via-ray-start"))]) == 0
-    assert "(from ray start)" in capsys.readouterr().err
+    assert cli.main(["launch", str(_small_spec(tmp_path, "plain"))]) == 0
+    err = capsys.readouterr().err
+    assert "started a private Ray on this machine" in err and "joined" not in err
+    assert f"a `ray start` cluster runs on this node ({private_cluster.address}) but a plain launch never " \
+           f"joins one; --address auto does" in err
+
+    assert cli.main(["launch", str(_small_spec(tmp_path, "via-auto")), "--address", "auto"]) == 0
+    assert f"joined the Ray cluster at {private_cluster.address} (from --address auto)" in capsys.readouterr().err
     assert not ray.is_initialized()
 
-    for study in ("via-env", "via-ray-start"):
+    for study, joined in (("via-env", True), ("plain", False), ("via-auto", True)):
         recs = [records.read_record(p) for p in layout.iter_record_paths(tmp_path / "runs" / study)]
         assert len(recs) == 2 and all(r["status"] == "finished" for r in recs)
-        assert {r["config"]["runtime"]["node_id"] for r in recs} <= cluster_nodes
+        nodes = {r["config"]["runtime"]["node_id"] for r in recs}
+        assert (nodes <= cluster_nodes) if joined else not (nodes & cluster_nodes), study

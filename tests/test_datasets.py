@@ -206,7 +206,9 @@ def test_one_reward_step_of_the_r50_on_the_fixture(preset, crop, tmp_path, roots
     torch.save({"state_dict": {k: v.half() if v.is_floating_point() else v
                                for k, v in model.state_dict().items()}}, checkpoint)
     del model
-    start = {"checkpoint": str(checkpoint), "checkpoint_hash": "random-init", "dataset": setting.dataset_id,
+    from rewardsweep.checkpoint_file import file_hash
+
+    start = {"checkpoint": str(checkpoint), "checkpoint_hash": file_hash(checkpoint), "dataset": setting.dataset_id,
              "miou": 0.0, "per_class_iou": [0.0] * n, "class_names": list(setting.class_names)}
     events = []
     record = run_trial(dict(model=name, data_root=str(roots[dataset]), start=start, steps=1,

@@ -65,28 +65,37 @@ def test_plan_state_resume_rules(tmp_path):
 
 
 def test_start_resolved_once_and_reused(tmp_path):
+    from rewardsweep.checkpoint_file import file_hash
+
     paths = StudyPaths(tmp_path).create()
-    ckpt = tmp_path / "start.pth"
-    ckpt.write_bytes(b"x")
+    files = {None: tmp_path / "start.pth", 7: tmp_path / "start7.pth"}
+    for iters, path in files.items():
+        path.write_bytes(f"weights {iters}".encode())
+    hashes = {iters: file_hash(path) for iters, path in files.items()}
     calls = []
 
     def fake_ensure_start(model, checkpoint, data_root, iters):
         calls.append((model, checkpoint, iters))
-        return {"model": model, "checkpoint": str(ckpt), "checkpoint_hash": f"h{iters}", "dataset": "d",
-                "miou": 0.5, "per_class_iou": [0.5], "class_names": ["a"], "cached": False}
+        return {"model": model, "checkpoint": str(files[iters]), "checkpoint_hash": file_hash(files[iters]),
+                "dataset": "d", "miou": 0.5, "per_class_iou": [0.5], "class_names": ["a"], "cached": False}
 
     configs = [_config(tmp_path, seed=s) for s in range(3)] + [_config(tmp_path, pretrain={"iters": 7})]
     starts, computed = study.resolve_starts(paths, configs, ensure_start=fake_ensure_start)
     assert computed == 2 and len(calls) == 2 and len(starts) == 2
-    assert {c["start"]["checkpoint_hash"] for c in configs} == {"hNone", "h7"}
+    assert {c["start"]["checkpoint_hash"] for c in configs} == set(hashes.values())
     assert "cached" not in configs[0]["start"] and "request" not in configs[0]["start"]
 
     again = [_config(tmp_path)]
     _, computed = study.resolve_starts(paths, again, ensure_start=fake_ensure_start)
-    assert computed == 0 and len(calls) == 2 and again[0]["start"]["checkpoint_hash"] == "hNone"
-    ckpt.unlink()                                              # cache gone: resolve again
+    assert computed == 0 and len(calls) == 2 and again[0]["start"]["checkpoint_hash"] == hashes[None]
+    files[None].unlink()                                       # cache gone: resolve again (same weights)
+    files[None].write_bytes(b"weights None")
     _, computed = study.resolve_starts(paths, [_config(tmp_path)], ensure_start=fake_ensure_start)
-    assert computed == 1 and len(json.loads(paths.start.read_text())["starts"]) == 2
+    assert computed == 0                                       # same bytes: the entry is still good
+    files[None].write_bytes(b"weights None, one bit off")     # damaged: resolved again, and it is not the same
+    with pytest.raises(UserError, match=r"this study's trials started from " + hashes[None]):
+        study.resolve_starts(paths, [_config(tmp_path)], ensure_start=fake_ensure_start)
+    assert len(calls) == 3 and len(json.loads(paths.start.read_text())["starts"]) == 2
 
 
 def test_spec_copy_keeps_history(tmp_path):

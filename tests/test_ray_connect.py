@@ -65,3 +65,18 @@ def test_local_means_a_new_ray_here(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "local")
     assert not ray_target(None).joins
     assert not ray_target("local").joins
+
+
+def test_address_local_beats_ray_address_and_nothing_is_joined_unasked(monkeypatch):
+    """``--address local`` is a private Ray even when RAY_ADDRESS names a cluster (dead
+    here: nothing is probed); without either, no cluster is joined."""
+    from rewardsweep.sweep.tune import ray_target
+
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    began = time.monotonic()
+    target = ray_target("local")
+    assert not target.joins and target.given == "local" and target.origin == "--address"
+    assert time.monotonic() - began < 1.0
+    monkeypatch.delenv("RAY_ADDRESS")
+    target = ray_target(None)
+    assert not target.joins and target.given == "local" and target.origin == "local"

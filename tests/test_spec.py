@@ -253,8 +253,10 @@ def test_config_ids_independent_of_key_order_storage_and_location(tmp_path: Path
 
 def test_relative_paths_resolve_against_spec_folder(tmp_path: Path):
     study = tmp_path / "study"
-    _write(study, "configs/my_deeplab.py", "model = dict()\n")
-    _write(study, "ckpt/start.pth", "not really a checkpoint")
+    _write(study, "configs/my_deeplab.py", "model = dict(decode_head=dict(num_classes=3))\n"
+                                              "train_dataloader = dict()\nval_dataloader = dict()\n")
+    (study / "ckpt").mkdir()
+    (study / "ckpt/start.pth").write_bytes(b"\x80\x02}q\x00.")   # a (legacy-format) torch pickle: {}
     counts = study / "counts.json"
     counts.write_text(json.dumps({"counts": [10, 20, 30], "smooth": 0.05}))
     spec_path = _write(study, "s.yaml", """\
@@ -358,7 +360,7 @@ def test_grid_group_values_and_fixed_layering(tmp_path: Path):
         steps: 5
         eval_every: 5
         fixed:
-          class_weights.counts: [1, 2, 3]
+          class_weights.counts: [1, 2, 3, 4, 5, 6]
           optimizer: {type: AdamW, momentum: 0.5}
         grid:
           class_weights: [null, {smooth: 0.1}]
@@ -371,8 +373,8 @@ def test_grid_group_values_and_fixed_layering(tmp_path: Path):
     got = {(json.dumps(t.config["class_weights"]), t.config["lr"]["start"], t.config["lr"]["end"])
            for t in trials}
     assert got == {("null", 1e-3, 1e-5), ("null", 1e-4, 1e-4),
-                   (json.dumps({"counts": [1, 2, 3], "smooth": 0.1}), 1e-3, 1e-5),
-                   (json.dumps({"counts": [1, 2, 3], "smooth": 0.1}), 1e-4, 1e-4)}
+                   (json.dumps({"counts": [1, 2, 3, 4, 5, 6], "smooth": 0.1}), 1e-3, 1e-5),
+                   (json.dumps({"counts": [1, 2, 3, 4, 5, 6], "smooth": 0.1}), 1e-4, 1e-4)}
     assert all(t.config["optimizer"]["momentum"] is None for t in trials)  # AdamW: unused
     assert len({t.control_id for t in trials}) == 2  # one per schedule
 

@@ -32,7 +32,7 @@ import pandas as pd
 
 from rewardsweep.errors import UserError
 from rewardsweep.analysis.treatment import TREATMENT_KEYS
-from rewardsweep.study.layout import RECORDS_DIRNAME
+from rewardsweep.study.layout import RECORDS_DIRNAME, read_plan, study_name
 from rewardsweep.study.records import read_record, record_problem
 from rewardsweep.study.timestamps import timestamp_key
 
@@ -68,6 +68,9 @@ class Collection:
     sources: list[str]
     warnings: list[str] = field(default_factory=list)
     n_duplicates: int = 0
+    # configurations whose records were left out because the study's spec (as last launched,
+    # plan.json) no longer names them: config_id -> records
+    unnamed: dict[str, int] = field(default_factory=dict)
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -81,18 +84,20 @@ class Collection:
 # --------------------------------------------------------------------------- reading
 
 def read_folder(folder: str | os.PathLike, warnings: list[str]) -> list[Entry]:
-    """Every readable record of ``folder/records``; unreadable ones go to ``warnings``."""
+    """Every valid record of ``folder/records`` (the launch's rule, :func:`record_problem`,
+    with the file's name and the folder's study); the others go to ``warnings``."""
     folder = Path(folder)
     records = folder / RECORDS_DIRNAME
     if not records.is_dir():
         return []
+    study = study_name(folder)
     # os.scandir: the same files as layout.iter_record_paths, without 10k Path sorts.
     with os.scandir(records) as it:
         found = sorted((e.name, e.path) for e in it if e.name.endswith(".json") and e.is_file())
     entries = []
     for _, path in found:
         try:
-            record = load_record(path)
+            record = load_record(path, study=study)
             mtime = os.stat(path).st_mtime
         except (ValueError, OSError) as exc:
             warnings.append(f"{exc}; skipped")
@@ -101,10 +106,10 @@ def read_folder(folder: str | os.PathLike, warnings: list[str]) -> list[Entry]:
     return entries
 
 
-def load_record(path: str | os.PathLike) -> dict:
+def load_record(path: str | os.PathLike, study: str | None = None) -> dict:
     """One record (``rewardsweep.study.records.read_record``); records are small because per-step
     diagnostics live in a sidecar file the report never reads."""
-    return read_record(path)
+    return read_record(path, study=study)
 
 
 def _num(value: Any, key: str, name: str) -> float:
@@ -168,9 +173,11 @@ def _validate(entry: Entry) -> dict:
         "finished_at": rec.get("finished_at"),
         "host": rec.get("host"),
         # the per-image counts sidecar (relative to the study folder), for --bootstrap-images
-        "val_counts_file": (str(Path(entry.source) / rec["val_counts_file"])
-                            if isinstance(rec.get("val_counts_file"), str) else None),
+        "val_counts_file": None,
     }
+    if isinstance(rec.get("val_counts_file"), str) and not entry.source.startswith("wandb:"):
+        # inside the study folder: record_problem checked it (links followed) when the file was read
+        row["val_counts_file"] = str(Path(entry.source) / rec["val_counts_file"])
     kept = rec.get("final_checkpoint") if isinstance(rec.get("final_checkpoint"), dict) else {}
     row["final_checkpoint"] = str(Path(entry.source) / kept["file"]) if isinstance(kept.get("file"), str) else None
     row["final_checkpoint_sha256"] = kept.get("sha256")    # checkpoints: final (runners/final_checkpoint.py)
@@ -318,14 +325,31 @@ def _empty(sources: list[str], warnings: list[str]) -> Collection:
 
 
 def collect(folders: Iterable[str | os.PathLike], start: str | None = None,
-            extra: Iterable[Entry] = ()) -> Collection:
-    """Read the records of ``folders`` (plus ``extra`` entries, e.g. from W&B) into tables."""
+            extra: Iterable[Entry] = (), all_configs: bool = False) -> Collection:
+    """Read the records of ``folders`` (plus ``extra`` entries, e.g. from W&B) into tables.
+
+    Records of configurations that a folder's spec, as last launched (``plan.json``), no
+    longer names (a grid value removed, a default changed) are left out unless
+    ``all_configs``: they would join the table and the comparison family unnoticed.
+    ``Collection.unnamed`` says which were left out.
+    """
     warnings: list[str] = []
     entries: list[Entry] = []
+    unnamed: dict[str, int] = {}
     for folder in folders:
-        entries.extend(read_folder(folder, warnings))
+        found = read_folder(folder, warnings)
+        plan = read_plan(folder)
+        if plan is not None and not all_configs:
+            named = set(plan["configurations"])
+            for entry in found:
+                if str(entry.record["config_id"]) not in named:
+                    unnamed[str(entry.record["config_id"])] = unnamed.get(str(entry.record["config_id"]), 0) + 1
+            found = [e for e in found if str(e.record["config_id"]) in named]
+        entries.extend(found)
     entries.extend(extra)
-    return build(entries, start=start, warnings=warnings)
+    collection = build(entries, start=start, warnings=warnings)
+    collection.unnamed = unnamed
+    return collection
 
 
 __all__ = ["Entry", "Collection", "collect", "build", "read_folder"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from typing import Any
 
+from rewardsweep import storage
 from rewardsweep.errors import UserError
 from rewardsweep.study import layout
 from rewardsweep.study.layout import RECORDS_DIRNAME, REPORT_DIRNAME, SPEC_FILENAME
@@ -155,7 +156,7 @@ def top_up_hint(folders: list[Path], targets: list[str]):
 
 def build_report(folders: list[Path], *, out: Path, study: str, start: str | None = None,
                  extra=(), settings=None, plots: bool = True, warnings_out=None,
-                 topup=None, target: str = "STUDY"):
+                 topup=None, target: str = "STUDY", all_configs: bool = False):
     """Collect, summarise and write; return ``(collection, summary, files, plot paths)``.
 
     ``topup`` and ``target`` only shape the next-step lines (the launch command, and how
@@ -165,7 +166,7 @@ def build_report(folders: list[Path], *, out: Path, study: str, start: str | Non
     from rewardsweep.analysis.render import write_files
     from rewardsweep.analysis.summary import summarize
 
-    coll = collect(folders, start=start, extra=extra)
+    coll = collect(folders, start=start, extra=extra, all_configs=all_configs)
     if warnings_out is not None:
         for w in coll.warnings:
             warnings_out(w)
@@ -183,6 +184,11 @@ def build_report(folders: list[Path], *, out: Path, study: str, start: str | Non
     if sequential is not None:
         sequential.label(dict(zip(summary.table["config_id"], summary.table["label"])))
     summary.sequential = sequential
+    if coll.unnamed:
+        left = ", ".join(f"{cid} ({n} record{'s' if n != 1 else ''})" for cid, n in sorted(coll.unnamed.items()))
+        summary.notes.append(f"left out: configuration(s) {left} that the study's spec, as last launched, no "
+                             f"longer names (a grid or default changed since they ran); they are not in the "
+                             f"table or the comparison family; --all-configs includes them")
     if summary.sequential is not None and summary.sequential.disagreements:
         summary.notes.append(f"WARNING: the records now give other sequential decisions than launch acted on "
                              f"for {', '.join(summary.sequential.disagreements)} (records changed after launch?)")
@@ -240,11 +246,21 @@ def report_command(args) -> int:
     settings = Settings(alpha=args.alpha, power=args.power, effect=args.effect / 100.0,
                         correction=args.correction, margin=None if margin is None else margin / 100.0,
                         bootstrap_images=bool(getattr(args, "bootstrap_images", False)))
-    coll, summary, files, plots = build_report(
-        folders, out=out, study=study, start=getattr(args, "start", None), extra=extra,
-        settings=settings, plots=not args.no_plots, warnings_out=warn,
-        topup=top_up_hint(folders, targets),
-        target=" ".join(shlex.quote(t) for t in targets) if targets else str(folders[0]) if folders else "STUDY")
+    storage.check_writable(out, "report folder", fix="the study folder holds it: fix its storage")
+    try:
+        coll, summary, files, plots = build_report(
+            folders, out=out, study=study, start=getattr(args, "start", None), extra=extra,
+            settings=settings, plots=not args.no_plots, warnings_out=warn,
+            topup=top_up_hint(folders, targets), all_configs=bool(getattr(args, "all_configs", False)),
+            target=" ".join(shlex.quote(t) for t in targets) if targets else str(folders[0]) if folders else "STUDY")
+    except OSError as exc:  # the report's own files (tables, plots): the disk filled up, say
+        failure = storage.storage_failure(exc, out)
+        if failure is None and exc.errno not in storage.STORAGE_ERRNOS:
+            raise
+        failure = failure or exc
+        raise storage.StorageError(f"report folder {out}: cannot write {failure.filename or 'the report'}: "
+                                   f"{storage.describe(failure)}; free space or fix permissions, then run the "
+                                   f"report again (the records are untouched)") from None
 
     from rewardsweep.analysis.render import print_console
 

@@ -12,6 +12,7 @@ user's view.
 
 import dataclasses
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from rewardsweep.checkpoint_file import checkpoint_problem
 from rewardsweep.checks import (
     Invalid,
     checked,
@@ -40,7 +42,8 @@ from rewardsweep.wandb_settings import WANDB_MODES
 
 __all__ = ["StudyFile", "Resources", "Wandb", "Parameters", "SampleSpec", "Spec", "read_parameters",
            "top_key_hint", "CONTROLS", "REFERENCES", "CONTROL_GRID_GROUPS", "WANDB_MODES", "DISTRIBUTIONS",
-           "TOP_LEVEL_PARAMS", "SPEC_DEFAULTS", "SequentialSeeds", "CHECKPOINT_ARMS"]
+           "TOP_LEVEL_PARAMS", "SPEC_DEFAULTS", "SequentialSeeds", "CHECKPOINT_ARMS",
+           "MAX_SPEC_BYTES", "DEFAULT_MAX_TRIALS", "SEED_LIMIT", "check_study_size"]
 
 CONTROLS = ("mle", "none")
 REFERENCES = ("noop", "none")
@@ -50,6 +53,12 @@ CONTROL_GRID_GROUPS = ("lr", "optimizer")
 # Parameters that may also be given at the top level (as well as under fixed/grid/sample).
 TOP_LEVEL_PARAMS = ("steps", "checkpoint", "batch_size")
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+MAX_NAME_LENGTH = 100   # a folder name may be 255 bytes; W&B group names add to it
+# Limits that keep any spec's work bounded (docs/search_spaces.md, "Limits"): the file's
+# size, and the trials it may describe unless it raises max_trials itself.
+MAX_SPEC_BYTES = 256 * 1024
+DEFAULT_MAX_TRIALS = 10_000
+SEED_LIMIT = 2 ** 32    # numpy's seed range: a trial's seed must be below it
 # What an unset parameter is in a spec: the trial default, except that steps is required,
 # class weights are off unless given, and switched on they smooth with 0.05.
 SPEC_DEFAULTS: dict[str, Any] = {
@@ -71,10 +80,15 @@ def _noted(check: Any, note: str) -> Any:
 
 def _study_name(name: Any) -> str:
     if isinstance(name, (int, float)) and not isinstance(name, bool):
-        name = str(name)
+        # YAML reads 1e3 as 1000.0 and 007 as 7: the folder would not be named as written
+        raise Invalid(f"{as_written(name)} is a number in YAML, not text, so the study folder would not be "
+                      f"named as you wrote it; quote it (name: \"...\")")
     if not isinstance(name, str) or not _STUDY_NAME.match(name) or set(name) == {"."}:
         raise Invalid(f"{as_written(name)} is not a study name; expected letters, digits, '_', '.' or '-' "
                       f"(it names the folder <storage>/<name>)")
+    if len(name) > MAX_NAME_LENGTH:
+        raise Invalid(f"{len(name)} characters is too long; expected at most {MAX_NAME_LENGTH} (it names "
+                      f"the folder <storage>/<name>, and W&B groups)")
     return name
 
 
@@ -100,13 +114,16 @@ class SequentialSeeds(BaseModel):
     def _fits(self) -> "SequentialSeeds":
         if self.max < self.initial:
             raise Invalid(f"max {self.max} is below initial {self.initial}; expected initial <= max", key="max")
+        if self.max > SEED_LIMIT:
+            raise Invalid(f"max {self.max} runs past seed 2^32 - 1; expected max <= 2^32 (numpy's seed range)",
+                          key="max")
         if self.max == self.initial + 1:
             raise Invalid(f"max {self.max} adds a look of one seed; expected max = initial or >= initial + 2 "
                           f"(each look's new seeds get their own paired test)", key="max")
         return self
 
 
-def _seeds(seeds: Any) -> tuple[int, ...] | SequentialSeeds:
+def _seeds(seeds: Any) -> range | tuple[int, ...] | SequentialSeeds:
     """A count N (seeds 0..N-1), a list of distinct seeds, or a sequential design."""
     if isinstance(seeds, Mapping):
         try:
@@ -121,14 +138,21 @@ def _seeds(seeds: Any) -> tuple[int, ...] | SequentialSeeds:
         if seeds < 1:
             raise Invalid(f"{seeds} is not a count; expected N >= 1 (seeds 0..N-1) or a list of distinct "
                           f"integers >= 0")
-        return tuple(range(seeds))
+        if seeds > SEED_LIMIT:
+            raise Invalid(f"{seeds} seeds run past seed 2^32 - 1; expected a count <= 2^32 (numpy's seed range)")
+        return range(seeds)   # not a tuple yet: the study's size is checked before anything is built
     if not seeds:
         raise Invalid("empty list; expected at least one seed")
+    seen: set[int] = set()
     for i, s in enumerate(seeds):
         if isinstance(s, bool) or not isinstance(s, int) or s < 0:
             raise Invalid(f"{as_written(s)} is not a seed; expected an integer >= 0", key=f"seeds[{i}]")
-        if s in seeds[:i]:
+        if s >= SEED_LIMIT:
+            raise Invalid(f"seed {s} is too large; expected an integer below 2^32 = {SEED_LIMIT} (numpy's "
+                          f"seed range)", key=f"seeds[{i}]")
+        if s in seen:
             raise Invalid(f"seed {s} is listed twice; expected distinct seeds", key=f"seeds[{i}]")
+        seen.add(s)
     return tuple(int(s) for s in seeds)
 
 
@@ -226,13 +250,17 @@ class StudyFile(_Strict):
     checkpoints: checked(_checkpoints) = Field(
         (), description="keep finished trials' final weights and MMEngine config in <study>/checkpoints/: "
                         "none, final, or {final: [arms]}")
+    max_trials: checked(_noted(int_at_least(1), " (the most trials this spec may describe)")) = Field(
+        DEFAULT_MAX_TRIALS, description="the most trials the spec may describe (grid points x samples x "
+                                        "seeds x arms, before duplicates are removed)")
 
     @model_validator(mode="before")
     @classmethod
     def _null_groups_are_defaults(cls, data: Any) -> Any:
         if isinstance(data, dict):
             data = {k: v for k, v in data.items()
-                    if not (v is None and k in ("resources", "wandb", "storage", "retries", "diagnostics_every"))}
+                    if not (v is None and k in ("resources", "wandb", "storage", "retries", "diagnostics_every",
+                                                "max_trials"))}
         return data
 
 
@@ -300,6 +328,7 @@ class Spec:
     origins: dict[str, str]       # fixed key -> where it was given (e.g. "fixed.lr.start", "steps")
     sequential: SequentialSeeds | None = None   # seeds added in looks (seeds: 0..max-1 at most)
     checkpoints: tuple[str, ...] = ()           # arms whose finished trials keep their final weights
+    num_classes: int | None = None  # the model's classes (class-weight counts must match); None: unknown
 
     @property
     def threads(self) -> int:
@@ -347,6 +376,32 @@ def read_parameters(file: SpecFile, raw: Mapping, control: str) -> Parameters:
     return Parameters(fixed, origins, grid, control_grid, sample)
 
 
+def check_study_size(file: SpecFile, top: StudyFile, parameters: Parameters) -> int:
+    """The most trials the spec describes, from counts alone (nothing is built yet); a
+    :class:`SpecError` above ``max_trials``, so that no spec can make a launch or a dry
+    run take unbounded time or memory. Counted before duplicate points are removed:
+    grid points x samples x seeds x arms (a reward arm, with ``control: mle`` its control
+    and each ``control_grid`` variant, with ``reference: noop`` the no-op)."""
+    points = math.prod(len(values) for values in parameters.grid.values())
+    samples = parameters.sample.num_samples if parameters.sample is not None else 1
+    seeds = top.seeds.max if isinstance(top.seeds, SequentialSeeds) else len(top.seeds)
+    variants = math.prod(len(values) for values in parameters.control_grid.values()) \
+        if parameters.control_grid else 0
+    arms = 1 + (1 + variants if top.control == "mle" else 0) + (1 if top.reference == "noop" else 0)
+    bound = points * samples * seeds * arms
+    if bound > top.max_trials:
+        def count(n: int, what: str) -> str:
+            what = what if n != 1 else what[:-1]
+            return f"{n:,} {what}" if n < 10 ** 15 else f"~10^{int(n.bit_length() * 0.30103)} {what}"
+
+        raise file.fail("max_trials", f"the spec describes up to {count(bound, 'trials')} ("
+                                      f"{count(points, 'grid points')} x {count(samples, 'samples')} x "
+                                      f"{count(seeds, 'seeds')} x {arms} arms), above max_trials {top.max_trials:,}; "
+                                      f"shrink the grid, sample.num_samples or seeds, or raise max_trials: N in "
+                                      f"the spec (docs/search_spaces.md, Limits)")
+    return bound
+
+
 def _check_param(file: SpecFile, key: str, at: str, value: Any) -> Any:
     """Validate one leaf value of parameter ``key`` given at YAML path ``at``."""
     value = file.checked(at, PARAMS[key].check, value)
@@ -355,6 +410,10 @@ def _check_param(file: SpecFile, key: str, at: str, value: Any) -> Any:
         if not path.is_file():
             raise file.fail(at, f"checkpoint file {value!r} not found (looked for {path}); expected "
                                 f"auto, an existing checkpoint file or an http(s) URL")
+        problem = checkpoint_problem(path)
+        if problem:
+            raise file.fail(at, f"checkpoint file {value!r} {problem}; expected a checkpoint saved by "
+                                f"torch.save (MMEngine's .pth)")
     if key == "class_weights.counts" and isinstance(value, str):
         path = file.resolve(value)
         if not path.is_file():

@@ -8,6 +8,12 @@ ruamel.yaml reads YAML 1.2, so ``on``/``off``/``yes``/``no`` stay strings (``aux
 means "off", not False) and ``1e-4`` is a float; a key given twice in one mapping is an
 error. The tree comes back as plain dicts, lists and scalars. Nothing here knows what a
 search space is.
+
+Bounded work for any text: the document is first composed (a graph in which an alias
+``*a`` is one shared node, so composing is linear in the text) and checked there, before
+anything is built: an explicit tag other than YAML's plain types (``!!python/object``...)
+is refused, and so is a document whose aliases would expand it to more than
+:data:`MAX_VALUES` values (the "billion laughs"). The caller caps the text's size.
 """
 
 from __future__ import annotations
@@ -21,7 +27,13 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode
 
-__all__ = ["YamlError", "load_yaml", "line_of", "where"]
+__all__ = ["YamlError", "load_yaml", "line_of", "where", "MAX_VALUES"]
+
+# Values (mappings, lists, scalars) a document may expand to, aliases counted at every use.
+# A spec is a page of keys: the largest shipped one has ~150; a list of 20,000 seeds fits.
+MAX_VALUES = 100_000
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in
+                        ("str", "int", "float", "bool", "null", "map", "seq", "merge", "timestamp"))
 
 
 class YamlError(ValueError):
@@ -32,6 +44,7 @@ def load_yaml(text: str, source: str) -> tuple[Any, dict[str, int]]:
     """(plain tree, line of every dotted path such as ``"grid.lr[1]"``); :class:`YamlError`
     names ``source:line:col``."""
     try:
+        _check_composed(YAML(typ="rt").compose(text), source)
         tree = YAML(typ="rt").load(text)
     except DuplicateKeyError as exc:
         line = exc.problem_mark.line + 1
@@ -52,6 +65,32 @@ def load_yaml(text: str, source: str) -> tuple[Any, dict[str, int]]:
         raise YamlError(f"{source}: YAML syntax error: {' '.join(str(exc).split())}") from None
     lines: dict[str, int] = {}
     return _plain(tree, "", lines), lines
+
+
+def _check_composed(root: Any, source: str) -> None:
+    """Refuse tags and alias bombs on the composed graph, without expanding it."""
+    sizes: dict[int, int] = {}      # node id -> values it expands to (each shared node sized once)
+    stack: list[tuple[Any, bool]] = [(root, False)] if root is not None else []
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        tag = str(getattr(node.tag, "value", node.tag) or "")
+        if tag and tag not in _PLAIN_TAGS:
+            shown = tag.replace("tag:yaml.org,2002:", "!!")
+            raise YamlError(f"{source}:{node.start_mark.line + 1}: YAML tag {shown} is not allowed; "
+                            f"expected plain values (text, numbers, true/false, null, lists, mappings)")
+        children = [c for item in node.value for c in (item if isinstance(item, tuple) else (item,))] \
+            if isinstance(node.value, list) else []
+        if children_done or not children:
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(node)] > MAX_VALUES:
+                raise YamlError(f"{source}:{node.start_mark.line + 1}: this YAML expands to more than "
+                                f"{MAX_VALUES:,} values (aliases *name repeat what they name); expected a "
+                                f"search space of at most {MAX_VALUES:,} values")
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
 
 
 def _plain(node: Any, path: str, lines: dict[str, int]) -> Any:

@@ -5,6 +5,12 @@ Every trial of a study starts from the same checkpoint and shares its val mIoU
 once per trial. ``checkpoint: auto`` trains the preset through MMEngine's Runner and
 caches the result by a content hash of (model config, data, seed, iterations, lr), so a
 second call, or a second study, reuses it.
+
+The cache is safe to share and to move: one process pretrains an entry while the others
+wait on its lock and then reuse it; the key never contains the cache's own path; an
+entry is used only if its checkpoint still has the hash it was saved with (a damaged one
+is pretrained again), and it appears whole (written, synced, renamed into place).
+A trial checks the same hash before it trains (:func:`verify_start`).
 """
 
 from __future__ import annotations
@@ -18,27 +24,57 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from rewardsweep.errors import ConfigError
+from rewardsweep.checkpoint_file import checkpoint_problem, file_hash
+from rewardsweep.errors import ConfigError, StartCheckpointError
 from rewardsweep.runners.presets import ModelSetting, resolve_setting
-from rewardsweep.storage import (EVAL_TMP_PREFIX, PRETRAIN_TMP_PREFIX, default_cache_dir, make_temp_dir,
-                                 remove_stale_temp_dirs)
+from rewardsweep.storage import (EVAL_TMP_PREFIX, PRETRAIN_TMP_PREFIX, default_cache_dir, file_lock, fsync_tree,
+                                 make_temp_dir, remove_stale_temp_dirs)
 
-
-def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+__all__ = ["file_hash", "pretrain_key", "verify_start", "ensure_start", "evaluate_checkpoint",
+           "check_checkpoint_matches", "pretrain_threads", "available_cores", "pretrain_command"]
 
 
 def pretrain_key(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: int) -> str:
+    """The cache key of a pretrained start: what it was trained on and how, never where the
+    cache is (the embedded dataset lives in the cache: its paths count from the cache's root),
+    so a copied or moved cache is still found."""
+    cache = str(default_cache_dir().resolve())
     payload = json.dumps(
-        {"model": setting.model, "train": setting.train_dataset, "dataset": setting.dataset_id,
-         "seed": seed, "iters": iters, "lr": lr, "batch_size": batch_size, "v": 1},
+        {"model": _portable(setting.model, cache), "train": _portable(setting.train_dataset, cache),
+         "dataset": setting.dataset_id, "seed": seed, "iters": iters, "lr": lr, "batch_size": batch_size, "v": 2},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _portable(node: Any, cache: str) -> Any:
+    """``node`` with every path inside the cache written relative to it (``<cache>/...``)."""
+    if isinstance(node, dict):
+        return {k: _portable(v, cache) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_portable(v, cache) for v in node]
+    if isinstance(node, str) and (node == cache or node.startswith(cache + os.sep)):
+        return "<cache>" + node[len(cache):]
+    return node
+
+
+def verify_start(start: dict[str, Any]) -> None:
+    """Raise :class:`StartCheckpointError` (one line) unless the start's checkpoint file is
+    readable and has the hash the study knows it by: a trial never trains from a file that
+    was damaged or replaced after the driver checked it (it would diverge, or fail, and be
+    recorded against a start it did not use)."""
+    expected, path = start.get("checkpoint_hash"), start.get("checkpoint")
+    if not expected or not path:
+        return
+    try:
+        actual = file_hash(path)
+    except OSError as exc:
+        raise StartCheckpointError(f"start checkpoint {path}: cannot be read ({exc.strerror or exc}); "
+                                   f"launch again: the driver checks it and pretrains it again or refuses") from None
+    if actual != expected:
+        raise StartCheckpointError(f"start checkpoint {path}: its hash is {actual}, not {expected} as when the "
+                                   f"study resolved it (damaged or replaced since); launch again: the driver "
+                                   f"checks it and pretrains it again or refuses")
 
 
 def check_checkpoint_matches(model, path: str | os.PathLike) -> None:
@@ -197,6 +233,9 @@ def ensure_start(model: str = "tiny-synthetic", checkpoint: str = "auto", data_r
         path = cached_download(checkpoint) if is_url(checkpoint) else Path(checkpoint)
         if not path.is_file():
             raise ConfigError(f"checkpoint: '{checkpoint}' does not exist (expected 'auto' or a checkpoint file)")
+        problem = checkpoint_problem(path)
+        if problem:
+            raise ConfigError(f"checkpoint: '{checkpoint}' {problem}")
         result = evaluate_checkpoint(setting, path)
         return _start_dict(setting, path, result, pretrained=None)
 
@@ -204,26 +243,70 @@ def ensure_start(model: str = "tiny-synthetic", checkpoint: str = "auto", data_r
     lr, batch_size = setting.pretrain.lr, setting.pretrain.batch_size
     key = pretrain_key(setting, seed, iters, lr, batch_size)
     folder = Path(cache_dir or default_cache_dir() / "checkpoints") / f"{setting.name}-{key}"
-    ckpt, info = folder / "start.pth", folder / "start.json"
-    if ckpt.is_file() and info.is_file() and not force:
-        return {**json.loads(info.read_text()), "cached": True}
-
+    if not force:
+        cached, _ = _cached_entry(folder)
+        if cached is not None:
+            return {**cached, "cached": True}
     folder.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_dirs(PRETRAIN_TMP_PREFIX, folder.parent)  # left by a killed pretraining
-    with _temp_dir(PRETRAIN_TMP_PREFIX, folder.parent) as work_dir:
-        trained, result = _train(setting, seed, iters, lr, batch_size, work_dir, show_progress)
-        staging = Path(work_dir) / "final"
-        staging.mkdir()
-        _strip_to_weights(trained, staging / "start.pth")
-        start = _start_dict(setting, folder / "start.pth", result,
-                            pretrained={k: result[k] for k in ("train_seconds", "loss_first", "loss_last", "iters")}
-                            | {"seed": seed, "lr": lr, "batch_size": batch_size},
-                            checkpoint_hash=file_hash(staging / "start.pth"))
-        (staging / "start.json").write_text(json.dumps(start, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)  # the cache entry appears whole or not at all
+    # one process pretrains this entry; the others wait here, then reuse what it made
+    with file_lock(folder.parent / f"{folder.name}.lock", waiting=_waiting_line(setting.name)):
+        cached, problem = _cached_entry(folder)
+        if cached is not None and not force:
+            return {**cached, "cached": True}
+        if problem:
+            _say(f"warning: cached start checkpoint {folder}: {problem}; pretraining it again")
+        remove_stale_temp_dirs(PRETRAIN_TMP_PREFIX, folder.parent)  # left by a killed pretraining
+        with _temp_dir(PRETRAIN_TMP_PREFIX, folder.parent) as work_dir:
+            trained, result = _train(setting, seed, iters, lr, batch_size, work_dir, show_progress)
+            staging = Path(work_dir) / "final"
+            staging.mkdir()
+            _strip_to_weights(trained, staging / "start.pth")
+            start = _start_dict(setting, folder / "start.pth", result,
+                                pretrained={k: result[k] for k in ("train_seconds", "loss_first", "loss_last", "iters")}
+                                | {"seed": seed, "lr": lr, "batch_size": batch_size},
+                                checkpoint_hash=file_hash(staging / "start.pth"))
+            (staging / "start.json").write_text(json.dumps(start, indent=1))
+            fsync_tree(staging)       # on disk before the rename makes it the cache entry
+            if folder.exists():       # a damaged entry: out of the way first, then removed
+                aside = Path(work_dir) / "replaced"
+                os.replace(folder, aside)
+            os.replace(staging, folder)  # the cache entry appears whole or not at all
+            fsync_tree(folder.parent, files=False)
     return {**start, "cached": False}
+
+
+def _cached_entry(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the cached start, None) if ``folder`` holds a whole entry whose checkpoint has its
+    recorded hash; else (None, what is wrong, or None when there is no entry)."""
+    ckpt, info = folder / "start.pth", folder / "start.json"
+    if not ckpt.is_file() and not info.is_file():
+        return None, None
+    try:
+        start = json.loads(info.read_text())
+        expected = start["checkpoint_hash"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"its start.json is unreadable ({type(exc).__name__})"
+    try:
+        actual = file_hash(ckpt)
+    except OSError as exc:
+        return None, f"its start.pth cannot be read ({exc.strerror or exc})"
+    if actual != expected:
+        return None, f"its start.pth has hash {actual}, not {expected} as saved (damaged)"
+    # the entry is where it is now: a moved cache keeps working
+    return {**start, "checkpoint": str(ckpt.resolve())}, None
+
+
+def _waiting_line(name: str):
+    def say(holder: str) -> None:
+        _say(f"waiting for another process pretraining the {name} start checkpoint ({holder}); "
+             f"it will be reused")
+    return say
+
+
+def _say(line: str) -> None:
+    from rich import get_console  # the console the launch and the progress bars draw on
+
+    get_console().print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ import traceback
 from typing import Any
 
 from rewardsweep import storage
-from rewardsweep.errors import TrialDiverged, TrialFailed, UserError
+from rewardsweep.errors import StartCheckpointError, TrialDiverged, TrialFailed, UserError
 from rewardsweep.runners.hooks import EventCallback, make_event_hook, start_weights_hook
 from rewardsweep.runners.presets import ModelSetting, resolve_setting
 from rewardsweep.config.trial import validate_trial_config, with_defaults
@@ -104,6 +104,9 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
             from rewardsweep.runners.pretrain import ensure_start
 
             start = ensure_start(config["model"], config.get("checkpoint", "auto"), config.get("data_root"))
+        from rewardsweep.runners.pretrain import verify_start
+
+        verify_start(start)  # the file the study named, or no training and no record (StartCheckpointError)
         record["start"] = {"checkpoint": start["checkpoint"], "checkpoint_hash": start["checkpoint_hash"],
                            "dataset": start["dataset"]}
         record["class_names"] = list(setting.class_names)
@@ -155,7 +158,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         record.update(status="diverged", error=str(exc))
         exc.record = record
         raise
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, StartCheckpointError):
         interrupted = True  # not a result: the sweep reruns the trial, so write no record
         raise
     except UserError as exc:  # a bad config: recorded, and reported to the user as it is

@@ -2,7 +2,8 @@
 
 Every file of a study folder (and the other small JSON files rewardsweep writes) goes
 through :func:`atomic_write`: a temporary file in the same folder, renamed into place
-(``os.replace`` is atomic on POSIX within a filesystem). The temporary name starts with
+(``os.replace`` is atomic on POSIX within a filesystem), after ``fsync``: a crash never
+leaves a record's name on an empty or half-written file. The temporary name starts with
 :data:`TMP_PREFIX` and ends in ``.tmp``, so it is never taken for a ``*.json`` record and
 ``records.remove_partial_writes`` can find what a killed writer left.
 """
@@ -31,7 +32,10 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
             pass
         with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())   # the bytes are on disk before the name says they are there
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -42,6 +46,20 @@ def atomic_write_json(path: str | os.PathLike, payload: Any, **dumps: Any) -> Pa
     """:func:`atomic_write` of ``json.dumps(payload, **dumps)``; serialised first, so a value
     JSON cannot hold fails before any file is touched."""
     return atomic_write(path, json.dumps(payload, **dumps))
+
+
+def _fsync_dir(folder: Path) -> None:
+    """The rename itself on disk (a folder that cannot be opened or synced is left as it is)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -4,6 +4,7 @@ Layout (see ``docs/architecture.md``)::
 
     <study_dir>/spec.yaml                 the spec as last launched (older differing copies: spec-history/)
     <study_dir>/start.json                the start checkpoint(s) and their val mIoU, computed once
+    <study_dir>/plan.json                 the study's name and the configurations the spec named at its last launch
     <study_dir>/records/<trial>.json      one record per trial (invalid ones set aside in records/invalid/)
     <study_dir>/diagnostics/<trial>.jsonl per-step diagnostics of a trial
     <study_dir>/val_counts/<trial>.json   per-image confusion counts of a trial's final evaluation
@@ -35,6 +36,7 @@ SPEC_FILENAME = "spec.yaml"
 SPEC_HISTORY_DIRNAME = "spec-history"
 START_FILENAME = "start.json"
 SEQUENTIAL_FILENAME = "sequential.json"        # a sequential study's design and the decisions launch took
+PLAN_FILENAME = "plan.json"                    # the study's name and the configurations its spec names (last launch)
 RAY_DIRNAME = "ray"
 LAUNCH_FILENAME = "rewardsweep-launch.json"   # in each ray/launch-<ts>/
 WANDB_DIRNAME = "wandb"
@@ -106,6 +108,10 @@ class StudyPaths:
         return self.root / SEQUENTIAL_FILENAME
 
     @property
+    def plan(self) -> Path:
+        return self.root / PLAN_FILENAME
+
+    @property
     def records(self) -> Path:
         return self.root / RECORDS_DIRNAME
 
@@ -146,6 +152,28 @@ class StudyPaths:
         return self
 
 
+def read_plan(study_dir: str | os.PathLike) -> dict | None:
+    """``plan.json`` of a study folder (``{"study", "configurations": {config_id: arm}, ...}``),
+    or None if the folder has none (written by 0.3.0 or earlier, or never launched) or it is unreadable."""
+    import json
+
+    try:
+        plan = json.loads((Path(study_dir) / PLAN_FILENAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(plan, dict) or not isinstance(plan.get("study"), str) \
+            or not isinstance(plan.get("configurations"), dict):
+        return None
+    return plan
+
+
+def study_name(study_dir: str | os.PathLike) -> str | None:
+    """The name of the study a folder holds, as its last launch recorded it (``plan.json``);
+    None for a folder whose launches predate plan.json (its records' study is not checked)."""
+    plan = read_plan(study_dir)
+    return plan["study"] if plan is not None else None
+
+
 # --------------------------------------------------------------------------- spec -> study folder
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -156,14 +184,36 @@ def is_uri(value: str) -> bool:
     return _URI.match(value) is not None
 
 
+# A variable whose name says it holds a secret is never copied into a path (which ends up
+# in folder names, console lines, trial configs and records).
+_SECRET_WORDS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "APIKEY", "API_KEY")
+_SECRET_PARTS = frozenset({"KEY", "KEYS", "AUTH", "PASS", "PW", "COOKIE"})
+
+
+def looks_secret(name: str) -> bool:
+    """Whether an environment variable's name says it holds a secret (``WANDB_API_KEY``,
+    ``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``, ``PGPASSWORD``...)."""
+    upper = name.upper()
+    return any(word in upper for word in _SECRET_WORDS) or bool(_SECRET_PARTS & set(upper.split("_")))
+
+
 def expand_env_vars(value: str, source: str) -> str:
-    """``$VAR``/``${VAR}`` in a path; an unset variable is an error (``SpecError`` starting
-    with ``source``), not an empty string."""
+    """``$VAR``/``${VAR}`` in a path, and only what a path needs: an unset variable is an
+    error (``SpecError`` starting with ``source``), not an empty string; a variable whose
+    name says it is a secret is refused, never copied; a value with a control character
+    (a newline...) is no path."""
     def sub(match: re.Match) -> str:
         var = match.group(1) or match.group(2)
+        if looks_secret(var):
+            raise SpecError(f"{source}: environment variable {var} looks like a secret (its name); a path "
+                            f"never copies one: write the folder itself")
         if var not in os.environ:
             raise SpecError(f"{source}: environment variable {var} is not set (used in {value!r})")
-        return os.environ[var]
+        found = os.environ[var]
+        if any(ord(c) < 32 or ord(c) == 127 for c in found):
+            raise SpecError(f"{source}: environment variable {var} holds a control character (a newline?); "
+                            f"expected a folder path")
+        return found
 
     return _ENV_VAR.sub(sub, value)
 
@@ -186,4 +236,10 @@ def study_dir_from_storage(storage: str, name: str, *, base: str | os.PathLike |
     folder = Path(os.path.expanduser(value))
     if not folder.is_absolute():
         folder = Path(base if base is not None else os.getcwd()) / folder
-    return folder.resolve() / name
+    try:
+        return folder.resolve() / name
+    except (RuntimeError, OSError) as exc:  # a symlink loop (RuntimeError before Python 3.13), ...
+        reason = "a symlink loop" if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == 40 \
+            else (exc.strerror or str(exc))
+        raise SpecError(f"{source}: {value!r} cannot be resolved to a folder ({reason}); expected a folder "
+                        f"path") from None

@@ -15,11 +15,11 @@ import math
 import os
 import socket
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypedDict
 
 from rewardsweep.study.atomic import TMP_PREFIX, atomic_write, atomic_write_json
-from rewardsweep.study.layout import RECORDS_DIRNAME
+from rewardsweep.study.layout import RECORDS_DIRNAME, trial_name
 from rewardsweep.study.timestamps import utc_now
 
 SCHEMA_VERSION = 1
@@ -143,30 +143,122 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def record_problem(record: Any) -> str | None:
+SEED_LIMIT = 2 ** 32   # numpy's seed range
+_SCORES = ("miou_start", "miou_final", "miou_best")       # an IoU: in [0, 1] when finite
+_SIDECARS = ("val_counts_file", "diagnostics_file")       # read by the report: inside the study folder
+
+
+def _score_problem(key: str, value: Any, lo: float = 0.0) -> str | None:
+    if value is None:
+        return None
+    if not _is_number(value):
+        return f"{key} is {value!r}, expected a number or null"
+    if math.isfinite(value) and not lo <= value <= 1.0:
+        return f"{key} is {value!r}, outside [{lo:g}, 1]"
+    return None
+
+
+def _scores_problem(record: dict) -> str | None:
+    for key in _SCORES:
+        problem = _score_problem(key, record.get(key))
+        if problem:
+            return problem
+    problem = _score_problem("delta_miou", record.get("delta_miou"), lo=-1.0)
+    if problem:
+        return problem
+    for key in ("per_class_iou_start", "per_class_iou_final"):
+        values = record.get(key)
+        if values is None:
+            continue
+        if not isinstance(values, list):
+            return f"{key} is {type(values).__name__}, expected a list of numbers"
+        for i, value in enumerate(values):
+            problem = _score_problem(f"{key}[{i}]", value)
+            if problem:
+                return problem
+    curve = record.get("curve")
+    if curve is not None:
+        if not isinstance(curve, list):
+            return f"curve is {type(curve).__name__}, expected a list of {{step, miou}}"
+        for i, point in enumerate(curve):
+            if not isinstance(point, dict) or isinstance(point.get("step"), bool) \
+                    or not isinstance(point.get("step"), int):
+                return f"curve[{i}] is {point!r}, expected {{step: integer, miou: number}}"
+            problem = _score_problem(f"curve[{i}].miou", point.get("miou"))
+            if problem:
+                return problem
+    return None
+
+
+def _sidecar_problem(record: dict, folder: Path | None) -> str | None:
+    """Sidecar files (read by the report) are relative paths that stay inside the study
+    folder, symbolic links followed when ``folder`` is given."""
+    for key in _SIDECARS:
+        value = record.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value or "\0" in value:
+            return f"{key} is {value!r}, expected a path inside the study folder or null"
+        pure = PurePosixPath(value.replace("\\", "/"))
+        if pure.is_absolute() or ".." in pure.parts or value.startswith("~"):
+            return f"{key} is {value!r}, outside the study folder; expected a path inside it"
+        if folder is not None:
+            root = folder.resolve()
+            try:
+                inside = (root / pure).resolve().is_relative_to(root)
+            except (OSError, RuntimeError):  # a symlink loop
+                inside = False
+            if not inside:
+                return f"{key} {value!r} leads outside the study folder {root} (a symbolic link?); " \
+                       f"expected a file inside it"
+    return None
+
+
+def record_problem(record: Any, *, name: str | None = None, study: str | None = None,
+                   folder: Path | None = None) -> str | None:
     """Why ``record`` is not a valid trial record, or None if it is: the one rule that the
     launch (what is done, what reruns) and the report (what counts) both apply.
 
-    A ``finished`` record must carry finite ``miou_start`` and ``miou_final``: one without
-    them is not a result, so the launch reruns it and the report leaves it out.
+    Types and ranges: ``config_id`` text, ``arm`` and ``status`` known, ``seed`` an
+    integer in [0, 2^32), mIoU values in [0, 1] (a change in [-1, 1]), a ``finished``
+    record with finite ``miou_start`` and ``miou_final`` (one without them is not a
+    result), sidecar files inside the study folder (``folder``, when given: links are
+    followed). Identity: ``name`` (the file's stem)
+    must be the trial the record holds, and ``study`` (when given) its study, so a copied
+    or renamed file never counts for another trial or study.
     """
     if not isinstance(record, dict):
         return "not a trial record (expected a JSON object)"
     missing = [k for k in ("config_id", "arm", "seed", "status") if k not in record]
     if missing:
         return f"trial record lacks key(s) {', '.join(missing)}"
+    config_id = record["config_id"]
+    if not isinstance(config_id, str) or not config_id or len(config_id) > 64 \
+            or any(c in config_id for c in "/\\\0"):
+        return f"config_id is {config_id!r}, expected a configuration id (text)"
     if record["status"] not in STATUSES:
         return f"status {record['status']!r} is not one of {STATUSES}"
     if record["arm"] not in ARMS:
         return f"arm {record['arm']!r} is not one of {ARMS}"
-    if isinstance(record["seed"], bool) or not isinstance(record["seed"], int):
-        return f"seed is {record['seed']!r}, expected an integer"
+    seed = record["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        return f"seed is {seed!r}, expected an integer"
+    if not 0 <= seed < SEED_LIMIT:
+        return f"seed is {seed}, expected an integer in [0, 2^32)"
+    for key in ("control_id", "reference_id", "study"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            return f"{key} is {record[key]!r}, expected text or null"
+    if name is not None and name != trial_name(config_id, record["arm"], seed):
+        return (f"holds trial {trial_name(config_id, record['arm'], seed)} but the file is named {name}; "
+                f"a record's file name is its trial")
+    if study is not None and record.get("study") is not None and record["study"] != study:
+        return f"belongs to study {record['study']!r}, not to this study {study!r} (copied in from another study?)"
     if record["status"] == "finished":
         for key in ("miou_start", "miou_final"):
             value = record.get(key)
             if not _is_number(value) or not math.isfinite(value):
                 return f"status is finished but {key} is {value!r}, expected a finite number"
-    return None
+    return _scores_problem(record) or _sidecar_problem(record, folder)
 
 
 def is_done(record: dict[str, Any]) -> bool:
@@ -181,14 +273,24 @@ def write_record(path: str | os.PathLike, record: TrialRecord | dict[str, Any]) 
     return atomic_write_json(path, record, indent=1, sort_keys=True, allow_nan=True)
 
 
-def read_record(path: str | os.PathLike) -> TrialRecord:
-    """Read one record; raises ``ValueError`` naming the file if it is not a valid record."""
+MAX_RECORD_BYTES = 64 * 1024 * 1024   # a record is kilobytes (curves, per-class IoU); a larger file is not one
+
+
+def read_record(path: str | os.PathLike, study: str | None = None) -> TrialRecord:
+    """Read one record; raises ``ValueError`` naming the file if it is not a valid record
+    (:func:`record_problem`, with the file's name, its study folder (``records/..``) and
+    ``study`` when given)."""
     path = Path(path)
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:  # ValueError: bad JSON, or bytes that are not UTF-8
-        raise ValueError(f"{path}: not a readable trial record ({type(exc).__name__}: {exc})") from exc
-    problem = record_problem(record)
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RECORD_BYTES + 1)
+        if len(data) > MAX_RECORD_BYTES:
+            raise ValueError(f"larger than {MAX_RECORD_BYTES >> 20} MiB")
+        record = json.loads(data)
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, bytes that are not UTF-8
+        raise ValueError(f"{path}: not a readable trial record ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())})") from exc
+    problem = record_problem(record, name=path.stem, study=study, folder=path.parent.parent)
     if problem:
         raise ValueError(f"{path}: {problem}")
     return record

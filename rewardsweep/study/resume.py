@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Collection, Iterable, Mapping
 
 from rewardsweep.study import records
-from rewardsweep.study.layout import StudyPaths, iter_record_paths, trial_name
+from rewardsweep.study.layout import StudyPaths, iter_record_paths, study_name, trial_name
 
 CUT_SHORT_STATES = ("pending", "running")   # a trial's state in a launch log when the launch stopped
 
@@ -63,14 +63,19 @@ def interrupted_trials(paths: StudyPaths, current: Mapping[str, str] | None = No
 
 
 def plan_state(plans: Iterable[Any], paths: StudyPaths, retry_failed: bool = False,
-               interrupted: Collection[str] | None = None) -> PlanState:
+               interrupted: Collection[str] | None = None, retry_diverged: bool = False,
+               study: str | None = None) -> PlanState:
     """Sort ``plans`` (anything with ``config_id``, ``arm``, ``seed``) by their records.
 
     Reads the records and, unless ``interrupted`` (trial names, see
-    :func:`interrupted_trials`) is given, the launch logs.
+    :func:`interrupted_trials`) is given, the launch logs. A record is valid by
+    :func:`.records.record_problem`, with its file's name and ``study`` (the launch's spec
+    name; default: :func:`.layout.study_name`); an invalid one reruns. Records the
+    spec no longer names are kept, unless they are invalid too (set aside with the rest).
     """
     state = PlanState()
     named: set[str] = set()
+    study = study or study_name(paths.root)
     interrupted = interrupted_trials(paths) if interrupted is None else interrupted
     for plan in plans:
         key = trial_name(plan.config_id, plan.arm, plan.seed)
@@ -80,7 +85,7 @@ def plan_state(plans: Iterable[Any], paths: StudyPaths, retry_failed: bool = Fal
             state.todo.append(plan)
             continue
         try:
-            record = records.read_record(path)
+            record = records.read_record(path, study=study)
         except ValueError as exc:
             state.unreadable.append(path)
             state.problems.append(str(exc))
@@ -92,6 +97,9 @@ def plan_state(plans: Iterable[Any], paths: StudyPaths, retry_failed: bool = Fal
             # worker) or interrupted with retries left: not a final failure; run it again
             state.interrupted.append(plan)
             state.todo.append(plan)
+        elif record.get("status") == "diverged" and retry_diverged:
+            state.retried_failed.append(plan)
+            state.todo.append(plan)
         elif records.is_done(record):
             state.done.append(plan)
         elif retry_failed:
@@ -99,7 +107,15 @@ def plan_state(plans: Iterable[Any], paths: StudyPaths, retry_failed: bool = Fal
             state.todo.append(plan)
         else:
             state.failed_kept.append(plan)
-    state.orphans = sum(1 for p in iter_record_paths(paths.root) if p.stem not in named)
+    for path in iter_record_paths(paths.root):
+        if path.stem in named:
+            continue
+        try:
+            records.read_record(path, study=study)
+            state.orphans += 1
+        except ValueError as exc:  # not this study's record of any trial: set aside, never counted
+            state.unreadable.append(path)
+            state.problems.append(str(exc))
     return state
 
 

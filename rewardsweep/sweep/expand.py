@@ -244,7 +244,8 @@ def _reward_config(spec: Spec, point: list[tuple[dict[str, Any], str]],
         canonical["class_weights.counts"] = canonical["class_weights.smooth"] = None
     config, _ = _build_config(spec, "reward", canonical)
     try:
-        params = TrialParams.model_validate(_schema_input(config), context={"base_dir": spec.path.parent})
+        params = TrialParams.model_validate(_schema_input(config), context={"base_dir": spec.path.parent,
+                                                                            "num_classes": spec.num_classes})
     except ValidationError as exc:
         raise _trial_error(spec, exc, leaves_at, varied) from None
     shown_values = dict(canonical)

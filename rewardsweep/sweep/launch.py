@@ -55,23 +55,37 @@ class LaunchResult:
     experiment: Path | None = None                 # <study>/ray/launch-<ts>
     starts_computed: int = 0
     storage_error: str | None = None               # the study's storage failed mid-study (one line)
+    stop_error: str | None = None                  # a trial must not run: damaged start file, other code (one line)
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+EXIT_INTERRUPTED = 130      # Ctrl+C (SIGINT)
+EXIT_TERMINATED = 143       # SIGTERM (Slurm, Kubernetes, systemd stop a job with it): 128 + 15
 
 
 def launch_command(args) -> int:
     """The CLI entry point (``rewardsweep launch``): exit 0; 1 when the study's storage failed
-    mid-study (the summary says so in one line) or a trial of the study is recorded failed or
-    diverged (unless ``--allow-failures``), so scripts and CI notice; 130 when interrupted."""
+    mid-study, or a trial must not run (a damaged start file, a node with other code; the
+    summary says so in one line), or a trial of the study is recorded failed or diverged
+    (unless ``--allow-failures``), so scripts and CI notice; 130 when interrupted (Ctrl+C),
+    143 when stopped by SIGTERM: finished records are kept either way."""
     with _sigterm_as_sigint():
-        result = launch(
-            args.spec, address=args.address, dry_run=args.dry_run, storage=args.storage,
-            wandb_mode=args.wandb, retry_failed=args.retry_failed, max_concurrent=args.max_concurrent,
-            verbose=getattr(args, "verbose", False),
-        )
-    if result.storage_error:
+        try:
+            result = launch(
+                args.spec, address=args.address, dry_run=args.dry_run, storage=args.storage,
+                wandb_mode=args.wandb, retry_failed=args.retry_failed, max_concurrent=args.max_concurrent,
+                verbose=getattr(args, "verbose", False), retry_diverged=getattr(args, "retry_diverged", False),
+            )
+        except KeyboardInterrupt:
+            if _STOP["signal"] != signal.SIGTERM:
+                raise   # the CLI's Ctrl+C line and status 130
+            print("rewardsweep: stopped by SIGTERM; finished trials are kept, re-run the same command to resume",
+                  file=sys.stderr)
+            return EXIT_TERMINATED
+    if result.storage_error or result.stop_error:
         return 1
     if result.interrupted:
-        return 130
+        return EXIT_TERMINATED if _STOP["signal"] == signal.SIGTERM else EXIT_INTERRUPTED
     counts = result.summary.get("counts") or {}
     bad = int(counts.get("failed") or 0) + int(counts.get("diverged") or 0)
     if bad and not getattr(args, "allow_failures", False):
@@ -81,18 +95,39 @@ def launch_command(args) -> int:
     return 0
 
 
+_STOP: dict[str, Any] = {"signal": None, "at": None, "installed": False}   # how and when a launch was stopped
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM as Ctrl+C: Tune's own SIGINT handler stops the experiment and keeps what
+    finished; outside it, KeyboardInterrupt (pretraining, waiting for a lock)."""
+    _STOP["signal"], _STOP["at"] = signal.SIGTERM, time.time()
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 @contextmanager
 def _sigterm_as_sigint():
-    """SIGTERM stops a launch the way Ctrl+C does (finished trials kept, Ray shut down)."""
+    """SIGTERM stops a launch the way Ctrl+C does (finished trials kept, Ray shut down).
+    ``ray.init`` installs its own SIGTERM handler (exit at once); :func:`_reclaim_sigterm`
+    puts this one back after it."""
+    _STOP.update(signal=None, at=None)
     try:
-        previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread
         yield
         return
+    _STOP["installed"] = True
     try:
         yield
     finally:
+        _STOP["installed"] = False
         signal.signal(signal.SIGTERM, previous)
+
+
+def _reclaim_sigterm() -> None:
+    """After ``ray.init``: SIGTERM is ours again (when the CLI installed the handler)."""
+    if _STOP["installed"]:
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _default_trial_fn():
@@ -107,7 +142,7 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
            ensure_start: Callable[..., dict] | None = None,
            config_hook: Callable[[Any, dict], None] | None = None,
            num_cpus: int | None = None, console: Console | None = None,
-           verbose: bool = False) -> LaunchResult:
+           verbose: bool = False, retry_diverged: bool = False) -> LaunchResult:
     """Run every trial of the spec that has no final record yet. See the module docstring.
 
     ``trial_fn`` (default ``runners.trial.run_trial``) and ``ensure_start`` (default
@@ -125,7 +160,8 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
     spec, expansion = study.spec, study.expansion
     plans = expansion.trials
     paths = StudyPaths(Path(spec.study_dir))
-    state = resume.plan_state(plans, paths, retry_failed=retry_failed)
+    retry = dict(retry_failed=retry_failed, retry_diverged=retry_diverged)
+    state = resume.plan_state(plans, paths, study=spec.name, **retry)
     looks = _looks(spec, expansion, paths, state) if spec.sequential else None
 
     if dry_run:
@@ -150,24 +186,26 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
     paths.create()
     with study_mod.StudyLock(paths):
         return _launch_locked(spec, plans, paths, state, wb, address=address, target=target,
-                              retry_failed=retry_failed, expansion=expansion,
+                              retry=retry, expansion=expansion,
                               trial_fn=trial_fn, ensure_start=ensure_start, config_hook=config_hook,
                               num_cpus=num_cpus, console=console, verbose=verbose, began=began)
 
 
-def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target, retry_failed, expansion,
+def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target, retry, expansion,
                    trial_fn,
                    ensure_start, config_hook, num_cpus, console, verbose, began) -> LaunchResult:
-    state = resume.plan_state(plans, paths, retry_failed=retry_failed)  # again, under the lock
+    state = resume.plan_state(plans, paths, study=spec.name, **retry)  # again, under the lock
     looks = _looks(spec, expansion, paths, state, fix=True) if spec.sequential else None
     study_mod.copy_spec(spec.path, paths)
+    study_mod.write_plan(paths, spec.name, plans)
     notes: list[str] = []
     for problem in state.problems:
-        console.print(f"[yellow]warning:[/] {escape(problem)}; rerun (the file is kept in records/invalid/)",
-                      highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {escape(problem)}; moved to records/invalid/ (a trial the spec "
+                      f"names runs again)", highlight=False, soft_wrap=True)
     if state.unreadable:
         resume.set_aside_invalid(paths, state.unreadable)
-        notes.append(f"{len(state.unreadable)} invalid record(s) rerun; the files are in {paths.invalid_records}")
+        notes.append(f"{len(state.unreadable)} invalid record(s) set aside in {paths.invalid_records}; "
+                     f"the trials the spec names run again")
     if state.orphans:
         notes.append(f"{state.orphans} record(s) in the study folder belong to trials this spec no longer "
                      f"names (the spec, or a default it relies on, changed since: see 'Upgrading from 0.1.0' in the README); "
@@ -200,12 +238,16 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
     from rewardsweep.sweep.wandb_log import run_labels
 
     labels = run_labels(plans)
+    from rewardsweep.code_identity import code_identity
+
+    driver = code_identity()   # every trial checks that it runs the same code (a cluster node may not)
     jobs: dict[str, dict[str, Any]] = {}
     for plan in state.todo:
         config = copy.deepcopy(plan.config)
         if config_hook is not None:
             config_hook(plan, config)
-        jobs[plan.trial_name] = {"config": config, "params": dict(plan.params), "label": labels.get(plan.config_id)}
+        jobs[plan.trial_name] = {"config": config, "params": dict(plan.params), "label": labels.get(plan.config_id),
+                                 "driver": driver}
     leftovers = storage.remove_leftovers()  # temp folders of runs that were killed
     records.remove_partial_writes(paths.root)   # half-written records of killed writers
     if leftovers:
@@ -232,8 +274,14 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
         start_shared_service()  # before ray.init: the local workers inherit it
     # Ray first (join or fail), then the start checkpoint: no pretraining for a launch that cannot run
     owned = tune_mod.init_ray(num_cpus=num_cpus, verbose=verbose, target=target) if target else False
+    _reclaim_sigterm()   # ray.init installed its own SIGTERM handler
     if owned and target.joins:
         console.print(f"joined the Ray cluster at {target.address or target.given} (from {target.origin})")
+    elif owned:
+        console.print(f"started a private Ray on this machine ({tune_mod.cluster_cpus():g} CPUs"
+                      + (", --address local" if target.origin == "--address" else
+                         ", RAY_ADDRESS=local" if target.origin == "RAY_ADDRESS" else "") + ")"
+                      + (f"; {target.note}" if target.note else ""), highlight=False, soft_wrap=True)
     result.experiment = paths.launch_dir(study_mod.launch_stamp())
     name = result.experiment.name
     try:
@@ -241,7 +289,7 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
         if result.slots == 0:
             raise UserError(f"{spec.source}: resources: a trial needs cpu {cpu:g} gpu {gpu:g} but the Ray "
                             f"cluster has no node with that much free; lower resources or add nodes")
-        try:
+        try:  # each start verified (hash) before any trial; a damaged cache entry is pretrained again
             starts, result.starts_computed = study_mod.resolve_starts(
                 paths, [job["config"] for job in jobs.values()], ensure_start=ensure_start,
                 on_resolve=lambda req: console.print(
@@ -263,6 +311,7 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
                       f"(cpu {cpu:g}, gpu {gpu:g} each); Ray experiment {result.experiment}")
         fit_began, fit_wall = time.perf_counter(), time.time()
         storage_errors: list[str] = []
+        stop_errors: list[str] = []
         view = ProgressView(total=len(result.to_run) if looks is not None else len(jobs), slots=result.slots,
                             console=console, title=spec.name)
         scheduler = looks.scheduler(jobs, view, tune_mod.TRIAL_KEY) if looks is not None else None
@@ -271,7 +320,7 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
                 jobs, trial_fn=trial_fn, storage_path=str(paths.ray), name=name, cpu=cpu, gpu=gpu,
                 max_concurrent=spec.max_concurrent, retries=spec.retries,
                 wandb_options=wb.to_dict() if wb.enabled else None, listener=view, verbose=verbose,
-                storage_errors=storage_errors, searcher=scheduler)
+                storage_errors=storage_errors, searcher=scheduler, stop_errors=stop_errors)
         result.fit_s = time.perf_counter() - fit_began
         if scheduler is not None:  # trials no look asked for were never part of this launch
             jobs = {key: job for key, job in jobs.items() if key in scheduler.suggested}
@@ -281,15 +330,17 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
             tune_mod.shutdown_ray()
 
     result.storage_error = storage_errors[0] if storage_errors else None
+    result.stop_error = stop_errors[0] if stop_errors else None
     try:
-        result.interrupted = _keep_records(jobs, result.outcomes, paths, notes)
+        result.interrupted = _keep_records(jobs, result.outcomes, paths, notes,
+                                           stopped_at=_STOP["at"] if _STOP["installed"] else None)
     except OSError as exc:  # the driver's own writes (a lost trial's record) hit the failing storage
         if exc.errno not in storage.STORAGE_ERRNOS:
             raise
         result.storage_error = result.storage_error or f"{exc.filename}: cannot write: {storage.describe(exc)}"
-    if result.storage_error:
+    if result.storage_error or result.stop_error:
         result.interrupted = False  # not stopped by the user: the summary says why instead
-    if (result.interrupted or result.storage_error) and wb.mode == "offline":
+    if (result.interrupted or result.storage_error or result.stop_error) and wb.mode == "offline":
         _set_aside_interrupted_runs(jobs, result.outcomes, Path(wb.runs_dir), since=fit_wall, notes=notes)
     result.total_s = time.perf_counter() - began
     # this launch's trial states count as the newest launch log (written below, with the counts)
@@ -302,6 +353,9 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
         result.summary["notes"].append(
             f"storage failing, launch stopped: {result.storage_error}; trials still to run were not started "
             f"(finished records are kept): free space or fix permissions, then launch again to resume")
+    if result.stop_error:
+        result.summary["notes"].append(
+            f"launch stopped: {result.stop_error}; no trial ran from it or recorded it (finished records are kept)")
     _write_launch_log(result.experiment / layout.LAUNCH_FILENAME, _launch_log(spec, result, wb.mode, cpu, gpu))
     print_summary(console, result.summary)
     return result
@@ -323,8 +377,12 @@ def _write_launch_log(path: Path, payload: dict[str, Any]) -> None:
 
 
 def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: StudyPaths,
-                  notes: list[str]) -> bool:
-    """Every trial that ran ends with a record; returns True if some never finished (interrupted)."""
+                  notes: list[str], stopped_at: float | None = None) -> bool:
+    """Every trial that ran ends with a record; returns True if some never finished (interrupted).
+
+    ``stopped_at``: when a signal stopped the launch. A worker that died after it, without
+    a record, was stopped too (systemd and Slurm signal every process of the job), not
+    failed: it runs again on resume."""
     interrupted = False
     lost = 0
     for key, job in jobs.items():
@@ -335,7 +393,11 @@ def _keep_records(jobs: dict[str, dict], outcomes: dict[str, Any], paths: StudyP
         if state in ("pending", "running"):
             interrupted = True
             continue
-        if state == "unsaved":  # ran, but the storage refused its record: it reruns next launch
+        if state in ("unsaved", "not_run"):  # ran but unsaved, or must not run: it runs next launch
+            continue
+        if state == "failed" and stopped_at is not None and not path.exists() \
+                and (out.ended or 0) >= stopped_at - 1:
+            interrupted = True
             continue
         shipped = (out.result or {}).get("record") if out is not None else None
         if shipped and not _same_record(path, shipped):
@@ -438,7 +500,7 @@ def _summary(spec, plans, paths: StudyPaths, result: LaunchResult, notes: list[s
     configuration stands."""
     if looks is not None:
         plans = looks.summarize(plans, notes)
-    state = resume.plan_state(plans, paths, retry_failed=False, interrupted=interrupted)
+    state = resume.plan_state(plans, paths, retry_failed=False, interrupted=interrupted, study=spec.name)
     finished = [p for p in state.done if state.existing[p.trial_name]["status"] == "finished"]
     diverged = [p for p in state.done if state.existing[p.trial_name]["status"] == "diverged"]
     counts = {"planned": len(plans), "finished": len(finished), "diverged": len(diverged),

@@ -92,6 +92,8 @@ class ProgressView:
         status = result.get("status") or "finished"
         if status == "unsaved":  # the reason is in the summary, once
             self._line(f"[red]not saved[/] {key}: the study's storage is failing; stopping the launch")
+        elif status == "not_run":
+            self._line(f"[red]not run[/] {key}: {escape(result.get('error') or '')}; stopping the launch")
         elif status == "diverged":
             self.diverged += 1
             self._line(f"[yellow]diverged[/] {key}: {result.get('error') or ''}")

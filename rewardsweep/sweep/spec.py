@@ -24,9 +24,18 @@ from pydantic import ValidationError
 
 from rewardsweep.checks import Invalid, int_at_least, one_of
 from rewardsweep.config.messages import SpecFile
-from rewardsweep.config.study import WANDB_MODES, SequentialSeeds, Spec, StudyFile, read_parameters, top_key_hint
+from rewardsweep.config.study import (
+    MAX_SPEC_BYTES,
+    WANDB_MODES,
+    SequentialSeeds,
+    Spec,
+    StudyFile,
+    check_study_size,
+    read_parameters,
+    top_key_hint,
+)
 from rewardsweep.config.yaml import YamlError, load_yaml
-from rewardsweep.errors import SpecError
+from rewardsweep.errors import ConfigError, SpecError
 from rewardsweep.formatting import as_written
 from rewardsweep.study import layout
 from rewardsweep.sweep.expand import Expansion, expand_study
@@ -75,9 +84,10 @@ def _read_spec(path: str | os.PathLike, storage: str | None, wandb_mode: str | N
     if sequential and top.control != "mle":
         raise file.fail("seeds", "a sequential study decides each configuration against its paired control; "
                                  "set control: mle")
-    model_ref, model = _resolve_model(file, top.model)
+    model_ref, model, num_classes = _resolve_model(file, top.model)
     data_root = str(file.resolve(_expand_env(file, "data_root", top.data_root))) if top.data_root else None
     parameters = read_parameters(file, raw, top.control)
+    check_study_size(file, top, parameters)   # before anything is built: bounded work for any spec
     storage_dir = _resolve_storage(file, top.storage, storage)
     wandb = top.wandb.model_dump()
     if wandb_mode is not None:
@@ -87,7 +97,8 @@ def _read_spec(path: str | os.PathLike, storage: str | None, wandb_mode: str | N
     return Spec(
         source=source, path=fpath.resolve(), text=text, name=top.name, description=top.description,
         model=model, model_ref=model_ref, data_root=data_root, data_root_ref=top.data_root,
-        seeds=tuple(range(top.seeds.max)) if sequential else top.seeds, eval_every=top.eval_every, control=top.control,
+        seeds=tuple(range(top.seeds.max)) if sequential else tuple(top.seeds), eval_every=top.eval_every,
+        control=top.control, num_classes=num_classes,
         control_grid=parameters.control_grid, reference=top.reference,
         diagnostics_every=top.diagnostics_every, fixed=parameters.fixed, grid=parameters.grid,
         sample=parameters.sample, resources=top.resources.model_dump(),
@@ -101,13 +112,18 @@ def _read_spec(path: str | os.PathLike, storage: str | None, wandb_mode: str | N
 def _read_spec_file(path: Path, source: str) -> tuple[Any, dict[str, int], str]:
     """(parsed YAML, line table, text as written)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:   # at most the cap: a 50 MB file (or /dev/zero) is not read whole
+            data = handle.read(MAX_SPEC_BYTES + 1)
+        if len(data) > MAX_SPEC_BYTES:
+            raise SpecError(f"{source}: the file is larger than {MAX_SPEC_BYTES // 1024} KiB; a search space is "
+                            f"a page of keys (expected at most {MAX_SPEC_BYTES // 1024} KiB)")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise SpecError(f"{source}: no such search-space file") from None
     except IsADirectoryError:
         raise SpecError(f"{source}: is a folder; expected a search-space .yaml file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{source}: cannot read the search-space file ({exc})") from None
+        raise SpecError(f"{source}: cannot read the search-space file ({' '.join(str(exc).split())})") from None
     try:
         tree, lines = load_yaml(text, source)
     except YamlError as exc:
@@ -127,13 +143,15 @@ def _expand_env(file: SpecFile, key: str, value: str) -> str:
     return layout.expand_env_vars(value, source=f"{file.where(key)}: {key}")
 
 
-def _resolve_model(file: SpecFile, model_ref: str) -> tuple[str, str]:
-    """(as written, what run_trial takes): a preset name, or the absolute path of a config .py."""
-    from rewardsweep.runners.presets import preset_names  # torch-free registry
+def _resolve_model(file: SpecFile, model_ref: str) -> tuple[str, str, int | None]:
+    """(as written, what run_trial takes, its number of classes): a preset name, or the
+    absolute path of a config .py, read here (MMEngine's reader, no torch) so that a
+    broken config is found before Ray starts and in a dry run."""
+    from rewardsweep.runners.presets import PRESETS, mmseg_config_classes, preset_names  # torch-free
 
     presets = tuple(preset_names())
     if model_ref in presets:
-        return model_ref, model_ref
+        return model_ref, model_ref, PRESETS[model_ref].num_classes
     if model_ref.endswith(".py") or "/" in model_ref or os.sep in model_ref:
         mpath = file.resolve(model_ref)
         if not mpath.is_file():
@@ -141,7 +159,11 @@ def _resolve_model(file: SpecFile, model_ref: str) -> tuple[str, str]:
                                      f"expected a preset ({', '.join(presets)}) or an existing config .py")
         if mpath.suffix != ".py":
             raise file.fail("model", f"{model_ref!r} is not a .py file; expected an MMSeg config .py")
-        return model_ref, str(mpath.resolve())
+        try:
+            num_classes = mmseg_config_classes(mpath)
+        except ConfigError as exc:
+            raise file.fail("model", str(exc)) from None
+        return model_ref, str(mpath.resolve()), num_classes
     close = difflib.get_close_matches(model_ref, presets, n=1, cutoff=0.5)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise file.fail("model", f"unknown preset {model_ref!r}; expected one of {', '.join(presets)} "

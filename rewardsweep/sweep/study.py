@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from rewardsweep import storage
+from rewardsweep.errors import UserError
 from rewardsweep.study.atomic import atomic_write, atomic_write_json
 from rewardsweep.study.layout import StudyPaths
 from rewardsweep.study.timestamps import utc_now
@@ -81,11 +82,15 @@ def resolve_starts(paths: StudyPaths, configs: Iterable[dict[str, Any]],
                    on_resolve: Callable[[dict[str, Any]], None] | None = None) -> tuple[list[dict], int]:
     """Fill ``config["start"]`` of every config; each distinct start is computed once per study.
 
-    Runs on the driver before Ray starts: ``ensure_start`` MLE-pretrains and caches the
+    Runs on the driver before any trial: ``ensure_start`` MLE-pretrains and caches the
     checkpoint when ``checkpoint: auto`` and evaluates its val mIoU once. The results live
     in ``start.json`` (``{"starts": [{"request": ..., <start dict>}, ...]}``); a later
-    launch reuses an entry while its checkpoint file still exists, so not even the val
-    evaluation runs again. Returns (the start entries used, how many were computed now).
+    launch reuses an entry while its checkpoint file still has the entry's hash, so not
+    even the val evaluation runs again. A missing, unreadable or changed file is resolved
+    again (a damaged cache entry is pretrained again); if that gives another checkpoint
+    than the study's trials started from, a :class:`UserError` says so in one line instead
+    of mixing two starts in one study. Returns (the start entries used, how many were
+    computed now).
     """
     configs = list(configs)
     saved: dict[str, dict] = {}
@@ -102,7 +107,8 @@ def resolve_starts(paths: StudyPaths, configs: Iterable[dict[str, Any]],
         rid = _request_id(request)
         if rid not in used:
             entry = saved.get(rid)
-            if not entry or not Path(str(entry.get("checkpoint"))).is_file():
+            known = entry.get("checkpoint_hash") if entry else None
+            if not entry or start_file_problem(entry):
                 extra: dict[str, Any] = {}
                 if ensure_start is None:
                     from rewardsweep.runners.pretrain import ensure_start as ensure_start  # noqa: PLW0127
@@ -112,6 +118,8 @@ def resolve_starts(paths: StudyPaths, configs: Iterable[dict[str, Any]],
                 began = time.perf_counter()
                 start = dict(ensure_start(model=request["model"], checkpoint=request["checkpoint"],
                                           data_root=request["data_root"], iters=request["iters"], **extra))
+                if known and start.get("checkpoint_hash") != known:
+                    raise UserError(_changed_start(paths, request, known, start))
                 entry = {**clean_start(start), "request": request, "resolved_at": utc_now(),
                          "resolve_seconds": round(time.perf_counter() - began, 3),
                          "from_cache": bool(start.get("cached"))}
@@ -123,10 +131,45 @@ def resolve_starts(paths: StudyPaths, configs: Iterable[dict[str, Any]],
     return list(used.values()), computed
 
 
+def start_file_problem(entry: dict[str, Any]) -> str | None:
+    """Why a start entry's checkpoint file cannot be used as it is (missing, unreadable,
+    another hash), or None."""
+    from rewardsweep.checkpoint_file import file_hash
+
+    path = Path(str(entry.get("checkpoint")))
+    try:
+        actual = file_hash(path)
+    except OSError as exc:
+        return f"{path}: cannot be read ({exc.strerror or exc})"
+    if entry.get("checkpoint_hash") and actual != entry["checkpoint_hash"]:
+        return f"{path}: hash {actual}, not {entry['checkpoint_hash']}"
+    return None
+
+
+def _changed_start(paths: StudyPaths, request: dict[str, Any], known: str, start: dict[str, Any]) -> str:
+    what = "pretraining it again gave" if request["checkpoint"] == "auto" else "the file now is"
+    return (f"start checkpoint {request['checkpoint']} of {request['model']}: {what} checkpoint "
+            f"{start.get('checkpoint_hash')}, but this study's trials started from {known} ({paths.start}); "
+            f"the two are never mixed: restore that file, or launch under a new study name (or move "
+            f"{paths.start.name} aside to go on from the new one; the report then needs --start HASH)")
+
+
 def clean_start(start: dict[str, Any]) -> dict[str, Any]:
     """The part of a start entry that goes into every trial config."""
     return {k: v for k, v in start.items()
             if k not in ("request", "resolved_at", "resolve_seconds", "cached", "from_cache")}
+
+
+# --------------------------------------------------------------------------- the plan
+
+def write_plan(paths: StudyPaths, name: str, plans: Iterable[Any]) -> None:
+    """``plan.json``: the study's name and the configurations (id -> arm) and seeds its spec
+    names at this launch. The report checks records against it (their study) and leaves
+    out configurations the spec no longer names (``layout.read_plan``)."""
+    plans = list(plans)
+    configurations = {p.config_id: p.arm for p in plans}
+    atomic_write_json(paths.plan, {"study": name, "written_at": utc_now(), "configurations": configurations,
+                                   "seeds": sorted({int(p.seed) for p in plans})}, indent=1, sort_keys=True)
 
 
 # --------------------------------------------------------------------------- one launch at a time

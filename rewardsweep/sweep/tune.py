@@ -48,7 +48,8 @@ os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "60")
 from ray.tune import Callback, Stopper  # noqa: E402  (after the environment above)
 
 from rewardsweep import storage  # noqa: E402
-from rewardsweep.errors import TrialDiverged, trial_error  # noqa: E402
+from rewardsweep.code_identity import mismatch  # noqa: E402
+from rewardsweep.errors import ConfigError, StartCheckpointError, TrialDiverged, trial_error  # noqa: E402
 from rewardsweep.study import layout, records  # noqa: E402
 
 TRIAL_KEY = "trial"          # the only entry of Tune's param space: the trial's name
@@ -61,15 +62,13 @@ _WORKER_TRIALS = 0           # trials this worker process has run (shows actor r
 
 @dataclass(frozen=True)
 class RayTarget:
-    """Where a launch's Ray is: a new local instance (``address`` None) or a running cluster.
+    """Where a launch's Ray is: a new private instance here (``address`` None) or a running
+    cluster, and why (:func:`ray_target`)."""
 
-    Resolved the way a bare ``ray.init()`` resolves it: ``--address``, else ``RAY_ADDRESS``,
-    else the cluster a local ``ray start`` recorded; ``local`` always means a new instance.
-    """
-
-    given: str | None = None      # what to hand to ray.init (None: let Ray read RAY_ADDRESS itself)
+    given: str | None = None      # what to hand to ray.init ("local": a new private instance)
     address: str | None = None    # host:port of the cluster we join; None: start one here
-    origin: str = "local"         # "--address", "RAY_ADDRESS", "ray start" or "local"
+    origin: str = "local"         # "--address", "--address auto", "RAY_ADDRESS" or "local"
+    note: str | None = None       # a `ray start` cluster on this node that a plain launch left alone
 
     @property
     def joins(self) -> bool:
@@ -80,7 +79,14 @@ CONNECT_TIMEOUT_S = 5.0       # a TCP probe of the cluster's GCS port before ray
 
 
 def ray_target(address: str | None = None) -> RayTarget:
-    """Resolve and reach the Ray cluster a launch would use.
+    """Resolve and reach the Ray cluster a launch uses.
+
+    ``--address`` (``auto``: the cluster ``ray start`` runs on this node; ``HOST:PORT``;
+    ``ray://...``; ``local``: a new private Ray), else ``RAY_ADDRESS`` (same forms), else
+    a new private Ray on this machine. A plain launch never joins a ``ray start`` cluster
+    by itself, unlike a bare ``ray.init()``: on a shared node that cluster may be someone
+    else's, from another environment (docs/cluster.md, "Which Ray a launch uses"); the
+    target's ``note`` says that one runs and how to join it.
 
     Raises :class:`UserError` in one line, within seconds, when the address names no
     running cluster: ``ray.init`` itself retries an unreachable address for minutes.
@@ -88,41 +94,61 @@ def ray_target(address: str | None = None) -> RayTarget:
     from rewardsweep.errors import UserError
 
     env = os.environ.get("RAY_ADDRESS") or None
-    origin = "--address" if address else ("RAY_ADDRESS" if env else "ray start")
-    shown = f"{origin} {address or env}" if (address or env) else "the local `ray start` cluster"
     given = address or env
-    if given == "local":
-        return RayTarget(given=address, origin="local")
-    if given and given.startswith("ray://"):
-        return RayTarget(given=address, origin=origin)  # Ray Client: ray.init reports its own errors
+    origin = ("--address auto" if address == "auto" else "--address") if address else \
+        ("RAY_ADDRESS" if env else "local")
+    if given is None or given == "local":
+        note = None
+        if given is None:
+            running = _local_cluster()
+            if running:
+                note = (f"a `ray start` cluster runs on this node ({running}) but a plain launch never joins "
+                        f"one; --address auto does")
+        return RayTarget(given="local", origin=origin, note=note)
+    shown = f"{origin} {given}" if origin != "--address auto" else "--address auto"
+    if given.startswith("ray://"):
+        return RayTarget(given=given, origin=origin)  # Ray Client: ray.init reports its own errors
     try:
-        # Ray's own resolution (RAY_ADDRESS, the `ray start` record, "auto"); private, so
-        # a Ray without it just gets the address handed to ray.init unprobed
+        # Ray's own resolution ("auto": the `ray start` record); private, so a Ray without
+        # it just gets the address handed to ray.init unprobed
         from ray._private.services import canonicalize_bootstrap_address
     except ImportError:
-        return RayTarget(given=address, address=given, origin=origin if given else "local")
+        return RayTarget(given=given, address=given, origin=origin)
     try:
-        found = canonicalize_bootstrap_address(address)
+        found = canonicalize_bootstrap_address(given)
     except ConnectionError:
         raise UserError(f"{shown}: no running Ray cluster found on this machine; start one with "
                         f"`ray start --head`, give its HOST:PORT, or leave --address out to run "
-                        f"on this machine alone") from None
+                        f"on a private Ray on this machine") from None
     except (ValueError, OSError) as exc:
         raise UserError(f"{shown}: not a Ray address ({exc}); expected HOST:PORT, auto or local") from None
     if found is None:
-        return RayTarget(given=address, origin="local")
+        return RayTarget(given="local", origin="local")
     problem = _probe_gcs(found)
     if problem:
-        stale = " (a stale address of a stopped `ray start`? run `ray stop`)" if origin == "ray start" else ""
+        stale = " (a stale address of a stopped `ray start`? run `ray stop`)" if given == "auto" else ""
         raise UserError(f"{shown}: cannot reach the Ray cluster at {found}{stale}: {problem}; "
                         f"is `ray start --head` running there?")
-    return RayTarget(given=address, address=found, origin=origin)
+    return RayTarget(given=given, address=found, origin=origin)
+
+
+def _local_cluster() -> str | None:
+    """The address of a live cluster that ``ray start`` recorded on this node, if any."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+
+        found = canonicalize_bootstrap_address("auto")
+    except Exception:  # noqa: BLE001 - none recorded (ConnectionError), or a Ray without this helper
+        return None
+    if not found or _probe_gcs(found, timeout=1.0):
+        return None
+    return found
 
 
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
-def _probe_gcs(address: str) -> str | None:
+def _probe_gcs(address: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
     """Why ``address`` is no Ray GCS (None: it looks like one), in a few seconds at most.
 
     A TCP connect, then the HTTP/2 greeting every gRPC server (the GCS is one) answers with
@@ -130,7 +156,7 @@ def _probe_gcs(address: str) -> str | None:
     printing C++ warnings, and cannot be interrupted meanwhile."""
     host, _, port = address.rpartition(":")
     try:
-        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S)
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
     except (OSError, ValueError) as exc:
         return str(getattr(exc, "strerror", None) or exc)
     with sock:
@@ -140,9 +166,9 @@ def _probe_gcs(address: str) -> str | None:
             sock.sendall(_H2_PREFACE)
             reply = sock.recv(9)
         except OSError:
-            return f"it accepts a connection but gives no gRPC answer within {CONNECT_TIMEOUT_S:g} s (not a Ray port?)"
+            return f"it accepts a connection but gives no gRPC answer within {timeout:g} s (not a Ray port?)"
     if len(reply) < 4 or reply[3] != 0x04:
-        return f"something listens there but does not answer as a Ray cluster (gRPC) within {CONNECT_TIMEOUT_S:g} s"
+        return f"something listens there but does not answer as a Ray cluster (gRPC) within {timeout:g} s"
     return None
 
 
@@ -173,8 +199,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise UserError(f"{target.origin}: could not join the Ray cluster at "
                             f"{target.address or target.given}: {first}") from None
-    else:
-        ray.init(address=target.given, num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
+    else:  # "local": a new private instance, even when a `ray start` cluster runs on this node
+        ray.init(address=target.given or "local", num_cpus=num_cpus, num_gpus=num_gpus, **kwargs)
     _quiet_loggers(verbose)
     return True
 
@@ -196,6 +222,13 @@ def shutdown_ray() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+def cluster_cpus() -> float:
+    """The CPUs of the cluster Ray is connected to."""
+    import ray
+
+    return float(ray.cluster_resources().get("CPU", 0))
 
 
 def cluster_slots(cpu: float, gpu: float, max_concurrent: int | None, trials: int) -> int:
@@ -295,6 +328,11 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
     config = copy.deepcopy(job["config"])
     runtime = _runtime_info(began)
     config[RUNTIME_KEY] = runtime
+    other_code = mismatch(job.get("driver"))
+    if other_code:  # a node with another rewardsweep: its results would not be the driver's study
+        where = runtime.get("node_ip") or runtime.get("host")
+        return _stopped(f"trial {_job_name(config)} on node {where}: {other_code}; install the driver's "
+                        f"rewardsweep on every node (docs/cluster.md)", runtime, report, time.perf_counter() - clock0)
     if config.get("study_dir"):
         try:  # a second's write now rather than a trial's training lost at its record
             storage.check_writable(Path(config["study_dir"]) / layout.RECORDS_DIRNAME, "records folder")
@@ -314,6 +352,9 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
     clock = time.perf_counter()
     try:
         record = trial_fn(config, on_event=on_event)
+    except StartCheckpointError as exc:  # no record: the driver checks the file again next launch
+        wandb_s += _finish(logger, None, "failed", str(exc))
+        return _stopped(str(exc), runtime, report, time.perf_counter() - clock0)
     except Exception as exc:
         trial_s = time.perf_counter() - clock
         failure = storage.storage_failure(exc, config["study_dir"]) if config.get("study_dir") else None
@@ -329,8 +370,8 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
         final = _final_result(record, status, error, runtime, time.perf_counter() - clock0, trial_s, wandb_s)
         if report is not None:
             report(final)
-        if diverged:
-            return final  # recorded; a retry would diverge again
+        if diverged or isinstance(exc, ConfigError):
+            return final  # recorded; deterministic: a retry would diverge, or fail, again
         raise
     trial_s = time.perf_counter() - clock
     wandb_s += _finish(logger, record)
@@ -350,6 +391,24 @@ def _unsaved(line: str, runtime: dict[str, Any], report: Callable[[dict], None] 
     if report is not None:
         report(final)
     return final
+
+
+def _stopped(line: str, runtime: dict[str, Any], report: Callable[[dict], None] | None,
+             seconds: float) -> dict[str, Any]:
+    """The final result of a trial that must not run here (its start file is damaged, its
+    node runs other code): no record, no retry; the driver stops the experiment, since
+    every other trial would meet the same, and says why in one line."""
+    final = _final_result(None, "not_run", line, runtime, seconds, 0.0, 0.0)
+    final["stop_error"] = line
+    if report is not None:
+        report(final)
+    return final
+
+
+def _job_name(config: dict[str, Any]) -> str:
+    if config.get("config_id") and config.get("arm") and config.get("seed") is not None:
+        return layout.trial_name(config["config_id"], config["arm"], config["seed"])
+    return "?"
 
 
 def _finish(logger, record, status=None, error=None) -> float:
@@ -400,17 +459,20 @@ def _error_text(trial) -> str:
 
 
 class _StorageGate(Stopper):
-    """Stops the whole experiment once a trial reports that the study's storage is failing:
-    every further trial would train for nothing. Holds the first such error line."""
+    """Stops the whole experiment once a trial reports that the study's storage is failing,
+    or that its start checkpoint or its node's code is wrong: every further trial would
+    train for nothing, or from the wrong thing. Holds the first such error line and its
+    kind (``storage`` or ``stop``)."""
 
     def __init__(self) -> None:
         self.error: str | None = None
+        self.kind: str | None = None
 
     def __getstate__(self):
         return {}  # Tune pickles its run config; the live state stays out of it
 
     def __setstate__(self, state):
-        self.error = None
+        self.error = self.kind = None
 
     def __call__(self, trial_id, result) -> bool:
         return False
@@ -446,9 +508,12 @@ class _Tracker(Callback):
         out = self._out(trial)
         if result.get("final"):
             out.result = dict(result)
-            if result.get("storage_error"):  # the gate stops the experiment before on_trial_complete
-                out.state, out.error, out.ended = "unsaved", result["storage_error"], time.time()
-                self._gate.error = self._gate.error or result["storage_error"]
+            stop = result.get("storage_error") or result.get("stop_error")
+            if stop:  # the gate stops the experiment before on_trial_complete
+                kind = "storage" if result.get("storage_error") else "stop"
+                out.state, out.error, out.ended = ("unsaved" if kind == "storage" else "not_run"), stop, time.time()
+                if self._gate.error is None:
+                    self._gate.error, self._gate.kind = stop, kind
         elif self._listener:
             self._listener.trial_progress(out.key, result)
 
@@ -498,14 +563,17 @@ def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., d
                    name: str, cpu: float = 1, gpu: float = 0, max_concurrent: int | None = None,
                    retries: int = 0, wandb_options: dict[str, Any] | None = None,
                    listener: TrialListener | None = None, verbose: bool = False,
-                   storage_errors: list[str] | None = None, searcher: Any = None) -> dict[str, Outcome]:
+                   storage_errors: list[str] | None = None, searcher: Any = None,
+                   stop_errors: list[str] | None = None) -> dict[str, Outcome]:
     """Run ``jobs`` (trial name -> {"config", "params"}) as one Ray Tune experiment.
 
     Ray must be initialised. Without ``searcher`` every job runs (longest first); with one
     (a Tune ``Searcher`` that suggests ``{TRIAL_KEY: name}``, e.g. a sequential study's
     ``LookScheduler``) Tune runs what it suggests, when it suggests it. Returns what happened to each trial; trials that never ran
     (the launch was interrupted, or stopped because storage failed) stay ``pending`` or
-    ``running``. The first storage error line, if any, is appended to ``storage_errors``.
+    ``running``. The first storage error line, if any, is appended to ``storage_errors``;
+    the first line of a trial that must not run (a damaged start file, a node with other
+    code) to ``stop_errors``: either stops the experiment.
     """
     from ray import tune
 
@@ -540,7 +608,10 @@ def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., d
             raise
         # Tune's own files live on the same failing storage (its experiment state, error
         # files it then cannot read back): the storage error is the news, not this
-        gate.error = gate.error or f"{failure.filename}: cannot write: {storage.describe(failure)}"
-    if gate.error is not None and storage_errors is not None:
+        if gate.error is None:
+            gate.error, gate.kind = f"{failure.filename}: cannot write: {storage.describe(failure)}", "storage"
+    if gate.error is not None and gate.kind == "storage" and storage_errors is not None:
         storage_errors.append(gate.error)
+    if gate.error is not None and gate.kind == "stop" and stop_errors is not None:
+        stop_errors.append(gate.error)
     return outcomes

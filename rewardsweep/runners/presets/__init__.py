@@ -22,13 +22,14 @@ from rewardsweep.runners.presets.base import (
     Preset,
     PretrainDefaults,
     data_root_for,
+    mmseg_config_classes,
     mmseg_config_dir,
     setting_from_mmseg_config,
     split_dataset,
 )
 
 __all__ = [
-    "PRESETS", "ModelSetting", "Preset", "PretrainDefaults", "data_root_for", "is_config_path",
+    "PRESETS", "ModelSetting", "Preset", "PretrainDefaults", "data_root_for", "is_config_path", "mmseg_config_classes",
     "mmseg_config_dir", "preset_names", "resolve_setting", "setting_from_mmseg_config", "split_dataset",
 ]
 

@@ -58,6 +58,7 @@ class Preset:
     description: str
     build: Callable[[str | None], ModelSetting]
     data_env: str | None = None  # environment variable that can hold the data root
+    num_classes: int | None = None  # known without building (the spec checks class-weight counts against it)
 
 
 def data_root_for(data_root: str | None, data_env: str, folder: str) -> str:
@@ -95,20 +96,39 @@ def mmseg_base_config(*parts: str) -> str:
     return repr(str(mmseg_config_dir().joinpath("_base_", *parts)))
 
 
-def setting_from_mmseg_config(path: Path, name: str, data_root: str | None, dataset_id: str) -> ModelSetting:
-    """A setting from an MMSeg config file: its model and its train/val datasets."""
+def read_mmseg_config(path: Path, import_custom_modules: bool = True) -> Any:
+    """An MMSeg config file read by MMEngine, with the keys a trial needs; one-line
+    :class:`ConfigError` otherwise. Without ``import_custom_modules`` (the spec check)
+    no torch is imported."""
     from mmengine.config import Config
 
-    from rewardsweep.mmcv_compat import import_mmseg
-
-    import_mmseg()
     try:
-        cfg = Config.fromfile(str(path))
-    except Exception as exc:  # syntax errors, missing _base_ files, ...
-        raise ConfigError(f"{path}: not a readable MMSeg config ({type(exc).__name__}: {exc})".replace("\n", " "))
+        cfg = Config.fromfile(str(path), import_custom_modules=import_custom_modules)
+    except Exception as exc:  # noqa: BLE001 - syntax errors, missing _base_ files, anything the file raises
+        raise ConfigError(f"{path}: not a readable MMSeg config ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())})") from None
     for key in ("model", "train_dataloader", "val_dataloader"):
         if key not in cfg:
             raise ConfigError(f"{path}: MMSeg config has no '{key}' (expected a full MMSeg 1.x config)")
+    head = cfg.model.get("decode_head") if isinstance(cfg.model, dict) else None
+    if not isinstance(head, dict) or isinstance(head.get("num_classes"), bool) \
+            or not isinstance(head.get("num_classes"), int) or head["num_classes"] < 1:
+        raise ConfigError(f"{path}: MMSeg config has no model.decode_head.num_classes (expected an "
+                          f"EncoderDecoder with a decode head)")
+    return cfg
+
+
+def mmseg_config_classes(path: Path) -> int:
+    """The number of classes of an MMSeg config file (:func:`read_mmseg_config`)."""
+    return int(read_mmseg_config(path, import_custom_modules=False).model["decode_head"]["num_classes"])
+
+
+def setting_from_mmseg_config(path: Path, name: str, data_root: str | None, dataset_id: str) -> ModelSetting:
+    """A setting from an MMSeg config file: its model and its train/val datasets."""
+    from rewardsweep.mmcv_compat import import_mmseg
+
+    import_mmseg()
+    cfg = read_mmseg_config(path)
     model = _without_sync_bn(copy.deepcopy(cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model)))
     model["pretrained"] = None  # the start checkpoint provides the weights; no hub downloads
     if isinstance(model.get("backbone"), dict) and "init_cfg" in model["backbone"]:

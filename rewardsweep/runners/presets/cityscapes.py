@@ -26,5 +26,5 @@ def _deeplabv3_r50_cityscapes(data_root: str | None) -> ModelSetting:
 PRESETS = (
     Preset("deeplabv3-r50-cityscapes",
            "MMSeg's DeepLabV3 R50-D8 512x1024 on Cityscapes, 19 classes (the study's setting; GPU)",
-           _deeplabv3_r50_cityscapes, data_env=DATA_ENV),
+           _deeplabv3_r50_cityscapes, data_env=DATA_ENV, num_classes=19),
 )

@@ -76,8 +76,8 @@ def _easyportrait(face: bool) -> Callable[[str | None], ModelSetting]:
 PRESETS = (
     Preset("deeplabv3-r50-easyportrait",
            "DeepLabV3 R50-D8 512x512 on EasyPortrait, 9 classes (portrait + face parts; GPU)",
-           _easyportrait(face=False), data_env=DATA_ENV),
+           _easyportrait(face=False), data_env=DATA_ENV, num_classes=9),
     Preset("deeplabv3-r50-easyportrait-face",
            "DeepLabV3 R50-D8 512x512 on EasyPortrait face parsing, 8 classes (person -> background; GPU)",
-           _easyportrait(face=True), data_env=DATA_ENV),
+           _easyportrait(face=True), data_env=DATA_ENV, num_classes=8),
 )

@@ -53,8 +53,8 @@ def _mapillary(version: str) -> Callable[[str | None], ModelSetting]:
 PRESETS = (
     Preset("deeplabv3-r50-mapillary-v1",
            "DeepLabV3 R50-D8 512x1024 on Mapillary Vistas v1.2, 65 classes (Unlabeled ignored; GPU)",
-           _mapillary("v1.2"), data_env=DATA_ENV),
+           _mapillary("v1.2"), data_env=DATA_ENV, num_classes=65),
     Preset("deeplabv3-r50-mapillary-v2",
            "DeepLabV3 R50-D8 512x1024 on Mapillary Vistas v2.0, 123 classes (Unlabeled ignored; GPU)",
-           _mapillary("v2.0"), data_env=DATA_ENV),
+           _mapillary("v2.0"), data_env=DATA_ENV, num_classes=123),
 )

@@ -105,5 +105,5 @@ def _tiny_synthetic(data_root: str | None) -> ModelSetting:
 PRESETS = (
     Preset("tiny-synthetic",
            "narrow DeepLabV3 (ResNetV1c-18/16 + ASPP + FCN aux, ~1.0M params) on the embedded synthetic scenes",
-           _tiny_synthetic),
+           _tiny_synthetic, num_classes=6),
 )
