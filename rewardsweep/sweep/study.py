@@ -85,8 +85,15 @@ def resolve_starts(paths: StudyPaths, configs: Iterable[dict[str, Any]],
     checkpoint when ``checkpoint: auto`` and evaluates its val mIoU once. The results live
     in ``start.json`` (``{"starts": [{"request": ..., <start dict>}, ...]}``); a later
     launch reuses an entry while its checkpoint file still exists, so not even the val
-    evaluation runs again. Returns (the start entries used, how many were computed now).
+    evaluation runs again. The study folder pins its start: when an entry's checkpoint is
+    gone (a cleared cache), it is pretrained again with the recipe the entry recorded
+    (iterations, lr, batch size, seed), not with today's preset defaults, and must come out
+    with the recorded hash; otherwise a :class:`UserError`, before any trial runs (trials
+    from another start could never be pooled with the finished ones). Returns (the start
+    entries used, how many were computed now).
     """
+    from rewardsweep.errors import UserError
+
     configs = list(configs)
     saved: dict[str, dict] = {}
     if paths.start.is_file():
@@ -109,9 +116,17 @@ def resolve_starts(paths: StudyPaths, configs: Iterable[dict[str, Any]],
                     extra["show_progress"] = True  # pretraining takes a minute or more: show it
                 if on_resolve is not None:
                     on_resolve(request)
+                pinned = pinned_recipe(entry, request)
                 began = time.perf_counter()
                 start = dict(ensure_start(model=request["model"], checkpoint=request["checkpoint"],
-                                          data_root=request["data_root"], iters=request["iters"], **extra))
+                                          data_root=request["data_root"],
+                                          **{"iters": request["iters"], **pinned}, **extra))
+                if pinned and entry.get("checkpoint_hash") and start.get("checkpoint_hash") != entry["checkpoint_hash"]:
+                    raise UserError(
+                        f"{paths.start}: this study's start checkpoint {entry['checkpoint_hash']} is gone from "
+                        f"{entry.get('checkpoint')}, and pretraining it again with its recorded recipe gave "
+                        f"{start.get('checkpoint_hash')} (another machine, thread count or library version); "
+                        "put the file back, or launch into a new study folder (a new `name` or --storage)")
                 entry = {**clean_start(start), "request": request, "resolved_at": utc_now(),
                          "resolve_seconds": round(time.perf_counter() - began, 3),
                          "from_cache": bool(start.get("cached"))}
@@ -121,6 +136,16 @@ def resolve_starts(paths: StudyPaths, configs: Iterable[dict[str, Any]],
             used[rid] = entry
         config["start"] = clean_start(used[rid])
     return list(used.values()), computed
+
+
+def pinned_recipe(entry: dict[str, Any] | None, request: dict[str, Any]) -> dict[str, Any]:
+    """The pretraining recipe a study's ``start.json`` entry recorded, as ``ensure_start``
+    arguments (``iters``, ``lr``, ``batch_size``, ``seed``); empty for a checkpoint file or
+    an entry that recorded none (then the request's own values apply)."""
+    pretrained = (entry or {}).get("pretrained")
+    if request.get("checkpoint") != "auto" or not isinstance(pretrained, dict):
+        return {}
+    return {k: pretrained[k] for k in ("iters", "lr", "batch_size", "seed") if pretrained.get(k) is not None}
 
 
 def clean_start(start: dict[str, Any]) -> dict[str, Any]:
