@@ -248,16 +248,18 @@ def _headline(summary: Summary) -> list[str]:
         like_noop = compared[compared["control_like_noop"].fillna(False).astype(bool)]
         if len(like_noop):
             ctrl = t[(t["arm"] == "mle") & t["config_id"].isin(like_noop["control_id"])]
+            beaters = like_noop[like_noop["verdict"] == "beats control"]
             lines.append(
                 "The control is not distinguishable from the no-op reference (control minus no-op, paired: "
                 + "; ".join(f"{r.config_id} {pts(r.ref_diff_mean)} [{pts(r.ref_ci_low)}, {pts(r.ref_ci_high)}]"
                             for r in ctrl.itertuples())
-                + " points): at that learning rate cross-entropy did not train, so 'beats control' for "
-                + ", ".join(like_noop["config_id"]) + " means 'beats not training'"
-                + (", not 'beats cross-entropy'; the comparison above with the best cross-entropy is the one "
-                   "that says whether reward tuning is worth it." if len(best) else
-                   ", not 'beats cross-entropy'; add a control_grid of learning rates to compare with a "
-                   "cross-entropy that trains."))
+                + " points): at that learning rate cross-entropy did not measurably train, so "
+                + (f"'beats control' for {', '.join(beaters['config_id'])} means 'beats not training', not "
+                   "'beats cross-entropy'" if len(beaters) else
+                   f"the control comparison of {', '.join(like_noop['config_id'])} is against not training")
+                + ("; the comparison with the best cross-entropy above is the one that says whether reward "
+                   "tuning is worth it." if len(best) else
+                   "; add a control_grid of learning rates to compare with a cross-entropy that trains."))
     flagged = rew[rew["treatment"].fillna("") != ""]
     if len(flagged):
         lines.append(f"{len(flagged)} configuration(s) are not reward tuning (their verdict says so; "
