@@ -191,8 +191,8 @@ def test_no_op_rise_is_flagged_and_unresolved_rise_is_said(tmp_path):
     assert any("too few seeds to tell" in line for line in _headline(summary))
 
 
-def test_records_before_0_4_still_report_with_their_share(tmp_path):
-    """Old records carry reward_share (gradient norms) and signal_norm: the share is read as
+def test_records_of_0_3_still_report_with_their_share(tmp_path):
+    """0.3 records carry reward_share (gradient norms) and signal_norm: the share is read as
     such and named so, the biased signal is ignored, nothing new is made up."""
     rng = np.random.default_rng(0)
     ctrl = synthetic_config_id({}, "mle")

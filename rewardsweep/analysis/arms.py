@@ -53,7 +53,7 @@ TREATMENT_COLUMNS = ("step_share", "reward_share", "reward_step", "weight_move",
 def add_treatment(table: pd.DataFrame, trials: pd.DataFrame) -> None:
     """Per reward configuration, over its finished seeds: ``step_share`` (the reward's part of
     the step after the optimizer; ``reward_share``, a share of gradient norms, for records
-    before 0.4), ``reward_step`` and ``weight_move`` (means), the rise ``reward_rise`` with
+    by 0.3 and earlier), ``reward_step`` and ``weight_move`` (means), the rise ``reward_rise`` with
     its simultaneous interval ``rise_low``/``rise_high`` at ``rise_level`` and
     ``rise_outcome``, the held-out rise ``heldout_rise`` (minus the no-op's on the same seed
     where there is one: ``heldout_vs``), the half-batch ``signal_dot`` with its interval, and

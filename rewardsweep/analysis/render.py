@@ -70,7 +70,7 @@ def config_table(t: pd.DataFrame) -> pd.DataFrame:
 def _share_cell(r) -> str:
     if finite(r["step_share"]):
         return f"{100 * r['step_share']:.3g}%"
-    if finite(r["reward_share"]):   # a record before 0.4: a share of gradient norms
+    if finite(r["reward_share"]):   # a record of 0.3 or earlier: a share of gradient norms
         return f"{100 * r['reward_share']:.3g}% (grad norms)"
     return "–"
 
@@ -232,7 +232,8 @@ def _headline(summary: Summary) -> list[str]:
             "cross-entropy arm is chosen for each seed by its mean over the other seeds, so the choice never "
             "sees the seed it is compared on and favours neither arm): " + "; ".join(
                 f"{r.label} {pts(r.best_diff_mean)} [{pts(r.best_ci_low)}, {pts(r.best_ci_high)}] "
-                f"points vs {r.best_control_id} ({r.best_verdict})" for r in best.head(10).itertuples()))
+                f"points vs {r.best_control_id} (chosen on {r.best_chosen}; {r.best_verdict})"
+                for r in best.head(10).itertuples()))
     if summary.has_control:
         compared = rew[rew["n_paired"].notna()]
         beats = compared[compared["verdict"] == "beats control"]

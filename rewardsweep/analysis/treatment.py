@@ -46,7 +46,7 @@ COLLAPSE_POINTS = 3.0
 RISE_ALPHA = 0.05
 ROSE, DID_NOT_RISE, UNRESOLVED = "rose", "did not rise", "too few seeds to tell"
 # The record's ``treatment`` keys the report reads (runners/probe.py writes them). Records
-# written before 0.4 have reward_share (a share of gradient norms) and signal_norm (a
+# written by 0.3 and earlier have reward_share (a share of gradient norms) and signal_norm (a
 # clipped, biased estimate) instead of step_share, reward_step and signal_dot: the first is
 # still read as the share, the second is ignored.
 TREATMENT_KEYS = ("reward_step", "other_step", "wd_step", "step_share", "update_step", "weight_move",
@@ -62,7 +62,7 @@ def _finite(x) -> np.ndarray:
 
 def share_flag(share, of: str = "the step") -> str | None:
     """``"reward term 0.6% of the step"`` when the mean share is below :data:`STEP_SHARE_MIN`.
-    ``of``: what the share is of (records before 0.4: "the update's gradient norm")."""
+    ``of``: what the share is of (records of 0.3 and earlier: "the update's gradient norm")."""
     share = _finite(share)
     if share.size == 0 or share.mean() >= STEP_SHARE_MIN:
         return None
