@@ -253,8 +253,8 @@ def test_smoke_end_to_end(smoke_study):
             max(m for _, m in evals))}
         assert [h["_step"] for h in run["history"] if "train/loss" in h] == list(range(1, 7))
         if rec["arm"] == "reward":  # the treatment probe: history at the last step, summary
-            assert [h["_step"] for h in run["history"] if "train/probe.reward_share" in h] == [6]
-            assert summary["treatment/reward_share"] == pytest.approx(rec["treatment"]["reward_share"])
+            assert [h["_step"] for h in run["history"] if "train/probe.step_share" in h] == [6]
+            assert summary["treatment/step_share"] == pytest.approx(rec["treatment"]["step_share"])
         assert run["exit_code"] == 0
 
     # checkpoints: final: every finished trial kept its weights and rebuild config, hashed in its record

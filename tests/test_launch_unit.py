@@ -98,6 +98,39 @@ def test_start_resolved_once_and_reused(tmp_path):
     assert len(calls) == 3 and len(json.loads(paths.start.read_text())["starts"]) == 2
 
 
+def test_a_study_folder_pins_its_start_when_the_cache_is_gone(tmp_path):
+    """A study written when the preset pretrained 1000 iterations at lr 0.05 keeps that start
+    after the default changed: with its checkpoint file gone, the start is pretrained again
+    with the recipe start.json recorded (not today's default), and a different result is
+    refused before any trial runs (its trials could never be pooled with the finished ones)."""
+    paths = StudyPaths(tmp_path).create()
+    recorded = {"request": {"model": "tiny-synthetic", "checkpoint": "auto", "data_root": None, "iters": None},
+                "model": "tiny-synthetic", "checkpoint": str(tmp_path / "gone" / "start.pth"),
+                "checkpoint_hash": "old0123456789abc", "dataset": "d", "miou": 0.62, "per_class_iou": [0.6],
+                "class_names": ["a"], "pretrained": {"iters": 1000, "lr": 0.05, "batch_size": 8, "seed": 0,
+                                                     "train_seconds": 58.0}}
+    paths.start.write_text(json.dumps({"starts": [recorded]}))
+    calls = []
+
+    def fake_ensure_start(model, checkpoint, data_root, iters, lr=None, batch_size=None, seed=0):
+        calls.append({"iters": iters, "lr": lr, "batch_size": batch_size, "seed": seed})
+        path = tmp_path / "new" / "start.pth"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x")
+        return {**{k: v for k, v in recorded.items() if k != "request"}, "checkpoint": str(path),
+                "checkpoint_hash": result_hash[0]}
+
+    result_hash = ["old0123456789abc"]
+    configs = [_config(tmp_path)]
+    study.resolve_starts(paths, configs, ensure_start=fake_ensure_start)
+    assert calls == [{"iters": 1000, "lr": 0.05, "batch_size": 8, "seed": 0}]
+    assert configs[0]["start"]["checkpoint_hash"] == "old0123456789abc"
+    (tmp_path / "new" / "start.pth").unlink()                  # gone again, and now it comes out different
+    result_hash[0] = "new0123456789abc"
+    with pytest.raises(UserError, match="pretraining it again gave checkpoint new0123456789abc, but this study's trials started from old0123456789abc"):
+        study.resolve_starts(paths, [_config(tmp_path)], ensure_start=fake_ensure_start)
+
+
 def test_spec_copy_keeps_history(tmp_path):
     paths = StudyPaths(tmp_path / "study").create()
     spec = tmp_path / "a.yaml"

@@ -121,9 +121,9 @@ def test_baseline_study_dedup_and_pairing():
         assert b["decay"] == (0.9 if b["kind"] == "ema" else None)
     (paired,) = {t.control_id for t in rewards.values()}
     tuned = {t.config_id: t for t in exp.trials if t.arm == "mle" and t.config_id != paired}
-    assert len(tuned) == 1
-    (t,) = tuned.values()
-    assert t.control_id == paired and t.config["lr"]["start"] == 3 * rewards[next(iter(rewards))].config["lr"]["start"]
+    lr = rewards[next(iter(rewards))].config["lr"]["start"]
+    assert {t.control_id for t in tuned.values()} == {paired}
+    assert sorted(round(t.config["lr"]["start"] / lr) for t in tuned.values()) == [3, 10]   # 3x and 10x the lr
     assert exp.reference_configs == 1
     assert {t.config["steps"] for t in exp.trials} == {200}
     # the README's main job stays small
@@ -163,7 +163,7 @@ def test_weights_study_counts_only_when_on():
 def test_steps_study_pretrain_and_controls():
     trials = expand(load_spec(SPACES / "steps.yaml"))
     combos = {(t.config["steps"], t.config["pretrain"]["iters"]) for t in trials if t.arm == "mle"}
-    assert combos == {(s, i) for s in (50, 100, 200, 400) for i in (300, 1000)}
+    assert combos == {(s, i) for s in (50, 100, 200, 400) for i in (300, 2500)}
 
 
 def test_smoke_is_tiny():

@@ -45,14 +45,14 @@ def test_baseline_table_content():
     out = io.StringIO()
     dry_run(SPACES / "baseline.yaml", file=out)
     text = out.getvalue()
-    assert "30 trials: 5 configurations x 6 seeds (0-5)" in text
+    assert "36 trials: 6 configurations x 6 seeds (0-5)" in text
     flat = " ".join(text.split())
-    assert "reward 12 trials (2 configs), mle control 12 trials (2 configs), no-op reference 6 trials (1 config)" in flat
+    assert "reward 12 trials (2 configs), mle control 18 trials (3 configs), no-op reference 6 trials (1 config)" in flat
     assert "no duplicates (2 grid/sample points)" in text
     import re
 
     rows = [line for line in text.splitlines() if re.match(r"[0-9a-f]{8}  ", line)]
-    assert len(rows) == 5
+    assert len(rows) == 6
     assert all(" 0-5 " in row for row in rows)
     assert any("baseline.kind=batch_loo" in row for row in rows)
     assert any("its own lr/optimizer" in row for row in rows)   # the tuned cross-entropy

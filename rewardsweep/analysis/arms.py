@@ -1,11 +1,15 @@
 """The comparisons beyond "configuration vs its paired control" (docs/report.md):
 
-- **treatment**: is each reward configuration reward tuning at all (``treatment.py`` flags
-  from its trials' probe summaries)? A flagged verdict carries the flag;
+- **treatment**: is each reward configuration reward tuning at all (``treatment.py`` rules
+  on its trials' probe summaries)? A flagged verdict carries the flag;
 - **no-op reference**: every arm minus the no-update reference on the same seeds, so
-  BatchNorm drift and evaluation noise have their own zero line;
+  BatchNorm drift and evaluation noise have their own zero line; and whether the paired
+  control trained at all (a control no different from the no-op makes "beats control"
+  mean "beats not training");
 - **best cross-entropy**: each reward configuration against the best control of its budget
-  (the paired control and its ``control_grid`` variants), selected on the validation split.
+  (the paired control and its ``control_grid`` variants), chosen for each seed on the other
+  seeds (cross-fitted): the selection never sees the seed it is compared on, so its
+  winner's curse favours neither arm.
 
 Each adds columns to the summary table; the statistics come from ``stats`` like the rest.
 """
@@ -16,20 +20,23 @@ import numpy as np
 import pandas as pd
 
 from rewardsweep.analysis import stats
-from rewardsweep.analysis.treatment import treatment_flags
+from rewardsweep.analysis import treatment as tr
 
 # What a flagged verdict says after its words.
 NOT_TUNING, COLLAPSED = "[not reward tuning]", "[collapsed]"
 BEST_VERDICTS = {"beats control": "beats best CE", "worse": "worse than best CE", "no evidence": "no evidence"}
 
 
-def _finished_by_seed(trials: pd.DataFrame, arm: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """config id -> (sorted seeds, delta mIoU) of the finished trials of ``arm``."""
+def _finished_by_seed(trials: pd.DataFrame, arm: str,
+                      column: str = "delta_miou") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """config id -> (sorted seeds, ``column``) of the finished trials of ``arm``."""
     fin = trials[(trials["arm"] == arm) & (trials["status"] == "finished")]
     out = {}
+    if column not in fin:
+        return out
     for cid, g in fin.groupby("config_id", sort=False):
         g = g.sort_values("seed", kind="stable")
-        out[str(cid)] = (g["seed"].to_numpy(int), g["delta_miou"].to_numpy(float))
+        out[str(cid)] = (g["seed"].to_numpy(int), g[column].to_numpy(float))
     return out
 
 
@@ -38,41 +45,86 @@ def _pairs(mine: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndar
     return mine[1][ia], other[1][ib]
 
 
+TREATMENT_COLUMNS = ("step_share", "reward_share", "reward_step", "weight_move", "reward_rise", "rise_low",
+                     "rise_high", "rise_level", "rise_seeds", "heldout_rise", "heldout_low", "heldout_high",
+                     "signal_dot", "signal_low", "signal_high")
+
+
 def add_treatment(table: pd.DataFrame, trials: pd.DataFrame) -> None:
-    """Columns ``reward_share``, ``reward_rise``, ``reward_rise_se``, ``signal_norm`` and
-    ``treatment`` (the flags, "; "-joined) per reward configuration; flagged verdicts carry
-    :data:`NOT_TUNING` or :data:`COLLAPSED`."""
-    cols = {k: f"treatment.{k}" for k in ("reward_share", "reward_rise", "reward_rise_se", "signal_norm")}
-    for k in (*cols, "treatment"):
-        table[k] = np.nan if k != "treatment" else ""
-    if not all(c in trials for c in cols.values()):
+    """Per reward configuration, over its finished seeds: ``step_share`` (the reward's part of
+    the step after the optimizer; ``reward_share``, a share of gradient norms, for records
+    by 0.3 and earlier), ``reward_step`` and ``weight_move`` (means), the rise ``reward_rise`` with
+    its simultaneous interval ``rise_low``/``rise_high`` at ``rise_level`` and
+    ``rise_outcome``, the held-out rise ``heldout_rise`` (minus the no-op's on the same seed
+    where there is one: ``heldout_vs``), the half-batch ``signal_dot`` with its interval, and
+    ``treatment`` (the flags, "; "-joined). Flagged verdicts carry :data:`NOT_TUNING` or
+    :data:`COLLAPSED`."""
+    for k in TREATMENT_COLUMNS:
+        table[k] = np.nan
+    table["rise_outcome"] = ""
+    table["heldout_vs"] = ""
+    table["treatment"] = ""
+    col = {k: f"treatment.{k}" for k in tr.TREATMENT_KEYS}
+    if "treatment.reward_rise" not in trials:
         return
     fin = trials[(trials["arm"] == "reward") & (trials["status"] == "finished")]
     groups = fin.groupby("config_id", sort=False).indices
-    for i, r in table.iterrows():
-        if r["arm"] != "reward" or r["config_id"] not in groups:
-            continue
-        g = fin.iloc[groups[r["config_id"]]]
-        share, rise, se = (g[cols[k]].to_numpy(float) for k in ("reward_share", "reward_rise", "reward_rise_se"))
-        rises = rise[np.isfinite(rise)]
-        table.at[i, "reward_share"] = np.nanmean(share) if np.isfinite(share).any() else np.nan
-        table.at[i, "signal_norm"] = (np.sqrt(np.nanmean(g[cols["signal_norm"]].to_numpy(float) ** 2))
-                                      if np.isfinite(g[cols["signal_norm"]].to_numpy(float)).any() else np.nan)
-        if rises.size:
-            table.at[i, "reward_rise"] = rises.mean()
-            table.at[i, "reward_rise_se"] = (rises.std(ddof=1) / np.sqrt(rises.size) if rises.size >= 2
-                                             else se[np.isfinite(rise)][0])
-        flags = treatment_flags(share, rise, se, g["delta_miou"].to_numpy(float))
+    rows = [i for i, r in table.iterrows() if r["arm"] == "reward" and r["config_id"] in groups]
+
+    def values(g: pd.DataFrame, key: str) -> np.ndarray:
+        return g[col[key]].to_numpy(float) if col[key] in g else np.full(len(g), np.nan)
+
+    def mean(x: np.ndarray) -> float:
+        return float(np.nanmean(x)) if np.isfinite(x).any() else np.nan
+
+    # one family: every configuration with a rise; Bonferroni makes the intervals simultaneous
+    m = sum(np.isfinite(values(fin.iloc[groups[table.at[i, "config_id"]]], "reward_rise")).any() for i in rows)
+    level = 1 - tr.RISE_ALPHA / max(m, 1)
+    refs = _finished_by_seed(trials, "noop", col["heldout_gain"])
+    for i in rows:
+        g = fin.iloc[groups[table.at[i, "config_id"]]].sort_values("seed", kind="stable")
+        step_share, legacy_share = values(g, "step_share"), values(g, "reward_share")
+        new = np.isfinite(step_share).any()
+        table.at[i, "step_share"] = mean(step_share)
+        table.at[i, "reward_share"] = mean(legacy_share)
+        table.at[i, "reward_step"] = mean(values(g, "reward_step"))
+        table.at[i, "weight_move"] = mean(values(g, "weight_move"))
+        rise = tr.rise_interval(values(g, "reward_rise"), values(g, "reward_rise_se"), level)
+        table.loc[i, ["reward_rise", "rise_low", "rise_high", "rise_seeds"]] = rise
+        table.at[i, "rise_level"] = level
+        if rise[3]:
+            table.at[i, "rise_outcome"] = tr.rise_outcome(rise[1], rise[2])
+        heldout = values(g, "heldout_gain")
+        rid = g["reference_id"].dropna().iloc[0] if "reference_id" in g and g["reference_id"].notna().any() else None
+        if np.isfinite(heldout).any():
+            seeds = g["seed"].to_numpy(int)
+            if isinstance(rid, str) and rid in refs:
+                a, b = _pairs((seeds, heldout), refs[rid])
+                table.at[i, "heldout_vs"] = "no-op"
+            else:
+                a, b = heldout, np.zeros_like(heldout)
+                table.at[i, "heldout_vs"] = "start"
+            table.loc[i, ["heldout_rise", "heldout_low", "heldout_high"]] = tr.paired_interval(a, b, level)[:3]
+        dots = values(g, "signal_dot")
+        table.loc[i, ["signal_dot", "signal_low", "signal_high"]] = tr.paired_interval(
+            dots, np.zeros_like(dots), level)[:3]
+        flags = tr.treatment_flags(step_share if new else legacy_share, values(g, "reward_step"), rise[:3],
+                                   g["delta_miou"].to_numpy(float),
+                                   share_of="the step" if new else "the update's gradient norm")
         table.at[i, "treatment"] = "; ".join(flags)
         if flags:
             tag = COLLAPSED if flags[0].startswith("collapsed") else NOT_TUNING
-            table.at[i, "verdict"] = f"{r['verdict']} {tag}"
+            table.at[i, "verdict"] = f"{table.at[i, 'verdict']} {tag}"
 
 
 def add_reference(table: pd.DataFrame, trials: pd.DataFrame, confidence: float) -> None:
-    """``ref_diff_mean``/``ref_ci_low``/``ref_ci_high``/``ref_n``: arm minus its no-op reference."""
+    """``ref_diff_mean``/``ref_ci_low``/``ref_ci_high``/``ref_n``: arm minus its no-op reference.
+    On each reward configuration, ``control_like_noop``: its paired control is not
+    distinguishable from the no-op (the control's interval against it contains 0), so
+    "beats control" there means "beats not training"."""
     for k in ("ref_diff_mean", "ref_ci_low", "ref_ci_high", "ref_n"):
         table[k] = np.nan
+    table["control_like_noop"] = False
     if "reference_id" not in trials or not (trials["arm"] == "noop").any():
         return
     refs = _finished_by_seed(trials, "noop")
@@ -89,14 +141,43 @@ def add_reference(table: pd.DataFrame, trials: pd.DataFrame, confidence: float) 
                 jobs.append((i, a, b))
     for (i, _, _), c in zip(jobs, stats.compare_paired_many([(a, b) for _, a, b in jobs], confidence)):
         table.loc[i, ["ref_diff_mean", "ref_ci_low", "ref_ci_high", "ref_n"]] = [c.diff_mean, c.ci_low, c.ci_high, c.n]
+    controls = table[table["arm"] == "mle"].set_index("config_id")
+    for i, r in table.iterrows():
+        cid = r["control_id"]
+        if r["arm"] == "reward" and isinstance(cid, str) and cid in controls.index:
+            low, high = controls.at[cid, "ref_ci_low"], controls.at[cid, "ref_ci_high"]
+            table.at[i, "control_like_noop"] = bool(np.isfinite(low) and low <= 0 <= high)
+
+
+def cross_fitted_best(arms: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[int, str]:
+    """Seed -> the cross-entropy arm chosen for it: the highest mean delta over the *other*
+    seeds (leave-one-seed-out), among the arms that ran that seed; ties go to the first
+    config id. With one seed in all there is nothing to leave out: the best on it."""
+    seeds = sorted(set().union(*(set(s.tolist()) for s, _ in arms.values()))) if arms else []
+    chosen = {}
+    for seed in seeds:
+        best, best_mean = None, -np.inf
+        for cid in sorted(arms):
+            s, d = arms[cid]
+            if seed not in s:
+                continue
+            others = d[s != seed]
+            score = others.mean() if others.size else d.mean()
+            if score > best_mean:
+                best, best_mean = cid, score
+        if best is not None:
+            chosen[int(seed)] = best
+    return chosen
 
 
 def add_best_control(table: pd.DataFrame, trials: pd.DataFrame, confidence: float, correction: str,
                      alpha: float) -> None:
     """Against the best cross-entropy of the same budget, where a study has several:
-    ``best_control_id``, ``best_diff_mean``, ``best_ci_low``/``high``, ``best_p_adj`` and
-    ``best_verdict`` (adjusted across these comparisons like the main verdicts)."""
-    for k in ("best_control_id", "best_verdict"):
+    ``best_control_id`` (the arm chosen on most seeds), ``best_chosen`` (e.g. "3 of 6
+    seeds"), ``best_diff_mean``, ``best_ci_low``/``high``, ``best_p_adj`` and ``best_verdict``
+    (adjusted across these comparisons like the main verdicts). The best arm is chosen per
+    seed on the other seeds (:func:`cross_fitted_best`)."""
+    for k in ("best_control_id", "best_verdict", "best_chosen"):
         table[k] = ""
     for k in ("best_diff_mean", "best_ci_low", "best_ci_high", "best_p_adj"):
         table[k] = np.nan
@@ -109,16 +190,24 @@ def add_best_control(table: pd.DataFrame, trials: pd.DataFrame, confidence: floa
     for i, r in table.iterrows():
         if r["arm"] != "reward" or not isinstance(r["control_id"], str):
             continue
-        group = ctrl[base == r["control_id"]]
+        group = [str(c) for c in ctrl.loc[base == r["control_id"], "config_id"] if str(c) in controls]
         if len(group) < 2:
             continue
-        best = str(group.loc[group["mean_delta"].idxmax(), "config_id"])
         mine = _finished_by_seed(trials[trials["config_id"] == r["config_id"]], "reward").get(r["config_id"])
-        if mine is None or best not in controls:
+        if mine is None:
             continue
-        a, b = _pairs(mine, controls[best])
-        if len(a):
-            jobs.append((i, best, a, b))
+        chosen = cross_fitted_best({c: controls[c] for c in group})
+        a, b, picks = [], [], []
+        for seed, delta in zip(*mine):
+            cid = chosen.get(int(seed))
+            if cid is None:
+                continue
+            s, d = controls[cid]
+            a.append(delta)
+            b.append(float(d[s == seed][0]))
+            picks.append(cid)
+        if a:
+            jobs.append((i, picks, np.array(a), np.array(b)))
     if not jobs:
         return
     comps = stats.compare_paired_many([(a, b) for _, _, a, b in jobs], confidence)
@@ -128,8 +217,10 @@ def add_best_control(table: pd.DataFrame, trials: pd.DataFrame, confidence: floa
     if ok.any():
         p_adj[ok] = stats.adjust_pvalues(p[ok], correction, alpha)
     words = stats.verdict(p_adj, np.array([c.diff_mean for c in comps]), alpha)
-    for (i, best, _, _), c, q, w in zip(jobs, comps, p_adj, np.atleast_1d(words)):
-        table.at[i, "best_control_id"] = best
+    for (i, picks, _, _), c, q, w in zip(jobs, comps, p_adj, np.atleast_1d(words)):
+        mode = max(sorted(set(picks)), key=picks.count)
+        table.at[i, "best_control_id"] = mode
+        table.at[i, "best_chosen"] = f"{picks.count(mode)} of {len(picks)} seeds"
         table.loc[i, ["best_diff_mean", "best_ci_low", "best_ci_high", "best_p_adj"]] = [
             c.diff_mean, c.ci_low, c.ci_high, q]
         table.at[i, "best_verdict"] = BEST_VERDICTS[str(w)]

@@ -69,6 +69,11 @@ def next_steps(summary: Summary, topup: TopUp | None, target: str = "STUDY",
         lines.append(f"Not reward tuning ({len(flagged)}): fix the setting before adding seeds, more seeds "
                      "of these measure something else (docs/method.md, 'Is my reward arm reward tuning?'): "
                      + _names(flagged, lambda r: f"{r['label']}: {r['treatment']}"))
+    unresolved = rew[(rew["rise_outcome"] == "too few seeds to tell") & (rew["treatment"].fillna("") == "")] \
+        if "rise_outcome" in rew else rew.iloc[:0]
+    if len(unresolved):
+        lines.append(f"Too few seeds to tell whether the reward rose ({len(unresolved)}): more seeds, or more "
+                     "steps, settle it (docs/method.md, 'Is my reward arm reward tuning?'): " + _names(unresolved))
     if summary.sequential is not None:
         return lines + _sequential_lines(summary, topup)
     effect = f"{s.effect * 100:g} points"

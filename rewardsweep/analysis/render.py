@@ -69,24 +69,68 @@ def config_table(t: pd.DataFrame) -> pd.DataFrame:
     }, t, views(PER_CONFIG, t))
 
 
+def _share_cell(r) -> str:
+    if finite(r["step_share"]):
+        return f"{100 * r['step_share']:.3g}%"
+    if finite(r["reward_share"]):   # a record of 0.3 or earlier: a share of gradient norms
+        return f"{100 * r['reward_share']:.3g}% (grad norms)"
+    return "–"
+
+
+def _interval_cell(mean, low, high, digits: int = 4) -> str:
+    if not finite(mean):
+        return "–"
+    if not (finite(low) and finite(high)):
+        return f"{mean:+.{digits}f}"
+    return f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
 def treatment_table(t: pd.DataFrame) -> pd.DataFrame:
     """Did the treatment reach the model? One row per reward configuration."""
     t = t[t["arm"] == "reward"]
+    records = t.to_dict("records")
     return pd.DataFrame({
         "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
-        "reward share": t["reward_share"].map(lambda x: f"{100 * x:.3g}%" if finite(x) else "–"),
-        "reward rise ± SE": [f"{m:+.4f} ± {e:.4f}" if finite(m) and finite(e) else "–"
-                             for m, e in zip(t["reward_rise"], t["reward_rise_se"])],
-        "signal |E g|": t["signal_norm"].map(lambda x: f"{x:.2g}" if finite(x) else "–"),
+        "reward part of step": [_share_cell(r) for r in records],
+        "reward step / weights": t["reward_step"].map(lambda x: f"{x:.2g}" if finite(x) else "–"),
+        "weights moved": t["weight_move"].map(lambda x: f"{100 * x:.2g}%" if finite(x) else "–"),
+        "reward rise, train batches": [_interval_cell(r["reward_rise"], r["rise_low"], r["rise_high"])
+                                       for r in records],
+        "rise": t["rise_outcome"].replace("", "–"),
+        "held-out rise": [_interval_cell(r["heldout_rise"], r["heldout_low"], r["heldout_high"])
+                          + (" vs no-op" if r["heldout_vs"] == "no-op" and finite(r["heldout_rise"]) else "")
+                          for r in records],
         "flags": t["treatment"].fillna("").replace("", "–"),
     })
+
+
+def _treatment_text(t: pd.DataFrame) -> str:
+    from rewardsweep.analysis import treatment as tr
+
+    rew = t[t["arm"] == "reward"]
+    level = rew["rise_level"].dropna()
+    level_text = f"{level.iloc[0]:.4g}" if len(level) else f"{1 - tr.RISE_ALPHA:g}"
+    return ("From each reward trial's probes (docs/method.md, 'Is my reward arm reward tuning?'). Reward part "
+            "of step: the reward term's share of the step the optimizer takes (reward, other loss terms and the "
+            "weight-decay pull, each after the learning rate, momentum or Adam's scaling). Reward step / weights: "
+            "the size of that step relative to the weights' norm, per step. Weights moved: how far the weights "
+            "ended from the start (all forces), relative to their norm. Reward rise: the sampled policy's reward "
+            "(per-image mIoU) minus the start policy's on the same training batches with the same random "
+            "numbers, second half of the trial, mean over seeds with its interval at level "
+            f"{level_text} (Bonferroni over the {len(rew)} reward configurations: all intervals hold together at "
+            f"{1 - tr.RISE_ALPHA:g}). Rise: 'rose' (interval above 0), 'did not rise' (interval below "
+            f"{tr.MIN_RISE:g}, the minimum meaningful rise), else 'too few seeds to tell'. Held-out rise: the "
+            "same gain on the val images after the last step, in eval mode, minus the no-op reference's on "
+            "the same seed where the study has one. A configuration is flagged when its reward term is under "
+            f"{100 * tr.STEP_SHARE_MIN:g}% of the step, its step is below float32 resolution, its reward did "
+            "not rise, or a trial collapsed (3+ points below start); its verdict then carries the flag.")
 
 
 def best_control_table(t: pd.DataFrame) -> pd.DataFrame:
     t = t[(t["arm"] == "reward") & (t["best_control_id"].fillna("") != "")]
     return _first(pd.DataFrame({
         "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
-        "best CE": t["best_control_id"],
+        "best CE": t["best_control_id"], "chosen on": t["best_chosen"],
         "mean diff": t["best_diff_mean"].map(pts),
         "95% CI": [ci(a, b) for a, b in zip(t["best_ci_low"], t["best_ci_high"])],
         "adjusted p": t["best_p_adj"].map(pval), "verdict": t["best_verdict"],
@@ -179,34 +223,63 @@ Block = Heading | Para | Bullets | Table | Image
 
 
 def _headline(summary: Summary) -> list[str]:
+    """The summary users read first: against the best cross-entropy of the budget (where the
+    study has a control_grid), then against the same-lr control (saying when that control is
+    no different from not training), then the treatment flags and the bookkeeping."""
     t, s = summary.table, summary.settings
     rew = t[t["arm"] == "reward"]
+    corr = CORRECTION_NAMES.get(s.correction, s.correction)
     lines = []
+    best = rew[rew["best_control_id"].fillna("") != ""]
+    if len(best):
+        beat = best[best["best_verdict"] == "beats best CE"]
+        worse = best[best["best_verdict"] == "worse than best CE"]
+        lines.append(
+            f"Against the best cross-entropy of the same budget: {len(beat)} of {len(best)} configurations beat "
+            f"it, {len(worse)} are worse (paired by seed, {corr}-adjusted across {len(best)}; the best "
+            "cross-entropy arm is chosen for each seed by its mean over the other seeds, so the choice never "
+            "sees the seed it is compared on and favours neither arm): " + "; ".join(
+                f"{r.label} {pts(r.best_diff_mean)} [{pts(r.best_ci_low)}, {pts(r.best_ci_high)}] "
+                f"points vs {r.best_control_id} (chosen on {r.best_chosen}; {r.best_verdict})"
+                for r in best.head(10).itertuples()))
     if summary.has_control:
         compared = rew[rew["n_paired"].notna()]
         beats = compared[compared["verdict"] == "beats control"]
         worse = compared[compared["verdict"] == "worse"]
-        corr = CORRECTION_NAMES.get(s.correction, s.correction)
         lines.append(
-            f"{len(beats)} of {len(compared)} configurations compared with the control beat it "
-            f"({len(worse)} worse) at alpha {s.alpha:g} after {corr} adjustment across all "
+            f"Against the control at each configuration's own learning rate: {len(beats)} of {len(compared)} "
+            f"beat it ({len(worse)} worse) at alpha {s.alpha:g} after {corr} adjustment across all "
             f"{len(compared)} comparisons (paired t-test on seeds finished in both arms).")
         if len(beats):
             more = f" and {len(beats) - 10} more" if len(beats) > 10 else ""
             lines.append("Beats control: " + "; ".join(
                 f"{r.label} ({pts(r.diff_mean)} points)" for r in beats.head(10).itertuples()) + more)
+        like_noop = compared[compared["control_like_noop"].fillna(False).astype(bool)]
+        if len(like_noop):
+            ctrl = t[(t["arm"] == "mle") & t["config_id"].isin(like_noop["control_id"])]
+            beaters = like_noop[like_noop["verdict"] == "beats control"]
+            lines.append(
+                "The control is not distinguishable from the no-op reference (control minus no-op, paired: "
+                + "; ".join(f"{r.config_id} {pts(r.ref_diff_mean)} [{pts(r.ref_ci_low)}, {pts(r.ref_ci_high)}]"
+                            for r in ctrl.itertuples())
+                + " points): at that learning rate cross-entropy did not measurably train, so "
+                + (f"'beats control' for {', '.join(beaters['config_id'])} means 'beats not training', not "
+                   "'beats cross-entropy'" if len(beaters) else
+                   f"the control comparison of {', '.join(like_noop['config_id'])} is against not training")
+                + ("; the comparison with the best cross-entropy above is the one that says whether reward "
+                   "tuning is worth it." if len(best) else
+                   "; add a control_grid of learning rates to compare with a cross-entropy that trains."))
     flagged = rew[rew["treatment"].fillna("") != ""]
     if len(flagged):
         lines.append(f"{len(flagged)} configuration(s) are not reward tuning (their verdict says so; "
                      "docs/method.md, 'Is my reward arm reward tuning?'): " + "; ".join(
                          f"{r.label}: {r.treatment}" for r in flagged.head(10).itertuples()))
-    best = rew[rew["best_control_id"].fillna("") != ""]
-    if len(best):
-        beat = best[best["best_verdict"] == "beats best CE"]
-        lines.append(f"Against the best cross-entropy of the same budget (selected on the validation split, "
-                     f"which favours it): {len(beat)} of {len(best)} configurations beat it, "
-                     f"{int((best['best_verdict'] == 'worse than best CE').sum())} are worse. "
-                     "'Beats control' above is against the control at the reward arm's own lr.")
+    open_rise = rew[(rew["rise_outcome"] == "too few seeds to tell") & (rew["treatment"].fillna("") == "")]
+    if len(open_rise):
+        lines.append(f"{len(open_rise)} configuration(s) have too few seeds to tell whether their reward rose "
+                     "(the interval contains 0 and reaches the minimum meaningful rise): " + "; ".join(
+                         f"{r.label}: {r.reward_rise:+.4f} [{r.rise_low:+.4f}, {r.rise_high:+.4f}]"
+                         for r in open_rise.head(10).itertuples()))
     under = t[t["underpowered"]]
     if len(under):
         lines.append(
@@ -261,13 +334,7 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
         out.append(Bullets(coll.warnings))
     if (t["arm"] == "reward").any():
         out.append(Heading(2, "Did the treatment reach the model?"))
-        out.append(Para("From each reward trial's probes (docs/method.md): reward share = the reward term's "
-                         "part of the update's gradient norm (reward + other losses + weight decay); reward "
-                         "rise = the sampled reward's gain over the start policy on the same batches (common "
-                         "random numbers), second half of the trial, mean ± SE over seeds; signal = the expected "
-                         "policy gradient's norm. A configuration is flagged when its reward term is under 10% "
-                         "of the update, its reward did not rise (one-sided t-test across seeds, 5%), or a "
-                         "trial collapsed (3+ points below start); its verdict then carries the flag."))
+        out.append(Para(_treatment_text(t)))
         out.append(Table(treatment_table(t)))
     out.append(Heading(2, "Delta mIoU per configuration (points)"))
     out.append(Para(" ".join(filter(None, [
@@ -283,8 +350,10 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
             out.append(Para("The control above runs at the reward arm's own learning rate: a fair budget "
                              "match, not a tuned cross-entropy. Here each configuration meets the best of the "
                              "cross-entropy arms of its budget (its control and the control_grid ones), paired "
-                             "by seed. 'Best' is the highest mean delta on the validation split, the same split "
-                             "these deltas are measured on: the selection favours the control."))
+                             "by seed. 'Best' is chosen for each seed separately: the arm with the highest mean "
+                             "delta on the validation split over the other seeds (cross-fitted), so the choice "
+                             "never sees the seed it is compared on and its winner's curse favours neither arm. "
+                             "'best CE' names the arm chosen on most seeds ('chosen on')."))
             out.append(Table(best_control_table(t)))
     else:
         out.append(Para("No control arm: no comparison with cross-entropy training is possible."))
@@ -369,7 +438,8 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:1em auto;padding:0 1em;max
         "@media (max-width:900px){body{padding:0 .5em}table{font-size:11px}th,td{padding:1px 4px}"
         "td.params{min-width:8em}}")
 _TEXT_COLUMNS = {"config", "arm", "control", "verdict", "based on SD of", "flags", "survives",
-                 "failed seeds", "diverged seeds", "missing seeds", "best CE", "weights", "sha256"}   # + the registry's left-aligned views
+                 "failed seeds", "diverged seeds", "missing seeds", "best CE", "weights", "sha256",
+                 "chosen on", "rise"}   # + the registry's left-aligned views
 
 
 def _header(text: str) -> str:

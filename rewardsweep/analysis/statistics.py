@@ -113,6 +113,15 @@ def _verdict_style(r) -> str:
     return "yellow" if "[" in v else _VERDICT_STYLE.get(v, "")   # "[not reward tuning]": flagged
 
 
+def _verdict_text(r) -> str:
+    """The verdict, saying next to "beats control" when that control did not train (it is
+    not distinguishable from the no-op reference: ``arms.add_reference``)."""
+    v = r["verdict"]
+    if v.startswith("beats control") and bool(r.get("control_like_noop", False)):
+        return f"{v} (control ≈ no-op)"
+    return v
+
+
 def _seeds_cell(r) -> str:
     used = count(r["seeds_used"])
     text = used if r["arm"] != "reward" else f"{used}/{count(r['seeds_needed'])}"
@@ -160,6 +169,10 @@ STATISTICS: tuple[Statistic, ...] = (
                      View(CONSOLE, "vs no-op ±CI",
                           lambda r: pm(r["ref_diff_mean"], r["ref_ci_low"], r["ref_ci_high"]))),
               shown=_any_finite("ref_diff_mean")),
+    Statistic("vs best CE", ("best_diff_mean", "best_ci_low", "best_ci_high"),   # arms.add_best_control
+              views=(View(CONSOLE, "vs best CE ±CI",
+                          lambda r: pm(r["best_diff_mean"], r["best_ci_low"], r["best_ci_high"]), narrow=False),),
+              shown=_any_finite("best_diff_mean")),
     # ---------------------------------------------------------------- against the control
     Statistic("paired t-test", ("diff_mean", "diff_ci_low", "diff_ci_high", "t", "p_ttest"),
               lambda a, b, s: stats.paired_ttest(a, b, s.confidence), over=PAIRED,
@@ -188,9 +201,12 @@ STATISTICS: tuple[Statistic, ...] = (
     Statistic("adjusted p", ("p_adj",),
               views=(View(VS_CONTROL, "adjusted p", lambda r: pval(r["p_adj"])),)),
     Statistic("verdict", ("verdict",),
-              views=(View(VS_CONTROL, "verdict", lambda r: r["verdict"], align="left"),
-                     View(CONSOLE, "verdict", lambda r: r["verdict"], style=_verdict_style, align="left")),
-              explain="The verdict uses the adjusted t-test p and the sign of the mean difference.",
+              views=(View(VS_CONTROL, "verdict", _verdict_text, align="left"),
+                     View(CONSOLE, "verdict", _verdict_text, style=_verdict_style, align="left")),
+              explain="The verdict uses the adjusted t-test p and the sign of the mean difference. "
+                      "'(control ≈ no-op)': the control's paired interval against the no-op reference "
+                      "contains 0, so it did not measurably train and 'beats control' means 'beats not "
+                      "training' (see the comparison with the best cross-entropy).",
               fill="", shown=_has_control),
     Statistic("equivalence", ("p_equiv_adj", "equivalent"),
               views=(View(VS_CONTROL, "TOST adjusted p", lambda r: pval(r["p_equiv_adj"])),

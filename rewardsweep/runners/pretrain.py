@@ -224,8 +224,12 @@ def evaluate_checkpoint(setting: ModelSetting, checkpoint: str | os.PathLike) ->
 
 def ensure_start(model: str = "tiny-synthetic", checkpoint: str = "auto", data_root: str | None = None,
                  seed: int = 0, cache_dir: str | os.PathLike | None = None, iters: int | None = None,
-                 force: bool = False, show_progress: bool = False) -> dict[str, Any]:
-    """The study's start: checkpoint path and hash, dataset id, val mIoU and per-class IoU."""
+                 force: bool = False, show_progress: bool = False, lr: float | None = None,
+                 batch_size: int | None = None) -> dict[str, Any]:
+    """The study's start: checkpoint path and hash, dataset id, val mIoU and per-class IoU.
+
+    ``iters``, ``lr``, ``batch_size``: the preset's pretraining defaults unless given (a
+    study folder gives the ones its ``start.json`` recorded: ``sweep.study.pinned_recipe``)."""
     setting = resolve_setting(model, data_root)
     if checkpoint != "auto":
         from rewardsweep.download import cached_download, is_url
@@ -240,7 +244,7 @@ def ensure_start(model: str = "tiny-synthetic", checkpoint: str = "auto", data_r
         return _start_dict(setting, path, result, pretrained=None)
 
     iters = iters or setting.pretrain.iters
-    lr, batch_size = setting.pretrain.lr, setting.pretrain.batch_size
+    lr, batch_size = lr or setting.pretrain.lr, batch_size or setting.pretrain.batch_size
     key = pretrain_key(setting, seed, iters, lr, batch_size)
     folder = Path(cache_dir or default_cache_dir() / "checkpoints") / f"{setting.name}-{key}"
     if not force:

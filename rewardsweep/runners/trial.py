@@ -89,6 +89,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
     work_dir = str(storage.make_temp_dir(storage.TRIAL_TMP_PREFIX))
     hook = None
     probes: dict[int, dict[str, float]] = {}  # step -> treatment probe values (reward arm)
+    final: dict[str, float] = {}  # every arm: weight move and held-out reward gain (runners/probe.py)
     val_counts = None
     keep = None  # (model, rebuild config) when the trial's final weights are kept
     interrupted = False
@@ -120,8 +121,9 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         model = reward_model_config(setting, config) if arm == "reward" else None
         hook = make_event_hook(on_event, setting.class_names, debug=config.get("debug"), probes=probes)
         every = int(config.get("diagnostics_every") or 0) if arm == "reward" else 0
-        probe = probe_hook(every, int(config["steps"]), lambda step, values: probes.__setitem__(step, values),
-                           noop=arm == "noop")
+        probe = probe_hook(arm, every, int(config["steps"]), lambda step, values: probes.__setitem__(step, values),
+                           on_final=final.update, num_classes=setting.num_classes,
+                           ignore_index=setting.ignore_index)
         from rewardsweep.runners.pretrain import check_checkpoint_matches
         from rewardsweep.runners.runner_config import build_runner, runner_config
 
@@ -140,15 +142,15 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         from rewardsweep.runners.metric import last_per_image_counts
 
         val_counts = last_per_image_counts(runner)
-        final = hook.evals[-1]
+        last = hook.evals[-1]
         record.update(
             status="finished",
-            miou_final=final["miou"],
-            delta_miou=final["miou"] - start["miou"],
+            miou_final=last["miou"],
+            delta_miou=last["miou"] - start["miou"],
             miou_best=max(e["miou"] for e in hook.evals),
-            per_class_iou_final=final["per_class_iou"],
+            per_class_iou_final=last["per_class_iou"],
         )
-        if not math.isfinite(final["miou"]):
+        if not math.isfinite(last["miou"]):
             record["status"] = "diverged"
         if config.get("checkpoints") == "final":
             from rewardsweep.runners.final_checkpoint import rebuild_config
@@ -175,7 +177,9 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         record["diagnostics_summary"] = records.summarize_diagnostics(diagnostics)
         if arm == "reward":
             rows = [{"step": step, **values} for step, values in sorted(probes.items())]
-            record["treatment"] = summarize_probes(rows, int(config["steps"]))
+            record["treatment"] = {**summarize_probes(rows, int(config["steps"])), **final}
+        elif final:
+            record["treatment"] = dict(final)
         record["timings"] = {"setup_s": setup_seconds,
                              "train_s": hook.train_seconds if hook is not None else 0.0,
                              "eval_s": hook.eval_seconds if hook is not None else 0.0,

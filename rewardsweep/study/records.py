@@ -54,9 +54,9 @@ class TrialRecord(TypedDict, total=False):
     params: dict[str, Any]          # the varied parameters, flat dotted keys (what a table shows)
     config: dict[str, Any]          # the full trial config
     estimator: str                  # reinforce | reward_weighted_ce | mle | noop
-    treatment: dict[str, Any]       # reward arm: what reached the model (runners/probe.py):
-                                    # reward_share, reward_grad_norm, other_grad_norm, wd_norm,
-                                    # signal_norm, halves_cos, reward_rise, reward_rise_se, probes
+    treatment: dict[str, Any]       # what reached the model (runners/probe.py; the keys:
+                                    # analysis.treatment.TREATMENT_KEYS): every arm weight_move,
+                                    # heldout_gain; a reward arm its probe summary too
     start: Start                    # records with different start are never pooled silently
     class_names: list[str] | None
     miou_start: float | None        # floats in [0, 1]

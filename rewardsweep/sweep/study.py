@@ -87,11 +87,15 @@ def resolve_starts(paths: StudyPaths, configs: Iterable[dict[str, Any]],
     in ``start.json`` (``{"starts": [{"request": ..., <start dict>}, ...]}``); a later
     launch reuses an entry while its checkpoint file still has the entry's hash, so not
     even the val evaluation runs again. A missing, unreadable or changed file is resolved
-    again (a damaged cache entry is pretrained again); if that gives another checkpoint
-    than the study's trials started from, a :class:`UserError` says so in one line instead
-    of mixing two starts in one study. Returns (the start entries used, how many were
-    computed now).
+    again (a damaged cache entry is pretrained again). The study folder pins its start: an
+    ``auto`` start is pretrained again with the recipe the entry recorded (iterations, lr,
+    batch size, seed), not with today's preset defaults, and must come out with the
+    recorded hash; otherwise a :class:`UserError` says so in one line before any trial runs
+    (trials from another start could never be pooled with the finished ones). Returns (the
+    start entries used, how many were computed now).
     """
+    from rewardsweep.errors import UserError
+
     configs = list(configs)
     saved: dict[str, dict] = {}
     if paths.start.is_file():
@@ -115,9 +119,11 @@ def resolve_starts(paths: StudyPaths, configs: Iterable[dict[str, Any]],
                     extra["show_progress"] = True  # pretraining takes a minute or more: show it
                 if on_resolve is not None:
                     on_resolve(request)
+                pinned = pinned_recipe(entry, request)
                 began = time.perf_counter()
                 start = dict(ensure_start(model=request["model"], checkpoint=request["checkpoint"],
-                                          data_root=request["data_root"], iters=request["iters"], **extra))
+                                          data_root=request["data_root"],
+                                          **{"iters": request["iters"], **pinned}, **extra))
                 if known and start.get("checkpoint_hash") != known:
                     raise UserError(_changed_start(paths, request, known, start))
                 entry = {**clean_start(start), "request": request, "resolved_at": utc_now(),
@@ -152,6 +158,14 @@ def _changed_start(paths: StudyPaths, request: dict[str, Any], known: str, start
             f"{start.get('checkpoint_hash')}, but this study's trials started from {known} ({paths.start}); "
             f"the two are never mixed: restore that file, or launch under a new study name (or move "
             f"{paths.start.name} aside to go on from the new one; the report then needs --start HASH)")
+def pinned_recipe(entry: dict[str, Any] | None, request: dict[str, Any]) -> dict[str, Any]:
+    """The pretraining recipe a study's ``start.json`` entry recorded, as ``ensure_start``
+    arguments (``iters``, ``lr``, ``batch_size``, ``seed``); empty for a checkpoint file or
+    an entry that recorded none (then the request's own values apply)."""
+    pretrained = (entry or {}).get("pretrained")
+    if request.get("checkpoint") != "auto" or not isinstance(pretrained, dict):
+        return {}
+    return {k: pretrained[k] for k in ("iters", "lr", "batch_size", "seed") if pretrained.get(k) is not None}
 
 
 def clean_start(start: dict[str, Any]) -> dict[str, Any]:

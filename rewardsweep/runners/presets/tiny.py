@@ -97,7 +97,7 @@ def _tiny_synthetic(data_root: str | None) -> ModelSetting:
         train_dataset=dataset("train", True),
         val_dataset=dataset("val", False),
         class_names=tuple(synthetic_data.CLASSES),
-        pretrain=PretrainDefaults(iters=1000, lr=0.05, batch_size=8, eval_batch_size=32),
+        pretrain=PretrainDefaults(iters=2500, lr=0.4, batch_size=8, eval_batch_size=32),
         dataset_id=spec_name,
     )
 
