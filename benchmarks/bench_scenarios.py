@@ -9,7 +9,8 @@ power, and at SD 0.3), next to the rewardsweep 0.3 rule on the same data; the fi
 (robust and 0.3's paired t + Holm, 10 configurations, 6 and 10 seeds); the coverage of the
 report's 95% intervals; the expected seeds against fixed designs of the same power; the
 equivalence rate with a margin; the val-image interval's coverage in three regimes. Every
-rate with its simulation SE. Prints a table and writes benchmarks/results/bench_scenarios.json.
+rate with its simulation SE. Prints a table and writes benchmarks/results/bench_scenarios.json
+and the docs' tables as markdown (benchmarks/results/bench_scenarios.md).
 
     python benchmarks/bench_scenarios.py [--studies 20000] [--quick]
 """
@@ -122,6 +123,55 @@ def main() -> None:
     res = ROOT / "benchmarks" / "results"
     res.mkdir(exist_ok=True)
     (res / "bench_scenarios.json").write_text(json.dumps(out, indent=1, default=float))
+    (res / "bench_scenarios.md").write_text(markdown(out))
+
+
+def markdown(out: dict) -> str:
+    """The docs' tables (docs/report.md, "How the verdicts were checked")."""
+    def cell(c: dict) -> str:
+        return f"{100 * c['fwer']:.2f} ± {100 * c['se']:.2f}"
+
+    lines = []
+    for name, d in out["designs"].items():
+        lines += [f"**{name}** ({d['studies']:,} studies per cell; claims from {d['first_claim']} seeds; "
+                  f"80% power at SD {d['sd80']:.3f}, {100 * d['power_at_0.3']:.0f}% at SD 0.3)", "",
+                  "| paired differences | efficacy stops only | 0.3 rule, same data | as run, SD80 | as run, SD 0.3 |",
+                  "|---|---|---|---|---|"]
+        for scenario, c in d["scenarios"].items():
+            lines.append(f"| {scenario} | {cell(c['efficacy_only'])} | {cell(c['v03_efficacy_only'])} | "
+                         f"{cell(c['as_run_sd80'])} | {cell(c['as_run_sd0.3'])} |")
+        lines += ["", "| SD of the paired differences | power | futile at the effect | fixed t / robust seeds "
+                  "| expected seeds / fixed t: null, half, all at effect | / fixed robust |", "|---|---|---|---|---|---|"]
+        for sd, e in d["efficiency"].items():
+            lines.append(f"| {float(sd):.3f} | {100 * e['power']:.1f}% | {100 * e['futile_at_effect']:.1f}% | "
+                         f"{e['fixed_t']} / {e['fixed_robust']} | "
+                         + ", ".join(f"{e[k]['ratio_t']:.3f}" for k in ("null", "half", "effect"))
+                         + " | " + ", ".join(f"{e[k]['ratio_robust']:.3f}" for k in ("null", "half", "effect")) + " |")
+        lines += ["", "| margin | SD (80% power) | null ends equivalent | its seeds | equivalent at a true difference = margin (bound) |",
+                  "|---|---|---|---|---|"]
+        for margin, e in d["equivalence"].items():
+            lines.append(f"| {margin} | {e['sd']:.3f} | {100 * e['equivalent']:.1f} ± {100 * e['equivalent_se']:.1f}% | "
+                         f"{e['seeds']:.1f} | {100 * e['error_at_margin']:.3f} ± {100 * e['error_se']:.3f}% "
+                         f"({100 * e['bound']:.3f}%) |")
+        lines.append("")
+    lines += [f"**Fixed-n verdicts**, 10 configurations, Holm ({out['studies']:,} studies per cell): family-wise "
+              "error of the report's verdict (t AND skew-corrected) / 0.3's paired t; coverage of the 95% intervals",
+              "", "| paired differences | 6 seeds: robust / 0.3 | 10 seeds: robust / 0.3 | 95% t-CI coverage, 6 / 10 seeds "
+              "| robust interval, 6 / 10 | BCa, 10 seeds |", "|---|---|---|---|---|---|"]
+    for scenario in sim.SCENARIOS:
+        a, b = out["fixed_n"][f"6:{scenario}"], out["fixed_n"][f"10:{scenario}"]
+
+        def cov(x, k):
+            return f"{100 * x['coverage'][k]['coverage']:.1f}" if k in x["coverage"] else "–"
+        lines.append(f"| {scenario} | {cell(a['robust'])} / {cell(a['t'])} | {cell(b['robust'])} / {cell(b['t'])} | "
+                     f"{cov(a, 't')} / {cov(b, 't')} | {cov(a, 'robust')} / {cov(b, 'robust')} | {cov(b, 'bca')} |")
+    lines += ["", "| val images: regime | images | seeds x images interval | seeds-only t-interval | width / t-interval |",
+              "|---|---|---|---|---|"]
+    for key, c in out["val_images"].items():
+        regime, n_images = key.rsplit(", ", 1)
+        lines.append(f"| {regime} | {n_images.split()[0]} | {100 * c['coverage']:.1f} ± {100 * c['se']:.1f}% | "
+                     f"{100 * c['t_coverage']:.1f}% | {c['width'] / c['t_width']:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

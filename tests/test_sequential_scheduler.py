@@ -236,3 +236,16 @@ def test_a_study_started_under_the_0_3_rule_keeps_it(tmp_path, capsys):
         assert state.outcome.looks[0].z_skew is None                  # no skew correction in the 0.3 rule
     looks.print_plan(Console(file=None, force_terminal=False))
     assert "0.3 rule" in capsys.readouterr().out
+
+
+def test_a_design_that_can_never_claim_is_refused_in_one_line(tmp_path):
+    """Two configurations at alpha 0.05 need p < 0.0125 per side, which no distribution-free
+    test reaches with fewer than 7 seeds: max 6 is refused before any trial, naming the spec's
+    seeds and what max would do."""
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nmodel: tiny-synthetic\nseeds: {initial: 2, step: 2, max: 6, effect: 1.0}\n"
+                    f"steps: 4\neval_every: 4\ngrid:\n  baseline.kind: [sample_loo, greedy]\nstorage: {tmp_path}\n")
+    study = load_study(path)
+    with pytest.raises(UserError, match=r"s.yaml:3: seeds: no look reaches .* raise max to at least 7") as info:
+        seq.design_for(study.spec, study.expansion.reward_configs)
+    assert "\n" not in str(info.value)

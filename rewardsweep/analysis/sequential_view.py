@@ -181,8 +181,9 @@ def plot_paths(view: SequentialView, path: Path) -> Path | None:
 
     d = view.design
     fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=110)
-    ax.plot(d.looks, d.efficacy, color="black", lw=1.2, ls="--", label="boundary: beats (z above)")
-    ax.plot(d.looks, [-c for c in d.efficacy], color="black", lw=1.2, ls=":", label="boundary: worse (z below)")
+    bound = [c if c < float("inf") else float("nan") for c in d.efficacy]     # no claim at that look
+    ax.plot(d.looks, bound, color="black", lw=1.2, ls="--", marker="_", label="boundary: beats (z above)")
+    ax.plot(d.looks, [-c for c in bound], color="black", lw=1.2, ls=":", marker="_", label="boundary: worse (z below)")
     ax.axhline(0, color="0.7", lw=0.8)
     markers = {"beats": "^", "worse": "v", "equivalent": "s", "futile": "x", "undecided": "o", "continue": ".",
                "failed": "X"}
