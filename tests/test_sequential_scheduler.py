@@ -249,3 +249,28 @@ def test_a_design_that_can_never_claim_is_refused_in_one_line(tmp_path):
     with pytest.raises(UserError, match=r"s.yaml:3: seeds: no look reaches .* raise max to at least 7") as info:
         seq.design_for(study.spec, study.expansion.reward_configs)
     assert "\n" not in str(info.value)
+
+
+def test_the_report_waits_for_every_first_look_as_launch_does(tmp_path):
+    """A report read while only some configurations have their first look (the others have no
+    record yet) decides nothing, as launch does; once all are in it fixes the same design SD."""
+    from rewardsweep.analysis.collect import collect
+    from rewardsweep.analysis.sequential_view import decisions_table, sequential_view
+
+    study, paths, design = _study(tmp_path)
+    plans = study.expansion.trials
+    seq.fix_design(paths, design, sorted({p.config_id for p in plans}), "s.yaml:3")
+    second = sorted({p.config_id for p in plans if p.arm == "reward"})[1]
+    for plan in plans:
+        if plan.seed < 2 and plan.config_id != second:
+            _write(paths, plan, miou=0.6 + (0.002 * plan.seed if plan.arm == "reward" else 0.0))
+    view = sequential_view(paths.root, collect([paths.root]).trials)
+    assert set(view.decisions["decision"]) == {"continue"} and view.design.sd is None
+    assert "not fixed yet" in view.guarantee and len(decisions_table(view)) == 1
+    for plan in plans:
+        if plan.seed < 2 and plan.config_id == second:
+            _write(paths, plan, miou=0.6 + 0.004 * plan.seed)
+    view = sequential_view(paths.root, collect([paths.root]).trials)
+    recs = seq.read_records(paths, plans)
+    assert view.design.sd == pytest.approx(seq.settled_design(design, plans, recs).sd, rel=1e-12)
+    assert "Power for an effect of 1 points" in view.guarantee

@@ -54,7 +54,9 @@ class SequentialView:
                        f"collapses on a few seeds the study did not see (each claim below says what its data show; "
                        f"docs/report.md, 'Sequential studies').")
             stated = (f"Power for an effect of {d.effect:g} points: {power(d, d.sd):.0%} at the design SD "
-                      f"{d.sd:.3g} points {self.sd_note}." if d.sd is not None and d.sd > 0 else "")
+                      f"{d.sd:.3g} points {self.sd_note}." if d.sd is not None and d.sd > 0 else
+                      "The design SD is not fixed yet: decisions wait until every configuration's first look "
+                      "is in." if d.sd is None else "")
         else:
             promise = (f"Guarantee (rewardsweep 0.3 rule, with which this study was started): the chance of any "
                        f"false 'beats' or 'worse' among the {d.n_configs} configuration(s), over all looks, is at "
@@ -94,7 +96,7 @@ def sequential_view(folder: Path, trials: pd.DataFrame, labels: dict[str, str] |
     series = {r.config_id: paired_series(_arm(trials, r.config_id, "reward"), _arm(trials, r.control_id, "mle"),
                                          design.max_seeds) for r in rewards.itertuples()}
     sd_note = "(fixed from the first look, sequential.json)"
-    if design.robust and design.sd is None:
+    if design.robust and design.sd is None and len(series) >= design.n_configs:   # every first look in?
         design = settle_sd(design, [(d, f is not None) for d, f in series.values()])
         sd_note = "(from the first look of the records; launch had not stored it)"
     for r in rewards.itertuples():
@@ -155,7 +157,7 @@ def decisions_table(view: SequentialView) -> pd.DataFrame:
     """One row per configuration: its decision, where it was taken, its looks' statistics."""
     rows = []
     for r in view.decisions.itertuples():
-        path = view.looks[view.looks["config_id"] == r.config_id]
+        path = view.looks[view.looks["config_id"] == r.config_id] if len(view.looks) else view.looks
         rows.append({
             "configuration": str(r.label).rsplit(" [", 1)[0], "id": r.config_id, "decision": r.decision,
             "at seeds": "–" if pd.isna(r.decided_at) else int(r.decided_at),
