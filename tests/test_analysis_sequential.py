@@ -128,11 +128,16 @@ def test_power_is_simulated_and_the_stated_sd_gives_it(design):
     assert sq.power(design, 2 * sd80, 4000) < 0.4
 
 
-def test_the_design_sd_comes_from_the_first_look_pooled_over_configurations(design):
+def test_the_design_sd_is_the_median_of_the_first_looks(design):
+    """The design SD is the median over configurations of their first look's SD: one
+    configuration that collapses (SD 20 here) does not make the design believe every
+    configuration is that noisy."""
     rng = np.random.default_rng(3)
     d = rng.normal(0, 2.0, (3, CONFIGS, 24))
-    want = np.sqrt(np.mean(np.var(d[..., :5], axis=-1, ddof=1), axis=-1))
+    d[:, 0, :5] *= 10
+    want = np.median(np.std(d[..., :5], axis=-1, ddof=1), axis=-1)
     np.testing.assert_allclose(sq.design_sd(d[..., :5]), want, rtol=1e-12)
+    assert (want < 4).all()
     out = sq.decide(design, d)
     np.testing.assert_allclose(out.sd, np.broadcast_to(want[:, None], (3, CONFIGS)))
     fixed = sq.decide(design.with_sd(1.0), d)                 # a stored SD wins
@@ -140,6 +145,17 @@ def test_the_design_sd_comes_from_the_first_look_pooled_over_configurations(desi
     assert sq.settle_sd(design, [(d[0, 0, :5], False), (d[0, 1, :3], False)]).sd is None   # a look still running
     assert sq.settle_sd(design, [(d[0, 0, :5], False), (d[0, 1, :3], True)]).sd == pytest.approx(
         float(np.std(d[0, 0, :5], ddof=1)))                 # a stopped configuration is left out
+
+
+def test_a_noisy_configuration_with_a_large_difference_is_not_futile():
+    """Four configurations, one collapsing on some seeds (mean -1.6, SD about 2): futility reads
+    its mean against its own spread and asks for the larger of the effect and what it shows, so
+    it continues (and can be shown worse) instead of being stopped as "futile"."""
+    d = sq.make_design(4, 4, 16, ALPHA, 0.2, None, 4)
+    first = np.array([[0.3, 0.25, 0.33, 0.26], [0.05, -0.1, 0.12, 0.02], [0.0, 0.1, -0.05, 0.0],
+                      [-0.2, -4.1, -0.3, -1.9]])
+    out = sq.decide(d, np.pad(first, ((0, 0), (0, 12)), constant_values=np.nan)[:, :4])
+    assert out.decision.tolist() == ["continue", "futile", "futile", "continue"]
 
 
 # --------------------------------------------------------------------------- decide

@@ -162,7 +162,7 @@ def _looks(study, paths, fix=True):
 
 def test_the_design_sd_waits_for_every_first_look_and_is_stored(tmp_path):
     """Nothing is decided until every configuration's first look is in; then the design SD
-    (pooled first-look differences) is fixed, stored in sequential.json, and decisions use it."""
+    (the median of the first looks' SDs) is fixed, stored in sequential.json, and decisions use it."""
     study, paths, design = _study(tmp_path)
     plans = study.expansion.trials
     seq.fix_design(paths, design, sorted({p.config_id for p in plans}), "s.yaml:3")
@@ -180,7 +180,7 @@ def test_the_design_sd_waits_for_every_first_look_and_is_stored(tmp_path):
     sched.recs = seq.read_records(paths, plans)
     sched.states = sched._replan()
     diffs = {first: [0.0, 0.2], second: [0.0, 0.4]}                  # points
-    want = float(np.sqrt(np.mean([np.var(v, ddof=1) for v in diffs.values()])))
+    want = float(np.median([np.std(v, ddof=1) for v in diffs.values()]))
     assert sched.design.sd == pytest.approx(want, rel=1e-9)
     assert seq.read_log(paths)["design"]["sd"] == pytest.approx(want, rel=1e-9)
     assert all(s.outcome.looks for s in sched.states.values())      # decided at look 1 now

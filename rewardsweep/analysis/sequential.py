@@ -17,9 +17,9 @@ Two rules, chosen by the design's ``statistic`` (docs/report.md, "Sequential stu
   - no alpha is spent before the first look at which the exact sign-flip test could reach
     that look's level (``2^-n`` below it): with 4 seeds no distribution-free test gives a
     one-sided p below 1/16, so an earlier claim would rest on the normal tail alone;
-  - the design SD comes from the first look (the paired differences of every configuration,
-    pooled); the non-binding futility stop ("a difference of ``effect`` is not there") and
-    the power the report states use it;
+  - the design SD comes from the first look (the median over configurations of their paired
+    differences' SD); the non-binding futility stop ("a difference of ``effect`` is not
+    there") and the power the report states use it;
   - with a margin, futility gives way to equivalence (two one-sided t-tests at the efficacy
     boundaries): a configuration with no difference is stopped by showing it.
   Under normal paired differences the family-wise rate of a false claim is at most alpha
@@ -328,8 +328,10 @@ def with_boundaries(design: SequentialDesign) -> SequentialDesign:
 
 
 def design_sd(first_look) -> float:
-    """The design SD of a robust design: the paired differences of the first look, pooled over
-    configurations (the root mean of their variances, ``m (n_1 - 1)`` degrees of freedom).
+    """The design SD of a robust design: the median over configurations of the SD of their
+    first look's paired differences. The median, because configurations of a sweep differ in
+    spread: one that collapses on some seeds (SD ten times the others') must not make the design
+    believe every configuration is that noisy (and stop them all as underpowered).
 
     ``first_look``: ``[..., configurations, n_1]`` (vectorised: one SD per leading index), or
     a list of 1-D arrays (a study's configurations). NaN when no configuration has 2 seeds.
@@ -338,9 +340,9 @@ def design_sd(first_look) -> float:
         rows = [np.asarray(r, dtype=float) for r in first_look if len(r) >= 2]
         if not rows:
             return float("nan")
-        return float(math.sqrt(np.mean([np.var(r, ddof=1) for r in rows])))
+        return float(np.median([np.std(r, ddof=1) for r in rows]))
     x = np.asarray(first_look, dtype=float)
-    return np.sqrt(np.mean(np.var(x, axis=-1, ddof=1), axis=-1))
+    return np.median(np.std(x, axis=-1, ddof=1), axis=-1)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -399,7 +401,6 @@ def _robust_looks(design: SequentialDesign, d: np.ndarray, sd) -> LookStats:
     last, big = len(design.looks) - 1, design.max_seeds
     shape = d.shape[:-1]
     sd = _design_sds(design, d, sd)
-    theta = design.effect / np.where(sd > 0, sd, np.nan) if sd is not None else None
     c_last = design.efficacy[-1]
     cols: dict[str, list] = {k: [] for k in ("mean", "t", "z", "zh", "zeq", "zfut", "fut", "code")}
     for k, n in enumerate(ns):
@@ -424,17 +425,21 @@ def _robust_looks(design: SequentialDesign, d: np.ndarray, sd) -> LookStats:
         else:
             zeq = np.full(shape, np.nan)
             with np.errstate(divide="ignore", invalid="ignore"):
-                zs = np.abs(mean) * math.sqrt(n) / sd          # |z| at the design SD
-                zfut = theta * math.sqrt(n) - zs                # (effect - |mean|) in design SEs
+                # |z| at the design SD, or at the configuration's own when that is larger (a noisy
+                # configuration's mean is not read as more precise than its seeds show)
+                spread = np.maximum(sd, np.where(np.isfinite(se), se * math.sqrt(n), 0.0))
+                drift = design.effect / np.where(spread > 0, spread, np.nan)    # the effect per seed, in SDs
+                zfut = drift * math.sqrt(n) - np.abs(mean) * math.sqrt(n) / spread   # (effect - |mean|) in SEs
                 fut = np.full(shape, design.futility[k])
                 if design.futility_cp > 0 and k < last and math.isfinite(c_last):
-                    # conditional power of a claim by max if the effect were true (Brownian motion
-                    # with drift theta*sqrt(n_K); Lan, Simon & Halperin 1982): below futility_cp
-                    # when |z| < h, i.e. zfut >= theta*sqrt(n) - h
+                    # conditional power of a claim by max if the difference were the effect, or the
+                    # larger one seen (Brownian motion with that drift; Lan, Simon & Halperin 1982):
+                    # below futility_cp when |z| < h, i.e. zfut >= drift*sqrt(n) - h
+                    ahead = np.maximum(design.effect, np.abs(mean)) / np.where(spread > 0, spread, np.nan)
                     tk = n / big
-                    h = (c_last - theta * math.sqrt(big) * (1 - tk)
+                    h = (c_last - ahead * math.sqrt(big) * (1 - tk)
                          + _st.norm.ppf(design.futility_cp) * math.sqrt(1 - tk)) / math.sqrt(tk)
-                    fut = np.minimum(fut, theta * math.sqrt(n) - h)
+                    fut = np.minimum(fut, drift * math.sqrt(n) - h)
             stop = zfut >= fut
         code = np.select([beats, worse, stop], [BEATS, WORSE, EQUIVALENT if design.margin is not None else FUTILE],
                          UNDECIDED if k == last else CONTINUE)

@@ -203,7 +203,7 @@ STATISTICS: tuple[Statistic, ...] = (
     Statistic("verdict", ("verdict",),
               views=(View(VS_CONTROL, "verdict", lambda r: r["verdict"], align="left"),
                      View(CONSOLE, "verdict", lambda r: r["verdict"], style=_verdict_style, align="left")),
-              explain="The verdict uses the adjusted t-test p and the sign of the mean difference.",
+              explain="The verdict uses the adjusted p (the t-test and the skew-corrected test must both reject) and the sign of the mean difference.",
               fill="", shown=_has_control),
     Statistic("equivalence", ("p_equiv_adj", "equivalent"),
               views=(View(VS_CONTROL, "TOST adjusted p", lambda r: pval(r["p_equiv_adj"])),
