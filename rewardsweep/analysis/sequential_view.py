@@ -69,9 +69,12 @@ class SequentialView:
             f"look's seeds only while it is undecided against its paired control.",
             f"Method: {d.method}.", promise, stated,
             f"'equivalent': |difference| < {d.margin:g} points shown." if d.margin else "",
-            f"'futile': a difference of {d.effect:g} points is ruled out; 'undecided': still open at "
-            f"{d.max_seeds} seeds; 'continue': open, its next look not run yet; 'failed': a trial of its "
-            f"next look failed (`launch --retry-failed` reruns it) or diverged (final: change the setting).",
+            (f"'futile': a difference of {d.effect:g} points is not there (far from what the seeds show, or "
+             f"out of reach by {d.max_seeds} seeds)" if d.robust else
+             f"'futile': a difference of {d.effect:g} points is ruled out")
+            + f"; 'undecided': still open at {d.max_seeds} seeds; 'continue': open, its next look not run yet; "
+              f"'failed': a trial of its next look failed (`launch --retry-failed` reruns it) or diverged "
+              f"(final: change the setting).",
         ]))
 
 
