@@ -140,7 +140,16 @@ def test_summary_numbers_equal_scipy_and_statsmodels(reported):
         es = 0.005 / np.std(a - b, ddof=1)
         assert row.seeds_needed == math.ceil(TTestPower().solve_power(effect_size=es, alpha=0.05, power=0.8))
         assert row.seeds_used == len(seeds)
-        p_raw[row.config_id] = t.pvalue
+        # Hall's (1992) skew-corrected t, written out here: the verdict needs it and the t-test
+        d, n = a - b, len(seeds)
+        g1, tt = st.skew(d, bias=False), t.statistic
+        hall = tt + g1 / (3 * n ** 0.5) * tt ** 2 + g1 ** 2 / (27 * n) * tt ** 3 + g1 / (6 * n ** 0.5)
+        p_hall = 2 * st.t.sf(abs(hall), n - 1)
+        assert row.p_skew == pytest.approx(p_hall, rel=1e-10)
+        assert row.skewness == pytest.approx(g1, rel=1e-10)
+        flips = st.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf)
+        assert row.p_signflip == pytest.approx(flips.pvalue, rel=1e-12)
+        p_raw[row.config_id] = max(t.pvalue, p_hall)
     ids = list(p_raw)
     adj = multipletests([p_raw[i] for i in ids], method="holm")[1]
     by_id = summary.set_index("config_id")
@@ -390,14 +399,26 @@ def test_adjusted_intervals_agree_with_the_verdicts(tmp_path, correction):
     wider = (rew.diff_adj_low <= rew.diff_ci_low + 1e-15) & (rew.diff_adj_high >= rew.diff_ci_high - 1e-15)
     assert wider.all()
     if correction == "holm":
-        order = np.argsort(rew.p_ttest.to_numpy())
+        # the verdict needs the t-test AND the skew-corrected test: the larger p is adjusted, and the
+        # interval is the hull of the t-interval and the skew-corrected interval at Holm's level
+        p_verdict = np.fmax(rew.p_ttest.to_numpy(), rew.p_skew.to_numpy())
+        order = np.argsort(p_verdict)
         m = len(rew)
         for j, i in enumerate(order):
             r = rew.iloc[i]
-            if r.p_adj == pytest.approx((m - j) * r.p_ttest):       # no running maximum here
-                ci = st.t.interval(1 - 0.05 / (m - j), r.n_paired - 1, loc=r.diff_mean,
-                                   scale=r.diff_sd / math.sqrt(r.n_paired))
-                assert (r.diff_adj_low, r.diff_adj_high) == pytest.approx(ci, rel=1e-9)
+            if r.p_adj == pytest.approx((m - j) * p_verdict[i]):       # no running maximum here
+                level, n = 0.05 / (m - j), int(r.n_paired)
+                ci = st.t.interval(1 - level, n - 1, loc=r.diff_mean, scale=r.diff_sd / math.sqrt(n))
+
+                def hall_p(mu, r=r, n=n):      # Hall's (1992) skew-corrected test of mean mu, written out
+                    t = (r.diff_mean - mu) / (r.diff_sd / math.sqrt(n))
+                    g = (t + r.skewness / (3 * n ** 0.5) * t ** 2 + r.skewness ** 2 / (27 * n) * t ** 3
+                         + r.skewness / (6 * n ** 0.5))
+                    return 2 * st.t.sf(abs(g), n - 1)
+
+                assert r.diff_adj_low <= ci[0] + 1e-15 and r.diff_adj_high >= ci[1] - 1e-15
+                for end, t_end in ((r.diff_adj_low, ci[0]), (r.diff_adj_high, ci[1])):
+                    assert end == pytest.approx(t_end, rel=1e-9) or hall_p(end) == pytest.approx(level, rel=1e-6)
 
 
 def _overlaps(a, b) -> bool:

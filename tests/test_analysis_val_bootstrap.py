@@ -14,7 +14,7 @@ def _study(folder):
     # config 0: a gain on every image; config 1: a large gain on 3 of 40 images only (its
     # "beats control" hinges on them); config 2: no gain
     return write_study(folder, effects=(0.01, 0.0, 0.0), seeds=8, sd=0.002, val_images=40,
-                       image_effects={1: {0: 0.3, 1: 0.3, 2: 0.3}})
+                       image_effects={1: {0: 0.3, 1: 0.3, 2: 0.3}}, rng_seed=1)
 
 
 def test_a_verdict_that_hinges_on_a_few_images_does_not_survive(tmp_path, capsys):
@@ -66,3 +66,20 @@ def test_missing_or_inconsistent_counts_are_named(tmp_path, capsys):
     assert "--bootstrap-images` also resamples" in (tmp_path / "s" / "report" / "report.md").read_text()
     assert main(["report", str(tmp_path / "old"), "--no-plots"]) == 0
     assert "--bootstrap-images" not in (tmp_path / "old" / "report" / "report.md").read_text()
+
+
+def test_too_few_seeds_get_no_interval_and_a_warning(tmp_path, capsys):
+    """With 2 paired seeds the seed part has 1 degree of freedom: no seeds x images interval,
+    and the warning names the comparison; the number of image resamples is reported and covers
+    the adjusted levels (50 draws beyond each end at least)."""
+    truth = write_study(tmp_path / "s", effects=(0.01, 0.0), seeds=2, sd=0.002, val_images=20)
+    assert main(["report", str(tmp_path / "s"), "--bootstrap-images", "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert "fewer than 3 paired seeds" in err and truth["config_ids"][0] in err
+    s = pd.read_csv(tmp_path / "s" / "report" / "summary.csv").set_index("config_id")
+    assert s["img_low"].isna().all()
+    truth = _study(tmp_path / "t")
+    assert main(["report", str(tmp_path / "t"), "--bootstrap-images", "--no-plots"]) == 0
+    s = pd.read_csv(tmp_path / "t" / "report" / "summary.csv").set_index("config_id")
+    levels = s.loc[truth["config_ids"], "adj_level"]
+    assert (s.loc[truth["config_ids"], "img_resamples"] * (1 - levels.max()) / 2 >= 50).all()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,7 +24,7 @@ def _study(tmp_path: Path, kinds=("sample_loo", "batch_loo"), lrs=(1.0e-2,)) -> 
     spec.write_text(textwrap.dedent(f"""\
         name: s
         model: tiny-synthetic
-        seeds: {{initial: 2, step: 2, max: 6, effect: 1.0}}
+        seeds: {{initial: 2, step: 2, max: 8, effect: 1.0}}
         steps: 4
         eval_every: 4
         grid:
@@ -151,3 +152,125 @@ def test_a_one_seed_last_look_is_refused(tmp_path):
     path.write_text(path.read_text().replace("max: 5, effect: 0.2", "max: 9"))
     with pytest.raises(SpecError, match=r"s.yaml:3: seeds.effect: missing required key"):
         load_study(path)
+
+
+def _looks(study, paths, fix=True):
+    from rewardsweep.study.resume import plan_state
+
+    return seq.Looks(study.spec, study.expansion, paths, plan_state(study.expansion.trials, paths), fix=fix)
+
+
+def test_the_design_sd_waits_for_every_first_look_and_is_stored(tmp_path):
+    """Nothing is decided until every configuration's first look is in; then the design SD
+    (the median of the first looks' SDs) is fixed, stored in sequential.json, and decisions use it."""
+    study, paths, design = _study(tmp_path)
+    plans = study.expansion.trials
+    seq.fix_design(paths, design, sorted({p.config_id for p in plans}), "s.yaml:3")
+    reward = [p for p in plans if p.arm == "reward"]
+    first, second = sorted({p.config_id for p in reward})
+    for plan in plans:
+        if plan.seed < 2 and plan.config_id != second:
+            _write(paths, plan, miou=0.6 + (0.002 * plan.seed if plan.arm == "reward" else 0.0))
+    sched = seq.LookScheduler(design, plans, paths, {p.trial_name for p in plans}, seq.read_records(paths, plans), KEY)
+    assert all(s.open and s.outcome.next_seeds == 2 and not s.outcome.looks for s in sched.states.values())
+    assert sched.design.sd is None and seq.read_log(paths)["design"]["sd"] is None
+    for plan in plans:
+        if plan.seed < 2 and plan.config_id == second:
+            _write(paths, plan, miou=0.6 + 0.004 * plan.seed)
+    sched.recs = seq.read_records(paths, plans)
+    sched.states = sched._replan()
+    diffs = {first: [0.0, 0.2], second: [0.0, 0.4]}                  # points
+    want = float(np.median([np.std(v, ddof=1) for v in diffs.values()]))
+    assert sched.design.sd == pytest.approx(want, rel=1e-9)
+    assert seq.read_log(paths)["design"]["sd"] == pytest.approx(want, rel=1e-9)
+    assert all(s.outcome.looks for s in sched.states.values())      # decided at look 1 now
+
+
+def test_launch_decides_on_the_stored_boundaries(tmp_path):
+    """The boundaries in sequential.json are the ones decisions use (not recomputed): a stored
+    design with its claim boundaries lowered and no futility stop decides "beats" where the
+    spec's design says "futile" (a small, steady gain: an effect of 1 point is ruled out)."""
+    import json
+
+    study, paths, design = _study(tmp_path, kinds=("sample_loo",))
+    plans = study.expansion.trials
+    for plan in plans:
+        if plan.seed < 8:
+            _write(paths, plan, miou=0.6 + (0.001 + 0.0001 * (plan.seed % 3) if plan.arm == "reward" else 0.0))
+    assert {s.decision for s in _looks(study, paths).states.values()} == {"futile"}
+    log = json.loads(paths.sequential.read_text())
+    log["design"]["efficacy"] = [0.01 if c != "inf" else c for c in log["design"]["efficacy"]]
+    log["design"]["futility"] = ["inf"] * len(log["design"]["futility"])
+    log["design"]["futility_cp"] = 0.0
+    paths.sequential.write_text(json.dumps(log))
+    looks = _looks(study, paths)
+    assert looks.design.efficacy[-1] == 0.01
+    assert {s.decision for s in looks.states.values()} == {"beats"}
+
+
+def test_a_study_started_under_the_0_3_rule_keeps_it(tmp_path, capsys):
+    """A sequential.json written by rewardsweep 0.3 (per-batch t-tests, no design SD) is not
+    refused by the new version: the same spec resumes with the stored design, its decisions
+    are the 0.3 rule's, and the plan says so."""
+    import json
+    from rich.console import Console
+
+    from rewardsweep.analysis import sequential as sq
+
+    study, paths, _ = _study(tmp_path)
+    plans = study.expansion.trials
+    old = sq.make_design(2, 2, 8, 0.05, 1.0, None, 2, statistic="inverse-normal").to_dict()
+    for key in ("futility_cp", "sd"):                                 # fields 0.3 did not write
+        old.pop(key)
+    paths.sequential.write_text(json.dumps({"design": old, "configurations": sorted({p.config_id for p in plans}),
+                                            "decisions": []}))
+    for plan in plans:
+        if plan.seed < 2:
+            _write(paths, plan, miou=0.6 + (0.05 + 0.001 * plan.seed if plan.arm == "reward" else 0.0))
+    looks = _looks(study, paths)
+    assert looks.design.statistic == "inverse-normal" and looks.design.efficacy == tuple(old["efficacy"])
+    want = sq.decide(sq.SequentialDesign.from_dict(old), [5.0, 5.1])   # 0.3 decides at look 1 already
+    for state in looks.states.values():
+        assert state.outcome.decision == want.decision and len(state.outcome.looks) == 1
+        assert state.outcome.looks[0].z == pytest.approx(want.looks[0].z, rel=1e-9)
+        assert state.outcome.looks[0].z_skew is None                  # no skew correction in the 0.3 rule
+    looks.print_plan(Console(file=None, force_terminal=False))
+    assert "0.3 rule" in capsys.readouterr().out
+
+
+def test_a_design_that_can_never_claim_is_refused_in_one_line(tmp_path):
+    """Two configurations at alpha 0.05 need p < 0.0125 per side, which no distribution-free
+    test reaches with fewer than 7 seeds: max 6 is refused before any trial, naming the spec's
+    seeds and what max would do."""
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nmodel: tiny-synthetic\nseeds: {initial: 2, step: 2, max: 6, effect: 1.0}\n"
+                    f"steps: 4\neval_every: 4\ngrid:\n  baseline.kind: [sample_loo, greedy]\nstorage: {tmp_path}\n")
+    study = load_study(path)
+    with pytest.raises(UserError, match=r"s.yaml:3: seeds: no look reaches .* raise max to at least 7") as info:
+        seq.design_for(study.spec, study.expansion.reward_configs)
+    assert "\n" not in str(info.value)
+
+
+def test_the_report_waits_for_every_first_look_as_launch_does(tmp_path):
+    """A report read while only some configurations have their first look (the others have no
+    record yet) decides nothing, as launch does; once all are in it fixes the same design SD."""
+    from rewardsweep.analysis.collect import collect
+    from rewardsweep.analysis.sequential_view import decisions_table, sequential_view
+
+    study, paths, design = _study(tmp_path)
+    plans = study.expansion.trials
+    seq.fix_design(paths, design, sorted({p.config_id for p in plans}), "s.yaml:3")
+    second = sorted({p.config_id for p in plans if p.arm == "reward"})[1]
+    for plan in plans:
+        if plan.seed < 2 and plan.config_id != second:
+            _write(paths, plan, miou=0.6 + (0.002 * plan.seed if plan.arm == "reward" else 0.0))
+    view = sequential_view(paths.root, collect([paths.root]).trials)
+    assert set(view.decisions["decision"]) == {"continue"} and view.design.sd is None
+    assert "not fixed yet" in view.guarantee and len(decisions_table(view)) == 1
+    for plan in plans:
+        if plan.seed < 2 and plan.config_id == second:
+            _write(paths, plan, miou=0.6 + 0.004 * plan.seed)
+    view = sequential_view(paths.root, collect([paths.root]).trials)
+    recs = seq.read_records(paths, plans)
+    assert view.design.sd == pytest.approx(seq.settled_design(design, plans, recs).sd, rel=1e-12)
+    assert "Power for an effect of 1 points" in view.guarantee

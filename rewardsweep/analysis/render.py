@@ -162,6 +162,8 @@ def image_table(t: pd.DataFrame) -> pd.DataFrame:
         "95% CI, seeds only": [ci(a, b) for a, b in zip(t["diff_ci_low"], t["diff_ci_high"])],
         "95% CI, seeds x images": [ci(a, b) for a, b in zip(t["img_low"], t["img_high"])],
         "adjusted, seeds x images": [ci(a, b) for a, b in zip(t["img_adj_low"], t["img_adj_high"])],
+        "SD seeds / images": [f"{pts(a, False)} / {pts(b, False)}" if finite(a) else "–"
+                              for a, b in zip(t["img_seed_sd"], t["img_image_sd"])],
         "verdict": t["verdict"], "survives": t["img_survives"].replace("", "–"),
     })
 
@@ -359,12 +361,9 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
         out.append(Para("No control arm: no comparison with cross-entropy training is possible."))
     if "img_survives" in t:
         out.append(Heading(2, "Validation-set uncertainty: seeds x val images (points)"))
-        out.append(Para("The val split is a sample of images too. Two-level bootstrap of the mean paired "
-                         "difference: each of the replicates draws the seeds and the val images with "
-                         "replacement (the same images for every trial, as all were evaluated on the same "
-                         "split) and recomputes every trial's mIoU from its per-image counts. Percentile "
-                         "intervals: 95%, and at the verdict's adjusted level; a verdict survives when the "
-                         "latter still excludes 0 on its side."))
+        from rewardsweep.analysis.val_bootstrap import METHOD
+
+        out.append(Para(METHOD))
         out.append(Table(image_table(t)))
     out.append(Heading(2, "Seeds and failures"))
     out.append(Para(" ".join(filter(None, [explained(SEEDS, summary), TREATMENT]))))

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from rewardsweep.analysis.sequential import SequentialDesign, decide, paired_series
+from rewardsweep.analysis.robustness import assumptions
+from rewardsweep.analysis.sequential import Outcome, SequentialDesign, decide, paired_series, power, settle_sd
 from rewardsweep.study.layout import SEQUENTIAL_FILENAME
+
 
 @dataclass
 class SequentialView:
@@ -25,6 +27,7 @@ class SequentialView:
     looks: pd.DataFrame              # one row per (configuration, look)
     disagreements: list[str] = field(default_factory=list)   # config ids where launch's log differs
     due: dict[str, int] = field(default_factory=dict)        # config id -> seeds it was meant to run
+    sd_note: str = ""                                          # where the design SD came from
 
     def seeds_due(self, config_id: str, arm: str) -> set[int] | None:
         """The seeds a configuration was meant to run by now: up to its decision (or its
@@ -43,17 +46,35 @@ class SequentialView:
     def guarantee(self) -> str:
         """What the design promises, in words, and what each decision means."""
         d = self.design
+        if d.robust:
+            promise = (f"Guarantee: the chance of any false 'beats' or 'worse' among the {d.n_configs} "
+                       f"configuration(s), over all looks, is at most {d.alpha:g} if the paired differences are "
+                       f"normal and independent across seeds; with skewed differences it is measured (up to about "
+                       f"{2 * d.alpha:g} at skewness 1.75), and no test of a mean can bound it when a configuration "
+                       f"collapses on a few seeds the study did not see (each claim below says what its data show; "
+                       f"docs/report.md, 'Sequential studies').")
+            stated = (f"Power for an effect of {d.effect:g} points: {power(d, d.sd):.0%} at the design SD "
+                      f"{d.sd:.3g} points {self.sd_note}." if d.sd is not None and d.sd > 0 else
+                      "The design SD is not fixed yet: decisions wait until every configuration's first look "
+                      "is in." if d.sd is None else "")
+        else:
+            promise = (f"Guarantee (rewardsweep 0.3 rule, with which this study was started): the chance of any "
+                       f"false 'beats' or 'worse' among the {d.n_configs} configuration(s), over all looks, is at "
+                       f"most {d.alpha:g} only if the paired differences are normal: with 4-seed batches a skewed "
+                       f"configuration or one that collapses now and then breaks it (docs/report.md, "
+                       f"'Sequential studies'); new studies use the robust rule.")
+            stated = ""
         return " ".join(filter(None, [
             f"Sequential study: looks at {', '.join(map(str, d.looks))} seeds; a configuration gets the next "
             f"look's seeds only while it is undecided against its paired control.",
-            f"Method: {d.method}.",
-            f"Guarantee: the chance of any false 'beats' or 'worse' among the {d.n_configs} configuration(s), "
-            f"over all looks, is at most {d.alpha:g} (paired differences roughly normal, seeds independent; "
-            f"docs/report.md, 'Sequential studies').",
+            f"Method: {d.method}.", promise, stated,
             f"'equivalent': |difference| < {d.margin:g} points shown." if d.margin else "",
-            f"'futile': a difference of {d.effect:g} points is ruled out; 'undecided': still open at "
-            f"{d.max_seeds} seeds; 'continue': open, its next look not run yet; 'failed': a trial of its "
-            f"next look failed (`launch --retry-failed` reruns it) or diverged (final: change the setting).",
+            (f"'futile': a difference of {d.effect:g} points is not there (far from what the seeds show, or "
+             f"out of reach by {d.max_seeds} seeds)" if d.robust else
+             f"'futile': a difference of {d.effect:g} points is ruled out")
+            + f"; 'undecided': still open at {d.max_seeds} seeds; 'continue': open, its next look not run yet; "
+              f"'failed': a trial of its next look failed (`launch --retry-failed` reruns it) or diverged "
+              f"(final: change the setting).",
         ]))
 
 
@@ -75,19 +96,31 @@ def sequential_view(folder: Path, trials: pd.DataFrame, labels: dict[str, str] |
     labels = labels or {}
     rows, looks, disagree = [], [], []
     rewards = trials[trials["arm"] == "reward"].drop_duplicates("config_id")
+    series = {r.config_id: paired_series(_arm(trials, r.config_id, "reward"), _arm(trials, r.control_id, "mle"),
+                                         design.max_seeds) for r in rewards.itertuples()}
+    sd_note = "(fixed from the first look, sequential.json)"
+    if design.robust and design.sd is None and len(series) >= design.n_configs:   # every first look in?
+        design = settle_sd(design, [(d, f is not None) for d, f in series.values()])
+        sd_note = "(from the first look of the records; launch had not stored it)"
     for r in rewards.itertuples():
-        diffs, failed = paired_series(_arm(trials, r.config_id, "reward"), _arm(trials, r.control_id, "mle"),
-                                      design.max_seeds)
-        outcome = decide(design, diffs)
+        diffs, failed = series[r.config_id]
+        if design.robust and design.sd is None:           # a first look still running
+            outcome = Outcome((), "continue", None, design.looks[0])
+        else:
+            outcome = decide(design, diffs)
         decision = "failed" if failed and not outcome.done else outcome.decision
         logged = acted.get(r.config_id)
         if logged is not None and logged["decision"] != decision:
             disagree.append(r.config_id)
         present = trials[(trials["config_id"] == r.config_id) & (trials["arm"] == "reward")]["seed"]
         due = outcome.decided_at or (int(present.max()) + 1 if failed else outcome.next_seeds)
+        rests = ""
+        if decision in ("beats", "worse") and outcome.decided_at:
+            used = diffs[: outcome.decided_at]
+            rests = assumptions(used, range(len(used))).note(2 * _claim_level(design, outcome))
         rows.append({"config_id": r.config_id, "label": labels.get(r.config_id, r.config_id),
                      "decision": decision, "decided_at": outcome.decided_at, "seeds_paired": len(diffs),
-                     "due": due,
+                     "due": due, "rests_on": rests,
                      "looks": len(outcome.looks), "launch_decision": None if logged is None else logged["decision"],
                      "stopped_by": failed})
         for look in outcome.looks:
@@ -95,8 +128,15 @@ def sequential_view(folder: Path, trials: pd.DataFrame, labels: dict[str, str] |
                           "look": look.look + 1, "n": look.n, "mean_diff": look.mean, "t": look.t, "z": look.z,
                           "upper": look.upper, "lower": look.lower, "z_futility": look.z_futility,
                           "futility": look.futility, "z_equivalence": look.z_equivalence,
-                          "decision": look.decision})
-    return SequentialView(design, pd.DataFrame(rows), pd.DataFrame(looks), disagree, _due(trials, rows))
+                          "z_skew": look.z_skew, "decision": look.decision})
+    return SequentialView(design, pd.DataFrame(rows), pd.DataFrame(looks), disagree, _due(trials, rows), sd_note)
+
+
+def _claim_level(design: SequentialDesign, outcome) -> float:
+    """The one-sided nominal level of the look a claim was made at (``Phi(-c_k)``)."""
+    from scipy.stats import norm
+
+    return float(norm.sf(outcome.looks[-1].upper))
 
 
 def _due(trials: pd.DataFrame, rows: list[dict]) -> dict[str, int]:
@@ -120,12 +160,16 @@ def decisions_table(view: SequentialView) -> pd.DataFrame:
     """One row per configuration: its decision, where it was taken, its looks' statistics."""
     rows = []
     for r in view.decisions.itertuples():
-        path = view.looks[view.looks["config_id"] == r.config_id]
+        path = view.looks[view.looks["config_id"] == r.config_id] if len(view.looks) else view.looks
         rows.append({
             "configuration": str(r.label).rsplit(" [", 1)[0], "id": r.config_id, "decision": r.decision,
             "at seeds": "–" if pd.isna(r.decided_at) else int(r.decided_at),
             "looks (n: mean diff, z vs ±boundary)": "; ".join(
-                f"{int(k.n)}: {k.mean_diff:+.2f}, z {k.z:+.2f} vs ±{k.upper:.2f}" for k in path.itertuples()),
+                f"{int(k.n)}: {k.mean_diff:+.2f}, z {k.z:+.2f}"
+                + (f" (skew-corrected {k.z_skew:+.2f})" if "z_skew" in path and pd.notna(k.z_skew) else "")
+                + (f" vs ±{k.upper:.2f}" if k.upper < float("inf") else " (no claim yet)")
+                for k in path.itertuples()),
+            "what the claim rests on": r.rests_on or "–",
             "launch acted on": r.launch_decision or "–",
         })
     return pd.DataFrame(rows)
@@ -142,8 +186,9 @@ def plot_paths(view: SequentialView, path: Path) -> Path | None:
 
     d = view.design
     fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=110)
-    ax.plot(d.looks, d.efficacy, color="black", lw=1.2, ls="--", label="boundary: beats (z above)")
-    ax.plot(d.looks, [-c for c in d.efficacy], color="black", lw=1.2, ls=":", label="boundary: worse (z below)")
+    bound = [c if c < float("inf") else float("nan") for c in d.efficacy]     # no claim at that look
+    ax.plot(d.looks, bound, color="black", lw=1.2, ls="--", marker="_", label="boundary: beats (z above)")
+    ax.plot(d.looks, [-c for c in bound], color="black", lw=1.2, ls=":", marker="_", label="boundary: worse (z below)")
     ax.axhline(0, color="0.7", lw=0.8)
     markers = {"beats": "^", "worse": "v", "equivalent": "s", "futile": "x", "undecided": "o", "continue": ".",
                "failed": "X"}

@@ -20,6 +20,7 @@ import numpy as np
 
 from rewardsweep.analysis import stats
 from rewardsweep.analysis.formats import ci, count, diff, num, pm, pts, pval
+from rewardsweep.analysis.robustness import robustness_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,6 +100,10 @@ def per_row(fn: Callable[..., tuple]) -> Callable[..., tuple]:
 
 def _has_control(t: pd.DataFrame) -> bool:
     return bool((t["arm"] == "mle").any())
+
+
+def _any_text(column: str) -> Callable[[pd.DataFrame], bool]:
+    return lambda t: column in t and bool((t[column].fillna("").astype(str) != "").any())
 
 
 def _any_finite(column: str) -> Callable[[pd.DataFrame], bool]:
@@ -185,6 +190,14 @@ STATISTICS: tuple[Statistic, ...] = (
                       "95% CI from the paired t-test.",
               shown=_has_control),
     Statistic("SD of the differences", ("diff_sd",), lambda a, b, s: stats.sd(a - b), over=PAIRED),
+    Statistic("skew-corrected test", ("p_skew", "skewness", "p_signflip", "n_outlying"),
+              lambda a, b, s: robustness_columns(a - b), over=PAIRED,
+              views=(View(VS_CONTROL, "skew-corr. p", lambda r: pval(r["p_skew"])),
+                     View(VS_CONTROL, "sign-flip p", lambda r: pval(r["p_signflip"]))),
+              explain="skew-corr. p: Hall's skewness-corrected t-test; a verdict needs it and the t-test "
+                      "(the adjusted p is the larger of the two, adjusted). sign-flip p: the exact sign-flip "
+                      "test, valid for any symmetric distribution of the differences (up to 30 seeds).",
+              shown=_has_control),
     Statistic("Wilcoxon", ("w", "p_wilcoxon", "wilcoxon_note"), lambda a, b, s: stats.wilcoxon_test(a, b),
               over=PAIRED, fill=(NAN, NAN, ""),
               views=(View(VS_CONTROL, "Wilcoxon p", lambda r: pval(r["p_wilcoxon"])),),
@@ -203,7 +216,7 @@ STATISTICS: tuple[Statistic, ...] = (
     Statistic("verdict", ("verdict",),
               views=(View(VS_CONTROL, "verdict", _verdict_text, align="left"),
                      View(CONSOLE, "verdict", _verdict_text, style=_verdict_style, align="left")),
-              explain="The verdict uses the adjusted t-test p and the sign of the mean difference. "
+              explain="The verdict uses the adjusted p (the t-test and the skew-corrected test must both reject) and the sign of the mean difference. "
                       "'(control ≈ no-op)': the control's paired interval against the no-op reference "
                       "contains 0, so it did not measurably train and 'beats control' means 'beats not "
                       "training' (see the comparison with the best cross-entropy).",
@@ -215,6 +228,11 @@ STATISTICS: tuple[Statistic, ...] = (
                       "like the verdicts; equivalent when below alpha.",
               shown=_any_finite("p_equiv")),
     Statistic("adjusted interval", ("adj_level", "diff_adj_low", "diff_adj_high")),
+    Statistic("what a verdict rests on", ("rests_on",), fill="",
+              views=(View(VS_CONTROL, "rests on", lambda r: r["rests_on"] or "–", align="left"),),
+              explain="rests on: for a 'beats control' or 'worse', what the seeds show about the "
+                      "assumptions it needs (docs/report.md, 'What a verdict rests on').",
+              shown=_any_text("rests_on")),
     Statistic("power", ("seeds_needed", "detectable"),
               views=(View(SEEDS, "seeds needed", lambda r: count(r["seeds_needed"])),
                      View(SEEDS, "detectable now", lambda r: pts(r["detectable"], False)),

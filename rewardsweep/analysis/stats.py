@@ -248,6 +248,214 @@ def compare_paired_many(pairs, confidence: float = CONFIDENCE) -> list[PairedCom
     return out  # type: ignore[return-value]
 
 
+# --------------------------------------------------------------------------- skew and few seeds
+
+def skewness(x, axis: int = -1):
+    """Sample skewness of ``x`` along ``axis``: the adjusted Fisher-Pearson G1
+    (``scipy.stats.skew(bias=False)``); NaN with fewer than 3 values, 0 with no spread."""
+    x = np.asarray(x, dtype=float)
+    if x.shape[axis] < 3:
+        return sd(x, axis) * np.nan
+    with _quiet(), np.errstate(all="ignore"):
+        g = _st.skew(x, axis=axis, bias=False)
+    g = np.where(np.ptp(x, axis=axis) > 0, g, 0.0)
+    return float(g) if np.ndim(g) == 0 else g
+
+
+def _hall_terms(x, mu, axis: int = -1):
+    """``(T, a, b, n)`` of Hall's transform for the mean ``mu``: T the t statistic,
+    ``a = G1 / (3 sqrt n)``, ``b = G1 / (6 sqrt n)`` (G1 the skewness; 0 with under 3 values)."""
+    x = np.moveaxis(np.asarray(x, dtype=float), axis, -1)
+    n = x.shape[-1]
+    mean = np.mean(x, axis=-1)
+    s = np.std(x, axis=-1, ddof=1) if n >= 2 else np.full(mean.shape, np.nan)
+    with np.errstate(all="ignore"):
+        se = s / math.sqrt(n)
+        diff = mean - np.asarray(mu, dtype=float)
+        t = np.where(se > 0, diff / np.where(se > 0, se, 1.0), np.sign(diff) * np.inf)
+        t = np.where(np.isnan(t) & (diff == 0), 0.0, t)
+    g = np.nan_to_num(skewness(x)) if n >= 3 else np.zeros(mean.shape)
+    a = g / (3 * math.sqrt(n))
+    return t, a, g / (6 * math.sqrt(n)), n
+
+
+def hall_transform(t, a, b):
+    """Hall's (1992) monotone transform of a t statistic, ``t + a t^2 + a^2 t^3 / 3 + b``.
+
+    It removes the first-order skewness term of the t statistic's Edgeworth expansion
+    (Hall 1992, "On the removal of skewness by transformation", JRSS B 54:221-228): the
+    t statistic of right-skewed data has a long left tail, which a plain t-test reads as
+    evidence for a lower mean. Written as ``((1 + a t)^3 - 1) / (3 a) + b``, increasing in t.
+    """
+    t, a, b = (np.asarray(v, dtype=float) for v in (t, a, b))
+    with np.errstate(all="ignore"):
+        out = t + a * t * t + a * a * t ** 3 / 3 + b
+    return np.where(np.isinf(t), t, out)
+
+
+def _hall_inverse(y, a, b):
+    """The t at which :func:`hall_transform` equals ``y`` (the cube root of the written form)."""
+    y, a, b = (np.asarray(v, dtype=float) for v in (y, a, b))
+    small = np.abs(a) < 1e-12
+    safe = np.where(small, 1.0, a)
+    with np.errstate(all="ignore"):
+        inv = (np.cbrt(1 + 3 * safe * (y - b)) - 1) / safe
+    return np.where(small, y - b, inv)
+
+
+def skew_corrected_test(x, mu: float = 0.0, axis: int = -1):
+    """Hall's skewness-corrected t-test of mean ``mu``, vectorised: ``(statistic, p)``.
+
+    The statistic is :func:`hall_transform` of the t statistic with the sample's own
+    skewness (G1), read against Student's t with n - 1 degrees of freedom; ``p`` is
+    two-sided. With normal data it is close to the t-test; with skewed data it moves the
+    p-value in the direction the skewness misleads the t-test. NaN with fewer than 3 values.
+    """
+    t, a, b, n = _hall_terms(x, mu, axis)
+    g = hall_transform(t, a, b)
+    if n < 3:
+        g = np.full(np.shape(t), np.nan)
+    with np.errstate(all="ignore"):
+        p = np.minimum(1.0, 2 * _st.t.sf(np.abs(g), max(n - 1, 1)))
+    p = np.where(np.isnan(g), np.nan, p)
+    if np.ndim(g) == 0:
+        return float(g), float(p)
+    return g, p
+
+
+def skew_corrected_interval(x, confidence: float = CONFIDENCE, axis: int = -1):
+    """The interval of means that :func:`skew_corrected_test` does not reject, vectorised:
+    ``(low, high)``. NaN with fewer than 3 values."""
+    x = np.moveaxis(np.asarray(x, dtype=float), axis, -1)
+    n = x.shape[-1]
+    mean = np.mean(x, axis=-1)
+    s = np.std(x, axis=-1, ddof=1) if n >= 2 else np.full(mean.shape, np.nan)
+    g = skewness(x) if n >= 3 else np.full(mean.shape, np.nan)
+    return skew_corrected_interval_from_moments(mean, s, n, g, confidence)
+
+
+def skew_corrected_interval_from_moments(mean, sd, n, skew, confidence: float = CONFIDENCE):
+    """:func:`skew_corrected_interval` from the mean, SD (ddof 1), count and skewness (G1):
+    the transform is monotone, so its inversion is closed-form (vectorised; NaN where n < 3)."""
+    mean, sd, n, skew = (np.asarray(v, dtype=float) for v in (mean, sd, n, skew))
+    confidence = np.asarray(confidence, dtype=float)
+    ok = (n >= 3) & np.isfinite(skew)
+    nn = np.where(ok, n, 3.0)
+    a, b = skew / (3 * np.sqrt(nn)), skew / (6 * np.sqrt(nn))
+    with np.errstate(all="ignore"), _quiet():
+        crit = _st.t.isf((1 - confidence) / 2, nn - 1)
+        se = sd / np.sqrt(nn)
+        # T(mu) = (mean - mu) / se falls as mu rises: T = g^-1(+crit) gives the low end
+        low = mean - _hall_inverse(crit, a, b) * se
+        high = mean - _hall_inverse(-crit, a, b) * se
+    low, high = np.where(ok, low, np.nan), np.where(ok, high, np.nan)
+    if np.ndim(low) == 0:
+        return float(low), float(high)
+    return low, high
+
+
+def robust_interval(x, confidence: float = CONFIDENCE, axis: int = -1):
+    """The hull of the t-interval and the skew-corrected interval: it excludes a mean
+    exactly when both tests reject it (the verdict's rule). With fewer than 3 values the
+    t-interval alone."""
+    _, tl, th = t_interval(x, confidence, axis)
+    hl, hh = skew_corrected_interval(x, confidence, axis)
+    low = np.where(np.isnan(hl), tl, np.fmin(tl, hl))
+    high = np.where(np.isnan(hh), th, np.fmax(th, hh))
+    if np.ndim(low) == 0:
+        return float(low), float(high)
+    return low, high
+
+
+@functools.lru_cache(maxsize=64)
+def _subset_sums_basis(h: int) -> np.ndarray:
+    """All 2^h 0/1 rows of length h (which elements a subset holds)."""
+    return ((np.arange(2 ** h)[:, None] >> np.arange(h)[None, :]) & 1).astype(float)
+
+
+SIGNFLIP_EXACT_MAX = 30     # exact enumeration (in two halves) up to this many values
+
+
+def signflip_pvalues(x, axis: int = -1):
+    """Exact one-sided p-values of the paired sign-flip (Fisher-Pitman randomisation) test
+    of a zero mean: ``(upper, lower)``, ``upper = P(S* >= S)``, ``lower = P(S* <= S)``,
+    with S the sum and S* the sum under each of the 2^n sign patterns.
+
+    Valid for any distribution symmetric about 0, however few the values; its smallest
+    attainable one-sided p is 2^-n (1/16 with 4 values), which is why few seeds cannot
+    make a distribution-free claim at a small level. The 2^n patterns are counted by
+    meet-in-the-middle (subset sums of two halves, one sorted), vectorised over rows;
+    equal to ``scipy.stats.permutation_test(..., permutation_type="samples")`` (a test
+    checks it). Up to :data:`SIGNFLIP_EXACT_MAX` values.
+    """
+    x = np.moveaxis(np.asarray(x, dtype=float), axis, -1)
+    shape, n = x.shape[:-1], x.shape[-1]
+    if n > SIGNFLIP_EXACT_MAX:
+        raise ValueError(f"exact sign-flip test up to {SIGNFLIP_EXACT_MAX} values, got {n}")
+    if n == 0:
+        return np.full(shape, np.nan), np.full(shape, np.nan)
+    a = np.abs(x).reshape(-1, n)
+    # S* >= S  <=>  (sum of |x| flipped negative) <= W, W = sum of |x| over the negative x
+    w = np.where(x < 0, -x, 0.0).reshape(-1, n).sum(-1)
+    h = n // 2
+    left = a[:, :h] @ _subset_sums_basis(h).T                       # [rows, 2^h]
+    right = np.sort(a[:, h:] @ _subset_sums_basis(n - h).T, axis=1)  # [rows, 2^(n-h)]
+    rows, r = right.shape
+    tol = 1e-9 * (1.0 + a.sum(-1))                                  # ties count as "as extreme"
+    span = 2.0 * (a.sum(-1).max() + tol.max()) + 1.0
+    offset = np.arange(rows)[:, None] * span
+    flat = (right + offset).ravel()
+    base = np.arange(rows)[:, None] * r
+    q = w[:, None] - left + offset
+    le = np.searchsorted(flat, (q + tol[:, None]).ravel(), side="right").reshape(rows, -1) - base
+    ge = base + r - np.searchsorted(flat, (q - tol[:, None]).ravel(), side="left").reshape(rows, -1)
+    total = 2.0 ** n
+    upper = (np.clip(le, 0, r).sum(-1) / total).reshape(shape)
+    lower = (np.clip(ge, 0, r).sum(-1) / total).reshape(shape)
+    if not shape:
+        return float(upper), float(lower)
+    return upper, lower
+
+
+def signflip_pvalue(x, axis: int = -1):
+    """Two-sided exact sign-flip p-value: twice the smaller one-sided p, at most 1."""
+    upper, lower = signflip_pvalues(x, axis)
+    p = np.minimum(1.0, 2 * np.minimum(upper, lower))
+    return float(p) if np.ndim(p) == 0 else p
+
+
+def signflip_floor(n) -> float:
+    """The smallest two-sided p-value the sign-flip test can give with ``n`` values: 2^(1-n)."""
+    return float(2.0 ** (1 - np.asarray(n, dtype=float)))
+
+
+def unseen_collapse_rate(n, confidence: float = CONFIDENCE) -> float:
+    """The collapse rate that ``n`` seeds without a collapse cannot rule out: the one-sided
+    upper ``confidence`` bound of a rate after 0 events in n (Clopper-Pearson,
+    ``scipy.stats.binomtest(0, n)``; ``1 - (1 - confidence)^(1/n)``, 39% at 6 seeds).
+    No test of a mean can tell such a configuration from a clean one (Bahadur & Savage 1956).
+    """
+    n = int(n)
+    if n < 1:
+        return float("nan")
+    ci = _st.binomtest(0, n).proportion_ci(confidence_level=1 - 2 * (1 - confidence), method="exact")
+    return float(ci.high)
+
+
+def outlying(x, threshold: float = 3.5) -> np.ndarray:
+    """Which values lie far from the rest: modified z-score ``0.6745 |x - median| / MAD``
+    above ``threshold`` (Iglewicz & Hoaglin 1993; MAD from ``scipy.stats.median_abs_deviation``).
+    A seed that collapsed, or one far better than the others, is the kind of value a mean
+    over a few seeds hinges on. 1-D; none flagged with fewer than 3 values or a zero MAD."""
+    x = np.asarray(x, dtype=float)
+    if x.size < 3:
+        return np.zeros(x.shape, dtype=bool)
+    mad = _st.median_abs_deviation(x)
+    if not mad > 0:
+        return np.zeros(x.shape, dtype=bool)
+    return 0.6745 * np.abs(x - np.median(x)) / mad > threshold
+
+
 # --------------------------------------------------------------------------- many tests
 
 def adjust_pvalues(p, method: str = "holm", alpha: float = 0.05):
@@ -290,6 +498,18 @@ def verdict(p_adjusted, diff_mean, alpha: float = 0.05):
         sig = np.isfinite(p) & (p < alpha)
         out = np.where(sig & (d > 0), VERDICTS[0], np.where(sig & (d < 0), VERDICTS[2], VERDICTS[1]))
     return str(out) if out.ndim == 0 else out
+
+
+def robust_adjusted_intervals(mean, sd, n, skew, p, p_adjusted, alpha: float = 0.05):
+    """:func:`adjusted_intervals` for the verdict's rule (the t-test AND the skew-corrected
+    test, ``p`` the larger p-value): the hull of the t-interval and the skew-corrected
+    interval at the same level, so it excludes 0 exactly when the adjusted p is below alpha.
+    Returns ``(confidence, low, high)``."""
+    level, low, high = adjusted_intervals(mean, sd, n, p, p_adjusted, alpha)
+    hl, hh = skew_corrected_interval_from_moments(mean, sd, n, skew, np.where(np.isfinite(level), level, 0.5))
+    low = np.where(np.isfinite(hl), np.fmin(low, hl), low)
+    high = np.where(np.isfinite(hh), np.fmax(high, hh), high)
+    return level, low, high
 
 
 def adjusted_intervals(mean, sd, n, p, p_adjusted, alpha: float = 0.05):
@@ -342,28 +562,130 @@ def resampled_miou(intersect, union, weights) -> np.ndarray:
         return np.nanmean(inter / np.where(uni > 0, uni, np.nan), axis=-1)
 
 
-def two_level_bootstrap(miou_a, miou_b, n_resamples: int | None = None, seed: int = IMAGE_SEED) -> np.ndarray:
-    """Replicates of the mean paired difference, resampling seeds and val images together.
+IMAGE_MIN_SEEDS = 3      # the seed part has S - 1 degrees of freedom: below 3 seeds no interval
 
-    ``miou_a``/``miou_b``: :func:`resampled_miou` of the configuration's and its control's
-    trials ``[..., B, seeds]``, the same seeds in the same order (column s of both is seed s, row
-    b the same image resample). Each replicate also draws the seeds with replacement, so it
-    varies both sources: which seeds were run and which images make up the val split. The
-    interval is a percentile interval of these replicates (``np.quantile``).
+
+@dataclass(frozen=True)
+class CrossedVariance:
+    """The variance parts of a mean paired difference over seeds x val images (model
+    ``d_si = mu + a_s + b_i + e_si``), each estimated from the records' per-image counts."""
+    mean: float | np.ndarray        # the mean paired difference on the full val split
+    seed: float | np.ndarray        # sigma_A^2 / S + sigma_E^2 / (S I): which seeds were run
+    image: float | np.ndarray       # sigma_B^2 / I: which images make the split (residual removed)
+    residual: float | np.ndarray    # sigma_E^2 / (S I): in both raw parts, kept in the seed part
+    seeds: int
+
+
+def image_jackknife_weights(n_images: int) -> np.ndarray:
+    """Delete-one-image weights ``[n_images, n_images]`` (row i leaves image i out), for
+    :func:`resampled_miou`: the jackknife replicates of every trial's mIoU."""
+    return 1.0 - np.eye(n_images)
+
+
+def jackknife_variance(replicates, axis: int = -2):
+    """The delete-one jackknife variance ``(I - 1) / I * sum_i (theta_(i) - mean)^2`` of a
+    statistic from its I leave-one-out values along ``axis`` (Efron & Stein 1981: it does not
+    underestimate in expectation, where the bootstrap of a ratio of sums over few images does)."""
+    x = np.asarray(replicates, dtype=float)
+    k = x.shape[axis]
+    return (k - 1) / k * np.sum((x - np.mean(x, axis=axis, keepdims=True)) ** 2, axis=axis)
+
+
+def crossed_variance(miou_a, miou_b, full_a, full_b, jack_a=None, jack_b=None) -> tuple[CrossedVariance, np.ndarray]:
+    """The parts of the variance of the mean paired difference, and the image-resampling
+    deviations of the mean ``[..., B]``.
+
+    ``miou_a``/``miou_b``: :func:`resampled_miou` of the configuration's and its control's trials
+    ``[..., B, S]`` (column s of both is seed s, row b one image resample); ``full_a``/``full_b``:
+    their mIoU on the whole split ``[..., S]``. With ``D_s`` the per-seed difference on the split:
+
+    - seed part: ``var_s(D_s) / S`` holds sigma_A^2/S + sigma_E^2/(S I);
+    - image part: the image-resampling variance of the mean over seeds, times I/(I-1), holds
+      sigma_B^2/I + sigma_E^2/(S I);
+    - residual: the mean over seeds of each seed's image-resampling variance exceeds the image
+      part by sigma_E^2 (1 - 1/S)/I, so ``sigma_E^2/(S I) = (mean_s v_s - image) / (S - 1)``;
+      it is removed from the image part (and the image deviations shrunk to match), so it is
+      counted once, with the seed part's Student t (resampling seeds and images together counts
+      it about three times, Owen 2007).
     """
-    a = np.asarray(miou_a, dtype=float)
-    b = np.asarray(miou_b, dtype=float)
-    d = a - b                                           # [..., B, seeds]
-    rng = np.random.default_rng(seed + 1)
-    pick = rng.integers(0, d.shape[-1], size=d.shape)
-    return np.take_along_axis(d, pick, axis=-1).mean(axis=-1)
+    a, b = np.asarray(miou_a, dtype=float), np.asarray(miou_b, dtype=float)
+    d = a - b                                                   # [..., B, S]
+    full = np.asarray(full_a, dtype=float) - np.asarray(full_b, dtype=float)   # [..., S]
+    n_seeds = d.shape[-1]
+    mean = np.mean(full, axis=-1)
+    boot_mean = np.mean(d, axis=-2)                             # [..., S] per-seed resampling means
+    dev = np.mean(d, axis=-1) - np.mean(boot_mean, axis=-1)[..., None]         # [..., B]
+    if jack_a is not None:
+        j = np.asarray(jack_a, dtype=float) - np.asarray(jack_b, dtype=float)      # [..., I, S]
+        image = jackknife_variance(np.mean(j, axis=-1), axis=-1)
+        per_seed = np.mean(jackknife_variance(j, axis=-2), axis=-1)
+        boot = np.var(np.mean(d, axis=-1), axis=-1, ddof=1)
+        dev = dev * np.sqrt(np.where(boot > 0, image / np.where(boot > 0, boot, 1.0), 1.0))[..., None]
+    else:
+        image = np.var(np.mean(d, axis=-1), axis=-1, ddof=1)
+        per_seed = np.mean(np.var(d, axis=-2, ddof=1), axis=-1)
+    residual = np.minimum(np.maximum(per_seed - image, 0.0) / max(n_seeds - 1, 1), image)
+    seed = np.var(full, axis=-1, ddof=1) / n_seeds
+    # the residual is counted once: in the seed part (read with Student t, its S - 1 degrees of
+    # freedom); the image part keeps sigma_B^2 / I only
+    keep = np.sqrt(np.where(image > 0, (image - residual) / np.where(image > 0, image, 1.0), 0.0))
+    return CrossedVariance(mean, seed, image - residual, residual, n_seeds), dev * keep[..., None]
 
 
-def percentile_interval(replicates, confidence: float = CONFIDENCE):
-    """Equal-tailed percentile interval of bootstrap replicates (along the last axis)."""
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(replicates, [tail, 1 - tail], axis=-1)
+def crossed_interval(miou_a, miou_b, full_a, full_b, confidence=CONFIDENCE, jack_a=None, jack_b=None):
+    """Interval of the mean paired difference over seeds and val images: ``(low, high)``.
+
+    The quantiles of ``mean + image deviation + seed deviation`` where the image deviation is
+    the image bootstrap's (its skew kept: mIoU is a ratio of sums) and the seed deviation is
+    Student t with S - 1 degrees of freedom scaled by the seed part (:func:`crossed_variance`).
+    The two levels are resampled apart, so neither is shrunk by ``(1 - 1/S)`` nor read with
+    normal quantiles at a handful of seeds, and the seed x image residual is counted once.
+    ``confidence`` may be an array over the leading axes (adjusted levels). NaN with fewer
+    than :data:`IMAGE_MIN_SEEDS` seeds.
+    """
+    part, dev = crossed_variance(miou_a, miou_b, full_a, full_b, jack_a, jack_b)
+    if jack_a is None:
+        images = np.asarray(miou_a).shape[-2]
+        dev = dev * math.sqrt(images / max(images - 1, 1))      # the bootstrap's (1 - 1/I) shrinkage
+    mean = np.asarray(part.mean, dtype=float)
+    sd = np.sqrt(np.asarray(part.seed, dtype=float))
+    df = max(part.seeds - 1, 1)
+    conf = np.broadcast_to(np.asarray(confidence, dtype=float), mean.shape)
+    tails = ((1 - conf) / 2, (1 + conf) / 2)
+
+    def cdf(q):                                                 # P(replicate <= q), [...]
+        z = (q[..., None] - mean[..., None] - dev) / np.where(sd > 0, sd, 1.0)[..., None]
+        with np.errstate(all="ignore"):
+            smooth = _st.t.cdf(z, df)
+        step = (mean[..., None] + dev <= q[..., None]).astype(float)
+        return np.mean(np.where((sd > 0)[..., None], smooth, step), axis=-1)
+
+    spread = np.max(np.abs(dev), axis=-1) + 50 * sd + 1e-12
+    out = []
+    for tail in tails:
+        lo, hi = mean - spread, mean + spread
+        for _ in range(60):                                     # bisection, vectorised
+            mid = (lo + hi) / 2
+            below = cdf(mid) < tail
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        out.append((lo + hi) / 2)
+    low, high = out
+    if part.seeds < IMAGE_MIN_SEEDS:
+        low, high = np.full(np.shape(low), np.nan), np.full(np.shape(high), np.nan)
+    if np.ndim(low) == 0:
+        return float(low), float(high)
     return low, high
+
+
+def image_resamples_for(confidence, floor: int = IMAGE_RESAMPLES, per_tail: int = 50) -> int:
+    """Image resamples enough for ``per_tail`` draws beyond each end of the narrowest
+    (highest-confidence) interval asked for: ``max(floor, per_tail / tail)``, at most 100,000."""
+    conf = np.asarray(confidence, dtype=float)
+    conf = conf[np.isfinite(conf)]
+    if not conf.size:
+        return floor
+    tail = (1 - float(conf.max())) / 2
+    return int(min(100_000, max(floor, math.ceil(per_tail / max(tail, 1e-9)))))
 
 
 # --------------------------------------------------------------------------- power

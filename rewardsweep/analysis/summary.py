@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rewardsweep.analysis import arms, statistics, stats
+from rewardsweep.analysis import arms, robustness, statistics, stats
 from rewardsweep.analysis.collect import PARAM_PREFIX, Collection
 from rewardsweep.analysis.labels import ARM_NAMES, config_label, params_label, varying_keys  # noqa: F401
 
@@ -304,16 +304,21 @@ def _adjust(table: pd.DataFrame, s: Settings) -> None:
     """Multiple testing across every configuration compared with a control: adjusted
     t-test and equivalence p-values, the intervals that agree with them, the verdicts."""
     compared = (table["arm"] == "reward") & table["n_paired"].notna()
-    table["p_adj"] = _adjusted(table["p_ttest"], compared, s)
+    # a verdict needs the t-test and the skew-corrected test: the larger p is adjusted
+    p_verdict = np.fmax(table["p_ttest"].to_numpy(float), table["p_skew"].to_numpy(float))
+    table["p_adj"] = _adjusted(pd.Series(p_verdict, index=table.index), compared, s)
     table["p_equiv_adj"] = _adjusted(table["p_equiv"], compared, s)
     with np.errstate(invalid="ignore"):
         table["equivalent"] = table["p_equiv_adj"].to_numpy(float) < s.alpha
-    table["adj_level"], table["diff_adj_low"], table["diff_adj_high"] = stats.adjusted_intervals(
-        table["diff_mean"], table["diff_sd"], table["n_paired"], table["p_ttest"], table["p_adj"],
+    table["adj_level"], table["diff_adj_low"], table["diff_adj_high"] = stats.robust_adjusted_intervals(
+        table["diff_mean"], table["diff_sd"], table["n_paired"], table["skewness"], p_verdict, table["p_adj"],
         s.alpha)
     table.loc[compared, "verdict"] = stats.verdict(
         table.loc[compared, "p_adj"].to_numpy(float), table.loc[compared, "diff_mean"].to_numpy(float),
         s.alpha)
+    claims = compared & table["verdict"].isin(["beats control", "worse"])
+    table["rests_on"] = [robustness.note(r, 1 - r["adj_level"]) if claim else ""
+                         for claim, (_, r) in zip(claims, table.iterrows())]
 
 
 def _power(table: pd.DataFrame, s: Settings) -> None:

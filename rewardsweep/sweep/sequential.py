@@ -35,7 +35,8 @@ from ray.tune.search import Searcher
 from ray.tune.utils.util import unflatten_dict
 from rich.console import Console
 
-from rewardsweep.analysis.sequential import Outcome, SequentialDesign, decide, make_design, paired_series
+from rewardsweep.analysis.sequential import (Outcome, SequentialDesign, decide, look_counts, make_design,
+                                             paired_series, power, sd_for_power, settle_sd)
 from rewardsweep.errors import UserError
 from rewardsweep.study import records as records_mod
 from rewardsweep.study.atomic import atomic_write_json
@@ -58,9 +59,25 @@ def _design(initial: int, step: int, max_seeds: int, alpha: float, effect: float
 
 
 def design_for(spec: Any, n_configs: int) -> SequentialDesign:
-    """The design a sequential spec asks for, over ``n_configs`` reward configurations."""
+    """The design a sequential spec asks for, over ``n_configs`` reward configurations (a
+    :class:`UserError` naming the spec's seeds when no look could make a claim)."""
     seq = spec.sequential
-    return _design(seq.initial, seq.step, seq.max, seq.alpha, seq.effect, seq.margin, n_configs)
+    try:
+        return _design(seq.initial, seq.step, seq.max, seq.alpha, seq.effect, seq.margin, n_configs)
+    except ValueError as exc:
+        raise UserError(f"{spec.where('seeds')}: seeds: {exc}") from None
+
+
+def study_design(spec: Any, n_configs: int, paths: StudyPaths, configurations: list[str],
+                 write: bool = True) -> SequentialDesign:
+    """The design a study decides with: the one stored in ``sequential.json`` (checked against
+    the spec), else the spec's, stored before the first trial (``write``)."""
+    if read_log(paths) is not None:      # only the plan is compared: an older rule stays
+        seq = spec.sequential
+        plan = SequentialDesign(look_counts(seq.initial, seq.step, seq.max), float(seq.alpha), float(seq.effect),
+                                None if seq.margin is None else float(seq.margin), int(n_configs))
+        return fix_design(paths, plan, configurations, spec.where("seeds"), write=write)
+    return fix_design(paths, design_for(spec, n_configs), configurations, spec.where("seeds"), write=write)
 
 
 def read_log(paths: StudyPaths) -> dict[str, Any] | None:
@@ -74,28 +91,46 @@ def read_log(paths: StudyPaths) -> dict[str, Any] | None:
                         f"backup: the study's decisions depend on it") from None
 
 
+SPEC_INPUTS = ("looks", "alpha", "effect", "margin", "n_configs")   # what a spec decides of a design
+
+
 def fix_design(paths: StudyPaths, design: SequentialDesign, configurations: list[str], where: str,
-               write: bool = True) -> None:
-    """Store the design and the configurations it covers before the first trial (``write``);
-    refuse a spec that would change either (``where``: "file:line" of its seeds)."""
+               write: bool = True) -> SequentialDesign:
+    """The design this study decides with: the stored one (``sequential.json``) when there is
+    one, else ``design``, stored before the first trial (``write``). A spec that would change
+    the plan (looks, alpha, effect, margin, m) or the configurations is refused (``where``:
+    "file:line" of its seeds). A study started under an older rule keeps it: the stored
+    design, boundaries included, decides it as it was decided."""
     log = read_log(paths)
     if log is not None:
         stored = SequentialDesign.from_dict(log["design"])
         changed = [f"{key} {getattr(stored, key)!r} -> {getattr(design, key)!r}"
-                   for key in ("looks", "alpha", "effect", "margin", "n_configs")
-                   if getattr(stored, key) != getattr(design, key)]
-        if stored == design and not changed and log.get("configurations", configurations) != configurations:
+                   for key in SPEC_INPUTS if getattr(stored, key) != getattr(design, key)]
+        if not changed and log.get("configurations", configurations) != configurations:
             changed = ["the configurations (other config ids: a grid value or a shared setting changed)"]
-        if changed or stored != design:
+        if changed:
             raise UserError(f"{where}: seeds: the sequential design of this study was fixed before its first "
-                            f"trial ({paths.sequential}) and this spec changes it ({', '.join(changed) or 'its method'}); "
+                            f"trial ({paths.sequential}) and this spec changes it ({', '.join(changed)}); "
                             f"decisions under a changed plan lose their error guarantee: restore the spec, or "
                             f"give the study a new name")
-        return
+        return stored
     if write:
         atomic_write_json(paths.sequential, {"design": design.to_dict(), "method": design.method,
                                              "configurations": configurations, "fixed_at": utc_now(),
                                              "decisions": []}, indent=1)
+    return design
+
+
+def store_design(paths: StudyPaths, design: SequentialDesign) -> None:
+    """Write the design with its SD fixed from the first look into ``sequential.json`` (once)."""
+    log = read_log(paths)
+    if log is None:
+        return
+    stored = SequentialDesign.from_dict(log["design"])
+    if stored.sd is None and design.sd is not None:
+        log["design"] = design.to_dict()
+        log["sd_fixed_at"] = utc_now()
+        atomic_write_json(paths.sequential, log, indent=1)
 
 
 def log_decisions(paths: StudyPaths, decided: list[dict[str, Any]]) -> None:
@@ -107,6 +142,30 @@ def log_decisions(paths: StudyPaths, decided: list[dict[str, Any]]) -> None:
     known = {d["config_id"] for d in kept}
     log["decisions"] = kept + [d for cid, d in new.items() if cid not in known]
     atomic_write_json(paths.sequential, log, indent=1)
+
+
+def power_lines(design: SequentialDesign) -> list[str]:
+    """What the dry run and the launch say of the design's power (simulated, seeded)."""
+    if not design.robust:
+        return [f"decided by the rewardsweep 0.3 rule (per-batch t-tests, exact only for normal differences): "
+                f"this study was started with it"]
+    lines = [f"claims from {design.first_claim} seeds (fewer cannot reach alpha/2m = {design.level:.3g} "
+             f"without assuming normal differences)"]
+    sd80 = sd_for_power(design)
+    if design.sd is not None:
+        lines.append(f"power for effect {design.effect:g}: {power(design, design.sd):.0%} at the SD of the paired "
+                     f"differences the first look measured ({design.sd:.3g} points); 80% at SD <= {sd80:.3g}")
+    else:
+        lines.append(f"power for effect {design.effect:g}: 80% while the SD of the paired differences is at most "
+                     f"{sd80:.3g} points ({power(design, 2 * sd80):.0%} at {2 * sd80:.3g}); the first look "
+                     f"measures it and the report states the power at it")
+    if design.margin is not None:
+        from rewardsweep.analysis.sequential import equivalence_rate
+
+        lines.append(f"with margin {design.margin:g}: a configuration with no difference ends equivalent in "
+                     f"{equivalence_rate(design, sd80):.0%} of studies at SD {sd80:.3g} (null configurations run "
+                     f"until equivalence is shown: a margin costs seeds)")
+    return lines
 
 
 # --------------------------------------------------------------------------- states from records
@@ -144,17 +203,37 @@ def _arm(recs: dict[str, dict], config_id: str, arm: str, max_seeds: int) -> dic
     return out
 
 
-def config_states(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> dict[str, ConfigState]:
-    """Every reward configuration's state, from the records alone (``recs``: trial name -> record)."""
-    out: dict[str, ConfigState] = {}
+def _series(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> dict[str, tuple]:
+    """config id -> (control id, paired differences, what stopped them) of every reward configuration."""
+    out: dict[str, tuple] = {}
     for plan in plans:
         if plan.arm != "reward" or plan.config_id in out:
             continue
         diffs, failed = paired_series(_arm(recs, plan.config_id, "reward", design.max_seeds),
                                       _arm(recs, plan.control_id, "mle", design.max_seeds), design.max_seeds)
-        outcome = decide(design, diffs)
-        out[plan.config_id] = ConfigState(plan.config_id, plan.control_id, outcome,
-                                          None if outcome.done else failed)
+        out[plan.config_id] = (plan.control_id, diffs, failed)
+    return out
+
+
+def settled_design(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> SequentialDesign:
+    """The design with its SD fixed once every configuration's first look is in (robust designs)."""
+    return settle_sd(design, [(d, f is not None) for _, d, f in _series(design, plans, recs).values()])
+
+
+def config_states(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> dict[str, ConfigState]:
+    """Every reward configuration's state, from the records alone (``recs``: trial name -> record).
+
+    A robust design needs its SD from the first look of every configuration: until that is
+    fixed, nothing is decided (each configuration waits at its first look)."""
+    series = _series(design, plans, recs)
+    design = settle_sd(design, [(d, f is not None) for _, d, f in series.values()])
+    out: dict[str, ConfigState] = {}
+    for cid, (control, diffs, failed) in series.items():
+        if design.robust and design.sd is None:
+            outcome = Outcome((), "continue", None, design.looks[0])
+        else:
+            outcome = decide(design, diffs)
+        out[cid] = ConfigState(cid, control, outcome, None if outcome.done else failed)
     return out
 
 
@@ -278,6 +357,10 @@ class LookScheduler(Searcher):
         """Nothing to save: a relaunch re-derives everything from the records."""
 
     def _replan(self) -> dict[str, ConfigState]:
+        settled = settled_design(self.design, self.plans, self.recs)
+        if settled.sd is not None and self.design.sd is None:
+            self.design = settled                  # the first look is in: the design SD is fixed
+            store_design(self.paths, settled)
         states = config_states(self.design, self.plans, self.recs)
         new = [s for s in states.values() if not s.open and s.config_id not in self.decided]
         self.decided |= {s.config_id for s in new}
@@ -300,10 +383,15 @@ class Looks:
     def __init__(self, spec, expansion, paths: StudyPaths, state: Any, fix: bool = False) -> None:
         """``state``: the launch's ``resume.plan_state`` of the study (what is final)."""
         self.spec, self.paths, self.plans = spec, paths, expansion.trials
-        self.design = design_for(spec, expansion.reward_configs)
         configurations = sorted({p.config_id for p in self.plans})
-        fix_design(paths, self.design, configurations, spec.where("seeds"), write=fix)
+        # decisions are taken on the stored design (boundaries, SD) once there is one
+        self.design = study_design(spec, expansion.reward_configs, paths, configurations, write=fix)
         self.recs = final_records(state)
+        settled = settled_design(self.design, self.plans, self.recs)
+        if settled is not self.design:
+            self.design = settled
+            if fix:
+                store_design(paths, settled)
         self.states = config_states(self.design, self.plans, self.recs)
         self.wanted = [p.trial_name for p in wanted_trials(self.plans, self.states)
                        if p.trial_name not in self.recs]
@@ -319,7 +407,10 @@ class Looks:
         console.print(f"sequential: looks at {', '.join(map(str, d.looks))} seeds; alpha {d.alpha:g} over "
                       f"{d.n_configs} configuration(s) and every look; effect {d.effect:g} points"
                       + (f", margin {d.margin:g}" if d.margin else "")
-                      + f"; |z| boundaries {', '.join(f'{c:.2f}' for c in d.efficacy)}", highlight=False)
+                      + f"; |z| boundaries {', '.join(f'{c:.2f}' if c < float('inf') else '-' for c in d.efficacy)}",
+                      highlight=False)
+        for line in power_lines(d):
+            console.print(f"sequential: {line}", highlight=False)
         counts = Counter(s.decision for s in self.states.values())
         console.print("sequential: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
                       + f"; {len(self.wanted)} trial(s) due now", highlight=False)
