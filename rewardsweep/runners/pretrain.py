@@ -35,7 +35,8 @@ def file_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def pretrain_key(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: int) -> str:
     payload = json.dumps(
         {"model": setting.model, "train": setting.train_dataset, "dataset": setting.dataset_id,
-         "seed": seed, "iters": iters, "lr": lr, "batch_size": batch_size, "v": 1},
+         # v2: each sample's augmentation is seeded from (seed, position, index) (runners/loaders.py)
+         "seed": seed, "iters": iters, "lr": lr, "batch_size": batch_size, "v": 2},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -94,7 +94,7 @@ def _read_spec(path: str | os.PathLike, storage: str | None, wandb_mode: str | N
         max_concurrent=max_concurrent if max_concurrent is not None else top.max_concurrent,
         storage=storage_dir, study_dir=str(Path(storage_dir) / top.name), wandb=wandb,
         retries=top.retries, lines=lines, origins=parameters.origins,
-        sequential=top.seeds if sequential else None,
+        sequential=top.seeds if sequential else None, cudnn_benchmark=top.cudnn_benchmark,
     )
 
 
