@@ -138,3 +138,30 @@ def test_a_bf16_trial_finishes(tiny_start):
     assert record["status"] == "finished", record.get("error")
     assert record["timings"]["workers"] == 0  # a CPU trial loads in its own process
     assert 0.0 <= record["timings"]["data_wait_s"] <= record["timings"]["train_s"]
+
+
+def test_the_probe_unscales_the_gradients_of_a_loss_scaled_step(monkeypatch):
+    """Under amp the step's gradients are loss-scaled: the probe's own backward passes are
+    scaled alike and every gradient norm it reports is unscaled (MMEngine's AmpOptimWrapper,
+    allowed on a CPU here with a CPU GradScaler; bf16 autocast so that both runs compute alike)."""
+    import copy
+
+    from mmengine.optim import AmpOptimWrapper
+    from mmengine.optim.optimizer import amp_optimizer_wrapper
+
+    from rewardsweep.runners.probe import probe_step
+
+    monkeypatch.setattr(amp_optimizer_wrapper, "is_cuda_available", lambda: True)
+    model, num_classes = _tiny_reward_model()
+    model.auxiliary_head = None  # one loss term: the probe then takes one extra backward pass
+    values = {}
+    for scale in (1.0, 2.0**12):
+        m = copy.deepcopy(model)
+        start = copy.deepcopy(model)
+        wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD(m.parameters(), lr=0.1), dtype="bfloat16")
+        wrapper.loss_scaler = torch.amp.GradScaler("cpu", init_scale=scale, enabled=scale != 1.0)
+        torch.manual_seed(0)
+        _, values[scale] = probe_step(m, start, _batch(num_classes), wrapper, gradients=True, seed=1)
+    for key in ("reward_grad_norm", "signal_dot", "halves_cos"):
+        assert values[2.0**12][key] == pytest.approx(values[1.0][key], rel=1e-3), key
+    assert values[1.0]["reward_grad_norm"] > 0
