@@ -22,6 +22,7 @@ inside the functions that build a runner.
 from __future__ import annotations
 
 import copy
+import hashlib
 import random
 from typing import Any, Iterator
 
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from mmengine.dataset import InfiniteSampler
 from mmengine.registry import DATA_SAMPLERS, DATASETS
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 
 def loader_workers(cpus: float | int | None, on_gpu: bool, workers: int | None = None) -> int:
@@ -102,20 +103,35 @@ class SeededSamples(Dataset):
         return getattr(self.dataset, name)
 
     def __getitem__(self, key: int | tuple[int, int]) -> Any:
-        if not isinstance(key, tuple):
-            return self.dataset[key]
-        position, index = key
-        np_seed, py_seed, torch_seed = np.random.SeedSequence([self.seed, position, index]).generate_state(3)
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list) -> list:
+        """A batch of items (torch's DataLoader fetches a batch this way): the random state of
+        this process is saved once per batch and restored after it, unless this is a loader
+        worker, whose random state nobody else reads."""
+        if get_worker_info() is not None:
+            return [self._prepare(key) for key in keys]
         np_state, py_state = np.random.get_state(), random.getstate()
         try:
             with torch.random.fork_rng(devices=[]):
-                np.random.seed(int(np_seed))
-                random.seed(int(py_seed))
-                torch.manual_seed(int(torch_seed))
-                return self.dataset[index]
+                return [self._prepare(key) for key in keys]
         finally:
             np.random.set_state(np_state)
             random.setstate(py_state)
+
+    def _prepare(self, key: int | tuple[int, int]) -> Any:
+        if not isinstance(key, tuple):
+            return self.dataset[key]
+        position, index = key
+        # three 32-bit seeds from a hash of (seed, position, index): independent streams for
+        # every sample (a BLAKE2 digest is ~10x cheaper here than numpy's SeedSequence)
+        digest = hashlib.blake2b(f"{self.seed},{position},{index}".encode(), digest_size=12).digest()
+        np.random.seed(int.from_bytes(digest[:4], "little"))
+        random.seed(int.from_bytes(digest[4:8], "little"))
+        # the CPU generator only: torch.manual_seed also queues CUDA seeding (recording a
+        # stack trace each time, ~1 ms) and would reseed the trainer's CUDA stream
+        torch.default_generator.manual_seed(int.from_bytes(digest[8:], "little"))
+        return self.dataset[index]
 
 
 def register_loaders() -> None:
