@@ -1,14 +1,31 @@
-"""Cost of a reward-tuning step relative to an MLE step, measured side by side.
+"""Cost of a reward-tuning step relative to an MLE step, measured side by side, at any size.
 
-    python benchmarks/bench_reward_step.py [--preset tiny-synthetic] [--device cpu]
-        [--batch 8] [--size 64 64] [--repeats 30]
+    python benchmarks/bench_reward_step.py                                   # tiny preset, 8 x 64x64
+    python benchmarks/bench_reward_step.py --preset deeplabv3-r50-cityscapes --batch 2 --size 512 1024
 
-Builds the same preset model three ways (plain cross-entropy; REINFORCE k=1 with the
-greedy baseline; REINFORCE k=4 with sample_loo), then times full training steps
-(forward, loss, backward, optimizer step) on identical random batches, interleaving the
-three variants round-robin so machine noise hits them equally. Reports the median step
-time of each and the ratios to MLE; targets (issue 3): k=1 greedy <= 1.15x, k=4
-sample_loo <= 1.4x. Writes JSON to benchmarks/results/.
+Builds the preset's model as the trials do (``runners.trial.reward_model_config``): plain
+cross-entropy (MLE), and REINFORCE with the sample_loo baseline at k = 2 and k = 4, all
+with the auxiliary head's cross-entropy (``aux_head: mle``) so that the network is the same
+and only the decode head's loss differs. Then, in one process:
+
+1. **reward only** (no network): the decode head's loss on fixed logits ``[B, C, H, W]``
+   at each ``--scale-sizes`` size and the main size, forward and backward to the logits:
+   MMSeg's cross-entropy versus the reward objective (softmax, k samples, batched per-image
+   mIoU, baseline, log-probabilities). Cheap, so many repeats: the precise number.
+2. **full steps** (``model.train_step``: data preprocessor, forward, loss, backward, SGD with
+   the grad-norm clip a trial uses) at the main size: one warm-up step per variant (its
+   peak memory is measured), then ``--rounds`` rounds, the variants interleaved so machine
+   noise hits them alike; and at each smaller ``--scale-sizes`` size: how the ratio scales.
+3. **probe** (``runners.probe.probe_step``) on the k = 2 model at the main size: a reward-gain
+   probe and a gradient probe, interleaved with plain steps. Its share of the step time at
+   the default interval: every ``diagnostics_every``-th step a gain probe, every
+   ``GRADIENT_EVERY``-th of those a gradient probe.
+
+On CPU the ratios use each step's CPU time (``time.process_time``: all threads of this
+process), which other users' jobs on a shared machine barely change; wall times are printed
+beside them and are the ones used on CUDA. The machine's load is printed with each section.
+Targets (issue 23): k = 2 step <= 1.15x MLE; probe <= 5% of the step time. Writes
+``benchmarks/results/reward_step_<preset>_<device>.json``.
 """
 
 from __future__ import annotations
@@ -17,96 +34,252 @@ import argparse
 import copy
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-VARIANTS = {
-    "mle": None,
-    "reinforce_k1_greedy": {"estimator": "reinforce", "samples": 1, "baseline": {"kind": "greedy"}},
-    "reinforce_k4_sample_loo": {"estimator": "reinforce", "samples": 4, "baseline": {"kind": "sample_loo"}},
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale_helpers import (  # noqa: E402
+    PeakMemory,
+    build_model,
+    machine_load,
+    optim_wrapper_for,
+    random_batch,
+    synchronize,
+)
+
+REWARD = {"estimator": "reinforce", "baseline": {"kind": "sample_loo"}, "aux_head": "mle"}
+VARIANTS = {"mle": None, "reinforce_k2": {**REWARD, "samples": 2}, "reinforce_k4": {**REWARD, "samples": 4}}
+TARGETS = {"reinforce_k2": 1.15, "probe_share": 0.05}
 
 
-def _batch(num_classes: int, batch: int, size: tuple[int, int], device: str, seed: int):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
+class Clock:
+    """Wall and CPU seconds of one call (CUDA synchronised)."""
 
-    g = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(batch, 3, *size, generator=g).to(device)
-    samples = []
-    for _ in range(batch):
-        s = SegDataSample()
-        s.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, *size), generator=g).to(device))
-        s.set_metainfo(dict(img_shape=size, ori_shape=size, pad_shape=size))
-        samples.append(s)
-    return inputs, samples
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def __call__(self, fn) -> tuple[float, float]:
+        synchronize(self.device)
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        synchronize(self.device)
+        return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def main() -> None:
+def _setting_at(setting, size: tuple[int, int]):
+    """The preset with its data preprocessor padding to ``size`` (it pads every batch to
+    the crop size, so a smaller input alone would still cost a full-size step)."""
+    setting = copy.copy(setting)
+    setting.model = copy.deepcopy(setting.model)
+    preprocessor = setting.model.get("data_preprocessor") or {}
+    if preprocessor.get("size") is not None:
+        preprocessor["size"] = tuple(size)
+    return setting
+
+
+def reward_only(num_classes: int, batch: int, size: tuple[int, int], repeats: int, device: str) -> dict:
+    """Forward + backward of the decode head's loss on fixed logits: CE versus reward k=2, k=4."""
+    import torch.nn.functional as F
+
+    from rewardsweep.reward.objective import RewardObjective
+    from rewardsweep.reward.settings import RewardSettings
+
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(batch, num_classes, *size, generator=g).to(device).requires_grad_(True)
+    gt = torch.randint(0, num_classes, (batch, *size), generator=g)
+    gt[torch.rand((batch, *size), generator=g) < 0.05] = 255
+    gt = gt.to(device)
+    objectives = {name: RewardObjective(RewardSettings.from_config({k: v for k, v in r.items() if k != "aux_head"},
+                                                                  num_classes=num_classes), num_classes)
+                  for name, r in VARIANTS.items() if r is not None}
+
+    def run(name: str) -> None:
+        logits.grad = None
+        if name == "mle":
+            loss = F.cross_entropy(logits, gt, ignore_index=255)
+        else:
+            loss, _ = objectives[name](logits, gt)
+        loss.backward()
+
+    clock = Clock(device)
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+    for name in VARIANTS:
+        run(name)  # warm-up
+    for _ in range(repeats):
+        for name in VARIANTS:
+            times[name].append(clock(lambda: run(name)))
+    return {name: _medians(ts) for name, ts in times.items()}
+
+
+def _medians(ts: list[tuple[float, float]]) -> dict[str, float]:
+    return {"wall_s": statistics.median(t[0] for t in ts), "cpu_s": statistics.median(t[1] for t in ts),
+            "n": len(ts)}
+
+
+def full_steps(setting, batch: int, size: tuple[int, int], rounds: int, device: str,
+               keep: bool = False, precision: str = "fp32", variants: dict | None = None,
+               warmup: bool = True) -> tuple[dict, dict]:
+    """Interleaved ``train_step`` of every variant at ``size``: (medians + peak memory, models).
+
+    Without ``warmup`` the step whose memory is measured is also the first timed one."""
+    variants = VARIANTS if variants is None else variants
+    setting = _setting_at(setting, size)
+    models = {name: build_model(setting, reward, batch, device) for name, reward in variants.items()}
+    wrappers = {name: optim_wrapper_for(model, precision) for name, model in models.items()}
+    data = random_batch(batch, size, setting.num_classes, seed=0)
+    clock = Clock(device)
+    out: dict[str, dict] = {}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for name in variants:  # warm-up, with its peak memory
+        with PeakMemory(device) as peak:
+            timed = clock(lambda: models[name].train_step(copy.deepcopy(data), wrappers[name]))
+        out[name] = {"peak_gib": peak.gib, "peak_total_gib": peak.total_bytes / 2**30}
+        if not warmup:
+            times[name].append(timed)
+    for _ in range(rounds if warmup else rounds - 1):
+        for name in variants:
+            times[name].append(clock(lambda: models[name].train_step(copy.deepcopy(data), wrappers[name])))
+    for name in variants:
+        out[name].update(_medians(times[name]))
+    return out, ({"models": models, "wrappers": wrappers, "data": data} if keep else {})
+
+
+def probe_cost(built: dict, rounds: int, device: str, every: int) -> dict:
+    """Plain k=2 steps, gain probes and gradient probes, interleaved; the share at ``every``."""
+    from rewardsweep.runners.probe import GRADIENT_EVERY, probe_step, reward_heads
+
+    model, wrapper, data = built["models"]["reinforce_k2"], built["wrappers"]["reinforce_k2"], built["data"]
+    for head in reward_heads(model):
+        head.reward_objective.last_batch = None  # holds the last step's graph: not copyable
+    start_model = copy.deepcopy(model)
+    for p in start_model.parameters():
+        p.requires_grad_(False)
+    clock = Clock(device)
+    kinds = {
+        "step": lambda: model.train_step(copy.deepcopy(data), wrapper),
+        "gain_probe": lambda: probe_step(model, start_model, copy.deepcopy(data), wrapper, False, seed=1),
+        "gradient_probe": lambda: probe_step(model, start_model, copy.deepcopy(data), wrapper, True, seed=1),
+    }
+    out: dict[str, dict] = {}
+    for name, fn in kinds.items():  # warm-up, with its peak memory
+        with PeakMemory(device) as peak:
+            fn()
+        out[name] = {"peak_gib": peak.gib}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in kinds}
+    for _ in range(rounds):
+        for name, fn in kinds.items():
+            times[name].append(clock(fn))
+    for name in kinds:
+        out[name].update(_medians(times[name]))
+    # over every * GRADIENT_EVERY steps: GRADIENT_EVERY - 1 gain probes and one gradient probe
+    span = every * GRADIENT_EVERY
+    for clock_key in ("cpu_s", "wall_s"):
+        step = out["step"][clock_key]
+        extra = ((GRADIENT_EVERY - 1) * (out["gain_probe"][clock_key] - step)
+                 + (out["gradient_probe"][clock_key] - step))
+        out[f"share_{clock_key}"] = extra / (span * step)
+    out["every"], out["gradient_every"] = every, GRADIENT_EVERY
+    return out
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, w = text.lower().split("x")
+    return int(h), int(w)
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny-synthetic")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=None, help="default: 8 tiny, 2 otherwise")
     parser.add_argument("--size", type=int, nargs=2, default=None, help="H W (default: 64 64 tiny, 512 1024 R50)")
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    parser.add_argument("--rounds", "--repeats", type=int, default=None,
+                        help="timed rounds of full steps (default: 20 tiny, 2 otherwise)")
+    parser.add_argument("--scale-sizes", nargs="*", default=None, metavar="HxW",
+                        help="smaller sizes for the scaling table (default: none tiny; 128x256 256x512 R50)")
+    parser.add_argument("--reward-repeats", type=int, default=5, help="repeats of the reward-only timing")
+    parser.add_argument("--probe-rounds", type=int, default=1, help="rounds of the probe timing (0: skip)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tiny = args.preset == "tiny-synthetic"
+    batch = args.batch or (8 if tiny else 2)
+    size = tuple(args.size) if args.size else ((64, 64) if tiny else (512, 1024))
+    rounds = args.rounds or (20 if tiny else 2)
+    scale_sizes = [_size(s) for s in (args.scale_sizes if args.scale_sizes is not None
+                                      else ([] if tiny else ["128x256", "256x512"]))]
 
-    from mmseg.registry import MODELS
-
-    from rewardsweep.reward.head import register_reward_heads, wrap_head_config
+    from rewardsweep.config.trial import default
     from rewardsweep.runners.presets import resolve_setting
 
-    setting = resolve_setting(args.preset, "/nonexistent" if args.preset != "tiny-synthetic" else None)
-    register_reward_heads()
-    size = tuple(args.size) if args.size else ((64, 64) if args.preset == "tiny-synthetic" else (512, 1024))
-    models, optims = {}, {}
-    for name, reward in VARIANTS.items():
-        cfg = copy.deepcopy(setting.model)
-        if reward is not None:
-            cfg["decode_head"] = wrap_head_config(cfg["decode_head"], {**reward, "batch_size": args.batch})
-        torch.manual_seed(0)
-        model = MODELS.build(cfg).to(args.device).train()
-        models[name] = model
-        optims[name] = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-    inputs, samples = _batch(setting.num_classes, args.batch, size, args.device, seed=0)
+    setting = resolve_setting(args.preset, None if tiny else "/nonexistent")  # no data is read
+    key = "wall_s" if args.device.startswith("cuda") else "cpu_s"
+    result: dict = {"preset": args.preset, "device": args.device, "batch": batch, "size": list(size),
+                    "rounds": rounds, "threads": torch.get_num_threads(), "ratio_clock": key,
+                    "targets": TARGETS, "load": {}}
+    print(f"{args.preset} on {args.device}, {torch.get_num_threads()} threads, batch {batch}; ratios from {key}")
 
-    def step(name: str) -> float:
-        sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-        sync()
-        t0 = time.perf_counter()
-        losses = models[name].loss(inputs, samples)
-        loss = sum(v for k, v in losses.items() if "loss" in k)
-        optims[name].zero_grad()
-        loss.backward()
-        optims[name].step()
-        sync()
-        return time.perf_counter() - t0
+    result["load"]["reward_only"] = machine_load()
+    result["reward_only"] = {}
+    for s in [*scale_sizes, size]:
+        r = reward_only(setting.num_classes, batch, s, args.reward_repeats, args.device)
+        result["reward_only"][f"{s[0]}x{s[1]}"] = r
+    print(f"\nreward only (decode-head loss forward + backward on fixed logits; {result['load']['reward_only']})")
+    print(f"{'size':>10s} {'CE ms':>9s} {'k=2 ms':>9s} {'k=4 ms':>9s}")
+    for s, r in result["reward_only"].items():
+        print(f"{s:>10s} " + " ".join(f"{r[n][key] * 1e3:9.1f}" for n in VARIANTS))
 
-    for name in VARIANTS:  # warm-up
-        for _ in range(3):
-            step(name)
-    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    for _ in range(args.repeats):
-        for name in VARIANTS:
-            times[name].append(step(name))
-    medians = {name: statistics.median(ts) for name, ts in times.items()}
-    result = {
-        "preset": args.preset, "device": args.device, "batch": args.batch, "size": list(size),
-        "repeats": args.repeats, "threads": args.threads, "median_step_s": medians,
-        "ratio_to_mle": {name: medians[name] / medians["mle"] for name in VARIANTS},
-        "targets": {"reinforce_k1_greedy": 1.15, "reinforce_k4_sample_loo": 1.4},
-    }
-    for name in VARIANTS:
-        print(f"{name:26s} median {medians[name] * 1e3:8.2f} ms   x{result['ratio_to_mle'][name]:.3f} of MLE")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"reward_step_{args.preset}_{args.device}.json"
-    path.write_text(json.dumps(result, indent=1))
-    print(f"wrote {path}")
+    result["load"]["full_steps"] = machine_load()
+    steps, built = full_steps(setting, batch, size, rounds, args.device, keep=args.probe_rounds > 0)
+    result["full_steps"] = {f"{size[0]}x{size[1]}": steps}
+    result["load"]["full_steps_end"] = machine_load()
+    for s in scale_sizes:
+        result["full_steps"][f"{s[0]}x{s[1]}"], _ = full_steps(setting, batch, s, rounds, args.device)
+    result["load"]["scale_end"] = machine_load()
+
+    main_key = f"{size[0]}x{size[1]}"
+    ratios = {}
+    for s, r in result["full_steps"].items():
+        mle = r["mle"][key]
+        ratios[s] = {n: r[n][key] / mle for n in VARIANTS}
+        # the same ratio predicted from the reward-only extra on top of the measured MLE step
+        only = result["reward_only"][s]
+        ratios[s].update({f"{n}_predicted": (mle + only[n][key] - only["mle"][key]) / mle
+                          for n in VARIANTS if n != "mle"})
+    result["ratio_to_mle"] = ratios
+    print(f"\nfull steps, median of {rounds} interleaved ({result['load']['full_steps']} -> "
+          f"{result['load']['scale_end']})")
+    print(f"{'size':>10s} {'variant':>14s} {'wall s':>8s} {'cpu s':>8s} {'x MLE':>7s} {'predicted':>9s} {'peak GiB':>9s}")
+    for s, r in result["full_steps"].items():
+        for n in VARIANTS:
+            pred = ratios[s].get(f"{n}_predicted")
+            print(f"{s:>10s} {n:>14s} {r[n]['wall_s']:8.2f} {r[n]['cpu_s']:8.2f} {ratios[s][n]:7.3f} "
+                  f"{'' if pred is None else f'{pred:.3f}':>9s} {r[n]['peak_gib']:9.2f}")
+
+    if args.probe_rounds > 0:
+        result["load"]["probe"] = machine_load()
+        probe = probe_cost(built, args.probe_rounds, args.device, int(default("diagnostics_every")))
+        result["probe"] = probe
+        print(f"\nprobe on the k=2 model at {main_key} ({result['load']['probe']})")
+        for n in ("step", "gain_probe", "gradient_probe"):
+            print(f"{n:>16s} wall {probe[n]['wall_s']:8.2f} s  cpu {probe[n]['cpu_s']:8.2f} s  "
+                  f"peak {probe[n]['peak_gib']:.2f} GiB")
+        print(f"share of step time at diagnostics_every={probe['every']} (gradients every "
+              f"{probe['gradient_every']}th probe): {probe[f'share_{key}'] * 100:.2f}% "
+              f"(target <= {TARGETS['probe_share'] * 100:.0f}%)")
+    k2 = ratios[main_key]["reinforce_k2"]
+    print(f"\nk=2 step / MLE step at {main_key}: {k2:.3f} (predicted from reward only "
+          f"{ratios[main_key]['reinforce_k2_predicted']:.3f}; target <= {TARGETS['reinforce_k2']})")
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"reward_step_{args.preset}_{args.device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+    return result
 
 
 if __name__ == "__main__":

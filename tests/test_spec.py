@@ -35,7 +35,7 @@ CONFIG_KEYS = {
     "study", "study_dir", "config_id", "control_id", "arm", "seed", "model", "data_root", "start",
     "steps", "eval_every", "batch_size", "estimator", "samples", "baseline", "normalize_advantage",
     "lr", "optimizer", "class_weights", "aux_head", "threads", "debug", "checkpoint", "pretrain",
-    "params", "reference_id", "diagnostics_every",
+    "params", "reference_id", "diagnostics_every", "precision", "workers", "cudnn_benchmark",
     "kl_coef", "kl_in", "entropy_coef", "clip_range", "epochs_per_batch",  # issue 24: null unless set
 }
 
@@ -394,7 +394,7 @@ def test_overrides_and_defaults(tmp_path: Path):
         load_spec(path, storage="s3://bucket/runs/")
     assert spec.wandb == {"project": "rewardsweep", "entity": None, "mode": "disabled", "tags": []}
     assert spec.max_concurrent == 3 and spec.retries == 1 and spec.control == "mle"
-    assert spec.resources == {"cpu": 2.5, "gpu": 0.25}
+    assert spec.resources == {"cpu": 2.5, "gpu": 0.25, "workers": None}
     cfg = expand(spec)[-1].config
     assert cfg["threads"] == 2
     assert cfg["batch_size"] == 8 and cfg["checkpoint"] == "auto" and cfg["pretrain"] is None

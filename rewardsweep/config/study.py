@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from rewardsweep.checkpoint_file import checkpoint_problem
 from rewardsweep.checks import (
     Invalid,
+    boolean,
     checked,
     did_you_mean,
     first_error,
@@ -201,6 +202,9 @@ class Resources(_Strict):
         1.0, description="CPUs per trial")
     gpu: checked(_noted(number_between(0.0), " (GPUs per trial, fractions allowed)")) = Field(
         0.0, description="GPUs per trial (fractions share a GPU)")
+    workers: checked(_noted(or_null(int_at_least(0), "null (the rule)"), " (loader worker processes per "
+                                                                         "trial)")) = Field(
+        None, description="loader worker processes per trial (null: cpu - 1 on a GPU, 0 on a CPU)")
 
 
 class Wandb(_Strict):
@@ -241,7 +245,9 @@ class StudyFile(_Strict):
     fixed: Any = Field(None, description="trial parameters every configuration shares")
     grid: Any = Field(None, description="trial parameters to cross: key -> list of values")
     sample: Any = Field(None, description="trial parameters to draw: num_samples, seed, params")
-    resources: Resources = Field(Resources(), description="per trial: cpu, gpu")
+    resources: Resources = Field(Resources(), description="per trial: cpu, gpu, workers")
+    cudnn_benchmark: checked(_noted(boolean, " (cuDNN picks the fastest convolution algorithms; GPU only)")) = Field(
+        True, description="cuDNN picks the fastest convolution algorithms (GPU only)")
     max_concurrent: checked(or_null(int_at_least(1))) = Field(None, description="trials at once (null: as resources allow)")
     storage: checked(text("a folder")) = Field("runs", description="where study folders go ($VARS expanded)")
     wandb: Wandb = Field(Wandb(), description="project, entity, mode, tags")
@@ -260,7 +266,7 @@ class StudyFile(_Strict):
         if isinstance(data, dict):
             data = {k: v for k, v in data.items()
                     if not (v is None and k in ("resources", "wandb", "storage", "retries", "diagnostics_every",
-                                                "max_trials"))}
+                                                "max_trials", "cudnn_benchmark"))}
         return data
 
 
@@ -318,7 +324,7 @@ class Spec:
     grid: dict[str, list]         # key as written -> one flat {leaf: value} per listed value
                                   # (internally, "class_weights" is an on/off switch)
     sample: SampleSpec | None
-    resources: dict[str, float]   # {"cpu": float, "gpu": float}
+    resources: dict[str, float]   # {"cpu": float, "gpu": float, "workers": int | None}
     max_concurrent: int | None
     storage: str                  # absolute path
     study_dir: str                # <storage>/<name>
@@ -329,6 +335,7 @@ class Spec:
     sequential: SequentialSeeds | None = None   # seeds added in looks (seeds: 0..max-1 at most)
     checkpoints: tuple[str, ...] = ()           # arms whose finished trials keep their final weights
     num_classes: int | None = None  # the model's classes (class-weight counts must match); None: unknown
+    cudnn_benchmark: bool = True  # cuDNN autotuning in GPU trials (a run-time choice: not hashed)
 
     @property
     def threads(self) -> int:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from rewardsweep.checks import (
     Invalid,
+    boolean,
     checked,
     first_error,
     int_at_least,
@@ -35,9 +36,11 @@ from rewardsweep.errors import ConfigError
 from rewardsweep.reward.settings import REWARD_KEYS, RewardSettings, _Group
 
 __all__ = ["LR", "Optimizer", "Pretrain", "TrialParams", "TrialConfig", "Param", "PARAMS", "GROUPS",
-           "OPTIMIZERS", "SCHEDULES", "NO_REWARD_PART", "TRIAL_DEFAULTS", "default", "with_defaults", "validate_trial_config"]
+           "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "NO_REWARD_PART", "TRIAL_DEFAULTS", "default", "with_defaults", "validate_trial_config"]
 
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
+# Numeric precision of a trial's training step (runners/precision.py); null is fp32.
+PRECISIONS = ("fp32", "amp", "bf16")
 
 
 class LR(_Group):
@@ -77,6 +80,10 @@ class TrialParams(RewardSettings):
         "auto", description="`auto` (MLE-pretrain the model once, cached and shared), an existing checkpoint file (relative to the spec's folder) or an http(s) URL such as MMSeg's model zoo (downloaded once into the cache, checked against the sha256 prefix in its file name)")
     batch_size: checked(int_at_least(1)) = Field(8, description="images per step")
     pretrain: Pretrain | None = Field(None, description="MLE pretraining of checkpoint auto")
+    precision: checked(or_null(one_of(PRECISIONS), "null (fp32)")) = Field(
+        None, description="`fp32` (null), `amp` (float16 autocast with loss scaling; GPU only) or `bf16` "
+                          "(bfloat16 autocast). The reward's resize, softmax, sampling and mIoU stay in fp32; "
+                          "evaluation runs in fp32. The control shares it")
 
     def ignored_keys(self) -> tuple[str, ...]:
         """Dotted keys whose value has no effect under these settings (the reward part's, and
@@ -107,6 +114,9 @@ class TrialConfig(TrialParams):
     start: dict | None = None
     eval_every: checked(int_at_least(1)) = Field(50, description="evaluate every N steps")
     threads: checked(int_at_least(1)) = Field(1, description="torch intra-op threads")
+    workers: checked(or_null(int_at_least(0), "null (the rule)")) = Field(
+        None, description="loader worker processes (null: runners.loaders.loader_workers' rule)")
+    cudnn_benchmark: checked(boolean) = Field(True, description="cuDNN picks the fastest algorithms (GPU only)")
     diagnostics_every: checked(int_at_least(0)) = Field(
         20, description="treatment probe interval in steps (0: off)")
     debug: dict = Field({}, description="test hooks (docs/architecture.md)")

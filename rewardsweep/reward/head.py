@@ -43,8 +43,12 @@ class RewardHeadMixin:
 
         seg_logits = self.forward(inputs)
         labels = self._stack_batch_gt(batch_data_samples)
-        seg_logits = resize(seg_logits, size=labels.shape[2:], mode="bilinear", align_corners=self.align_corners)
-        loss, stats = self.reward_objective(seg_logits, labels.squeeze(1))
+        # In fp32 under any autocast (precision: amp | bf16): the resize, softmax, sampling,
+        # log-probabilities and mIoU of the reward never run in half precision.
+        with torch.autocast(device_type=seg_logits.device.type, enabled=False):
+            seg_logits = resize(seg_logits.float(), size=labels.shape[2:], mode="bilinear",
+                                align_corners=self.align_corners)
+            loss, stats = self.reward_objective(seg_logits, labels.squeeze(1))
         losses = {"loss_reward": loss * self.reward_loss_weight}
         device = seg_logits.device
         losses.update({key: torch.tensor(float(value), device=device) for key, value in stats.items()})

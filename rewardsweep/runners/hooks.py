@@ -80,19 +80,23 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
             self.evals: list[dict[str, Any]] = []
             self.train_seconds = 0.0
             self.eval_seconds = 0.0
+            self.data_seconds = 0.0  # training waiting for the loader (included in train_seconds)
+            self._iter_end = 0.0
             self._train_start = 0.0
             self._val_start = 0.0
             self._step_lr = float("nan")
             self._random_state: RandomState | None = None
 
         def before_train(self, runner) -> None:
-            self._train_start = time.perf_counter()
+            self._train_start = self._iter_end = time.perf_counter()
 
         def after_train(self, runner) -> None:
             # Training time is the whole loop (data loading included) minus evaluations.
             self.train_seconds = time.perf_counter() - self._train_start - self.eval_seconds
 
         def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+            # since the last step (or evaluation) ended, the loop only waited for this batch
+            self.data_seconds += time.perf_counter() - self._iter_end
             step = runner.iter + 1
             if debug.get("raise_at_step") == step:
                 raise RuntimeError(f"debug: trial forced to fail at step {step}")
@@ -130,6 +134,7 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
                 progress(step, event)
             if not math.isfinite(loss):
                 raise TrialDiverged(f"loss became {loss} at step {step}")
+            self._iter_end = time.perf_counter()
 
         def before_val(self, runner) -> None:
             self._val_start = time.perf_counter()
@@ -140,6 +145,7 @@ def make_event_hook(on_event: EventCallback | None, class_names: tuple[str, ...]
 
         def after_val_epoch(self, runner, metrics=None) -> None:
             self.eval_seconds += time.perf_counter() - self._val_start
+            self._iter_end = time.perf_counter()
             miou, per_class = split_metrics(dict(metrics or {}), class_names)
             step = runner.iter if runner.train_loop is not None and runner.iter else 0
             event = {"kind": "eval", "step": int(step), "miou": miou, "per_class_iou": per_class}

@@ -41,7 +41,10 @@ def pretrain_key(setting: ModelSetting, seed: int, iters: int, lr: float, batch_
     cache = str(default_cache_dir().resolve())
     payload = json.dumps(
         {"model": _portable(setting.model, cache), "train": _portable(setting.train_dataset, cache),
-         "dataset": setting.dataset_id, "seed": seed, "iters": iters, "lr": lr, "batch_size": batch_size, "v": 2},
+         "dataset": setting.dataset_id, "seed": seed, "iters": iters, "lr": lr, "batch_size": batch_size,
+         # v2: keys free of the cache's location; v3: each sample's augmentation is seeded from
+         # (seed, position, index) (runners/loaders.py), so v2 checkpoints were trained on other batches
+         "v": 3},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -56,10 +56,19 @@ def _flat_dot(a: list[torch.Tensor | None], b: list[torch.Tensor | None]) -> flo
     return _total([(x.double() * y.double()).sum() for x, y in zip(a, b) if x is not None and y is not None])
 
 
-def _grads(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.Tensor | None]:
+def _loss_scale(optim_wrapper) -> float:
+    """The loss scale of mixed precision (``precision: amp``; 1 without): the probe's own
+    backward passes are scaled like the step's (small fp16 gradients would underflow), and
+    every gradient it reports is unscaled."""
+    scaler = getattr(optim_wrapper, "loss_scaler", None)
+    return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+
+
+def _grads(loss: torch.Tensor, params: list[torch.nn.Parameter], scale: float = 1.0) -> list[torch.Tensor | None]:
     if not loss.requires_grad:
         return [None] * len(params)
-    return list(torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True))
+    grads = torch.autograd.grad(loss * scale, params, retain_graph=True, allow_unused=True)
+    return [None if g is None else g / scale for g in grads] if scale != 1.0 else list(grads)
 
 
 def weight_decay_norm(optimizer: torch.optim.Optimizer) -> float:
@@ -144,7 +153,8 @@ def _update_capturing_grads(optim_wrapper, loss: torch.Tensor, params: list) -> 
     real_step = optim_wrapper.step
 
     def step(**kwargs):
-        captured.extend(None if p.grad is None else p.grad.detach().clone() for p in params)
+        scale = _loss_scale(optim_wrapper)  # the step unscales them itself, after this
+        captured.extend(None if p.grad is None else p.grad.detach() / scale for p in params)
         return real_step(**kwargs)
 
     optim_wrapper.step = step
@@ -235,9 +245,10 @@ def probe_step(model, start_model, data: dict, optim_wrapper, gradients: bool,
     # Loss terms other than the reward heads' (MMEngine sums every key that says "loss").
     other_terms = any("loss" in key and not key.endswith("loss_reward") for key in losses)
     # every extra gradient before the step: its backward frees the graph and it moves the weights
-    g_a = _grads(per_image[:half].mean(), params) if B >= 2 else None
-    g_b = _grads(per_image[half:].mean(), params) if B >= 2 and other_terms else None
-    g_one = _grads(per_image.mean(), params) if B < 2 and other_terms else None
+    scale = _loss_scale(optim_wrapper)
+    g_a = _grads(per_image[:half].mean(), params, scale) if B >= 2 else None
+    g_b = _grads(per_image[half:].mean(), params, scale) if B >= 2 and other_terms else None
+    g_one = _grads(per_image.mean(), params, scale) if B < 2 and other_terms else None
     before = [p.detach().clone() for p in params]
     g_total = _update_capturing_grads(optim_wrapper, parsed, params)
 

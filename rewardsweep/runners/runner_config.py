@@ -1,8 +1,9 @@
 """Assemble the MMEngine Runner config for one training job (pretraining or a trial).
 
 A preset says what is trained; this module says how: iterations, batch size, schedule,
-evaluation interval, seed, quiet logging. Keeping it in one function means pretraining,
-reward trials and the control arm differ only in the arguments they pass.
+evaluation interval, seed, loader workers, precision, quiet logging. Keeping it in one
+function means pretraining, reward trials and the control arm differ only in the arguments
+they pass.
 """
 
 from __future__ import annotations
@@ -31,8 +32,21 @@ def runner_config(
     save_checkpoint: bool = False,
     eval_batch_size: int | None = None,
     device: str | None = None,
+    workers: int = 0,
+    precision: str | None = None,
+    cudnn_benchmark: bool = True,
 ) -> dict:
-    """A plain dict that ``mmengine.runner.Runner.from_cfg`` accepts."""
+    """A plain dict that ``mmengine.runner.Runner.from_cfg`` accepts.
+
+    ``workers``: loader processes for the train and val loaders (0: load in this process;
+    ``runners.loaders.loader_workers`` is the rule a trial uses). ``precision``: ``fp32``
+    (None), ``amp`` or ``bf16`` (``runners.precision``). ``cudnn_benchmark``: let cuDNN pick
+    the fastest convolution algorithms for the (fixed) crop size; only on CUDA.
+    """
+    from rewardsweep.runners.loaders import dataloader_config
+    from rewardsweep.runners.precision import optim_wrapper_config
+
+    on_cuda = (device or _default_device()).startswith("cuda")
     optimizer = dict(optimizer or default("optimizer"))
     optimizer = {k: v for k, v in optimizer.items() if v is not None}
     optimizer["lr"] = float(lr["start"])
@@ -46,19 +60,13 @@ def runner_config(
         # runners built in the same second would otherwise share (stale) scalars.
         experiment_name=f"rewardsweep-{uuid.uuid4().hex[:12]}",
         model=copy.deepcopy(model or setting.model),
-        train_dataloader=dict(
-            batch_size=batch_size,
-            num_workers=0,
-            sampler=dict(type="InfiniteSampler", shuffle=True, seed=seed),
-            dataset=_in_process(setting.train_dataset),
-        ),
+        # each sample's augmentation seeded from (seed, position, index): the same batches
+        # whatever the worker count (runners/loaders.py)
+        train_dataloader=dataloader_config(
+            setting.train_dataset, batch_size=batch_size, workers=workers, pin_memory=on_cuda,
+            sampler=dict(type="InfiniteSampler", shuffle=True, seed=seed), seed=seed),
         train_cfg=dict(type="IterBasedTrainLoop", max_iters=iters, val_interval=val_every),
-        optim_wrapper=dict(
-            type="OptimWrapper",
-            optimizer=optimizer,
-            # A huge max_norm never clips; it makes MMEngine compute and log the grad norm.
-            clip_grad=dict(max_norm=1e12, error_if_nonfinite=False),
-        ),
+        optim_wrapper=optim_wrapper_config(optimizer, precision, device),
         param_scheduler=lr_schedulers(lr, iters),
         default_hooks=dict(
             timer=dict(type="IterTimerHook"),
@@ -67,7 +75,7 @@ def runner_config(
             checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=iters) if save_checkpoint else None,
             sampler_seed=dict(type="DistSamplerSeedHook"),
         ),
-        env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+        env_cfg=dict(cudnn_benchmark=bool(cudnn_benchmark and on_cuda), mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
                      dist_cfg=dict(backend="gloo")),
         randomness=dict(seed=seed, deterministic=False),
         # MMEngine's own warnings (deprecations, FileClient) are noise to a researcher;
@@ -81,24 +89,19 @@ def runner_config(
     if device:
         cfg["device"] = device
     if eval_every:
-        cfg["val_dataloader"] = dict(
-            batch_size=eval_batch_size or setting.pretrain.eval_batch_size,
-            num_workers=0,
-            sampler=dict(type="DefaultSampler", shuffle=False),
-            dataset=_in_process(setting.val_dataset),
-        )
+        cfg["val_dataloader"] = dataloader_config(
+            setting.val_dataset, batch_size=eval_batch_size or setting.pretrain.eval_batch_size,
+            workers=workers, pin_memory=on_cuda, sampler=dict(type="DefaultSampler", shuffle=False))
         cfg["val_cfg"] = dict(type="ValLoop")
         cfg["val_evaluator"] = dict(type="PreciseIoUMetric", ignore_index=setting.ignore_index, prefix="val")
     return cfg
 
 
-def _in_process(dataset: dict) -> dict:
-    """Datasets are read in the trial's own process (num_workers=0), so MMEngine's
-    serialisation for sharing with loader workers buys nothing, and it runs a full
-    ``gc.collect()`` per dataset: ~0.3 s each in a long-lived Ray worker."""
-    dataset = copy.deepcopy(dataset)
-    dataset.setdefault("serialize_data", False)
-    return dataset
+def _default_device() -> str:
+    """Where MMEngine will train: CUDA if torch sees a GPU (Ray hides the ones not given)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _plain_text_config(cfg: dict):
@@ -128,9 +131,13 @@ def build_runner(cfg: dict, hooks: list[Any] = ()):
     """
     from mmengine.runner import Runner
 
+    from rewardsweep.runners.loaders import register_loaders
     from rewardsweep.runners.metric import register_metric
+    from rewardsweep.runners.precision import register_precision
 
     register_metric()
+    register_loaders()
+    register_precision()
     runner = Runner.from_cfg(_plain_text_config(cfg))
     for hook in hooks:
         runner.register_hook(hook)

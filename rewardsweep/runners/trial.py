@@ -94,10 +94,18 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
     keep = None  # (model, rebuild config) when the trial's final weights are kept
     interrupted = False
     setup_seconds = 0.0
-    # the spec's cpu count, but never more threads than cores we may run on
+    # the spec's cpu count, but never more threads than cores we may run on; on a GPU the
+    # loader workers get all of them but the one that drives the GPU (runners/loaders.py)
+    from rewardsweep.runners.loaders import loader_workers, release_loaders
     from rewardsweep.runners.pretrain import available_cores
 
-    torch.set_num_threads(max(1, min(int(config.get("threads") or 1), available_cores())))
+    on_gpu = (config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    cpus = max(1, min(int(config.get("threads") or 1), available_cores()))
+    workers = loader_workers(cpus, on_gpu, config.get("workers"))
+    torch.set_num_threads(max(1, cpus - workers))
+    if on_gpu and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()  # a reused Ray worker ran other trials before
+    runner = None
     try:
         setting = resolve_setting(config["model"], config.get("data_root"))
         start = config.get("start")
@@ -131,7 +139,8 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
             setting, work_dir=work_dir, iters=int(config["steps"]), batch_size=int(config["batch_size"]),
             lr=config["lr"], optimizer=config["optimizer"], eval_every=int(config["eval_every"]),
             seed=int(config["seed"]), load_from=None, model=model,
-            device=config.get("device"),
+            device=config.get("device"), workers=workers, precision=config.get("precision"),
+            cudnn_benchmark=config.get("cudnn_benchmark", True),
         )
         setup_start = time.perf_counter()
         # order matters: the start weights load first, then the probe copies the start policy
@@ -180,10 +189,15 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
             record["treatment"] = {**summarize_probes(rows, int(config["steps"])), **final}
         elif final:
             record["treatment"] = dict(final)
+        if runner is not None:
+            release_loaders(runner)
         record["timings"] = {"setup_s": setup_seconds,
                              "train_s": hook.train_seconds if hook is not None else 0.0,
                              "eval_s": hook.eval_seconds if hook is not None else 0.0,
-                             "total_s": time.perf_counter() - wall_start}
+                             "data_wait_s": hook.data_seconds if hook is not None else 0.0,
+                             "total_s": time.perf_counter() - wall_start, "workers": workers}
+        if on_gpu and torch.cuda.is_initialized():
+            record["timings"]["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
         record["finished_at"] = utc_now()
         try:
             record["versions"] = _versions()

@@ -40,14 +40,16 @@ __all__ = ["TrialPlan", "Expansion", "expand", "expand_study", "config_hash", "R
 
 # Fields of a trial config that do not define the configuration (not hashed).
 RUNTIME_FIELDS = ("seed", "study_dir", "start", "threads", "config_id", "control_id", "debug",
-                  "params", "reference_id", "diagnostics_every", "checkpoints")
+                  "params", "reference_id", "diagnostics_every", "checkpoints", "workers",
+                  "cudnn_benchmark")
 # What one control (cross-entropy) config is shared by.
 CONTROL_KEYS = ("model", "data_root", "checkpoint", "pretrain", "steps", "eval_every",
-                "batch_size", "lr", "optimizer")
+                "batch_size", "lr", "optimizer", "precision")
 # What one no-op reference is shared by (it never steps: lr and optimizer do not matter).
-REFERENCE_KEYS = ("model", "data_root", "checkpoint", "pretrain", "steps", "eval_every", "batch_size")
+REFERENCE_KEYS = ("model", "data_root", "checkpoint", "pretrain", "steps", "eval_every", "batch_size",
+                  "precision")
 # Parameter groups a control's table row shows (those it shares with its reward configs).
-_CONTROL_PARAMS = ("lr", "optimizer", "steps", "checkpoint", "batch_size", "pretrain")
+_CONTROL_PARAMS = ("lr", "optimizer", "steps", "checkpoint", "batch_size", "pretrain", "precision")
 # Ignored top-level reward keys take these values in the config (RewardSettings requires a
 # value for them); ignored keys inside baseline/lr/optimizer are None. Tables show "-".
 _IGNORED_TOP_VALUE = {"samples": 1, "normalize_advantage": False}
@@ -296,6 +298,7 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
         "study": spec.name, "study_dir": spec.study_dir, "config_id": None, "control_id": None,
         "reference_id": None, "arm": arm, "seed": None, "model": spec.model, "data_root": spec.data_root,
         "start": None, "eval_every": spec.eval_every, "threads": spec.threads,
+        "workers": spec.resources.get("workers"), "cudnn_benchmark": spec.cudnn_benchmark,
         "diagnostics_every": spec.diagnostics_every, "debug": {},
     }
     for key, value in leaves.items():
@@ -448,7 +451,7 @@ def _pair_references(rewards: list[tuple[dict[str, Any], dict[str, Any]]],
         if key not in references:
             rid = config_hash({**view, **noop})
             params = {k: v for k, v in (config.get("params") or {}).items()
-                      if k.split(".")[0] in ("steps", "checkpoint", "batch_size", "pretrain")}
+                      if k.split(".")[0] in ("steps", "checkpoint", "batch_size", "pretrain", "precision")}
             references[key] = ({**config, **noop, "config_id": rid, "control_id": None, "reference_id": rid,
                                 "params": params}, params)
     for config in [c for c, _ in rewards] + controls:

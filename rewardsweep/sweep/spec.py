@@ -106,6 +106,7 @@ def _read_spec(path: str | os.PathLike, storage: str | None, wandb_mode: str | N
         storage=storage_dir, study_dir=str(Path(storage_dir) / top.name), wandb=wandb,
         retries=top.retries, lines=lines, origins=parameters.origins,
         sequential=top.seeds if sequential else None, checkpoints=top.checkpoints,
+        cudnn_benchmark=top.cudnn_benchmark,
     )
 
 
