@@ -42,9 +42,10 @@ def pretrain_key(setting: ModelSetting, seed: int, iters: int, lr: float, batch_
     payload = json.dumps(
         {"model": _portable(setting.model, cache), "train": _portable(setting.train_dataset, cache),
          "dataset": setting.dataset_id, "seed": seed, "iters": iters, "lr": lr, "batch_size": batch_size,
-         # v2: keys free of the cache's location; v3: each sample's augmentation is seeded from
-         # (seed, position, index) (runners/loaders.py), so v2 checkpoints were trained on other batches
-         "v": 3},
+         # v2: keys free of the cache's location. Pretraining keeps MMEngine's random stream
+         # (no per-sample seeding, runner_config's seeded_augmentation=False), so v2 entries hold
+         # exactly what this code trains.
+         "v": 2},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -159,6 +160,11 @@ def _train(setting: ModelSetting, seed: int, iters: int, lr: float, batch_size: 
         lr={"start": lr, "end": lr * 1e-2, "schedule": "poly", "power": 0.9},
         optimizer={"type": "SGD", "momentum": 0.9, "weight_decay": 0.0005},
         eval_every=iters, seed=seed, save_checkpoint=True,
+        # MLE pretraining always loads in this process (workers=0), so its batches never depend
+        # on a worker count; keeping MMEngine's random stream keeps every start made before
+        # per-sample seeding (0.3 and earlier, and the plateau start of docs/method.md) byte for
+        # byte reproducible, which a study folder's pinned start (start.json) relies on.
+        seeded_augmentation=False,
     )
     runner = build_runner(cfg, hooks=[hook])
     started = time.perf_counter()

@@ -35,6 +35,7 @@ def runner_config(
     workers: int = 0,
     precision: str | None = None,
     cudnn_benchmark: bool = True,
+    seeded_augmentation: bool = True,
 ) -> dict:
     """A plain dict that ``mmengine.runner.Runner.from_cfg`` accepts.
 
@@ -42,6 +43,9 @@ def runner_config(
     ``runners.loaders.loader_workers`` is the rule a trial uses). ``precision``: ``fp32``
     (None), ``amp`` or ``bf16`` (``runners.precision``). ``cudnn_benchmark``: let cuDNN pick
     the fastest convolution algorithms for the (fixed) crop size; only on CUDA.
+    ``seeded_augmentation``: seed each training sample's augmentation from (seed, position,
+    index), so the batches do not depend on ``workers`` (trials); False keeps MMEngine's one
+    random stream, which only a loader without workers reproduces (MLE pretraining).
     """
     from rewardsweep.runners.loaders import dataloader_config
     from rewardsweep.runners.precision import optim_wrapper_config
@@ -64,7 +68,8 @@ def runner_config(
         # whatever the worker count (runners/loaders.py)
         train_dataloader=dataloader_config(
             setting.train_dataset, batch_size=batch_size, workers=workers, pin_memory=on_cuda,
-            sampler=dict(type="InfiniteSampler", shuffle=True, seed=seed), seed=seed),
+            sampler=dict(type="InfiniteSampler", shuffle=True, seed=seed),
+            seed=seed if seeded_augmentation else None),
         train_cfg=dict(type="IterBasedTrainLoop", max_iters=iters, val_interval=val_every),
         optim_wrapper=optim_wrapper_config(optimizer, precision, device),
         param_scheduler=lr_schedulers(lr, iters),
