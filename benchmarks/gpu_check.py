@@ -76,11 +76,14 @@ def start_checkpoint(setting, folder: Path) -> dict:
     import torch
     from mmseg.registry import MODELS
 
+    from rewardsweep.checkpoint_file import file_hash
+
     torch.manual_seed(0)
     model = MODELS.build(setting.model)
     path = folder / "start.pth"
     torch.save({"state_dict": model.state_dict()}, path)
-    return {"checkpoint": str(path), "checkpoint_hash": "random-init", "dataset": setting.dataset_id,
+    # the file's real hash: every trial checks its start against it before it trains
+    return {"checkpoint": str(path), "checkpoint_hash": file_hash(path), "dataset": setting.dataset_id,
             "miou": 0.0, "per_class_iou": [0.0] * setting.num_classes, "class_names": list(setting.class_names)}
 
 
@@ -203,6 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                                          for k, v in p.items()}}
     from rewardsweep.runners.presets import resolve_setting
 
+    if args.work_dir:
+        Path(args.work_dir).mkdir(parents=True, exist_ok=True)  # a new folder is fine, as for --out
     with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
         folder = Path(tmp)
         say(f"writing {p['train']} + {p['val']} Cityscapes-format images of {p['size'][1]}x{p['size'][0]} "

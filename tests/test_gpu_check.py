@@ -18,9 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_the_gpu_check_runs_on_a_cpu(tmp_path, cache_dir):
     out = tmp_path / "gpu_check.json"
+    work = tmp_path / "work"  # not there yet: the check makes it
     env = {**os.environ, "RAY_ADDRESS": "local", "REWARDSWEEP_CACHE": cache_dir, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--small",
-                          "--out", str(out), "--work-dir", str(tmp_path)], env=env, cwd=ROOT,
+                          "--out", str(out), "--work-dir", str(work)], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -33,4 +34,4 @@ def test_the_gpu_check_runs_on_a_cpu(tmp_path, cache_dir):
     pair = result["pair"]
     assert pair["statuses"] == ["finished", "finished"] and pair["arms"] == ["mle", "reward"]
     assert pair["slots"] == 2 and pair["throughput_vs_one"] > 0
-    assert not list(tmp_path.glob("tmp*")), "the check removes its data"
+    assert work.is_dir() and not list(work.glob("tmp*")), "the check removes its data"
