@@ -31,7 +31,7 @@ def objective(**config):
 
 # the extra stats each knob reports (besides STATS)
 EXTRA = {"samples": {"constant_group_share"}, "kl": {"kl_start"}, "entropy": {"entropy"},
-         "clip": {"clip_fraction", "ratio_min", "ratio_max", "kl_old"}}
+         "clip": {"clip_fraction", "ratio_min", "ratio_max", "kl_old", "epoch"}}
 
 
 def extra_stats(config):
