@@ -30,7 +30,7 @@ import torch
 
 from rewardsweep.runners.probe import reward_heads
 
-__all__ = ["freeze_start", "install_reward_step"]
+__all__ = ["attach_reference", "freeze_start", "install_reward_step", "replaying"]
 
 
 def freeze_start(start_model) -> None:
@@ -47,7 +47,8 @@ def freeze_start(start_model) -> None:
 
 
 @contextlib.contextmanager
-def _replaying(heads) -> Iterator[None]:
+def replaying(heads) -> Iterator[None]:
+    """While inside, the reward heads ``heads`` replay their kept batch (epochs 2..E)."""
     for head in heads:
         head.reward_replay = True
     try:
@@ -67,14 +68,16 @@ def install_reward_step(runner, start_model) -> None:
         return
     settings = heads[0].reward_settings  # the aux head's, when it is a reward head, are the same
     if settings.needs_reference:
-        _install_reference(model, heads, reward_heads(start_model), start_model)
+        attach_reference(model, start_model)
     if settings.epochs > 1:
         _install_epochs(runner, heads, settings.epochs)
 
 
-def _install_reference(model, heads, start_heads, start_model) -> None:
-    """Before each training forward (``mode="loss"``, train mode, not a replay), the start
-    model's raw logits of the same images for every reward head."""
+def attach_reference(model, start_model):
+    """Before each training forward of ``model`` (``mode="loss"``, train mode, not a replay),
+    the frozen ``start_model``'s raw logits of the same images for every reward head.
+    Returns the hook's handle."""
+    heads, start_heads = reward_heads(model), reward_heads(start_model)
     start_model.train()
 
     def hook(module, args, kwargs):
@@ -88,20 +91,33 @@ def _install_reference(model, heads, start_heads, start_model) -> None:
                 head.reward_reference = start_head.forward(feats)
         return None
 
-    model.register_forward_pre_hook(hook, with_kwargs=True)
+    return model.register_forward_pre_hook(hook, with_kwargs=True)
 
 
 def _install_epochs(runner, heads, epochs: int) -> None:
-    """Steps 2..E of each batch replay the batch of its first step."""
+    """Steps 2..E of each batch replay the batch of its first step, with its dropout masks."""
     model = runner.model
     step_fn = model.train_step
     kept: dict[str, object] = {}
 
     def train_step(data, optim_wrapper):
         if runner.iter % epochs == 0:  # epoch 1 of a new batch
-            kept["data"] = data
+            kept["data"], kept["rng"] = data, _rng_state()
             return step_fn(data, optim_wrapper)
-        with _replaying(heads):
+        # the random streams as they were before epoch 1's forward pass, in a fork: the
+        # decode head's dropout draws the same masks (its first random draw in either pass),
+        # so a ratio measures the update, not two dropout masks (which alone give per-pixel
+        # log-ratios of -5 .. +3, docs/method.md); training's own streams go on untouched
+        devices = [torch.device("cuda", i) for i in range(torch.cuda.device_count())] if kept["rng"][1] else []
+        with replaying(heads), torch.random.fork_rng(devices=devices):
+            torch.set_rng_state(kept["rng"][0])
+            if kept["rng"][1]:
+                torch.cuda.set_rng_state_all(kept["rng"][1])
             return step_fn(kept["data"], optim_wrapper)
 
     model.train_step = train_step
+
+
+def _rng_state() -> tuple[torch.Tensor, list | None]:
+    """torch's CPU random state, and CUDA's where CUDA is in use."""
+    return torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)
