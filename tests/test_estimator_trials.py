@@ -85,3 +85,22 @@ def test_same_config_and_seed_give_the_same_numbers_with_the_kl(tmp_path, tiny_s
     b, rows_b = _run(tmp_path / "b", tiny_start, kl_coef=0.05, clip_range=0.2, epochs_per_batch=2)
     assert rows_a == rows_b
     assert a["miou_final"] == b["miou_final"] and a["treatment"] == b["treatment"]
+
+
+def test_the_report_shows_each_knobs_diagnostics_beside_the_flags(tmp_path, tiny_start):
+    from rewardsweep.analysis.collect import collect
+    from rewardsweep.analysis.render import treatment_table
+    from rewardsweep.analysis.summary import summarize
+
+    knobs = dict(kl_coef=0.05, entropy_coef=0.01, clip_range=0.2, epochs_per_batch=2)
+    for cid, extra in (("knobs", knobs), ("plain", {})):
+        run_trial(_config(tmp_path, tiny_start, config_id=cid, **extra))
+    summary = summarize(collect([tmp_path])).table
+    table = treatment_table(summary).set_index("config")
+    knob, plain = table.loc["knobs"], table.loc["plain"]
+    for column in ("KL to start (nats/px)", "entropy (nats/px)", "clipped (epochs 2+)", "ratio range"):
+        assert knob[column] != "–" and plain[column] == "–", column
+    numbers = summary.set_index("config_id").loc["knobs"]
+    assert numbers["ratio_min"] < 1.0 < numbers["ratio_max"]   # epochs 2+ only: epoch 1's ratios are all 1
+    assert numbers["kl_start"] > 0 and 0 < numbers["entropy"] < 2
+    assert knob["rise"] != "" and plain["reward part of step"] != "–"   # the flags' columns still there
