@@ -160,7 +160,7 @@ def full_steps(setting, batch: int, size: tuple[int, int], rounds: int, device: 
 def knob_steps(setting, batch: int, size: tuple[int, int], rounds: int, device: str) -> dict:
     """Interleaved ``train_step`` of each estimator knob (:data:`KNOBS`) at ``size``, as a trial
     runs it (``runners/reward_step.py``); the clipped surrogate timed per epoch."""
-    from rewardsweep.runners.probe import reward_heads
+    from rewardsweep.reward.head import reward_heads
     from rewardsweep.runners.reward_step import attach_reference, freeze_start, replaying
 
     setting = _setting_at(setting, size)

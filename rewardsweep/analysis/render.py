@@ -120,7 +120,7 @@ def _knob_columns(t: pd.DataFrame) -> dict[str, list[str]]:
         "clipped (epochs 2+)": cells("clip_fraction", lambda v: f"{100 * v:.2g}%"),
     }
     if "ratio_min" in t and t["ratio_min"].map(finite).any():
-        columns["ratio range"] = [f"{lo:.3g}–{hi:.3g}" if finite(lo) and finite(hi) else "–"
+        columns["ratio range"] = [f"{lo:.4g}–{hi:.4g}" if finite(lo) and finite(hi) else "–"
                                   for lo, hi in zip(t["ratio_min"], t["ratio_max"])]
     return {name: values for name, values in columns.items() if values is not None}
 

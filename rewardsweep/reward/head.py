@@ -70,6 +70,14 @@ class RewardHeadMixin:
         return losses
 
 
+def reward_heads(model) -> list:
+    """The model's heads that carry a reward objective (decode head, maybe the aux head)."""
+    heads = [getattr(model, "decode_head", None)]
+    aux = getattr(model, "auxiliary_head", None)
+    heads += list(aux) if isinstance(aux, torch.nn.ModuleList) else [aux]
+    return [h for h in heads if h is not None and hasattr(h, "reward_objective")]
+
+
 def reward_head_class(base: type) -> type:
     """``Reward<Base>``: the mixin in front of ``base`` (cached, so built once per class)."""
     if base not in _CLASS_CACHE:

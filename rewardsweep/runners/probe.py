@@ -35,6 +35,9 @@ from typing import Any, Callable
 
 import torch
 
+from rewardsweep.reward.head import reward_heads
+from rewardsweep.runners.reward_step import freeze_start, install_reward_step
+
 # Labellings per image for the reward gain (more than training's k: the gain is a small
 # difference of jumpy per-image mIoUs, and sampling is cheap next to a forward pass).
 RISE_SAMPLES = 16
@@ -129,14 +132,6 @@ def optimizer_steps(optimizer: torch.optim.Optimizer, params: list[torch.nn.Para
             if g is not None:
                 sums[name].append((scale * g.detach().double()).pow(2).sum())
     return {name: math.sqrt(_total(vals)) for name, vals in sums.items()}
-
-
-def reward_heads(model) -> list:
-    """The model's heads that carry a reward objective (decode head, maybe the aux head)."""
-    heads = [getattr(model, "decode_head", None)]
-    aux = getattr(model, "auxiliary_head", None)
-    heads += list(aux) if isinstance(aux, torch.nn.ModuleList) else [aux]
-    return [h for h in heads if h is not None and hasattr(h, "reward_objective")]
 
 
 def _reward_terms(model) -> torch.Tensor:
@@ -393,8 +388,6 @@ def probe_hook(arm: str, every: int, steps: int, sink: Callable[[int, dict[str, 
         priority = "VERY_HIGH"
 
         def before_train(self, runner) -> None:
-            from rewardsweep.runners.reward_step import freeze_start, install_reward_step
-
             self.start_model = copy.deepcopy(runner.model)  # the start policy, frozen
             freeze_start(self.start_model)
             # the probe's train-mode forwards move its BatchNorm statistics; the held-out

@@ -28,7 +28,7 @@ from typing import Iterator
 
 import torch
 
-from rewardsweep.runners.probe import reward_heads
+from rewardsweep.reward.head import reward_heads
 
 __all__ = ["attach_reference", "freeze_start", "install_reward_step", "replaying"]
 
