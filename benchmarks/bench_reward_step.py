@@ -16,7 +16,13 @@ and only the decode head's loss differs. Then, in one process:
    the grad-norm clip a trial uses) at the main size: one warm-up step per variant (its
    peak memory is measured), then ``--rounds`` rounds, the variants interleaved so machine
    noise hits them alike; and at each smaller ``--scale-sizes`` size: how the ratio scales.
-3. **probe** (``runners.probe.probe_step``) on the k = 2 model at the main size: a reward-gain
+3. **estimator knobs** (issue 24) at the main size, ``train_step`` as in (2) with k = 2:
+   REINFORCE (sample_loo, batch-normalised), group normalisation, the KL to the start model
+   as a loss and in the reward (each with its frozen start model attached as a trial does:
+   one extra no-grad forward per step), the entropy bonus, and the clipped surrogate per
+   epoch (epoch 1 draws and keeps the batch, epoch 2 replays it), interleaved; ratios to
+   the MLE step, and the frozen start model's bytes (parameters and buffers).
+4. **probe** (``runners.probe.probe_step``) on the k = 2 model at the main size: a reward-gain
    probe and a gradient probe, interleaved with plain steps. Its share of the step time at
    the default interval: every ``diagnostics_every``-th step a gain probe, every
    ``GRADIENT_EVERY``-th of those a gradient probe.
@@ -53,6 +59,10 @@ from scale_helpers import (  # noqa: E402
 REWARD = {"estimator": "reinforce", "baseline": {"kind": "sample_loo"}, "aux_head": "mle"}
 VARIANTS = {"mle": None, "reinforce_k2": {**REWARD, "samples": 2}, "reinforce_k4": {**REWARD, "samples": 4}}
 TARGETS = {"reinforce_k2": 1.15, "probe_share": 0.05}
+K2 = {**REWARD, "samples": 2}
+KNOBS = {"mle": None, "reinforce_k2": K2, "group_k2": {**K2, "normalize_advantage": "group"},
+         "kl_loss": {**K2, "kl_coef": 0.005}, "kl_reward": {**K2, "kl_coef": 0.005, "kl_in": "reward"},
+         "entropy": {**K2, "entropy_coef": 0.01}, "clipped": {**K2, "clip_range": 0.2, "epochs_per_batch": 2}}
 
 
 class Clock:
@@ -147,6 +157,50 @@ def full_steps(setting, batch: int, size: tuple[int, int], rounds: int, device: 
     return out, ({"models": models, "wrappers": wrappers, "data": data} if keep else {})
 
 
+def knob_steps(setting, batch: int, size: tuple[int, int], rounds: int, device: str) -> dict:
+    """Interleaved ``train_step`` of each estimator knob (:data:`KNOBS`) at ``size``, as a trial
+    runs it (``runners/reward_step.py``); the clipped surrogate timed per epoch."""
+    from rewardsweep.reward.head import reward_heads
+    from rewardsweep.runners.reward_step import attach_reference, freeze_start, replaying
+
+    setting = _setting_at(setting, size)
+    models = {name: build_model(setting, reward, batch, device) for name, reward in KNOBS.items()}
+    wrappers = {name: optim_wrapper_for(model, precision="fp32") for name, model in models.items()}
+    start_bytes = None
+    for name, model in models.items():
+        if (KNOBS[name] or {}).get("kl_coef"):
+            start = copy.deepcopy(model)  # the frozen start model a trial holds once
+            freeze_start(start)
+            attach_reference(model, start)
+            start_bytes = sum(t.numel() * t.element_size() for t in [*start.parameters(), *start.buffers()])
+    data = random_batch(batch, size, setting.num_classes, seed=0)
+
+    def step(name: str, replay: bool = False):
+        model = models[name]
+        if replay:
+            with replaying(reward_heads(model)):
+                return model.train_step(copy.deepcopy(data), wrappers[name])
+        return model.train_step(copy.deepcopy(data), wrappers[name])
+
+    kinds = {name: (lambda n=name: step(n)) for name in KNOBS if name != "clipped"}
+    kinds["clipped_epoch1"] = lambda: step("clipped")
+    kinds["clipped_epoch2"] = lambda: step("clipped", replay=True)
+    clock = Clock(device)
+    out: dict[str, dict] = {}
+    for name, fn in kinds.items():  # warm-up (the clipped pair in order), with its peak memory
+        with PeakMemory(device) as peak:
+            fn()
+        out[name] = {"peak_gib": peak.gib}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in kinds}
+    for _ in range(rounds):
+        for name, fn in kinds.items():
+            times[name].append(clock(fn))
+    for name in kinds:
+        out[name].update(_medians(times[name]))
+    out["start_model_bytes"] = start_bytes
+    return out
+
+
 def probe_cost(built: dict, rounds: int, device: str, every: int) -> dict:
     """Plain k=2 steps, gain probes and gradient probes, interleaved; the share at ``every``."""
     from rewardsweep.runners.probe import GRADIENT_EVERY, probe_step, reward_heads
@@ -202,6 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="smaller sizes for the scaling table (default: none tiny; 128x256 256x512 R50)")
     parser.add_argument("--reward-repeats", type=int, default=5, help="repeats of the reward-only timing")
     parser.add_argument("--probe-rounds", type=int, default=1, help="rounds of the probe timing (0: skip)")
+    parser.add_argument("--knobs-only", action="store_true", help="only the estimator knobs' steps (section 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/...)")
     args = parser.parse_args(argv)
@@ -224,6 +279,9 @@ def main(argv: list[str] | None = None) -> dict:
                     "targets": TARGETS, "load": {}}
     print(f"{args.preset} on {args.device}, {torch.get_num_threads()} threads, batch {batch}; ratios from {key}")
 
+    if args.knobs_only:
+        _knobs_section(result, setting, batch, size, rounds, args.device, key)
+        return _write(result, args)
     result["load"]["reward_only"] = machine_load()
     result["reward_only"] = {}
     for s in [*scale_sizes, size]:
@@ -261,6 +319,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{s:>10s} {n:>14s} {r[n]['wall_s']:8.2f} {r[n]['cpu_s']:8.2f} {ratios[s][n]:7.3f} "
                   f"{'' if pred is None else f'{pred:.3f}':>9s} {r[n]['peak_gib']:9.2f}")
 
+    _knobs_section(result, setting, batch, size, rounds, args.device, key)
     if args.probe_rounds > 0:
         result["load"]["probe"] = machine_load()
         probe = probe_cost(built, args.probe_rounds, args.device, int(default("diagnostics_every")))
@@ -275,7 +334,29 @@ def main(argv: list[str] | None = None) -> dict:
     k2 = ratios[main_key]["reinforce_k2"]
     print(f"\nk=2 step / MLE step at {main_key}: {k2:.3f} (predicted from reward only "
           f"{ratios[main_key]['reinforce_k2_predicted']:.3f}; target <= {TARGETS['reinforce_k2']})")
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"reward_step_{args.preset}_{args.device}.json"
+    return _write(result, args)
+
+
+def _knobs_section(result: dict, setting, batch: int, size, rounds: int, device: str, key: str) -> None:
+    result["load"]["knobs"] = machine_load()
+    knobs = knob_steps(setting, batch, size, rounds, device)
+    result["knobs"] = knobs
+    result["load"]["knobs_end"] = machine_load()
+    mle = knobs["mle"][key]
+    print(f"\nestimator knobs at {size[0]}x{size[1]}, batch {batch}, k = 2, median of {rounds} interleaved "
+          f"({result['load']['knobs']} -> {result['load']['knobs_end']})")
+    print(f"{'variant':>16s} {'wall s':>8s} {'cpu s':>8s} {'x MLE':>7s} {'peak GiB':>9s}")
+    for name, r in knobs.items():
+        if isinstance(r, dict):
+            r["x_mle"] = r[key] / mle
+            print(f"{name:>16s} {r['wall_s']:8.3f} {r['cpu_s']:8.3f} {r['x_mle']:7.3f} {r['peak_gib']:9.2f}")
+    if knobs["start_model_bytes"]:
+        print(f"frozen start model (KL): {knobs['start_model_bytes'] / 2**20:.1f} MiB of parameters and buffers")
+
+
+def _write(result: dict, args) -> dict:
+    name = f"reward_step_{args.preset}_{args.device}{'_knobs' if args.knobs_only else ''}.json"
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")

@@ -31,7 +31,7 @@ def objective(**config):
 
 # the extra stats each knob reports (besides STATS)
 EXTRA = {"samples": {"constant_group_share"}, "kl": {"kl_start"}, "entropy": {"entropy"},
-         "clip": {"clip_fraction", "ratio_min", "ratio_max", "kl_old"}}
+         "clip": {"clip_fraction", "ratio_min", "ratio_max", "kl_old", "epoch"}}
 
 
 def extra_stats(config):
@@ -257,6 +257,8 @@ def test_clipped_surrogate_epochs_on_one_batch():
         assert s["epoch"] == epoch and s["kl_old"] > 0 and s["ratio_min"] < 1 < s["ratio_max"]
         assert 0 <= s["clip_fraction"] <= 1 and "kl_start" in s
         assert obj.rollout is kept and torch.isfinite(loss_e)
+        # every epoch reports the batch's reward statistics (epoch 1's): the same keys each step
+        assert all(s[k] == stats[k] for k in ("reward_mean", "reward_std", "advantage_mean", "constant_group_share"))
     with pytest.raises(RuntimeError, match="already ran"):
         obj.replay(moved)
     obj(logits, gt, torch.Generator().manual_seed(8), ref_logits=ref)  # next batch: fine
@@ -264,3 +266,14 @@ def test_clipped_surrogate_epochs_on_one_batch():
         obj(logits, gt, torch.Generator().manual_seed(9), ref_logits=ref)  # its epochs were not run
     with pytest.raises(RuntimeError, match="epochs_per_batch"):
         objective(baseline={"kind": "none"}).replay(logits)
+
+
+def test_replay_refuses_another_batch():
+    logits, gt = batch(12)
+    obj = objective(baseline={"kind": "sample_loo"}, samples=2, clip_range=0.2, epochs_per_batch=2)
+    obj(logits.clone().requires_grad_(), gt, torch.Generator().manual_seed(1))
+    other = gt.clone()
+    other[0, 0, 0] = (int(other[0, 0, 0]) + 1) % C
+    with pytest.raises(ValueError, match="another batch"):
+        obj.replay(logits.clone().requires_grad_(), gt=other)
+    obj.replay(logits.clone().requires_grad_(), gt=gt.clone())   # the kept batch's labels: fine

@@ -150,6 +150,16 @@ def test_the_estimator_menu_parses_and_reads():
         (0.1, "reward", 0.1, 2, None)
 
 
+def test_plain_settings_drop_the_knobs_and_keep_the_rest():
+    """The frozen start model's objective (runners/reward_step.py): no KL, entropy or epochs."""
+    full = RewardSettings.from_config(cfg(baseline={"kind": "group_mean"}, samples=4, normalize_advantage="group",
+                                          kl_coef=0.1, kl_in="reward", entropy_coef=0.01, clip_range=0.2,
+                                          epochs_per_batch=2))
+    plain = full.plain()
+    assert (plain.needs_reference, plain.entropy_bonus, plain.epochs, plain.clipped) == (False, 0.0, 1, False)
+    assert (plain.baseline_kind, plain.samples, plain.advantage_scale) == ("group_mean", 4, "group")
+
+
 @pytest.mark.parametrize("changes,ignored", [
     ({"kl_coef": 0}, {"kl_coef"}),
     ({"kl_coef": 0, "kl_in": "reward"}, {"kl_coef", "kl_in"}),

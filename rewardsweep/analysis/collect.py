@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from rewardsweep.errors import UserError
-from rewardsweep.analysis.treatment import TREATMENT_KEYS
+from rewardsweep.analysis.treatment import KNOB_DIAGNOSTICS, TREATMENT_KEYS
 from rewardsweep.study.layout import RECORDS_DIRNAME, read_plan, study_name
 from rewardsweep.study.records import read_record, record_problem
 from rewardsweep.study.timestamps import timestamp_key
@@ -43,6 +43,7 @@ BASE_COLUMNS = (
     "checkpoint", "checkpoint_hash", "dataset", "started_at", "finished_at", "total_s", "host",
     "val_counts_file", "reference_id", "final_checkpoint", "final_checkpoint_sha256",
     *(f"treatment.{k}" for k in TREATMENT_KEYS),
+    *(f"diag.{k}" for k in KNOB_DIAGNOSTICS),
 )
 PARAM_PREFIX = "param:"   # only used when a parameter name collides with a base column
 
@@ -188,6 +189,9 @@ def _validate(entry: Entry) -> dict:
     treatment = rec.get("treatment") if isinstance(rec.get("treatment"), dict) else {}
     for key in TREATMENT_KEYS:
         row[f"treatment.{key}"] = _num(treatment.get(key), f"treatment.{key}", name)
+    diagnostics = rec.get("diagnostics_summary") if isinstance(rec.get("diagnostics_summary"), dict) else {}
+    for key in KNOB_DIAGNOSTICS:   # an estimator knob's diagnostic (absent: knob off, or an older record)
+        row[f"diag.{key}"] = _num(diagnostics.get(key), f"diagnostics_summary.{key}", name)
     timings = rec.get("timings") or {}
     row["total_s"] = _num(timings.get("total_s"), "timings.total_s", name) if isinstance(timings, dict) else math.nan
     params = rec.get("params") or {}

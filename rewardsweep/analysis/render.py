@@ -100,8 +100,29 @@ def treatment_table(t: pd.DataFrame) -> pd.DataFrame:
         "held-out rise": [_interval_cell(r["heldout_rise"], r["heldout_low"], r["heldout_high"])
                           + (" vs no-op" if r["heldout_vs"] == "no-op" and finite(r["heldout_rise"]) else "")
                           for r in records],
+        **_knob_columns(t),
         "flags": t["treatment"].fillna("").replace("", "–"),
     })
+
+
+def _knob_columns(t: pd.DataFrame) -> dict[str, list[str]]:
+    """The estimator knobs' diagnostics (analysis/treatment.py KNOB_DIAGNOSTICS), a column each
+    where some configuration of the study has it ("–" where it has not: the knob is off)."""
+    def cells(key: str, fmt) -> list[str] | None:
+        if key not in t or not t[key].map(finite).any():
+            return None
+        return [fmt(v) if finite(v) else "–" for v in t[key]]
+
+    columns = {
+        "KL to start (nats/px)": cells("kl_start", lambda v: f"{v:.2g}"),
+        "entropy (nats/px)": cells("entropy", lambda v: f"{v:.3g}"),
+        "equal-reward groups": cells("constant_group_share", lambda v: f"{100 * v:.2g}%"),
+        "clipped (epochs 2+)": cells("clip_fraction", lambda v: f"{100 * v:.2g}%"),
+    }
+    if "ratio_min" in t and t["ratio_min"].map(finite).any():
+        columns["ratio range"] = [f"{lo:.4g}–{hi:.4g}" if finite(lo) and finite(hi) else "–"
+                                  for lo, hi in zip(t["ratio_min"], t["ratio_max"])]
+    return {name: values for name, values in columns.items() if values is not None}
 
 
 def _treatment_text(t: pd.DataFrame) -> str:
@@ -121,7 +142,12 @@ def _treatment_text(t: pd.DataFrame) -> str:
             f"{1 - tr.RISE_ALPHA:g}). Rise: 'rose' (interval above 0), 'did not rise' (interval below "
             f"{tr.MIN_RISE:g}, the minimum meaningful rise), else 'too few seeds to tell'. Held-out rise: the "
             "same gain on the val images after the last step, in eval mode, minus the no-op reference's on "
-            "the same seed where the study has one. A configuration is flagged when its reward term is under "
+            "the same seed where the study has one. Where the study uses an estimator knob, its diagnostics (means "
+            "over the last 10% of steps): the exact KL to the start model and the policy's entropy (nats per "
+            "pixel), the share of images whose k rewards were all equal (zero advantage), the clipped "
+            "surrogate's share of clipped pixel terms and its ratio range (epochs 2 and later). The reward "
+            "part of the step counts the policy term only (a KL or entropy term is another force). "
+            "A configuration is flagged when its reward term is under "
             f"{100 * tr.STEP_SHARE_MIN:g}% of the step, its step is below float32 resolution, its reward did "
             "not rise, or a trial collapsed (3+ points below start); its verdict then carries the flag.")
 

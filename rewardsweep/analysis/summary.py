@@ -19,6 +19,7 @@ import pandas as pd
 
 from rewardsweep.analysis import arms, robustness, statistics, stats
 from rewardsweep.analysis.collect import PARAM_PREFIX, Collection
+from rewardsweep.analysis.treatment import add_knob_diagnostics
 from rewardsweep.analysis.labels import ARM_NAMES, config_label, params_label, varying_keys  # noqa: F401
 
 TREATMENT = (
@@ -129,6 +130,7 @@ def summarize(coll: Collection, settings: Settings | None = None, seeds_due=None
     arms.add_reference(table, trials, s.confidence)
     arms.add_best_control(table, trials, s.confidence, s.correction, s.alpha)
     arms.add_treatment(table, trials)  # last: a flag is appended to the verdict
+    add_knob_diagnostics(table, trials)
     table = _ordered(table)
 
     if (table["n_finished"] == 0).any():

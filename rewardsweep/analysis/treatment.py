@@ -22,7 +22,7 @@ import math
 import numpy as np
 from scipy import stats
 
-__all__ = ["STEP_SHARE_MIN", "MIN_RISE", "COLLAPSE_POINTS", "RISE_ALPHA", "FLOAT32_RESOLUTION",
+__all__ = ["KNOB_DIAGNOSTICS", "add_knob_diagnostics", "STEP_SHARE_MIN", "MIN_RISE", "COLLAPSE_POINTS", "RISE_ALPHA", "FLOAT32_RESOLUTION",
            "ROSE", "DID_NOT_RISE", "UNRESOLVED", "TREATMENT_KEYS", "share_flag", "resolution_flag",
            "rise_interval", "rise_outcome", "rise_flag", "collapse_flag", "treatment_flags",
            "paired_interval"]
@@ -53,6 +53,13 @@ TREATMENT_KEYS = ("reward_step", "other_step", "wd_step", "step_share", "update_
                   "reward_share", "reward_grad_norm", "other_grad_norm", "wd_norm", "signal_dot",
                   "signal_norm", "halves_cos", "reward_rise", "reward_rise_se", "heldout_gain",
                   "heldout_gain_se", "heldout_images", "probes")
+
+# The estimator knobs' diagnostics the report shows beside the flags (a trial record's
+# ``diagnostics_summary``: means over the last 10% of steps, runners/hooks.py), when a
+# configuration has them: KL to the start model and entropy (nats per pixel), the clipped
+# surrogate's clip fraction and ratio range (epochs 2..E), the share of images whose k
+# rewards were all equal (zero advantage under group normalisation).
+KNOB_DIAGNOSTICS = ("kl_start", "entropy", "clip_fraction", "ratio_min", "ratio_max", "constant_group_share")
 
 
 def _finite(x) -> np.ndarray:
@@ -150,3 +157,16 @@ def paired_interval(a, b, confidence: float) -> tuple[float, float, float, int]:
         return mean, mean, mean, int(d.size)
     low, high = stats.t.interval(confidence, d.size - 1, loc=mean, scale=sd / math.sqrt(d.size))
     return mean, float(low), float(high), int(d.size)
+
+
+def add_knob_diagnostics(table, trials) -> None:
+    """``table`` (one row per configuration) gains :data:`KNOB_DIAGNOSTICS`: the mean over a
+    configuration's finished trials of their ``diag.<key>`` column (NaN where it has none)."""
+    for key in KNOB_DIAGNOSTICS:
+        table[key] = np.nan
+        col = f"diag.{key}"
+        if col not in trials:
+            continue
+        fin = trials[trials["status"] == "finished"]
+        means = fin.groupby("config_id")[col].mean()
+        table[key] = table["config_id"].map(means).astype(float)

@@ -23,9 +23,17 @@ _CLASS_CACHE: dict[type, type] = {}
 
 
 class RewardHeadMixin:
-    """Mixed in front of a decode head class: its ``loss`` is the reward objective."""
+    """Mixed in front of a decode head class: its ``loss`` is the reward objective.
+
+    Two attributes let the runner (``runners/reward_step.py``) drive the knobs that need
+    more than one forward pass: ``reward_reference``, the start model's raw logits for the
+    next batch (the KL term; taken by the next ``loss`` call), and ``reward_replay``, set
+    while the runner runs epochs 2..E of the clipped surrogate on the kept batch.
+    """
 
     reward_loss_weight: float = 1.0
+    reward_reference: torch.Tensor | None = None
+    reward_replay: bool = False
 
     def configure_reward(self, reward: dict[str, Any]) -> None:
         from rewardsweep.reward.objective import RewardObjective
@@ -48,11 +56,26 @@ class RewardHeadMixin:
         with torch.autocast(device_type=seg_logits.device.type, enabled=False):
             seg_logits = resize(seg_logits.float(), size=labels.shape[2:], mode="bilinear",
                                 align_corners=self.align_corners)
-            loss, stats = self.reward_objective(seg_logits, labels.squeeze(1))
+            if self.reward_replay:
+                loss, stats = self.reward_objective.replay(seg_logits, gt=labels.squeeze(1))
+            else:
+                ref, self.reward_reference = self.reward_reference, None
+                if ref is not None:
+                    ref = resize(ref.float(), size=labels.shape[2:], mode="bilinear",
+                                 align_corners=self.align_corners)
+                loss, stats = self.reward_objective(seg_logits, labels.squeeze(1), ref_logits=ref)
         losses = {"loss_reward": loss * self.reward_loss_weight}
         device = seg_logits.device
         losses.update({key: torch.tensor(float(value), device=device) for key, value in stats.items()})
         return losses
+
+
+def reward_heads(model) -> list:
+    """The model's heads that carry a reward objective (decode head, maybe the aux head)."""
+    heads = [getattr(model, "decode_head", None)]
+    aux = getattr(model, "auxiliary_head", None)
+    heads += list(aux) if isinstance(aux, torch.nn.ModuleList) else [aux]
+    return [h for h in heads if h is not None and hasattr(h, "reward_objective")]
 
 
 def reward_head_class(base: type) -> type:

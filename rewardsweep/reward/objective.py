@@ -73,7 +73,8 @@ class Rollout:
     ``old_log_probs`` ``[B, k, H, W]`` (``log pi_old`` of the samples), ``old_log_policy``
     ``[B, C, H, W]`` (the sampling policy's log-softmax, detached: the exact KL between
     epochs), ``ref_log_policy`` ``[B, C, H, W]`` or None (the start model's: the KL term);
-    ``epochs_done`` counts the calls that used it.
+    ``batch_stats``: epoch 1's reward statistics (every epoch reports them, so each step's
+    diagnostics have the same keys); ``epochs_done`` counts the calls that used it.
     """
 
     gt: torch.Tensor
@@ -83,6 +84,7 @@ class Rollout:
     old_log_probs: torch.Tensor
     old_log_policy: torch.Tensor
     ref_log_policy: torch.Tensor | None
+    batch_stats: dict[str, float] = field(default_factory=dict)  # epoch 1's reward statistics
     epochs_done: int = 1
 
 
@@ -131,7 +133,8 @@ class RewardObjective:
     whose k rewards are all equal), ``kl_start`` and ``entropy`` (exact, nats per pixel,
     mean over valid images, when their knob is on; ``kl_start`` in either KL form), and with
     the clipped surrogate
-    ``clip_fraction``, ``ratio_min``, ``ratio_max``, ``kl_old`` (see :meth:`replay`).
+    ``clip_fraction``, ``ratio_min``, ``ratio_max``, ``kl_old`` and ``epoch`` (1..E; see
+    :meth:`replay`, whose stats repeat epoch 1's reward statistics).
     ``class_weights=None`` takes them from ``settings`` (None if it has none).
     ``last_batch`` holds the :class:`BatchTerms` of the latest call.
     """
@@ -190,12 +193,15 @@ class RewardObjective:
         policy, valid, stats = ESTIMATORS[self.settings.estimator](self, logits, logp, gt, cw, generator, ref)
         return self._finish(logits, logp, gt, ref, policy, valid, stats)
 
-    def replay(self, logits: torch.Tensor, ref_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def replay(self, logits: torch.Tensor, ref_logits: torch.Tensor | None = None,
+               gt: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Epochs 2..E of the kept batch: the clipped-surrogate loss of the current ``logits``
         ``[B, C, H, W]`` (the model's forward pass on the same batch again) against the
         samples, advantages and old log-probabilities drawn on epoch 1.
 
         ``ref_logits`` is not needed (the epoch-1 reference is kept); if given it replaces it.
+        ``gt`` (optional): the batch's labels as the runner has them, checked against the kept
+        batch's (a runner that replays another batch fails here).
         Stats: ``clip_fraction``, ``ratio_min``, ``ratio_max`` (:func:`surrogate.ratio_diagnostics`),
         ``kl_old`` (exact per-pixel ``KL(pi_old || pi)``, mean over valid images), ``epoch``
         (2..E), and ``kl_start`` / ``entropy`` when their term is on.
@@ -206,12 +212,14 @@ class RewardObjective:
         if r.epochs_done >= self.epochs:
             raise RuntimeError(f"the batch already ran its {self.epochs} epochs (epochs_per_batch)")
         self._check(logits, r.gt)
+        if gt is not None and not torch.equal(self._check(logits, gt), r.gt):
+            raise ValueError("replay() got another batch's labels: epochs 2..E must run on the batch of epoch 1")
         ref = r.ref_log_policy if ref_logits is None else self._reference(logits, ref_logits)
         r.epochs_done += 1
         cw = None if self.class_weights is None else self.class_weights.to(logits.device)
         logp = log_policy(logits)
         policy, stats = self._clipped(sample_log_probs(logits, r.samples, logp), logp, r, cw)
-        stats["epoch"] = float(r.epochs_done)
+        stats = {**r.batch_stats, **stats, "epoch": float(r.epochs_done)}
         return self._finish(logits, logp, r.gt, ref, policy, r.valid, stats)
 
     # ------------------------------------------------------------------ estimators
@@ -232,16 +240,13 @@ class RewardObjective:
             zero = baselines.constant_groups(R_used, valid) if self.baseline.centred else None
             A = baselines.advantages(R_used, b, valid, scale=s.advantage_scale, zero=zero)
         stats = self._stats(R, A, valid.unsqueeze(-1))
-        if s.kl_reward_coef:  # the exact KL as a diagnostic (the loss form reports it from its term)
-            with torch.no_grad():
-                stats["kl_start"] = _valid_mean(per_image_mean(kl_map(logp.detach(), ref), gt, ignore), valid)
         if s.samples >= 2:
             stats["constant_group_share"] = _valid_mean(baselines.constant_groups(R, valid).float(), valid)
         if s.clipped:
             logp_y = sample_log_probs(logits, samples, logp)  # epoch 1: pi = pi_old, every ratio is 1
-            self.rollout = Rollout(gt, samples, A, valid, logp_y.detach(), logp.detach(), ref)
+            self.rollout = Rollout(gt, samples, A, valid, logp_y.detach(), logp.detach(), ref, dict(stats))
             policy, clip_stats = self._clipped(logp_y, None, self.rollout, cw)
-            stats.update(clip_stats)
+            stats.update(clip_stats, epoch=1.0)
         else:
             policy = reinforce_per_image(logits, gt, samples, A, valid, cw, self.ignore_index, logp)
         if self.baseline_state is not None:
@@ -278,6 +283,10 @@ class RewardObjective:
                 value = per_image_mean(reg.pixel_map(logp, ref), gt, self.ignore_index)
                 terms[name] = coef * value
                 stats[reg.stat] = _valid_mean(value, valid)
+        if self.settings.kl_reward_coef:  # the exact KL as a diagnostic (the loss form reports its term's)
+            with torch.no_grad():
+                kl = per_image_mean(kl_map(logp.detach(), ref), gt, self.ignore_index)
+            stats["kl_start"] = _valid_mean(kl, valid)
         per_image = sum(terms.values())
         self.last_batch = BatchTerms(per_image, valid, *self._kept(logits, gt), terms=terms)
         return per_image.mean(), stats

@@ -163,11 +163,11 @@ class RewardSettings(_Group):
     samples: checked(int_at_least(1)) = Field(2, description="k labellings per image (reinforce), integer `>= 1`")
     baseline: Baseline = Field(Baseline(), description="variance-reduction baseline")
     normalize_advantage: checked(_normalization) = Field(True, description="`true`: divide the advantage by its batch std; `group`: by each image's std over its k rewards (GRPO; needs `samples >= 2` and a baseline that centres each image, " + " or ".join(f"`{n}`" for n in _CENTRED) + "); `false`: no scaling (reinforce only). Unscaled, the policy gradient is ~1/3300 of cross-entropy's at the same lr (docs/method.md)")
-    kl_coef: checked(or_null(number_between(0.0), "null (off)")) = Field(None, description="beta of the KL to the start model, exact per pixel (docs/method.md); `null` or 0: off. The trial must supply the start model's logits")
+    kl_coef: checked(or_null(number_between(0.0), "null (off)")) = Field(None, description="beta of the KL to the start model, exact per pixel (docs/method.md); `null` or 0: off. The trial runs the frozen start model on each batch for its logits (train mode, the policy's dropout masks, no grad)")
     kl_in: checked(or_null(one_of(KL_IN), "null (loss)")) = Field(None, description="`loss` (or null: beta x the exact per-pixel KL, a loss term) or `reward` (beta x the sampled labelling's log-ratio subtracted from its reward; reinforce only)")
     entropy_coef: checked(or_null(number_between(0.0), "null (off)")) = Field(None, description="bonus for the exact per-pixel entropy of the policy (its coefficient, subtracted from the loss); `null` or 0: off")
     clip_range: checked(or_null(number_between(0.0, 1.0, lo_open=True, hi_open=True), "null (no clipping)")) = Field(None, description="eps of the clipped surrogate (PPO-style, per-pixel ratios) in (0, 1), e.g. 0.2; reinforce only, acts with `epochs_per_batch >= 2`")
-    epochs_per_batch: checked(or_null(int_at_least(1), "null (1)")) = Field(None, description="gradient steps on each batch of samples, the sampling policy fixed (reinforce only); `>= 2` needs `clip_range`")
+    epochs_per_batch: checked(or_null(int_at_least(1), "null (1)")) = Field(None, description="optimizer steps on each batch of samples, the sampling policy fixed (reinforce only); `>= 2` needs `clip_range`. A trial's `steps` counts optimizer steps, so it draws a new batch every `epochs_per_batch` steps")
     class_weights: ClassWeights | None = Field(None, description="`null`/`false` (off) or a mapping `{counts, smooth}` (on)")
     aux_head: checked(one_of(AUX_HEADS)) = Field("off", description="`off`, `mle` (keep its cross-entropy: then most of the update is that cross-entropy) or `reward`")
 
@@ -304,6 +304,13 @@ class RewardSettings(_Group):
     def beta(self) -> float:
         """beta of ``reward_weighted_ce`` (coef under a kind that uses it, else 0)."""
         return self.baseline.coef if "coef" in KINDS[self.baseline.kind].uses else 0.0
+
+    def plain(self) -> "RewardSettings":
+        """These settings without the KL, the entropy bonus and the epochs (same estimator,
+        samples, baseline, normalisation, class weights): the frozen start model's own
+        objective, which the treatment probe runs only for its logits (``runners/probe.py``)."""
+        off = dict(kl_coef=None, kl_in=None, entropy_coef=None, clip_range=None, epochs_per_batch=None)
+        return self.model_copy(update=off)
 
     def baseline_params(self) -> dict[str, Any]:
         """The hyperparameters of the chosen kind (what ``KINDS[kind]`` reads)."""

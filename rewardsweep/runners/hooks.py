@@ -14,7 +14,13 @@ from typing import Any, Callable
 from rewardsweep.errors import TrialDiverged
 
 EventCallback = Callable[[dict[str, Any]], None]
-DIAGNOSTIC_KEYS = ("reward_mean", "reward_std", "advantage_mean", "advantage_std")
+# The decode head's statistics a step event carries under their own name (the objective's
+# stats, reward/objective.py): the reward and advantage, then one or more per estimator knob:
+# share of images whose k rewards are equal (k >= 2), exact KL to the start model and entropy
+# (nats per pixel, when their knob is on), and the clipped surrogate's clip fraction, ratio
+# range, KL to the sampling policy and epoch (1..E).
+DIAGNOSTIC_KEYS = ("reward_mean", "reward_std", "advantage_mean", "advantage_std", "constant_group_share",
+                   "kl_start", "entropy", "clip_fraction", "ratio_min", "ratio_max", "kl_old", "epoch")
 
 
 def _float(value: Any) -> float:

@@ -10,7 +10,8 @@ step) the probe measures, on that step's own batch and forward pass:
   the batch-to-batch spread, ~0.017 per step on tiny-synthetic);
 - at every :data:`GRADIENT_EVERY`-th probe, what each force does to the weights *after the
   optimizer*: the step the reward term's gradient causes (learning rate, momentum, Adam's
-  scaling), the step of every other loss term and of the weight-decay pull, relative to
+  scaling; the policy term only), the step of every other loss term (a KL or entropy term
+  of the reward heads included) and of the weight-decay pull, relative to
   the weights' norm (:func:`optimizer_steps`); and the half-batch dot product ``g_a . g_b``,
   an unbiased estimate of ``|E g|^2`` (never clipped).
 
@@ -33,6 +34,9 @@ import math
 from typing import Any, Callable
 
 import torch
+
+from rewardsweep.reward.head import reward_heads
+from rewardsweep.runners.reward_step import freeze_start, install_reward_step
 
 # Labellings per image for the reward gain (more than training's k: the gain is a small
 # difference of jumpy per-image mIoUs, and sampling is cheap next to a forward pass).
@@ -130,17 +134,16 @@ def optimizer_steps(optimizer: torch.optim.Optimizer, params: list[torch.nn.Para
     return {name: math.sqrt(_total(vals)) for name, vals in sums.items()}
 
 
-def reward_heads(model) -> list:
-    """The model's heads that carry a reward objective (decode head, maybe the aux head)."""
-    heads = [getattr(model, "decode_head", None)]
-    aux = getattr(model, "auxiliary_head", None)
-    heads += list(aux) if isinstance(aux, torch.nn.ModuleList) else [aux]
-    return [h for h in heads if h is not None and hasattr(h, "reward_objective")]
-
-
 def _reward_terms(model) -> torch.Tensor:
-    """The per-image reward loss ``[B]`` (with graph) of the last forward, all reward heads."""
-    return sum(h.reward_objective.last_batch.per_image_loss * h.reward_loss_weight for h in reward_heads(model))
+    """The per-image reward signal ``[B]`` (with graph) of the last forward, all reward heads:
+    the policy term only. A KL or entropy term is a force of its own, counted with the
+    other loss terms (so ``step_share`` stays the reward's share of the step)."""
+    return sum(h.reward_objective.last_batch.terms["policy"] * h.reward_loss_weight for h in reward_heads(model))
+
+
+def _regularized(model) -> bool:
+    """The last forward's reward loss has terms besides the policy term (KL, entropy)."""
+    return any(len(h.reward_objective.last_batch.terms) > 1 for h in reward_heads(model))
 
 
 def _update_capturing_grads(optim_wrapper, loss: torch.Tensor, params: list) -> list[torch.Tensor | None]:
@@ -242,8 +245,9 @@ def probe_step(model, start_model, data: dict, optim_wrapper, gradients: bool,
     params = [p for p in model.parameters() if p.requires_grad]
     B = per_image.shape[0]
     half = max(1, B // 2)
-    # Loss terms other than the reward heads' (MMEngine sums every key that says "loss").
-    other_terms = any("loss" in key and not key.endswith("loss_reward") for key in losses)
+    # Loss terms other than the reward's policy term (MMEngine sums every key that says "loss";
+    # the reward heads' KL and entropy terms are inside their loss_reward).
+    other_terms = any("loss" in key and not key.endswith("loss_reward") for key in losses) or _regularized(model)
     # every extra gradient before the step: its backward frees the graph and it moves the weights
     scale = _loss_scale(optim_wrapper)
     g_a = _grads(per_image[:half].mean(), params, scale) if B >= 2 else None
@@ -385,15 +389,17 @@ def probe_hook(arm: str, every: int, steps: int, sink: Callable[[int, dict[str, 
 
         def before_train(self, runner) -> None:
             self.start_model = copy.deepcopy(runner.model)  # the start policy, frozen
-            for p in self.start_model.parameters():
-                p.requires_grad_(False)
+            freeze_start(self.start_model)
             # the probe's train-mode forwards move its BatchNorm statistics; the held-out
             # gain compares with the start as it was
             self.start_state = copy.deepcopy(self.start_model.state_dict())
             if arm == "noop":
                 install_noop(runner)
-            elif arm == "reward" and every:
-                install_probe(runner, self.start_model, every, steps, sink)
+            elif arm == "reward":
+                if every:
+                    install_probe(runner, self.start_model, every, steps, sink)
+                # the KL's reference and the clipped surrogate's epochs (the one start model)
+                install_reward_step(runner, self.start_model)
 
         def after_train(self, runner) -> None:
             if on_final is not None:

@@ -325,15 +325,26 @@ def read_diagnostics(path: str | os.PathLike) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
+# The clipped surrogate's ratio statistics are trivial on epoch 1 of a batch (the sampling
+# policy itself: ratios 1, nothing clipped): their summary is over epochs 2..E only.
+REPLAY_KEYS = ("clip_fraction", "ratio_min", "ratio_max", "kl_old")
+
+
 def summarize_diagnostics(rows: list[dict[str, Any]], tail: float = 0.1) -> dict[str, float]:
-    """Means of each numeric diagnostic over the last ``tail`` fraction of steps."""
+    """Means of each numeric diagnostic over the last ``tail`` fraction of steps
+    (:data:`REPLAY_KEYS`: over the window's steps of epoch 2 and later, when it has some)."""
     if not rows:
         return {}
     window = rows[-max(1, int(len(rows) * tail)):]
     # Keys every row of the window has (probe values exist on probe steps only).
     keys = [k for k, v in window[-1].items() if k not in ("kind", "step") and isinstance(v, (int, float))
             and all(k in r for r in window)]
-    return {k: sum(float(r.get(k, float("nan"))) for r in window) / len(window) for k in keys}
+    out = {k: sum(float(r.get(k, float("nan"))) for r in window) / len(window) for k in keys}
+    replays = [r for r in window if r.get("epoch", 1) > 1]
+    for k in REPLAY_KEYS:
+        if k in out and replays:
+            out[k] = sum(float(r[k]) for r in replays) / len(replays)
+    return out
 
 
 def write_val_counts(path: str | os.PathLike, class_names: list[str], intersect, union,

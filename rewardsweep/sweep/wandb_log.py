@@ -13,7 +13,10 @@ across seeds); ``job_type`` = arm; tags = study name, arm, config id and, once i
 attempt's status (``finished``, ``failed``, ``diverged``: filter on ``finished`` for panels
 of complete runs; a run that did not finish also ends with W&B's ``failed`` state);
 ``config`` = the full trial config (with ``config_id``) plus ``params`` and ``status``;
-history = per-step diagnostics (``train/*``, non-finite values left out) and
+history = per-step diagnostics (``train/*``, non-finite values left out: the loss, the
+reward and advantage, and per estimator knob ``train/kl_start``, ``train/entropy``,
+``train/constant_group_share``, ``train/clip_fraction``, ``train/ratio_min``,
+``train/ratio_max``, ``train/kl_old``, ``train/epoch``: ``runners/hooks.py``) and
 per-evaluation mIoU (``val/miou``, ``val/iou/<class>``), each with ``step``, the training
 step, declared (``define_metric``) as their x-axis; ``val/miou``'s summary keeps its last
 and its best value; summary = ``miou_start``, ``miou_final``, ``delta_miou``, ``miou_best``,
