@@ -18,7 +18,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from rewardsweep.checks import (
     Invalid,
@@ -33,6 +33,7 @@ from rewardsweep.checks import (
 )
 from rewardsweep.config.schedules import SCHEDULES
 from rewardsweep.errors import ConfigError
+from rewardsweep.study import arms
 from rewardsweep.reward.settings import REWARD_KEYS, RewardSettings, _Group
 
 __all__ = ["LR", "Optimizer", "Pretrain", "TrialParams", "TrialConfig", "Param", "PARAMS", "GROUPS",
@@ -98,16 +99,16 @@ class TrialParams(RewardSettings):
         return tuple(ignored)
 
 
-class TrialConfig(TrialParams):
-    """A whole trial config (``docs/architecture.md``): the parameters and what a run is given."""
+class _TrialConfig(TrialParams):
+    """A whole trial config (``docs/architecture.md``): the parameters and what a run is given
+    (the ids of its paired arms, ``control_id``, ``reference_id``, ...: one per ``study.arms``
+    kind that pairs, added below)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     study: str | None = None
     study_dir: str | None = None
     config_id: str | None = None
-    control_id: str | None = None
-    reference_id: str | None = None
-    arm: checked(one_of(("reward", "mle", "noop"))) = Field("reward", description="reward, mle (control) or noop")
+    arm: checked(one_of(arms.NAMES)) = Field("reward", description="reward, mle (control) or noop (study.arms)")
     seed: checked(int_at_least(0)) = Field(0, description="the trial's seed")
     model: str | None = None
     data_root: str | None = None
@@ -128,9 +129,14 @@ class TrialConfig(TrialParams):
     @model_validator(mode="before")
     @classmethod
     def _control_arms_have_no_reward_part(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("arm", "reward") != "reward":
+        if isinstance(data, dict) and arms.KINDS.get(data.get("arm", "reward"), arms.REWARD).trains != "reward":
             data = {k: v for k, v in data.items() if k not in REWARD_KEYS}
         return data
+
+
+# the id field of each paired arm kind (study.arms), e.g. control_id: a config id or None
+TrialConfig = create_model("TrialConfig", __base__=_TrialConfig, __module__=__name__,
+                           **{link: (str | None, None) for link in arms.links()})
 
 
 def _nulled(model: type[BaseModel]) -> dict[str, Any]:
@@ -165,8 +171,8 @@ def _defaults(model: type[BaseModel]) -> dict[str, Any]:
 
 
 TRIAL_DEFAULTS: dict[str, Any] = {k: v for k, v in _defaults(TrialConfig).items()
-                                  if k not in ("study", "study_dir", "config_id", "control_id",
-                                               "reference_id", "model", "start", "params", "pretrain",
+                                  if k not in ("study", "study_dir", "config_id", *arms.links(),
+                                               "model", "start", "params", "pretrain",
                                                "checkpoint")}
 
 

@@ -50,7 +50,7 @@ from ray.tune import Callback, Stopper  # noqa: E402  (after the environment abo
 from rewardsweep import storage  # noqa: E402
 from rewardsweep.code_identity import mismatch  # noqa: E402
 from rewardsweep.errors import ConfigError, StartCheckpointError, TrialDiverged, trial_error  # noqa: E402
-from rewardsweep.study import layout, records  # noqa: E402
+from rewardsweep.study import arms, layout, records  # noqa: E402
 
 TRIAL_KEY = "trial"          # the only entry of Tune's param space: the trial's name
 RUNTIME_KEY = "runtime"      # where the worker puts node id / host / attempt into the trial config
@@ -550,13 +550,10 @@ class _Tracker(Callback):
 def trial_cost(config: dict[str, Any]) -> float:
     """A rough relative cost, to schedule the longest trials first (LPT): the last trials
     to start are the short ones, so slots do not idle behind one long trial at the end.
-    Reward trials sample k labellings per image; the control does one cross-entropy pass."""
+    Each arm kind says what a step costs it (``study.arms``)."""
     steps = float(config.get("steps") or 1) * float(config.get("batch_size") or 1)
-    if config.get("arm") == "reward":
-        return steps * (1.0 + 0.5 * float(config.get("samples") or 1))
-    if config.get("arm") == "noop":
-        return steps / 3  # forward only
-    return steps
+    kind = arms.KINDS.get(config.get("arm"))
+    return kind.cost(steps, config) if kind is not None else steps
 
 
 def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., dict], storage_path: str,
