@@ -37,6 +37,7 @@ from rewardsweep.study import arms
 from rewardsweep.reward.settings import REWARD_KEYS, RewardSettings, _Group
 
 __all__ = ["LR", "Optimizer", "Pretrain", "TrialParams", "TrialConfig", "Param", "PARAMS", "GROUPS",
+           "RUNTIME_FIELDS", "ID_KEYS_0_2", "id_stability_problems",
            "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "NO_REWARD_PART", "TRIAL_DEFAULTS", "default", "with_defaults", "validate_trial_config"]
 
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
@@ -158,6 +159,46 @@ NO_REWARD_PART: dict[str, Any] = {**_nulled(RewardSettings), "aux_head": "mle"}
 # --------------------------------------------------------------------------------------
 # Derived: defaults and the dotted keys a spec may set
 # --------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------
+# Config ids: which keys a configuration's id hashes (sweep.expand.config_hash)
+# --------------------------------------------------------------------------------------
+
+# Fields of a trial config that do not define the configuration (never hashed): the ids
+# linking paired arms (study.arms) and what a run is given.
+RUNTIME_FIELDS = ("seed", "study_dir", "start", "threads", "config_id", *arms.links(), "debug",
+                  "params", "diagnostics_every", "checkpoints", "workers", "cudnn_benchmark")
+
+# The keys a config id hashed in 0.2.0 (frozen: never edit). THE RULE for a key added
+# later: it is hashed only when it has a value, so it must default to None (a top-level key,
+# or a new sub-key of a group listed with its sub-keys here). A non-None default would be
+# hashed in every configuration and change every config id: no study folder would resume.
+# :func:`id_stability_problems` checks it (tests/test_spec.py runs it on the schema).
+ID_KEYS_0_2: dict[str, tuple[str, ...] | None] = {
+    "study": None, "arm": None, "model": None, "data_root": None, "checkpoint": None, "pretrain": None,
+    "steps": None, "eval_every": None, "batch_size": None, "estimator": None, "samples": None,
+    "baseline": ("kind", "coef", "decay"), "normalize_advantage": None,
+    "lr": ("start", "end", "schedule", "power"), "optimizer": ("type", "momentum", "weight_decay"),
+    "class_weights": None, "aux_head": None,
+}
+
+
+def id_stability_problems(model: type[BaseModel]) -> list[str]:
+    """The keys of ``model`` (a trial-config schema) that break the id rule above: hashed
+    (not a run-time field), newer than 0.2.0, and not None by default."""
+    problems = []
+    for name, f in model.model_fields.items():
+        if name in RUNTIME_FIELDS:
+            continue
+        value = f.get_default(call_default_factory=True)
+        known = ID_KEYS_0_2.get(name, ())
+        if name not in ID_KEYS_0_2 and value is not None:
+            problems.append(f"{name} (default {value!r})")
+        elif isinstance(known, tuple) and isinstance(value, BaseModel):
+            problems += [f"{name}.{k} (default {v!r})" for k, v in value.model_dump().items()
+                         if k not in known and v is not None]
+    return problems
 
 
 def _defaults(model: type[BaseModel]) -> dict[str, Any]:

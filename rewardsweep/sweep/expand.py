@@ -30,7 +30,8 @@ from pydantic import ValidationError
 
 from rewardsweep.checks import first_error, first_invalid, is_url
 from rewardsweep.config.study import SPEC_DEFAULTS, SampleSpec, Spec
-from rewardsweep.config.trial import LR, NO_REWARD_PART, PARAMS, Optimizer, TrialParams, default
+from rewardsweep.config.trial import (ID_KEYS_0_2, LR, NO_REWARD_PART, PARAMS, RUNTIME_FIELDS, Optimizer,
+                                      TrialParams, default)
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import format_value
 from rewardsweep.study import arms
@@ -40,10 +41,6 @@ from rewardsweep.study.layout import trial_name
 __all__ = ["TrialPlan", "Expansion", "expand", "expand_study", "config_hash", "RUNTIME_FIELDS",
            "CONTROL_KEYS", "REFERENCE_KEYS"]
 
-# Fields of a trial config that do not define the configuration (not hashed): the ids
-# linking paired arms (study.arms) and what a run is given.
-RUNTIME_FIELDS = ("seed", "study_dir", "start", "threads", "config_id", *links(), "debug",
-                  "params", "diagnostics_every", "checkpoints", "workers", "cudnn_benchmark")
 # What one control (cross-entropy) config / one no-op reference is shared by (study.arms).
 CONTROL_KEYS = arms.CONTROL.shares
 REFERENCE_KEYS = arms.REFERENCE.shares
@@ -99,20 +96,9 @@ class Expansion:
         return self.configs.get(arms.REFERENCE.name, 0)
 
 
-# The keys a config id hashed in 0.2.0. A key added to the schema later is hashed only
-# when it has a value, so adding a key (a baseline's new hyperparameter, say) never
-# changes the id of a configuration that does not use it: study folders keep resuming.
-ID_KEYS_0_2 = {
-    "study": None, "arm": None, "model": None, "data_root": None, "checkpoint": None, "pretrain": None,
-    "steps": None, "eval_every": None, "batch_size": None, "estimator": None, "samples": None,
-    "baseline": ("kind", "coef", "decay"), "normalize_advantage": None,
-    "lr": ("start", "end", "schedule", "power"), "optimizer": ("type", "momentum", "weight_decay"),
-    "class_weights": None, "aux_head": None,
-}
-
-
 def _id_view(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a config its id hashes: no run-time fields; keys newer than 0.2.0 only when set."""
+    """The part of a config its id hashes: no run-time fields; keys newer than 0.2.0 only
+    when set (``config.trial.ID_KEYS_0_2``: the rule a new key follows)."""
     view = {}
     for key, value in config.items():
         if key in RUNTIME_FIELDS or (key not in ID_KEYS_0_2 and value is None):
