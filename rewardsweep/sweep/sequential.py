@@ -385,7 +385,8 @@ class LookScheduler(Searcher):
 # --------------------------------------------------------------------------- in a launch
 
 class Looks:
-    """A sequential study in this launch: its design, the records' decisions, what is due."""
+    """A sequential study in this launch: its design, the records' decisions, what is due.
+    The launch's ``sweep.schedule.Schedule`` for a sequential study."""
 
     def __init__(self, spec, expansion, paths: StudyPaths, state: Any, fix: bool = False) -> None:
         """``state``: the launch's ``resume.plan_state`` of the study (what is final)."""
@@ -422,7 +423,22 @@ class Looks:
         console.print("sequential: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
                       + f"; {len(self.wanted)} trial(s) due now", highlight=False)
 
-    def scheduler(self, jobs: dict[str, dict], view: Any, trial_key: str):
+    def due(self, state: Any) -> str:
+        return (f"{len(self.wanted)} due at the open configurations' next looks (at most {len(state.todo)}: "
+                f"seeds are added only while a configuration is undecided)")
+
+    def running(self, jobs: int) -> str:
+        return f"running each look's trials as its configuration comes due ({len(self.wanted)} now)"
+
+    def total(self, jobs: int) -> int:
+        return len(self.wanted)
+
+    def ran(self, searcher: Any, jobs: dict[str, dict], outcomes: dict[str, Any]) -> tuple[dict, dict]:
+        """Trials no look asked for were never part of this launch."""
+        return ({k: job for k, job in jobs.items() if k in searcher.suggested},
+                {k: out for k, out in outcomes.items() if k in searcher.suggested})
+
+    def searcher(self, jobs: dict[str, dict], view: Any, trial_key: str):
         def on_decision(entries: list[dict[str, Any]]) -> None:
             self.decided += entries
             log_decisions(self.paths, entries)
@@ -434,7 +450,7 @@ class Looks:
         return LookScheduler(self.design, self.plans, self.paths, set(jobs), self.recs, trial_key,
                              on_decision=on_decision, on_queue=view.add_planned)
 
-    def summarize(self, plans, notes: list[str]) -> list[Any]:
+    def counted(self, plans, notes: list[str]) -> list[Any]:
         """The plans a sequential study counts (what ran or is due); a line per decision kind."""
         recs = read_records(self.paths, self.plans)
         states = config_states(self.design, self.plans, recs)
@@ -446,7 +462,8 @@ class Looks:
                        f"study of {self.design.max_seeds} seeds would run")
         return [p for p in plans if p.trial_name in recs or p.trial_name in due]
 
-    def log_to_wandb(self, wb, labels: dict[str, str], notes: list[str]) -> None:
+    def after(self, wb, labels: dict[str, str], notes: list[str]) -> None:
+        """The decisions this launch took, as W&B runs."""
         if wb.enabled and self.decided:
             from rewardsweep.sweep.wandb_log import log_decisions
 
