@@ -130,7 +130,7 @@ class _TrialConfig(TrialParams):
     @model_validator(mode="before")
     @classmethod
     def _control_arms_have_no_reward_part(cls, data: Any) -> Any:
-        if isinstance(data, dict) and arms.KINDS.get(data.get("arm", "reward"), arms.REWARD).trains != "reward":
+        if isinstance(data, dict) and arms.trains(data.get("arm", "reward")) != "reward":
             data = {k: v for k, v in data.items() if k not in REWARD_KEYS}
         return data
 
