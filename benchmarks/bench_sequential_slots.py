@@ -103,14 +103,14 @@ def main() -> int:
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from rewardsweep.sweep import tune as tune_mod
+    from rewardsweep.sweep import ray_cluster
 
-    tune_mod.init_ray(num_cpus=args.slots)
+    ray_cluster.init_ray(num_cpus=args.slots)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             runs = [run_pair(Path(tmp), args.seconds, args.slots) for _ in range(args.repeats)]
     finally:
-        tune_mod.shutdown_ray()
+        ray_cluster.shutdown_ray()
     for r in runs:
         print(f"{r['trials']} trials: busy-slot figure sequential {r['sequential']:.3f}, fixed {r['fixed']:.3f}, "
               f"ratio {r['ratio']:.3f}")

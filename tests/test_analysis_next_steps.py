@@ -60,10 +60,10 @@ def test_top_up_command_works_as_printed(study, tmp_path, monkeypatch, capsys):
     spec = Path(spec_path)
     spec.write_text(re.sub(r"(?m)^seeds: 6$", f"seeds: {total}", spec.read_text()))
     args = build_parser().parse_args(argv[1:])
-    from rewardsweep.sweep import tune as tune_mod
+    from rewardsweep.sweep import ray_cluster
     from rewardsweep.sweep.launch import launch
 
-    monkeypatch.setattr(tune_mod, "init_ray", lambda *a, **k: pytest.fail("dry run started Ray"))
+    monkeypatch.setattr(ray_cluster, "init_ray", lambda *a, **k: pytest.fail("dry run started Ray"))
     result = launch(args.spec, storage=args.storage, dry_run=True)
     assert Path(result.study_dir).resolve() == folder.resolve()
     assert result.planned == 3 * int(total)        # smoke: 2 configurations + the control

@@ -460,7 +460,7 @@ def test_legends_never_cover_data_and_labels_are_never_cut(tmp_path):
         assert lab.split(" [")[1][:-1] in ax.get_title()            # its config id
 
 
-def test_labels_are_the_same_everywhere(reported):
+def test_labels_are_the_same_everywhere(reported, tmp_path):
     """One label per configuration: the full spec names of the varied parameters, then the
     config id; in summary.csv, the markdown/html tables (params + config columns) and the
     console (wrapped at 100 columns, whole on a wide console)."""
@@ -488,14 +488,14 @@ def test_labels_are_the_same_everywhere(reported):
     with contextlib.redirect_stdout(buf):
         os.environ["COLUMNS"] = "200"
         try:
-            main(["report", str(folder), "--no-plots"])
+            main(["report", str(folder), "--no-plots", "--out", str(tmp_path / "wide")])  # the shared report stays
         finally:
             del os.environ["COLUMNS"]
     wide = buf.getvalue().splitlines()
     assert max(len(x) for x in wide) <= 200
     for cid in truth["config_ids"]:
         assert any(s.loc[cid, "label"] in line for line in wide)
-    html = (folder / "report" / "report.html").read_text()
+    html = (tmp_path / "wide" / "report.html").read_text()
     assert "name='viewport'" in html and "overflow-x:auto" in html
     assert html.count("<div class='scroll'><table>") == html.count("<table>") >= 4
     assert "<td class='params'>" in html
@@ -535,12 +535,12 @@ def test_wandb_summary_table_reads_back_from_the_offline_run(study, tmp_path, mo
 
 
 @pytest.mark.parametrize("columns", ["80"])
-def test_a_narrow_console_keeps_full_ids_and_every_column(reported, monkeypatch, capsys, columns):
+def test_a_narrow_console_keeps_full_ids_and_every_column(reported, monkeypatch, capsys, columns, tmp_path):
     """At 80 columns: the full config id stands for each row, no column is dropped (a cell
     wraps at its ``±`` instead), and the labels follow the table keyed by that id."""
     folder, truth, *_ = reported
     monkeypatch.setenv("COLUMNS", columns)
-    assert main(["report", str(folder), "--no-plots"]) == 0
+    assert main(["report", str(folder), "--no-plots", "--out", str(tmp_path / "narrow")]) == 0  # the shared report stays
     lines = capsys.readouterr().out.splitlines()
     assert max(len(x) for x in lines) <= int(columns)
     header = "\n".join(lines[:lines.index(next(x for x in lines if x.startswith("─")))])

@@ -35,9 +35,9 @@ def read_only_dir(tmp_path):
 
 def _no_ray(monkeypatch):
     from rewardsweep.runners import pretrain
-    from rewardsweep.sweep import tune as tune_mod
+    from rewardsweep.sweep import ray_cluster
 
-    monkeypatch.setattr(tune_mod, "init_ray", lambda *a, **k: pytest.fail("started Ray"))
+    monkeypatch.setattr(ray_cluster, "init_ray", lambda *a, **k: pytest.fail("started Ray"))
     monkeypatch.setattr(pretrain, "_train", lambda *a, **k: pytest.fail("pretrained"))
 
 
@@ -233,7 +233,7 @@ def test_worker_wrapper_reports_storage_failure_without_raising_or_training(tmp_
     """No retry (the wrapper returns), no training when the records folder is unwritable."""
     import errno
 
-    from rewardsweep.sweep import tune as tune_mod
+    from rewardsweep.sweep import worker
 
     calls = []
 
@@ -243,12 +243,12 @@ def test_worker_wrapper_reports_storage_failure_without_raising_or_training(tmp_
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     config = {"study": "s", "study_dir": str(tmp_path / "s"), "config_id": "c", "arm": "reward", "seed": 0}
-    final = tune_mod.run_one({"config": config, "params": {}}, full_disk, None)
+    final = worker.run_one({"config": config, "params": {}}, full_disk, None)
     assert (final["status"], calls) == ("unsaved", [0])
     assert final["storage_error"] == f"{tmp_path / 's' / 'records' / 'x.json'}: cannot write: No space left on device (ENOSPC)"
 
     blocked = dict(config, study_dir=str(read_only_dir / "s"), seed=1)
-    final = tune_mod.run_one({"config": blocked, "params": {}}, full_disk, None)
+    final = worker.run_one({"config": blocked, "params": {}}, full_disk, None)
     assert final["status"] == "unsaved" and calls == [0]                 # never trained
     assert final["storage_error"].startswith(f"records folder {read_only_dir / 's' / 'records'}: cannot write there")
 
@@ -256,7 +256,7 @@ def test_worker_wrapper_reports_storage_failure_without_raising_or_training(tmp_
         raise OSError(errno.EACCES, "Permission denied", "/data/cityscapes/x.png")
 
     with pytest.raises(OSError):
-        tune_mod.run_one({"config": dict(config, seed=2), "params": {}}, data_error, None)
+        worker.run_one({"config": dict(config, seed=2), "params": {}}, data_error, None)
 
 
 # =========================================================================== round two (issue #20)
@@ -675,7 +675,7 @@ def test_a_trial_never_trains_from_a_start_that_is_not_the_one_named(tmp_path, t
 def test_the_worker_stops_a_trial_with_a_bad_start_or_other_code_without_retry(tmp_path):
     from rewardsweep.code_identity import code_identity
     from rewardsweep.errors import ConfigError, StartCheckpointError
-    from rewardsweep.sweep import tune as tune_mod
+    from rewardsweep.sweep import worker
 
     config = {"study": "s", "study_dir": str(tmp_path / "s"), "config_id": "c", "arm": "reward", "seed": 0}
     calls = []
@@ -684,22 +684,22 @@ def test_the_worker_stops_a_trial_with_a_bad_start_or_other_code_without_retry(t
         calls.append(config["seed"])
         raise StartCheckpointError("start checkpoint /x/start.pth: its hash is 1, not 2")
 
-    final = tune_mod.run_one({"config": config, "params": {}}, bad_start, None)
+    final = worker.run_one({"config": config, "params": {}}, bad_start, None)
     assert final["status"] == "not_run" and final["stop_error"].startswith("start checkpoint /x/start.pth")
 
     other = {"version": "0.0.1", "code": "0" * 16}
-    final = tune_mod.run_one({"config": config, "params": {}, "driver": other}, bad_start, None)
+    final = worker.run_one({"config": config, "params": {}, "driver": other}, bad_start, None)
     assert final["status"] == "not_run" and calls == [0]                  # never ran
     assert f"rewardsweep {code_identity()['version']}" in final["stop_error"]
     assert "but the driver runs rewardsweep 0.0.1" in final["stop_error"]
     edited = {**code_identity(), "code": "f" * 16}
-    final = tune_mod.run_one({"config": config, "params": {}, "driver": edited}, bad_start, None)
+    final = worker.run_one({"config": config, "params": {}, "driver": edited}, bad_start, None)
     assert "differs from the driver's (code ffffffffffffffff)" in final["stop_error"] and calls == [0]
 
     def config_error(config, on_event=None):   # deterministic: recorded once, never retried
         raise ConfigError("trial c: class_weights.counts: expected 6 counts")
 
-    final = tune_mod.run_one({"config": config, "params": {}, "driver": code_identity()}, config_error, None)
+    final = worker.run_one({"config": config, "params": {}, "driver": code_identity()}, config_error, None)
     assert final["status"] == "failed" and "expected 6 counts" in final["error"]
 
 

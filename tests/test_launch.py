@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -78,9 +79,9 @@ def run_key(run: dict) -> str:
 
 def test_dry_run_prints_table_and_starts_nothing(tmp_path, capsys, monkeypatch):
     from rewardsweep import cli
-    from rewardsweep.sweep import tune as tune_mod
+    from rewardsweep.sweep import ray_cluster
 
-    monkeypatch.setattr(tune_mod, "init_ray", lambda *a, **k: pytest.fail("dry run started Ray"))
+    monkeypatch.setattr(ray_cluster, "init_ray", lambda *a, **k: pytest.fail("dry run started Ray"))
     assert cli.main(["launch", str(SMOKE), "--dry-run", "--storage", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "6 trials" in out and "greedy" in out
@@ -89,9 +90,9 @@ def test_dry_run_prints_table_and_starts_nothing(tmp_path, capsys, monkeypatch):
 
 def test_bad_spec_fails_before_ray(tmp_path, capsys, monkeypatch):
     from rewardsweep import cli
-    from rewardsweep.sweep import tune as tune_mod
+    from rewardsweep.sweep import ray_cluster
 
-    monkeypatch.setattr(tune_mod, "init_ray", lambda *a, **k: pytest.fail("bad spec started Ray"))
+    monkeypatch.setattr(ray_cluster, "init_ray", lambda *a, **k: pytest.fail("bad spec started Ray"))
     bad = spec_variant(tmp_path, "bad", seeds=-1)
     assert cli.main(["launch", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -156,13 +157,13 @@ def test_interrupted_launch_resumes_without_rerunning(tmp_path):
 def ray_local():
     """One local Ray for the module. A fake W&B key is in the environment of every worker:
     offline runs must not write it anywhere."""
-    from rewardsweep.sweep import tune as tune_mod
+    from rewardsweep.sweep import ray_cluster
 
     old = os.environ.get("WANDB_API_KEY")
     os.environ["WANDB_API_KEY"] = FAKE_KEY
-    assert tune_mod.init_ray(num_cpus=2)
+    assert ray_cluster.init_ray(num_cpus=2)
     yield
-    tune_mod.shutdown_ray()
+    ray_cluster.shutdown_ray()
     if old is None:
         os.environ.pop("WANDB_API_KEY", None)
     else:
@@ -273,7 +274,9 @@ def test_smoke_end_to_end(smoke_study):
 def test_top_up_runs_only_new_seeds(smoke_study, tmp_path):
     from rewardsweep.sweep.launch import launch
 
-    folder, _ = smoke_study
+    shared, _ = smoke_study
+    folder = tmp_path / "runs"                   # a copy: the shared study stays as launched (any test order)
+    shutil.copytree(shared / "smoke", folder / "smoke")
     study = folder / "smoke"
     before = snapshot(study)
     assert len(before) == 6

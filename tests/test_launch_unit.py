@@ -16,6 +16,7 @@ from rewardsweep.study import layout, records, resume
 from rewardsweep.study.layout import StudyPaths
 from rewardsweep.sweep import study
 from rewardsweep.sweep import tune as tune_mod
+from rewardsweep.sweep import worker
 from rewardsweep.sweep import wandb_log, wandb_offline
 from rewardsweep.sweep.progress import ProgressView
 
@@ -274,7 +275,7 @@ def _complete_runs(folder: Path, n: int, timeout: float = 20.0) -> list[dict]:
 def test_run_one_statuses_and_wandb_offline(tmp_path):
     opts = wandb_log.WandbOptions(mode="offline", dir=str(tmp_path / "s"), tags=("s",)).to_dict()
     reports = []
-    final = tune_mod.run_one({"config": _config(tmp_path), "params": {"k": 1}, "label": "k=1"}, _stand_in("ok"),
+    final = worker.run_one({"config": _config(tmp_path), "params": {"k": 1}, "label": "k=1"}, _stand_in("ok"),
                              opts, report=reports.append)
     assert final["status"] == "finished" and final["record"]["miou_final"] == 0.6
     assert [r["final"] for r in reports] == [False, True] and reports[0]["miou"] == 0.6
@@ -283,10 +284,10 @@ def test_run_one_statuses_and_wandb_offline(tmp_path):
     assert not ray.is_initialized()
 
     # a divergence returns normally (no retry), a failure raises (Ray retries it)
-    nan = tune_mod.run_one({"config": _config(tmp_path, seed=1), "params": {}}, _stand_in("nan"), opts)
+    nan = worker.run_one({"config": _config(tmp_path, seed=1), "params": {}}, _stand_in("nan"), opts)
     assert nan["status"] == "diverged"
     with pytest.raises(RuntimeError, match="boom"):
-        tune_mod.run_one({"config": _config(tmp_path, seed=2), "params": {}}, _stand_in("raise"), opts)
+        worker.run_one({"config": _config(tmp_path, seed=2), "params": {}}, _stand_in("raise"), opts)
 
     runs = {r["config"]["seed"]: r for r in _complete_runs(tmp_path / "s", 3)}
     assert set(runs) == {0, 1, 2}

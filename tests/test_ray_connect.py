@@ -1,7 +1,7 @@
 """Finding Ray: an unreachable cluster fails in one line, in seconds, before any pretraining.
 
 ``ray.init`` itself retries a dead address for minutes while printing C++ warnings; the
-launch probes the address first (:func:`rewardsweep.sweep.tune.ray_target`). Joining a
+launch probes the address first (:func:`rewardsweep.sweep.ray_cluster.ray_target`). Joining a
 live cluster (``RAY_ADDRESS``, a ``ray start`` cluster) is tested in test_cluster.py.
 """
 
@@ -44,7 +44,7 @@ def test_dead_ray_address_fails_in_one_line_before_pretraining(tmp_path):
 
 
 def test_a_port_that_is_not_ray_fails_within_seconds():
-    from rewardsweep.sweep.tune import CONNECT_TIMEOUT_S, ray_target
+    from rewardsweep.sweep.ray_cluster import CONNECT_TIMEOUT_S, ray_target
 
     server = socket.create_server(("0.0.0.0", 0))
     port = server.getsockname()[1]
@@ -60,7 +60,7 @@ def test_a_port_that_is_not_ray_fails_within_seconds():
 
 
 def test_local_means_a_new_ray_here(monkeypatch):
-    from rewardsweep.sweep.tune import ray_target
+    from rewardsweep.sweep.ray_cluster import ray_target
 
     monkeypatch.setenv("RAY_ADDRESS", "local")
     assert not ray_target(None).joins
@@ -70,7 +70,7 @@ def test_local_means_a_new_ray_here(monkeypatch):
 def test_address_local_beats_ray_address_and_nothing_is_joined_unasked(monkeypatch):
     """``--address local`` is a private Ray even when RAY_ADDRESS names a cluster (dead
     here: nothing is probed); without either, no cluster is joined."""
-    from rewardsweep.sweep.tune import ray_target
+    from rewardsweep.sweep.ray_cluster import ray_target
 
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
     began = time.monotonic()

@@ -60,11 +60,11 @@ def _effects(plan, config):
 
 @pytest.fixture(scope="module")
 def ray_local():
-    from rewardsweep.sweep import tune as tune_mod
+    from rewardsweep.sweep import ray_cluster
 
-    assert tune_mod.init_ray(num_cpus=2)
+    assert ray_cluster.init_ray(num_cpus=2)
     yield
-    tune_mod.shutdown_ray()
+    ray_cluster.shutdown_ray()
 
 
 @pytest.fixture(scope="module")

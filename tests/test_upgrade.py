@@ -63,3 +63,29 @@ def test_a_top_up_runs_only_the_new_seed(study: Path):
 
 def _must_not_run(*args, **kwargs):
     raise AssertionError("a finished trial was run again")
+
+
+# ----------------------------------------------------------------- the id rule, at the schema
+
+def test_every_trial_key_keeps_existing_config_ids():
+    """A trial key added after 0.2.0 defaults to None (hashed only when set): the schema
+    as it is today breaks no config id (config.trial.ID_KEYS_0_2's rule)."""
+    from rewardsweep.config.trial import TrialConfig, id_stability_problems
+
+    assert id_stability_problems(TrialConfig) == []
+
+
+def test_a_new_key_with_a_default_is_caught_where_keys_are_declared():
+    """What someone adding ``grad_clip: float = 1.0`` (or a baseline's new hyperparameter
+    with a default) would see: the key named, before any study folder stops resuming."""
+    from pydantic import create_model
+
+    from rewardsweep.config.trial import TrialConfig, id_stability_problems
+    from rewardsweep.reward.settings import Baseline
+
+    top = create_model("WithClip", __base__=TrialConfig, grad_clip=(float, 1.0),
+                       grad_norm=(float | None, None))
+    assert id_stability_problems(top) == ["grad_clip (default 1.0)"]
+    baseline = create_model("Baseline2", __base__=Baseline, tau=(float, 0.5))
+    grouped = create_model("WithTau", __base__=TrialConfig, baseline=(baseline, baseline()))
+    assert id_stability_problems(grouped) == ["baseline.tau (default 0.5)"]

@@ -32,6 +32,7 @@ import pandas as pd
 
 from rewardsweep.errors import UserError
 from rewardsweep.analysis.treatment import KNOB_DIAGNOSTICS, TREATMENT_KEYS
+from rewardsweep.study import arms as kinds
 from rewardsweep.study.layout import RECORDS_DIRNAME, read_plan, study_name
 from rewardsweep.study.records import read_record, record_problem
 from rewardsweep.study.timestamps import timestamp_key
@@ -166,7 +167,7 @@ def _validate(entry: Entry) -> dict:
         "seed": seed,
         "status": rec["status"],
         "error": rec.get("error"),
-        "estimator": rec.get("estimator") if rec["arm"] == "reward" else rec["arm"],
+        "estimator": rec.get("estimator") if kinds.trains(rec["arm"]) == "reward" else rec["arm"],
         "checkpoint": start.get("checkpoint"),
         "checkpoint_hash": start.get("checkpoint_hash"),
         "dataset": start.get("dataset"),

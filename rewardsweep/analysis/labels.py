@@ -17,7 +17,10 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-ARM_NAMES = {"mle": "control (mle)", "tuned": "cross-entropy, own lr", "noop": "no-op reference"}
+from rewardsweep.study import arms as kinds
+
+# arm -> the words its label starts with (study.arms; "tuned": a control_grid variant)
+ARM_NAMES = {name: kinds.label_prefix(name) for name in (*kinds.NAMES, "tuned") if kinds.label_prefix(name)}
 
 
 def _missing(value: Any) -> bool:
@@ -54,7 +57,7 @@ def params_label(row: Mapping[str, Any], keys: Iterable[str], prefix: str = "") 
 
 def config_label(params: str, config_id: str, arm: str) -> str:
     """The one name of a configuration in every output: its parameters, then its id.
-    ``arm``: reward, mle (a paired control), tuned (a control_grid variant) or noop."""
+    ``arm``: a name of ``study.arms.KINDS``, or tuned (a control_grid variant)."""
     name = f"{ARM_NAMES[arm]} {params}".strip() if arm in ARM_NAMES else (params or "(no varied parameter)")
     return f"{name} [{config_id}]"
 
@@ -71,12 +74,12 @@ def plan_labels(plans: Iterable[Any]) -> dict[str, str]:
         mine = [p.params for p in configs.values() if p.arm == arm]
         return {k: [params.get(k) for params in mine] for k in keys} if mine else {}
 
-    varying = varying_keys(columns("reward"))
-    ctrl_varying = [k for k in varying_keys(columns("mle")) if k not in varying]
+    varying = varying_keys(columns(kinds.REWARD.name))
+    ctrl_varying = [k for k in varying_keys(columns(kinds.CONTROL.name)) if k not in varying]
     labels = {}
     for cid, plan in configs.items():
         control = (plan.config or {}).get("control_id")
-        tuned = plan.arm == "mle" and control not in (None, cid)
+        tuned = plan.arm == kinds.CONTROL.name and control not in (None, cid)
         shown = params_label(plan.params, sorted(varying + ctrl_varying) if tuned else varying)
         labels[cid] = config_label(shown, cid, "tuned" if tuned else plan.arm)
     return labels

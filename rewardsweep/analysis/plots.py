@@ -17,6 +17,7 @@ import pandas as pd
 
 from rewardsweep.analysis.collect import Collection
 from rewardsweep.analysis.summary import Summary, wrap_label
+from rewardsweep.study import arms as kinds
 
 MAX_ROWS = 30        # configurations in the dot plot and the heatmap
 MAX_WORST = 6        # of which the worst ones (the rest: the best)
@@ -25,6 +26,8 @@ VERDICT_COLOURS = {"beats control": "#1a9850", "worse": "#d73027", "no evidence"
                    "control": "#2c7bb6", "no control": "#4d4d4d"}
 TUNED_CE = "#7b3294"     # a control_grid cross-entropy (its own lr): never a verdict's colour
 REFERENCE = "#969696"    # the no-op reference
+# the colour of each non-treatment role (study.arms); a reward configuration's is its verdict's
+ROLE_COLOURS = {"control": VERDICT_COLOURS["control"], "reference": REFERENCE}
 PNG_DPI = 200            # the PNG beside each figure's vector SVG and PDF (the HTML shows it at half size)
 VECTOR_FORMATS = ("svg", "pdf")
 
@@ -90,8 +93,9 @@ def select_rows(table: pd.DataFrame, cap: int = MAX_ROWS,
     n = len(table)
     if n <= cap:
         return list(range(n)), "", 0
-    ctrl = [i for i in range(n) if table["arm"].iat[i] == "mle"]
-    rest = [i for i in range(n) if table["arm"].iat[i] != "mle"]
+    controls = kinds.named("control")
+    ctrl = [i for i in range(n) if table["arm"].iat[i] in controls]
+    rest = [i for i in range(n) if table["arm"].iat[i] not in controls]
     room = max(cap - len(ctrl), 2)
     worst = min(worst, room // 2)
     chosen = ctrl + rest[: room - worst] + (rest[-worst:] if worst else [])
@@ -137,11 +141,12 @@ def _verdict_handles(verdicts) -> list:
 def _arm_colour(row) -> str:
     """A row's colour: a reward configuration's verdict; a paired control's blue, a tuned
     cross-entropy's purple, the no-op reference's light grey (none of them a verdict)."""
-    if row["arm"] == "mle":
-        return TUNED_CE if isinstance(row.get("control_id"), str) else VERDICT_COLOURS["control"]
-    if row["arm"] == "noop":
-        return REFERENCE
-    return verdict_colour(row["verdict"])
+    kind = kinds.KINDS.get(row["arm"])
+    if kind is None or kind.role == "treatment":
+        return verdict_colour(row["verdict"])
+    if kind.variant_label and isinstance(row.get("control_id"), str):
+        return TUNED_CE
+    return ROLE_COLOURS[kind.role]
 
 
 def _grow_for_legend(fig, bottom: float, handles: list, ncol: int) -> float:
@@ -185,8 +190,9 @@ def deltas_figure(summary: Summary, coll: Collection):
     ax.axvline(0, color="black", lw=0.8)
     if n_worst:   # a dotted line where the best end and the worst begin
         ax.axhline(n_worst - 0.5, color="#999999", lw=0.8, ls=":")
-    paired = (sub["arm"] == "mle") & sub["control_id"].isna()      # the paired controls
-    tuned = (sub["arm"] == "mle") & sub["control_id"].notna()      # control_grid variants (own lr)
+    control = sub["arm"].isin(kinds.named("control"))
+    paired = control & sub["control_id"].isna()      # the paired controls
+    tuned = control & sub["control_id"].notna()      # control_grid variants (own lr)
     for x in sub.loc[paired, "mean_delta"]:
         ax.axvline(x * 100, color=VERDICT_COLOURS["control"], lw=0.8, ls="--")
     for x in sub.loc[tuned, "mean_delta"]:
@@ -199,8 +205,9 @@ def deltas_figure(summary: Summary, coll: Collection):
     ax.set_title(title + (f"\n{caption}" if caption else ""), fontsize=9)
     lines = [("dashed", VERDICT_COLOURS["control"], "control mean")] if paired.any() else []
     lines += [("dashdot", TUNED_CE, "cross-entropy, own lr: mean")] if tuned.any() else []
-    arms = [("bar", TUNED_CE, "cross-entropy, own lr")] if tuned.any() else []
-    arms += [("bar", REFERENCE, "no-op reference")] if (sub["arm"] == "noop").any() else []
+    arms = [("bar", TUNED_CE, kinds.CONTROL.variant_label)] if tuned.any() else []
+    arms += [("bar", ROLE_COLOURS[k.role], k.label) for k in kinds.KINDS.values()
+             if k.role == "reference" and (sub["arm"] == k.name).any()]
     handles = _handles([("dot", "#7f7f7f", "one seed"), ("diamond", "#4d4d4d", "mean"),
                         ("bar", "#4d4d4d", "95% t-interval (colour: verdict)"), *lines]) \
         + _verdict_handles(sub["verdict"]) + _handles(arms)
@@ -225,7 +232,7 @@ def forest_figure(summary: Summary):
     is "beats control" or "worse". The equivalence margin is shaded when given.
     """
     table = summary.table
-    comp = table[(table["arm"] != "mle") & table["n_paired"].notna()].reset_index(drop=True)
+    comp = table[~table["arm"].isin(kinds.named("control")) & table["n_paired"].notna()].reset_index(drop=True)
     if comp.empty:
         return None
     rows, caption, n_worst = select_rows(comp)
@@ -330,18 +337,16 @@ def curves_figure(summary: Summary, coll: Collection):
     for i, (_, r) in enumerate(shown.iterrows()):
         ax = axes[i // ncol][i % ncol]
         if r["arm"] == "reward":
-            if draw(ax, (r["control_id"], "mle"), "black", "--", 1.4, band=False):
+            if draw(ax, (r["control_id"], kinds.CONTROL.name), "black", "--", 1.4, band=False):
                 drawn["control"] += 1
             best = r.get("best_control_id")
-            if isinstance(best, str) and best and best != r["control_id"] and draw(ax, (best, "mle"), TUNED_CE,
+            if isinstance(best, str) and best and best != r["control_id"] and draw(ax, (best, kinds.CONTROL.name), TUNED_CE,
                                                                                 "-.", 1.2, band=False):
                 drawn["tuned"] += 1
             ref = refs.get(r["config_id"])
-            if ref is not None and draw(ax, (ref, "noop"), REFERENCE, ":", 1.4, band=False):
+            if ref is not None and draw(ax, (ref, kinds.REFERENCE.name), REFERENCE, ":", 1.4, band=False):
                 drawn["reference"] += 1
-        colour = verdict_colour(r["verdict"]) if r["arm"] == "reward" else (
-            TUNED_CE if isinstance(r["control_id"], str) else VERDICT_COLOURS["control"]) if r["arm"] == "mle" \
-            else REFERENCE
+        colour = _arm_colour(r)
         draw(ax, (r["config_id"], r["arm"]), colour, "-", 1.8)
         verdict = r["verdict"] if isinstance(r["verdict"], str) and r["arm"] == "reward" else ""
         ax.set_title(label(r, 44) + (f"\n{verdict}" if verdict else ""), fontsize=7,
@@ -384,7 +389,7 @@ def curves_figure(summary: Summary, coll: Collection):
 def _reference_of(coll: Collection) -> dict[str, str]:
     """config id -> its no-op reference's config id (where the study has one)."""
     t = coll.trials
-    if "reference_id" not in t or not (t["arm"] == "noop").any():
+    if "reference_id" not in t or not (t["arm"] == kinds.REFERENCE.name).any():
         return {}
     pairs = t[["config_id", "reference_id"]].dropna().drop_duplicates("config_id")
     return dict(zip(pairs["config_id"], pairs["reference_id"]))

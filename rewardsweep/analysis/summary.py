@@ -20,6 +20,7 @@ import pandas as pd
 from rewardsweep.analysis import arms, robustness, statistics, stats
 from rewardsweep.analysis.collect import PARAM_PREFIX, Collection
 from rewardsweep.analysis.treatment import add_knob_diagnostics
+from rewardsweep.study import arms as kinds
 from rewardsweep.analysis.labels import ARM_NAMES, config_label, params_label, varying_keys  # noqa: F401
 
 TREATMENT = (
@@ -199,7 +200,7 @@ def _configurations(trials: pd.DataFrame, varying: list[str], ctrl_varying: list
             "failed_seeds": _fmt_seeds(failed), "diverged_seeds": _fmt_seeds(diverged),
             "missing_seeds": _fmt_seeds(missing),
             "lost_seeds": bool(failed or diverged or missing),
-            "verdict": {"mle": "control", "noop": "reference"}.get(arm, ""),
+            "verdict": kinds.KINDS[arm].verdict if arm in kinds.KINDS else "",
             "seeds_used": n_finished, "seeds_basis": "delta mIoU", "n_paired": np.nan,
         }
         out.append(_Config(row, idx, idx[fmask]))
@@ -354,9 +355,10 @@ def _flags(r) -> str:
 
 
 def _ordered(table: pd.DataFrame) -> pd.DataFrame:
-    """Controls, the reference, then configurations by mean paired difference (or delta)."""
+    """Arms in ``study.arms`` report order (controls, the reference, then the reward
+    configurations), each by mean paired difference (or delta)."""
     key = table["diff_mean"].where(table["diff_mean"].notna(), table["mean_delta"])
-    order = table["arm"].map({"mle": 0, "noop": 1}).fillna(2)
+    order = pd.Series(kinds.report_order(table["arm"]), index=table.index)
     return (table.assign(_ctrl=order, _key=-key.fillna(-np.inf))
             .sort_values(["_ctrl", "_key", "config_id"]).drop(columns=["_ctrl", "_key"])
             .reset_index(drop=True))

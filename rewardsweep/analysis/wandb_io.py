@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from rewardsweep.analysis.collect import Entry
 from rewardsweep.errors import UserError
+from rewardsweep.study import arms as kinds
 from rewardsweep.study.records import STATUSES
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ def report_tables(blocks) -> dict[str, "pd.DataFrame"]:
 def forest_table(summary_table: "pd.DataFrame") -> "pd.DataFrame":
     """The numbers behind the forest plot (points): each compared configuration's mean paired
     difference, its 95% t-interval and its adjusted interval, and the verdict."""
-    t = summary_table[(summary_table["arm"] != "mle") & summary_table["n_paired"].notna()]
+    t = summary_table[~summary_table["arm"].isin(kinds.named("control")) & summary_table["n_paired"].notna()]
     cols = {"diff_mean": "mean_diff", "diff_ci_low": "ci_low", "diff_ci_high": "ci_high",
             "diff_adj_low": "adjusted_low", "diff_adj_high": "adjusted_high"}
     out = t[["label", "config_id"]].copy()

@@ -38,6 +38,7 @@ from rewardsweep.config.messages import SpecFile
 from rewardsweep.config.trial import GROUPS, PARAMS, default
 from rewardsweep.config.yaml import line_of
 from rewardsweep.errors import SpecError
+from rewardsweep.study import arms
 from rewardsweep.formatting import as_written
 from rewardsweep.wandb_settings import WANDB_MODES
 
@@ -46,8 +47,9 @@ __all__ = ["StudyFile", "Resources", "Wandb", "Parameters", "SampleSpec", "Spec"
            "TOP_LEVEL_PARAMS", "SPEC_DEFAULTS", "SequentialSeeds", "CHECKPOINT_ARMS",
            "MAX_SPEC_BYTES", "DEFAULT_MAX_TRIALS", "SEED_LIMIT", "check_study_size"]
 
-CONTROLS = ("mle", "none")
-REFERENCES = ("noop", "none")
+# the values of the spec switches that turn paired arms on (study.arms), and "none"
+CONTROLS = (*(a.switch[1] for a in arms.paired() if a.switch and a.switch[0] == "control"), "none")
+REFERENCES = (*(a.switch[1] for a in arms.paired() if a.switch and a.switch[0] == "reference"), "none")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
 # What a control_grid may vary: the cross-entropy arm's own learning rate and optimizer.
 CONTROL_GRID_GROUPS = ("lr", "optimizer")
@@ -157,7 +159,7 @@ def _seeds(seeds: Any) -> range | tuple[int, ...] | SequentialSeeds:
     return tuple(int(s) for s in seeds)
 
 
-CHECKPOINT_ARMS = ("reward", "mle", "noop")
+CHECKPOINT_ARMS = arms.NAMES
 _CHECKPOINTS_EXPECTED = ("none, final (every arm) or {final: [arms]} with arms from "
                          + ", ".join(CHECKPOINT_ARMS))
 
@@ -368,7 +370,7 @@ def read_parameters(file: SpecFile, raw: Mapping, control: str) -> Parameters:
     sample = _parse_sample(file, raw.get("sample"))
     _check_overlaps(file, fixed, origins, grid, sample)
     control_grid = _parse_grid(file, raw.get("control_grid"), section="control_grid")
-    if control_grid and control != "mle":
+    if control_grid and control != arms.CONTROL.switch[1]:
         raise file.fail("control_grid", "extra cross-entropy arms need control: mle; set control: mle "
                                         "or remove control_grid")
     varied = {leaf for values in grid.values() for a in values for leaf in a}
@@ -394,8 +396,8 @@ def check_study_size(file: SpecFile, top: StudyFile, parameters: Parameters) -> 
     seeds = top.seeds.max if isinstance(top.seeds, SequentialSeeds) else len(top.seeds)
     variants = math.prod(len(values) for values in parameters.control_grid.values()) \
         if parameters.control_grid else 0
-    arms = 1 + (1 + variants if top.control == "mle" else 0) + (1 if top.reference == "noop" else 0)
-    bound = points * samples * seeds * arms
+    per_point = sum(1 + (variants if a.variant_label else 0) for a in arms.KINDS.values() if a.enabled(top))
+    bound = points * samples * seeds * per_point
     if bound > top.max_trials:
         def count(n: int, what: str) -> str:
             what = what if n != 1 else what[:-1]
@@ -403,7 +405,7 @@ def check_study_size(file: SpecFile, top: StudyFile, parameters: Parameters) -> 
 
         raise file.fail("max_trials", f"the spec describes up to {count(bound, 'trials')} ("
                                       f"{count(points, 'grid points')} x {count(samples, 'samples')} x "
-                                      f"{count(seeds, 'seeds')} x {arms} arms), above max_trials {top.max_trials:,}; "
+                                      f"{count(seeds, 'seeds')} x {per_point} arms), above max_trials {top.max_trials:,}; "
                                       f"shrink the grid, sample.num_samples or seeds, or raise max_trials: N in "
                                       f"the spec (docs/search_spaces.md, Limits)")
     return bound

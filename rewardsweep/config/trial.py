@@ -18,7 +18,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from rewardsweep.checks import (
     Invalid,
@@ -33,9 +33,11 @@ from rewardsweep.checks import (
 )
 from rewardsweep.config.schedules import SCHEDULES
 from rewardsweep.errors import ConfigError
+from rewardsweep.study import arms
 from rewardsweep.reward.settings import REWARD_KEYS, RewardSettings, _Group
 
 __all__ = ["LR", "Optimizer", "Pretrain", "TrialParams", "TrialConfig", "Param", "PARAMS", "GROUPS",
+           "RUNTIME_FIELDS", "ID_KEYS_0_2", "id_stability_problems",
            "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "NO_REWARD_PART", "TRIAL_DEFAULTS", "default", "with_defaults", "validate_trial_config"]
 
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
@@ -98,16 +100,16 @@ class TrialParams(RewardSettings):
         return tuple(ignored)
 
 
-class TrialConfig(TrialParams):
-    """A whole trial config (``docs/architecture.md``): the parameters and what a run is given."""
+class _TrialConfig(TrialParams):
+    """A whole trial config (``docs/architecture.md``): the parameters and what a run is given
+    (the ids of its paired arms, ``control_id``, ``reference_id``, ...: one per ``study.arms``
+    kind that pairs, added below)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     study: str | None = None
     study_dir: str | None = None
     config_id: str | None = None
-    control_id: str | None = None
-    reference_id: str | None = None
-    arm: checked(one_of(("reward", "mle", "noop"))) = Field("reward", description="reward, mle (control) or noop")
+    arm: checked(one_of(arms.NAMES)) = Field("reward", description="reward, mle (control) or noop (study.arms)")
     seed: checked(int_at_least(0)) = Field(0, description="the trial's seed")
     model: str | None = None
     data_root: str | None = None
@@ -128,9 +130,14 @@ class TrialConfig(TrialParams):
     @model_validator(mode="before")
     @classmethod
     def _control_arms_have_no_reward_part(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("arm", "reward") != "reward":
+        if isinstance(data, dict) and arms.trains(data.get("arm", "reward")) != "reward":
             data = {k: v for k, v in data.items() if k not in REWARD_KEYS}
         return data
+
+
+# the id field of each paired arm kind (study.arms), e.g. control_id: a config id or None
+TrialConfig = create_model("TrialConfig", __base__=_TrialConfig, __module__=__name__,
+                           **{link: (str | None, None) for link in arms.links()})
 
 
 def _nulled(model: type[BaseModel]) -> dict[str, Any]:
@@ -154,6 +161,46 @@ NO_REWARD_PART: dict[str, Any] = {**_nulled(RewardSettings), "aux_head": "mle"}
 # --------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------
+# Config ids: which keys a configuration's id hashes (sweep.expand.config_hash)
+# --------------------------------------------------------------------------------------
+
+# Fields of a trial config that do not define the configuration (never hashed): the ids
+# linking paired arms (study.arms) and what a run is given.
+RUNTIME_FIELDS = ("seed", "study_dir", "start", "threads", "config_id", *arms.links(), "debug",
+                  "params", "diagnostics_every", "checkpoints", "workers", "cudnn_benchmark")
+
+# The keys a config id hashed in 0.2.0 (frozen: never edit). THE RULE for a key added
+# later: it is hashed only when it has a value, so it must default to None (a top-level key,
+# or a new sub-key of a group listed with its sub-keys here). A non-None default would be
+# hashed in every configuration and change every config id: no study folder would resume.
+# :func:`id_stability_problems` checks it (tests/test_spec.py runs it on the schema).
+ID_KEYS_0_2: dict[str, tuple[str, ...] | None] = {
+    "study": None, "arm": None, "model": None, "data_root": None, "checkpoint": None, "pretrain": None,
+    "steps": None, "eval_every": None, "batch_size": None, "estimator": None, "samples": None,
+    "baseline": ("kind", "coef", "decay"), "normalize_advantage": None,
+    "lr": ("start", "end", "schedule", "power"), "optimizer": ("type", "momentum", "weight_decay"),
+    "class_weights": None, "aux_head": None,
+}
+
+
+def id_stability_problems(model: type[BaseModel]) -> list[str]:
+    """The keys of ``model`` (a trial-config schema) that break the id rule above: hashed
+    (not a run-time field), newer than 0.2.0, and not None by default."""
+    problems = []
+    for name, f in model.model_fields.items():
+        if name in RUNTIME_FIELDS:
+            continue
+        value = f.get_default(call_default_factory=True)
+        known = ID_KEYS_0_2.get(name, ())
+        if name not in ID_KEYS_0_2 and value is not None:
+            problems.append(f"{name} (default {value!r})")
+        elif isinstance(known, tuple) and isinstance(value, BaseModel):
+            problems += [f"{name}.{k} (default {v!r})" for k, v in value.model_dump().items()
+                         if k not in known and v is not None]
+    return problems
+
+
 def _defaults(model: type[BaseModel]) -> dict[str, Any]:
     out = {}
     for name, f in model.model_fields.items():
@@ -165,8 +212,8 @@ def _defaults(model: type[BaseModel]) -> dict[str, Any]:
 
 
 TRIAL_DEFAULTS: dict[str, Any] = {k: v for k, v in _defaults(TrialConfig).items()
-                                  if k not in ("study", "study_dir", "config_id", "control_id",
-                                               "reference_id", "model", "start", "params", "pretrain",
+                                  if k not in ("study", "study_dir", "config_id", *arms.links(),
+                                               "model", "start", "params", "pretrain",
                                                "checkpoint")}
 
 

@@ -18,13 +18,14 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypedDict
 
+from rewardsweep.study import arms as arm_kinds
 from rewardsweep.study.atomic import TMP_PREFIX, atomic_write, atomic_write_json
 from rewardsweep.study.layout import RECORDS_DIRNAME, trial_name
 from rewardsweep.study.timestamps import utc_now
 
 SCHEMA_VERSION = 1
 STATUSES = ("finished", "failed", "diverged")
-ARMS = ("reward", "mle", "noop")
+ARMS = arm_kinds.NAMES          # study.arms declares them
 
 Status = Literal["finished", "failed", "diverged"]
 Arm = Literal["reward", "mle", "noop"]
@@ -88,15 +89,14 @@ def _identity(config: dict[str, Any], params: dict[str, Any]) -> TrialRecord:
         "schema": SCHEMA_VERSION,
         "study": config.get("study", "adhoc"),
         "config_id": config.get("config_id", "adhoc"),
-        "control_id": config.get("control_id"),
-        "reference_id": config.get("reference_id"),
+        **{link: config.get(link) for link in arm_kinds.links()},
         "arm": arm,
         "seed": int(config["seed"]),
         "status": "failed",
         "error": None,
         "params": dict(params),
         "config": config,
-        "estimator": config.get("estimator") if arm == "reward" else arm,
+        "estimator": config.get("estimator") if arm_kinds.trains(arm) == "reward" else arm,
     }
 
 
@@ -245,7 +245,7 @@ def record_problem(record: Any, *, name: str | None = None, study: str | None = 
         return f"seed is {seed!r}, expected an integer"
     if not 0 <= seed < SEED_LIMIT:
         return f"seed is {seed}, expected an integer in [0, 2^32)"
-    for key in ("control_id", "reference_id", "study"):
+    for key in (*arm_kinds.links(), "study"):
         if record.get(key) is not None and not isinstance(record[key], str):
             return f"{key} is {record[key]!r}, expected text or null"
     if name is not None and name != trial_name(config_id, record["arm"], seed):

@@ -30,26 +30,20 @@ from pydantic import ValidationError
 
 from rewardsweep.checks import first_error, first_invalid, is_url
 from rewardsweep.config.study import SPEC_DEFAULTS, SampleSpec, Spec
-from rewardsweep.config.trial import LR, NO_REWARD_PART, PARAMS, Optimizer, TrialParams, default
+from rewardsweep.config.trial import (ID_KEYS_0_2, LR, NO_REWARD_PART, PARAMS, RUNTIME_FIELDS, Optimizer,
+                                      TrialParams, default)
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import format_value
+from rewardsweep.study import arms
+from rewardsweep.study.arms import ArmKind, links
 from rewardsweep.study.layout import trial_name
 
 __all__ = ["TrialPlan", "Expansion", "expand", "expand_study", "config_hash", "RUNTIME_FIELDS",
            "CONTROL_KEYS", "REFERENCE_KEYS"]
 
-# Fields of a trial config that do not define the configuration (not hashed).
-RUNTIME_FIELDS = ("seed", "study_dir", "start", "threads", "config_id", "control_id", "debug",
-                  "params", "reference_id", "diagnostics_every", "checkpoints", "workers",
-                  "cudnn_benchmark")
-# What one control (cross-entropy) config is shared by.
-CONTROL_KEYS = ("model", "data_root", "checkpoint", "pretrain", "steps", "eval_every",
-                "batch_size", "lr", "optimizer", "precision")
-# What one no-op reference is shared by (it never steps: lr and optimizer do not matter).
-REFERENCE_KEYS = ("model", "data_root", "checkpoint", "pretrain", "steps", "eval_every", "batch_size",
-                  "precision")
-# Parameter groups a control's table row shows (those it shares with its reward configs).
-_CONTROL_PARAMS = ("lr", "optimizer", "steps", "checkpoint", "batch_size", "pretrain", "precision")
+# What one control (cross-entropy) config / one no-op reference is shared by (study.arms).
+CONTROL_KEYS = arms.CONTROL.shares
+REFERENCE_KEYS = arms.REFERENCE.shares
 # Ignored top-level reward keys take these values in the config (RewardSettings requires a
 # value for them); ignored keys inside baseline/lr/optimizer are None. Tables show "-".
 _IGNORED_TOP_VALUE = {"samples": 1, "normalize_advantage": False}
@@ -60,7 +54,7 @@ class TrialPlan:
     """One (configuration, arm, seed) to run. ``config`` is what ``run_trial`` takes."""
 
     config_id: str
-    arm: str                  # "reward" | "mle"
+    arm: str                  # a name of study.arms.KINDS
     seed: int
     params: dict[str, Any]    # dotted key -> value (what varies or is fixed; for tables)
     config: dict[str, Any]    # the full trial config; ``start`` is None (the launcher fills it)
@@ -83,29 +77,28 @@ class Expansion:
     trials: list[TrialPlan]
     points: int               # grid points x samples, before de-duplication
     duplicates: int           # points that turned out identical to an earlier one (run once)
-    reward_configs: int
-    control_configs: int
+    configs: dict[str, int]   # arm -> its distinct configurations (the arms the spec runs)
     seeds: tuple[int, ...]
-    reference_configs: int = 0
 
     def count(self, arm: str | None = None) -> int:
         return sum(1 for t in self.trials if arm is None or t.arm == arm)
 
+    @property
+    def reward_configs(self) -> int:
+        return self.configs.get(arms.REWARD.name, 0)
 
-# The keys a config id hashed in 0.2.0. A key added to the schema later is hashed only
-# when it has a value, so adding a key (a baseline's new hyperparameter, say) never
-# changes the id of a configuration that does not use it: study folders keep resuming.
-ID_KEYS_0_2 = {
-    "study": None, "arm": None, "model": None, "data_root": None, "checkpoint": None, "pretrain": None,
-    "steps": None, "eval_every": None, "batch_size": None, "estimator": None, "samples": None,
-    "baseline": ("kind", "coef", "decay"), "normalize_advantage": None,
-    "lr": ("start", "end", "schedule", "power"), "optimizer": ("type", "momentum", "weight_decay"),
-    "class_weights": None, "aux_head": None,
-}
+    @property
+    def control_configs(self) -> int:
+        return self.configs.get(arms.CONTROL.name, 0)
+
+    @property
+    def reference_configs(self) -> int:
+        return self.configs.get(arms.REFERENCE.name, 0)
 
 
 def _id_view(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a config its id hashes: no run-time fields; keys newer than 0.2.0 only when set."""
+    """The part of a config its id hashes: no run-time fields; keys newer than 0.2.0 only
+    when set (``config.trial.ID_KEYS_0_2``: the rule a new key follows)."""
     view = {}
     for key, value in config.items():
         if key in RUNTIME_FIELDS or (key not in ID_KEYS_0_2 and value is None):
@@ -153,14 +146,16 @@ def expand_study(spec: Spec) -> Expansion:
             seen.add(cid)
             config["config_id"] = cid
             rewards.append((config, view, params))
-    controls = _pair_controls(spec, rewards, shown) if spec.control == "mle" else []
-    references = (_pair_references([(c, v) for c, v, _ in rewards], [c for c, _ in controls])
-                  if spec.reference == "noop" else [])
-    trials = [plan for config, params in controls + references + [(c, p) for c, _, p in rewards]
+    others: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    configs = {arms.REWARD.name: len(rewards)}
+    for arm in arms.paired():
+        if arm.enabled(spec):
+            mine = _pair(spec, arm, rewards, [c for c, _ in others], shown)
+            others += mine
+            configs[arm.name] = len(mine)
+    trials = [plan for config, params in others + [(c, p) for c, _, p in rewards]
               for plan in _per_seed(spec, config, params)]
-    return Expansion(trials=trials, points=points, duplicates=duplicates,
-                     reward_configs=len(rewards), control_configs=len(controls), seeds=spec.seeds,
-                     reference_configs=len(references))
+    return Expansion(trials=trials, points=points, duplicates=duplicates, configs=configs, seeds=spec.seeds)
 
 
 # --------------------------------------------------------------------------------------
@@ -295,8 +290,8 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
         return str((p if p.is_absolute() else folder / p).resolve())
 
     config: dict[str, Any] = {
-        "study": spec.name, "study_dir": spec.study_dir, "config_id": None, "control_id": None,
-        "reference_id": None, "arm": arm, "seed": None, "model": spec.model, "data_root": spec.data_root,
+        "study": spec.name, "study_dir": spec.study_dir, "config_id": None, **{k: None for k in links()},
+        "arm": arm, "seed": None, "model": spec.model, "data_root": spec.data_root,
         "start": None, "eval_every": spec.eval_every, "threads": spec.threads,
         "workers": spec.resources.get("workers"), "cudnn_benchmark": spec.cudnn_benchmark,
         "diagnostics_every": spec.diagnostics_every, "debug": {},
@@ -366,41 +361,54 @@ def _trial_error(spec: Spec, exc: ValidationError, leaves_at: dict[str, str],
 # --------------------------------------------------------------------------------------
 
 
-def _pair_controls(spec: Spec, rewards: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]],
-                   shown: list[str]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """One cross-entropy control per distinct CONTROL_KEYS; sets each reward's control_id.
+def _pair(spec: Spec, arm: ArmKind, rewards: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]],
+          earlier: list[dict[str, Any]], shown: list[str]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """One ``arm`` instance per distinct ``arm.shares`` of the reward configurations; sets
+    ``arm.link`` on every reward configuration and on the ``earlier`` arms' instances.
 
-    Each ``control_grid`` point adds a variant of every control (its own lr/optimizer, the
-    same budget) whose ``control_id`` names the paired control it varies: the report picks
-    the best of them as "the best cross-entropy for this budget".
+    Its id is hashed from the reward configuration's view (paths as written) with what the
+    arm replaces, like every other id, so it is the same wherever the study folder is.
     """
-    control_shown = [k for k in shown if k.split(".")[0] in _CONTROL_PARAMS]
-    variant_keys = list(dict.fromkeys(leaf for values in spec.control_grid.values() for a in values for leaf in a))
-    controls: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    replaced = {"arm": arm.name, **NO_REWARD_PART, **{k: default(k) for k in arm.resets}}
+    shown_here = [k for k in shown if k.split(".")[0] in arm.shows]
+    instances: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     variants: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def group(config: dict[str, Any]) -> str:
+        return json.dumps({k: config[k] for k in arm.shares}, sort_keys=True)
+
     for config, view, params in rewards:
-        key = json.dumps({k: config[k] for k in CONTROL_KEYS}, sort_keys=True)
-        if key not in controls:
-            cross_entropy = {"arm": "mle", **NO_REWARD_PART}
-            ccfg = {**config, **cross_entropy}
-            cid = config_hash({**view, **cross_entropy})
-            ccfg["config_id"] = cid
-            ccfg["control_id"] = cid
-            cparams = {k: v for k, v in params.items() if k in control_shown}
-            ccfg["params"] = cparams
-            controls[key] = (ccfg, cparams)
-            for point in itertools.product(*spec.control_grid.values()) if spec.control_grid else ():
-                variants.append(_control_variant(spec, ccfg, {**view, **cross_entropy}, point,
-                                                 control_shown, variant_keys))
-        config["control_id"] = controls[key][0]["config_id"]
-    # a variant equal to a paired control (its own lr, or another budget's) is that control
-    seen = {c["config_id"] for c, _ in controls.values()}
+        key = group(config)
+        if key not in instances:
+            iid = config_hash({**view, **replaced})
+            own = {k: None for k in links() if k != arm.link}
+            iparams = {k: v for k, v in params.items() if k in shown_here}
+            instance = {**config, **replaced, "config_id": iid, **own, arm.link: iid, "params": iparams}
+            instances[key] = (instance, iparams)
+            if arm.variant_label:
+                variants += _variants(spec, instance, {**view, **replaced}, shown_here)
+    for config in [c for c, _, _ in rewards] + earlier:
+        config[arm.link] = instances[group(config)][0]["config_id"]
+    # a variant equal to an instance (its own lr, or another budget's) is that instance
+    seen = {c["config_id"] for c, _ in instances.values()}
     unique = []
     for config, params in variants:
         if config["config_id"] not in seen:
             seen.add(config["config_id"])
             unique.append((config, params))
-    return list(controls.values()) + unique
+    return list(instances.values()) + unique
+
+
+def _variants(spec: Spec, control: dict[str, Any], view: dict[str, Any],
+              shown: list[str]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The ``control_grid`` variants of one control: each point its own lr/optimizer, the
+    same budget; its ``control_id`` names the control it varies (the report picks the best
+    of them as "the best cross-entropy for this budget")."""
+    if not spec.control_grid:
+        return []
+    variant_keys = list(dict.fromkeys(leaf for values in spec.control_grid.values() for a in values for leaf in a))
+    return [_control_variant(spec, control, view, point, shown, variant_keys)
+            for point in itertools.product(*spec.control_grid.values())]
 
 
 def _control_variant(spec: Spec, control: dict[str, Any], view: dict[str, Any], point: tuple,
@@ -435,29 +443,6 @@ def _control_variant(spec: Spec, control: dict[str, Any], view: dict[str, Any], 
 
 def _present(group: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in group.items() if v is not None}
-
-
-def _pair_references(rewards: list[tuple[dict[str, Any], dict[str, Any]]],
-                     controls: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """One no-op reference per distinct REFERENCE_KEYS; sets every config's reference_id.
-
-    Its id is hashed from the reward configuration's view (paths as written), like every
-    other id, so it is the same wherever the study folder is.
-    """
-    noop = {"arm": "noop", **NO_REWARD_PART, "lr": default("lr"), "optimizer": default("optimizer")}
-    references: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    for config, view in rewards:
-        key = json.dumps({k: config[k] for k in REFERENCE_KEYS}, sort_keys=True)
-        if key not in references:
-            rid = config_hash({**view, **noop})
-            params = {k: v for k, v in (config.get("params") or {}).items()
-                      if k.split(".")[0] in ("steps", "checkpoint", "batch_size", "pretrain", "precision")}
-            references[key] = ({**config, **noop, "config_id": rid, "control_id": None, "reference_id": rid,
-                                "params": params}, params)
-    for config in [c for c, _ in rewards] + controls:
-        config["reference_id"] = references[json.dumps({k: config[k] for k in REFERENCE_KEYS},
-                                                       sort_keys=True)][0]["config_id"]
-    return list(references.values())
 
 
 def _per_seed(spec: Spec, config: dict[str, Any], params: dict[str, Any]) -> list[TrialPlan]:

@@ -39,6 +39,7 @@ from rewardsweep.study import layout, records, resume
 from rewardsweep.study.layout import StudyPaths
 from rewardsweep.sweep import study as study_mod
 from rewardsweep.sweep.progress import ProgressView, print_summary
+from rewardsweep.sweep.schedule import Schedule, plan_schedule
 
 
 @dataclass
@@ -158,141 +159,217 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)
     study = load_study(spec_path, storage=storage, wandb_mode=wandb_mode, max_concurrent=max_concurrent)
     spec, expansion = study.spec, study.expansion
-    plans = expansion.trials
     paths = StudyPaths(Path(spec.study_dir))
     retry = dict(retry_failed=retry_failed, retry_diverged=retry_diverged)
-    state = resume.plan_state(plans, paths, study=spec.name, **retry)
-    looks = _looks(spec, expansion, paths, state) if spec.sequential else None
-
+    state = resume.plan_state(expansion.trials, paths, study=spec.name, **retry)
+    schedule = plan_schedule(spec, expansion, paths, state)
     if dry_run:
-        from rewardsweep.sweep.table import render
+        return _dry_run(spec, expansion, paths, state, schedule)
 
-        todo_names = {p.trial_name for p in state.todo}
-        done = {p.trial_name for p in plans if p.trial_name not in todo_names} if paths.records.is_dir() else None
-        render(spec, expansion, console=Console(highlight=False), done=done)
-        if looks is not None:
-            looks.print_plan(Console(highlight=False))
-        return LaunchResult(study_dir=paths.root, planned=len(plans), dry_run=True,
-                            to_run=looks.wanted if looks is not None else [p.trial_name for p in state.todo])
-
-    from rewardsweep.sweep import tune as tune_mod
+    from rewardsweep.sweep import ray_cluster
     from rewardsweep.sweep.wandb_log import resolve_options
 
     wb = resolve_options(spec.wandb, wandb_mode, paths.root, spec.name)
     study_mod.preflight(paths, wandb=wb.enabled, source=spec.source)  # before anything trains
     # where Ray is, checked now: an unreachable cluster fails in seconds, before any work
-    runs_something = looks.wanted if looks is not None else state.todo
-    target = tune_mod.ray_target(address) if runs_something and not tune_mod.ray_is_up() else None
+    target = ray_cluster.ray_target(address) if schedule.wanted and not ray_cluster.ray_is_up() else None
     paths.create()
+    options = _Options(address=address, retry=retry, trial_fn=trial_fn, ensure_start=ensure_start,
+                       config_hook=config_hook, num_cpus=num_cpus, console=console, verbose=verbose,
+                       began=began)
     with study_mod.StudyLock(paths):
-        return _launch_locked(spec, plans, paths, state, wb, address=address, target=target,
-                              retry=retry, expansion=expansion,
-                              trial_fn=trial_fn, ensure_start=ensure_start, config_hook=config_hook,
-                              num_cpus=num_cpus, console=console, verbose=verbose, began=began)
+        return _Launch(spec, expansion, paths, wb, target, options).run()
 
 
-def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target, retry, expansion,
-                   trial_fn,
-                   ensure_start, config_hook, num_cpus, console, verbose, began) -> LaunchResult:
-    state = resume.plan_state(plans, paths, study=spec.name, **retry)  # again, under the lock
-    looks = _looks(spec, expansion, paths, state, fix=True) if spec.sequential else None
-    study_mod.copy_spec(spec.path, paths)
-    study_mod.write_plan(paths, spec.name, plans)
-    notes: list[str] = []
-    for problem in state.problems:
-        console.print(f"[yellow]warning:[/] {escape(problem)}; moved to records/invalid/ (a trial the spec "
-                      f"names runs again)", highlight=False, soft_wrap=True)
-    if state.unreadable:
-        resume.set_aside_invalid(paths, state.unreadable)
-        notes.append(f"{len(state.unreadable)} invalid record(s) set aside in {paths.invalid_records}; "
-                     f"the trials the spec names run again")
-    if state.orphans:
-        notes.append(f"{state.orphans} record(s) in the study folder belong to trials this spec no longer "
-                     f"names (the spec, or a default it relies on, changed since: see 'Upgrading from 0.1.0' in the README); "
-                     f"kept, not rerun")
-    result = LaunchResult(study_dir=paths.root, planned=len(plans),
-                          to_run=looks.wanted if looks is not None else [p.trial_name for p in state.todo])
-    if looks is not None:
-        looks.print_plan(console)
+def _dry_run(spec, expansion, paths: StudyPaths, state, schedule: Schedule) -> LaunchResult:
+    """Print the trial table (and a sequential study's plan); start nothing."""
+    from rewardsweep.sweep.table import render
 
-    if not result.to_run:
-        notes.insert(0, looks.nothing_due() if looks is not None
-                     else "nothing to run: every trial of the spec has a final record")
+    plans = expansion.trials
+    todo_names = {p.trial_name for p in state.todo}
+    done = {p.trial_name for p in plans if p.trial_name not in todo_names} if paths.records.is_dir() else None
+    render(spec, expansion, console=Console(highlight=False), done=done)
+    schedule.print_plan(Console(highlight=False))
+    return LaunchResult(study_dir=paths.root, planned=len(plans), dry_run=True, to_run=schedule.wanted)
+
+
+@dataclass
+class _Options:
+    """What the caller chose for this launch beyond the spec (see :func:`launch`)."""
+
+    address: str | None
+    retry: dict[str, bool]
+    trial_fn: Callable[..., dict] | None
+    ensure_start: Callable[..., dict] | None
+    config_hook: Callable[[Any, dict], None] | None
+    num_cpus: int | None
+    console: Console
+    verbose: bool
+    began: float
+
+
+class _Launch:
+    """One launch under the study lock, in phases: prepare (what is due, the study folder's
+    bookkeeping, the trial configs), start Ray, run the experiment, settle (records,
+    W&B set-aside, summary, launch log)."""
+
+    def __init__(self, spec, expansion, paths: StudyPaths, wb, target, options: _Options) -> None:
+        self.spec, self.expansion, self.plans, self.paths = spec, expansion, expansion.trials, paths
+        self.wb, self.target, self.o, self.console = wb, target, options, options.console
+        self.notes: list[str] = []
+        self.cpu = float(spec.resources.get("cpu", 1))
+        self.gpu = float(spec.resources.get("gpu", 0))
+
+    def run(self) -> LaunchResult:
+        state, schedule, result = self.prepare()
+        if not result.to_run:
+            return self.nothing_to_run(state, schedule, result)
+        self.say_due(state, schedule, result)
+        jobs, labels = self.jobs(state)
+        self.trial_fn = self.o.trial_fn or _default_trial_fn()
+        owned = self.start_ray()
+        from rewardsweep.sweep import ray_cluster
+
+        try:
+            jobs = self.experiment(jobs, schedule, result)
+        finally:
+            if owned:
+                ray_cluster.shutdown_ray()
+        return self.settle(jobs, schedule, result, labels)
+
+    # ------------------------------------------------------------------ prepare
+
+    def prepare(self) -> tuple[Any, Schedule, LaunchResult]:
+        """What is due, read again under the lock; the spec and plan copied; records set aside."""
+        spec, paths, notes = self.spec, self.paths, self.notes
+        state = resume.plan_state(self.plans, paths, study=spec.name, **self.o.retry)  # again, under the lock
+        schedule = plan_schedule(spec, self.expansion, paths, state, fix=True)
+        study_mod.copy_spec(spec.path, paths)
+        study_mod.write_plan(paths, spec.name, self.plans)
+        for problem in state.problems:
+            self.console.print(f"[yellow]warning:[/] {escape(problem)}; moved to records/invalid/ (a trial the "
+                               f"spec names runs again)", highlight=False, soft_wrap=True)
+        if state.unreadable:
+            resume.set_aside_invalid(paths, state.unreadable)
+            notes.append(f"{len(state.unreadable)} invalid record(s) set aside in {paths.invalid_records}; "
+                         f"the trials the spec names run again")
+        if state.orphans:
+            notes.append(f"{state.orphans} record(s) in the study folder belong to trials this spec no longer "
+                         f"names (the spec, or a default it relies on, changed since: see 'Upgrading from 0.1.0' "
+                         f"in the README); kept, not rerun")
+        result = LaunchResult(study_dir=paths.root, planned=len(self.plans), to_run=schedule.wanted)
+        schedule.print_plan(self.console)
+        return state, schedule, result
+
+    def nothing_to_run(self, state, schedule: Schedule, result: LaunchResult) -> LaunchResult:
+        self.notes.insert(0, schedule.nothing_due())
         if state.failed_kept:
-            notes.append(f"{len(state.failed_kept)} failed trial(s) kept; `--retry-failed` reruns them")
-        result.total_s = time.perf_counter() - began
-        result.summary = _summary(spec, plans, paths, result, notes, interrupted=resume.interrupted_trials(paths),
-                                  looks=looks)
-        print_summary(console, result.summary)
+            self.notes.append(f"{len(state.failed_kept)} failed trial(s) kept; `--retry-failed` reruns them")
+        result.total_s = time.perf_counter() - self.o.began
+        result.summary = _summary(self.spec, self.plans, self.paths, result, self.notes,
+                                  interrupted=resume.interrupted_trials(self.paths), schedule=schedule)
+        print_summary(self.console, result.summary)
         return result
 
-    console.print(f"[bold]{spec.name}[/]: {len(plans)} trials, {len(state.done)} already done, "
-                  f"{len(state.failed_kept)} failed kept, "
-                  + (f"{len(result.to_run)} due at the open configurations' next looks (at most "
-                     f"{len(state.todo)}: seeds are added only while a configuration is undecided)"
-                     if looks is not None else f"{len(state.todo)} to run")
-                  + (f" ({len(state.retried_failed)} failed retried)" if state.retried_failed else "")
-                  + (f" ({len(state.interrupted)} interrupted earlier)" if state.interrupted else ""))
+    def say_due(self, state, schedule: Schedule, result: LaunchResult) -> None:
+        self.console.print(f"[bold]{self.spec.name}[/]: {len(self.plans)} trials, {len(state.done)} already done, "
+                           f"{len(state.failed_kept)} failed kept, " + schedule.due(state)
+                           + (f" ({len(state.retried_failed)} failed retried)" if state.retried_failed else "")
+                           + (f" ({len(state.interrupted)} interrupted earlier)" if state.interrupted else ""))
 
-    # trial configs of this launch; the start checkpoint(s) resolved once, here on the driver
-    from rewardsweep.sweep.wandb_log import run_labels
+    def jobs(self, state) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """The trial configs of this launch (start checkpoints are filled in later, once);
+        leftovers of killed runs removed; W&B notes and earlier unfinished runs set aside."""
+        from rewardsweep.code_identity import code_identity
+        from rewardsweep.sweep.wandb_log import run_labels
 
-    labels = run_labels(plans)
-    from rewardsweep.code_identity import code_identity
+        labels = run_labels(self.plans)
+        driver = code_identity()   # every trial checks that it runs the same code (a cluster node may not)
+        jobs: dict[str, dict[str, Any]] = {}
+        for plan in state.todo:
+            config = copy.deepcopy(plan.config)
+            if self.o.config_hook is not None:
+                self.o.config_hook(plan, config)
+            jobs[plan.trial_name] = {"config": config, "params": dict(plan.params),
+                                     "label": labels.get(plan.config_id), "driver": driver}
+        leftovers = storage.remove_leftovers()  # temp folders of runs that were killed
+        records.remove_partial_writes(self.paths.root)   # half-written records of killed writers
+        if leftovers:
+            self.notes.append(f"removed {len(leftovers)} temporary folder(s) left by killed runs, e.g. {leftovers[0]}")
+        wb = self.wb
+        if wb.note:
+            self.console.print(f"[yellow]warning:[/] {wb.note}")
+        if wb.mode == "offline":
+            _set_aside_unfinished_runs(jobs, Path(wb.runs_dir), self.notes)
+        if wb.enabled:
+            self.notes.append(f"W&B {wb.mode} ({wb.source}): project {wb.project}"
+                              + (f", entity {wb.entity}" if wb.entity else "") + ", runs grouped by configuration"
+                              + (f" under {wb.runs_dir} (`wandb sync {wb.runs_dir}/offline-run-*` uploads one run "
+                                 f"per trial attempt)" if wb.mode == "offline" else ""))
+        return jobs, labels
 
-    driver = code_identity()   # every trial checks that it runs the same code (a cluster node may not)
-    jobs: dict[str, dict[str, Any]] = {}
-    for plan in state.todo:
-        config = copy.deepcopy(plan.config)
-        if config_hook is not None:
-            config_hook(plan, config)
-        jobs[plan.trial_name] = {"config": config, "params": dict(plan.params), "label": labels.get(plan.config_id),
-                                 "driver": driver}
-    leftovers = storage.remove_leftovers()  # temp folders of runs that were killed
-    records.remove_partial_writes(paths.root)   # half-written records of killed writers
-    if leftovers:
-        notes.append(f"removed {len(leftovers)} temporary folder(s) left by killed runs, e.g. {leftovers[0]}")
-    from rewardsweep.sweep import tune as tune_mod
+    # ------------------------------------------------------------------ Ray and the experiment
 
-    if wb.note:
-        console.print(f"[yellow]warning:[/] {wb.note}")
-    if wb.mode == "offline":
-        _set_aside_unfinished_runs(jobs, Path(wb.runs_dir), notes)
-    if wb.enabled:
-        notes.append(f"W&B {wb.mode} ({wb.source}): project {wb.project}"
-                     + (f", entity {wb.entity}" if wb.entity else "") + ", runs grouped by configuration"
-                     + (f" under {wb.runs_dir} (`wandb sync {wb.runs_dir}/offline-run-*` uploads one run "
-                        f"per trial attempt)" if wb.mode == "offline" else ""))
+    def start_ray(self) -> bool:
+        """Join or start Ray (before the start checkpoint: no pretraining for a launch that
+        cannot run); True when this launch started it (and shuts it down)."""
+        from rewardsweep.sweep import ray_cluster
 
-    trial_fn = trial_fn or _default_trial_fn()
-    cpu, gpu = float(spec.resources.get("cpu", 1)), float(spec.resources.get("gpu", 0))
-    if target is None and not tune_mod.ray_is_up():
-        target = tune_mod.ray_target(address)
-    if wb.enabled and target is not None and not target.joins:
-        from rewardsweep.sweep.wandb_log import start_shared_service
+        target = self.target
+        if target is None and not ray_cluster.ray_is_up():
+            target = ray_cluster.ray_target(self.o.address)
+        if self.wb.enabled and target is not None and not target.joins:
+            from rewardsweep.sweep.wandb_log import start_shared_service
 
-        start_shared_service()  # before ray.init: the local workers inherit it
-    # Ray first (join or fail), then the start checkpoint: no pretraining for a launch that cannot run
-    owned = tune_mod.init_ray(num_cpus=num_cpus, verbose=verbose, target=target) if target else False
-    _reclaim_sigterm()   # ray.init installed its own SIGTERM handler
-    if owned and target.joins:
-        console.print(f"joined the Ray cluster at {target.address or target.given} (from {target.origin})")
-    elif owned:
-        console.print(f"started a private Ray on this machine ({tune_mod.cluster_cpus():g} CPUs"
-                      + (", --address local" if target.origin == "--address" else
-                         ", RAY_ADDRESS=local" if target.origin == "RAY_ADDRESS" else "") + ")"
-                      + (f"; {target.note}" if target.note else ""), highlight=False, soft_wrap=True)
-    result.experiment = paths.launch_dir(study_mod.launch_stamp())
-    name = result.experiment.name
-    try:
-        result.slots = tune_mod.cluster_slots(cpu, gpu, spec.max_concurrent, len(jobs))
+            start_shared_service()  # before ray.init: the local workers inherit it
+        owned = ray_cluster.init_ray(num_cpus=self.o.num_cpus, verbose=self.o.verbose, target=target) if target else False
+        _reclaim_sigterm()   # ray.init installed its own SIGTERM handler
+        if owned and target.joins:
+            self.console.print(f"joined the Ray cluster at {target.address or target.given} (from {target.origin})")
+        elif owned:
+            self.console.print(f"started a private Ray on this machine ({ray_cluster.cluster_cpus():g} CPUs"
+                               + (", --address local" if target.origin == "--address" else
+                                  ", RAY_ADDRESS=local" if target.origin == "RAY_ADDRESS" else "") + ")"
+                               + (f"; {target.note}" if target.note else ""), highlight=False, soft_wrap=True)
+        return owned
+
+    def experiment(self, jobs: dict[str, dict], schedule: Schedule, result: LaunchResult) -> dict[str, dict]:
+        """Slots, the start checkpoints (once), then one Ray Tune experiment; the jobs it ran."""
+        from rewardsweep.sweep import ray_cluster
+        from rewardsweep.sweep import tune as tune_mod
+
+        spec, cpu, gpu = self.spec, self.cpu, self.gpu
+        result.experiment = self.paths.launch_dir(study_mod.launch_stamp())
+        result.slots = ray_cluster.cluster_slots(cpu, gpu, spec.max_concurrent, len(jobs))
         if result.slots == 0:
             raise UserError(f"{spec.source}: resources: a trial needs cpu {cpu:g} gpu {gpu:g} but the Ray "
                             f"cluster has no node with that much free; lower resources or add nodes")
-        try:  # each start verified (hash) before any trial; a damaged cache entry is pretrained again
+        self.resolve_starts(jobs, result)
+        self.console.print(f"{schedule.running(len(jobs))}, {result.slots} at a time "
+                           f"(cpu {cpu:g}, gpu {gpu:g} each); Ray experiment {result.experiment}")
+        fit_began, self.fit_wall = time.perf_counter(), time.time()
+        self.storage_errors: list[str] = []
+        self.stop_errors: list[str] = []
+        view = ProgressView(total=schedule.total(len(jobs)), slots=result.slots, console=self.console,
+                            title=spec.name)
+        searcher = schedule.searcher(jobs, view, tune_mod.TRIAL_KEY)
+        with view:
+            result.outcomes = tune_mod.run_experiment(
+                jobs, trial_fn=self.trial_fn, storage_path=str(self.paths.ray),
+                name=result.experiment.name, cpu=cpu, gpu=gpu, max_concurrent=spec.max_concurrent,
+                retries=spec.retries, wandb_options=self.wb.to_dict() if self.wb.enabled else None,
+                listener=view, verbose=self.o.verbose, storage_errors=self.storage_errors, searcher=searcher,
+                stop_errors=self.stop_errors)
+        result.fit_s = time.perf_counter() - fit_began
+        jobs, result.outcomes = schedule.ran(searcher, jobs, result.outcomes)
+        return jobs
+
+    def resolve_starts(self, jobs: dict[str, dict], result: LaunchResult) -> None:
+        """Each start verified (hash) before any trial; a damaged cache entry is pretrained again."""
+        try:
             starts, result.starts_computed = study_mod.resolve_starts(
-                paths, [job["config"] for job in jobs.values()], ensure_start=ensure_start,
-                on_resolve=lambda req: console.print(
+                self.paths, [job["config"] for job in jobs.values()], ensure_start=self.o.ensure_start,
+                on_resolve=lambda req: self.console.print(
                     f"start checkpoint: {req['model']} ({req['checkpoint']}"
                     + (f", {req['iters']} pretrain iters" if req.get("iters") else "")
                     + "): pretraining if not cached, evaluating on val once ..."))
@@ -303,68 +380,47 @@ def _launch_locked(spec, plans, paths: StudyPaths, state, wb, *, address, target
                                        f"{storage.describe(exc)}; free space or fix permissions, then launch "
                                        f"again") from None
         for entry in starts:
-            notes.append(f"start {entry.get('model')} {Path(str(entry.get('checkpoint'))).name}: "
-                         f"val mIoU {entry.get('miou', float('nan')):.4f}")
-        running = (f"running each look's trials as its configuration comes due ({len(result.to_run)} now)"
-                   if looks is not None else f"running {len(jobs)} trial(s)")
-        console.print(f"{running}, {result.slots} at a time "
-                      f"(cpu {cpu:g}, gpu {gpu:g} each); Ray experiment {result.experiment}")
-        fit_began, fit_wall = time.perf_counter(), time.time()
-        storage_errors: list[str] = []
-        stop_errors: list[str] = []
-        view = ProgressView(total=len(result.to_run) if looks is not None else len(jobs), slots=result.slots,
-                            console=console, title=spec.name)
-        scheduler = looks.scheduler(jobs, view, tune_mod.TRIAL_KEY) if looks is not None else None
-        with view:
-            result.outcomes = tune_mod.run_experiment(
-                jobs, trial_fn=trial_fn, storage_path=str(paths.ray), name=name, cpu=cpu, gpu=gpu,
-                max_concurrent=spec.max_concurrent, retries=spec.retries,
-                wandb_options=wb.to_dict() if wb.enabled else None, listener=view, verbose=verbose,
-                storage_errors=storage_errors, searcher=scheduler, stop_errors=stop_errors)
-        result.fit_s = time.perf_counter() - fit_began
-        if scheduler is not None:  # trials no look asked for were never part of this launch
-            jobs = {key: job for key, job in jobs.items() if key in scheduler.suggested}
-            result.outcomes = {key: out for key, out in result.outcomes.items() if key in scheduler.suggested}
-    finally:
-        if owned:
-            tune_mod.shutdown_ray()
+            self.notes.append(f"start {entry.get('model')} {Path(str(entry.get('checkpoint'))).name}: "
+                              f"val mIoU {entry.get('miou', float('nan')):.4f}")
 
-    result.storage_error = storage_errors[0] if storage_errors else None
-    result.stop_error = stop_errors[0] if stop_errors else None
-    try:
-        result.interrupted = _keep_records(jobs, result.outcomes, paths, notes,
-                                           stopped_at=_STOP["at"] if _STOP["installed"] else None)
-    except OSError as exc:  # the driver's own writes (a lost trial's record) hit the failing storage
-        if exc.errno not in storage.STORAGE_ERRNOS:
-            raise
-        result.storage_error = result.storage_error or f"{exc.filename}: cannot write: {storage.describe(exc)}"
-    if result.storage_error or result.stop_error:
-        result.interrupted = False  # not stopped by the user: the summary says why instead
-    if (result.interrupted or result.storage_error or result.stop_error) and wb.mode == "offline":
-        _set_aside_interrupted_runs(jobs, result.outcomes, Path(wb.runs_dir), since=fit_wall, notes=notes)
-    result.total_s = time.perf_counter() - began
-    # this launch's trial states count as the newest launch log (written below, with the counts)
-    this_launch = {key: out.state for key, out in result.outcomes.items()}
-    if looks is not None:
-        looks.log_to_wandb(wb, labels, notes)
-    result.summary = _summary(spec, plans, paths, result, notes,
-                              interrupted=resume.interrupted_trials(paths, current=this_launch), looks=looks)
-    if result.storage_error:
-        result.summary["notes"].append(
-            f"storage failing, launch stopped: {result.storage_error}; trials still to run were not started "
-            f"(finished records are kept): free space or fix permissions, then launch again to resume")
-    if result.stop_error:
-        result.summary["notes"].append(
-            f"launch stopped: {result.stop_error}; no trial ran from it or recorded it (finished records are kept)")
-    _write_launch_log(result.experiment / layout.LAUNCH_FILENAME, _launch_log(spec, result, wb.mode, cpu, gpu))
-    print_summary(console, result.summary)
-    return result
+    # ------------------------------------------------------------------ settle
 
-
-def _looks(spec, expansion, paths: StudyPaths, state, fix: bool = False):
-    from rewardsweep.sweep.sequential import Looks
-
-    return Looks(spec, expansion, paths, state, fix)
+    def settle(self, jobs: dict[str, dict], schedule: Schedule, result: LaunchResult,
+               labels: dict[str, str]) -> LaunchResult:
+        """Every trial that ran has a record; interrupted W&B runs set aside; the summary
+        and the launch log."""
+        paths, notes, wb = self.paths, self.notes, self.wb
+        result.storage_error = self.storage_errors[0] if self.storage_errors else None
+        result.stop_error = self.stop_errors[0] if self.stop_errors else None
+        try:
+            result.interrupted = _keep_records(jobs, result.outcomes, paths, notes,
+                                               stopped_at=_STOP["at"] if _STOP["installed"] else None)
+        except OSError as exc:  # the driver's own writes (a lost trial's record) hit the failing storage
+            if exc.errno not in storage.STORAGE_ERRNOS:
+                raise
+            result.storage_error = result.storage_error or f"{exc.filename}: cannot write: {storage.describe(exc)}"
+        if result.storage_error or result.stop_error:
+            result.interrupted = False  # not stopped by the user: the summary says why instead
+        if (result.interrupted or result.storage_error or result.stop_error) and wb.mode == "offline":
+            _set_aside_interrupted_runs(jobs, result.outcomes, Path(wb.runs_dir), since=self.fit_wall, notes=notes)
+        result.total_s = time.perf_counter() - self.o.began
+        # this launch's trial states count as the newest launch log (written below, with the counts)
+        this_launch = {key: out.state for key, out in result.outcomes.items()}
+        schedule.after(wb, labels, notes)
+        result.summary = _summary(self.spec, self.plans, paths, result, notes,
+                                  interrupted=resume.interrupted_trials(paths, current=this_launch),
+                                  schedule=schedule)
+        if result.storage_error:
+            result.summary["notes"].append(
+                f"storage failing, launch stopped: {result.storage_error}; trials still to run were not started "
+                f"(finished records are kept): free space or fix permissions, then launch again to resume")
+        if result.stop_error:
+            result.summary["notes"].append(
+                f"launch stopped: {result.stop_error}; no trial ran from it or recorded it (finished records are kept)")
+        _write_launch_log(result.experiment / layout.LAUNCH_FILENAME,
+                          _launch_log(self.spec, result, wb.mode, self.cpu, self.gpu))
+        print_summary(self.console, result.summary)
+        return result
 
 
 def _write_launch_log(path: Path, payload: dict[str, Any]) -> None:
@@ -493,13 +549,12 @@ def _same_record(path: Path, record: dict) -> bool:
 
 
 def _summary(spec, plans, paths: StudyPaths, result: LaunchResult, notes: list[str],
-             interrupted: set[str], looks: Any = None) -> dict[str, Any]:
+             interrupted: set[str], schedule: Schedule) -> dict[str, Any]:
     """Counts from the records on disk (all launches), as a resume would see them:
     ``interrupted`` (``resume.interrupted_trials``) are the trials a resume reruns. A
     sequential study counts the trials its looks asked for, and says where each
     configuration stands."""
-    if looks is not None:
-        plans = looks.summarize(plans, notes)
+    plans = schedule.counted(plans, notes)
     state = resume.plan_state(plans, paths, retry_failed=False, interrupted=interrupted, study=spec.name)
     finished = [p for p in state.done if state.existing[p.trial_name]["status"] == "finished"]
     diverged = [p for p in state.done if state.existing[p.trial_name]["status"] == "diverged"]

@@ -38,6 +38,7 @@ from rich.console import Console
 from rewardsweep.analysis.sequential import (Outcome, SequentialDesign, decide, look_counts, make_design,
                                              paired_series, power, sd_for_power, settle_sd)
 from rewardsweep.errors import UserError
+from rewardsweep.study import arms
 from rewardsweep.study import records as records_mod
 from rewardsweep.study.atomic import atomic_write_json
 from rewardsweep.study.layout import StudyPaths, trial_name
@@ -207,10 +208,11 @@ def _series(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict
     """config id -> (control id, paired differences, what stopped them) of every reward configuration."""
     out: dict[str, tuple] = {}
     for plan in plans:
-        if plan.arm != "reward" or plan.config_id in out:
+        if plan.arm != arms.REWARD.name or plan.config_id in out:
             continue
-        diffs, failed = paired_series(_arm(recs, plan.config_id, "reward", design.max_seeds),
-                                      _arm(recs, plan.control_id, "mle", design.max_seeds), design.max_seeds)
+        diffs, failed = paired_series(_arm(recs, plan.config_id, arms.REWARD.name, design.max_seeds),
+                                      _arm(recs, plan.control_id, arms.CONTROL.name, design.max_seeds),
+                                      design.max_seeds)
         out[plan.config_id] = (plan.control_id, diffs, failed)
     return out
 
@@ -247,21 +249,26 @@ def wanted_trials(plans: Iterable[Any], states: dict[str, ConfigState]) -> list[
         if state.seeds_needed:
             for cid in (state.config_id, state.control_id):
                 need[cid] = max(need.get(cid, 0), state.seeds_needed)
-    variants = {p.config_id: p.control_id for p in plans if p.arm == "mle" and p.control_id != p.config_id}
+    variants = {p.config_id: p.control_id for p in plans
+                if p.arm == arms.CONTROL.name and p.control_id != p.config_id}
     for variant, control in variants.items():
         if control in need:
             need[variant] = max(need.get(variant, 0), need[control])
-    refs = {p.config_id: p.config.get("reference_id") for p in plans if p.arm == "reward"}
-    for cid, rid in refs.items():
-        if rid and cid in need:
-            need[rid] = max(need.get(rid, 0), need[cid])
+    # every other paired arm (the no-op reference, ...) runs the seeds of what names it
+    linked = [a.link for a in arms.paired() if a.link and a is not arms.CONTROL]
+    for p in plans:
+        if p.arm == arms.REWARD.name and p.config_id in need:
+            for link in linked:
+                rid = p.config.get(link)
+                if rid:
+                    need[rid] = max(need.get(rid, 0), need[p.config_id])
     # Controls first: every configuration's look waits for them. Then each configuration's
     # trials together, so configurations finish their looks one after another and the next
     # looks are queued while slots are still busy with the others (no barrier at a look).
     rank = {cid: i for i, cid in enumerate(dict.fromkeys(p.config_id for p in plans))}
-    order = {"mle": 0, "reward": 1, "noop": 2}
     picked = [p for p in plans if p.seed < need.get(p.config_id, 0)]
-    return sorted(picked, key=lambda p: (order.get(p.arm, 3), rank[p.config_id] if p.arm == "reward" else 0, p.seed))
+    return sorted(picked, key=lambda p: (arms.run_order(p.arm), rank[p.config_id] if p.arm == arms.REWARD.name else 0,
+                                         p.seed))
 
 
 def final_records(state: Any) -> dict[str, dict]:
@@ -378,7 +385,8 @@ class LookScheduler(Searcher):
 # --------------------------------------------------------------------------- in a launch
 
 class Looks:
-    """A sequential study in this launch: its design, the records' decisions, what is due."""
+    """A sequential study in this launch: its design, the records' decisions, what is due.
+    The launch's ``sweep.schedule.Schedule`` for a sequential study."""
 
     def __init__(self, spec, expansion, paths: StudyPaths, state: Any, fix: bool = False) -> None:
         """``state``: the launch's ``resume.plan_state`` of the study (what is final)."""
@@ -415,7 +423,22 @@ class Looks:
         console.print("sequential: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
                       + f"; {len(self.wanted)} trial(s) due now", highlight=False)
 
-    def scheduler(self, jobs: dict[str, dict], view: Any, trial_key: str):
+    def due(self, state: Any) -> str:
+        return (f"{len(self.wanted)} due at the open configurations' next looks (at most {len(state.todo)}: "
+                f"seeds are added only while a configuration is undecided)")
+
+    def running(self, jobs: int) -> str:
+        return f"running each look's trials as its configuration comes due ({len(self.wanted)} now)"
+
+    def total(self, jobs: int) -> int:
+        return len(self.wanted)
+
+    def ran(self, searcher: Any, jobs: dict[str, dict], outcomes: dict[str, Any]) -> tuple[dict, dict]:
+        """Trials no look asked for were never part of this launch."""
+        return ({k: job for k, job in jobs.items() if k in searcher.suggested},
+                {k: out for k, out in outcomes.items() if k in searcher.suggested})
+
+    def searcher(self, jobs: dict[str, dict], view: Any, trial_key: str):
         def on_decision(entries: list[dict[str, Any]]) -> None:
             self.decided += entries
             log_decisions(self.paths, entries)
@@ -427,19 +450,20 @@ class Looks:
         return LookScheduler(self.design, self.plans, self.paths, set(jobs), self.recs, trial_key,
                              on_decision=on_decision, on_queue=view.add_planned)
 
-    def summarize(self, plans, notes: list[str]) -> list[Any]:
+    def counted(self, plans, notes: list[str]) -> list[Any]:
         """The plans a sequential study counts (what ran or is due); a line per decision kind."""
         recs = read_records(self.paths, self.plans)
         states = config_states(self.design, self.plans, recs)
         due = {p.trial_name for p in wanted_trials(self.plans, states)}
         counts = Counter(s.decision for s in states.values())
-        used = sum(1 for p in self.plans if p.arm == "reward" and p.trial_name in recs)
+        used = sum(1 for p in self.plans if p.arm == arms.REWARD.name and p.trial_name in recs)
         notes.append("sequential: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
                      + f"; {used} reward trial(s) run of the {len(states) * self.design.max_seeds} a fixed "
                        f"study of {self.design.max_seeds} seeds would run")
         return [p for p in plans if p.trial_name in recs or p.trial_name in due]
 
-    def log_to_wandb(self, wb, labels: dict[str, str], notes: list[str]) -> None:
+    def after(self, wb, labels: dict[str, str], notes: list[str]) -> None:
+        """The decisions this launch took, as W&B runs."""
         if wb.enabled and self.decided:
             from rewardsweep.sweep.wandb_log import log_decisions
 

@@ -37,7 +37,7 @@ from rewardsweep.config.study import (
 from rewardsweep.config.yaml import YamlError, load_yaml
 from rewardsweep.errors import ConfigError, SpecError
 from rewardsweep.formatting import as_written
-from rewardsweep.study import layout
+from rewardsweep.study import arms, layout
 from rewardsweep.sweep.expand import Expansion, expand_study
 
 __all__ = ["Study", "load_study", "load_spec"]
@@ -81,7 +81,7 @@ def _read_spec(path: str | os.PathLike, storage: str | None, wandb_mode: str | N
     except ValidationError as exc:
         raise file.from_validation(exc, StudyFile, hint=top_key_hint) from None
     sequential = isinstance(top.seeds, SequentialSeeds)
-    if sequential and top.control != "mle":
+    if sequential and not arms.CONTROL.enabled(top):
         raise file.fail("seeds", "a sequential study decides each configuration against its paired control; "
                                  "set control: mle")
     model_ref, model, num_classes = _resolve_model(file, top.model)

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from rewardsweep.study import arms
 from rewardsweep.study.layout import trial_name
 from rewardsweep.sweep.expand import Expansion, TrialPlan, expand_study
 from rewardsweep.formatting import format_value
@@ -64,7 +65,7 @@ def _split_params(configs: list[tuple[TrialPlan, list[int]]]) -> tuple[list[str]
     A key that takes one value wherever it is used (and is ignored elsewhere) is not a
     column: it goes to the "same in every configuration" line, marked "where used".
     """
-    rewards = [t for t, _ in configs if t.arm == "reward"] or [t for t, _ in configs]
+    rewards = [t for t, _ in configs if t.arm == arms.REWARD.name] or [t for t, _ in configs]
     keys: list[str] = []
     for t in rewards:
         for k in t.params:
@@ -86,22 +87,21 @@ def _split_params(configs: list[tuple[TrialPlan, list[int]]]) -> tuple[list[str]
 def summary_lines(spec: Spec, expansion: Expansion, done: set[str] | None = None) -> list[str]:
     """The counts under the table (plain text, one fact a line)."""
     n = len(expansion.trials)
-    configs = expansion.reward_configs + expansion.control_configs + expansion.reference_configs
+    configs = sum(expansion.configs.values())
     seeds = len(expansion.seeds)
     lines = [f"{n} trial{'s' if n != 1 else ''}: {configs} configuration{'s' if configs != 1 else ''} "
              f"x {seeds} seed{'s' if seeds != 1 else ''} ({collapse_seeds(expansion.seeds)})"]
     def configs_(n: int) -> str:
         return f"{n} config{'s' if n != 1 else ''}"
 
-    arms = [f"reward {expansion.count('reward')} trials ({configs_(expansion.reward_configs)})"]
-    if spec.control == "mle":
-        arms.append(f"mle control {expansion.count('mle')} trials ({configs_(expansion.control_configs)})")
-    else:
-        arms.append("no control arm (control: none)")
-    if expansion.reference_configs:
-        arms.append(f"no-op reference {expansion.count('noop')} trials "
-                    f"({configs_(expansion.reference_configs)})")
-    lines.append("per arm: " + ", ".join(arms))
+    per_arm = []
+    for kind in arms.KINDS.values():
+        if expansion.configs.get(kind.name):
+            per_arm.append(f"{kind.counted_as} {expansion.count(kind.name)} trials "
+                           f"({configs_(expansion.configs[kind.name])})")
+        elif kind.role == "control":
+            per_arm.append(f"no control arm ({kind.switch[0]}: none)")
+    lines.append("per arm: " + ", ".join(per_arm))
     pts = expansion.points
     if expansion.duplicates:
         lines.append(f"{expansion.duplicates} duplicate configuration{'s' if expansion.duplicates != 1 else ''} "
@@ -149,7 +149,7 @@ def render(spec: Spec, expansion: Expansion | None = None, *, console: Console |
     table.add_column("config", no_wrap=True)
     table.add_column("arm", no_wrap=True)
     table.add_column("seeds", no_wrap=True)
-    if spec.control == "mle":
+    if arms.CONTROL.enabled(spec):
         table.add_column("control", no_wrap=True)
     table.add_column("parameters" if varied else "", overflow="fold")
     for plan, seeds in configs:
@@ -158,24 +158,24 @@ def render(spec: Spec, expansion: Expansion | None = None, *, console: Console |
             left = sum(1 for s in seeds if trial_name(plan.config_id, plan.arm, s) not in done)
             label += f" ({left} to run)" if left else " (done)"
         row = [plan.config_id, plan.arm, label]
-        tuned = plan.arm == "mle" and plan.control_id != plan.config_id
-        if spec.control == "mle":
-            row.append("(self)" if plan.arm == "mle" and not tuned else (plan.control_id or "-"))
-        if plan.arm == "mle":
+        kind = arms.kind(plan.arm)
+        tuned = kind is arms.CONTROL and plan.control_id != plan.config_id
+        if arms.CONTROL.enabled(spec):
+            row.append("(self)" if kind is arms.CONTROL and not tuned else (plan.control_id or "-"))
+        if kind.role == "treatment":
+            params = " ".join(f"{k}={format_value(plan.params.get(k))}" for k in varied)
+        elif kind.table_params:
             keys = varied + [k for k in control_grid_keys if k not in varied]
             shown = [f"{k}={format_value(plan.params[k])}" for k in keys if k in plan.params]
-            what = "cross-entropy, its own lr/optimizer" if tuned else "cross-entropy, same budget"
-            params = what + (": " + " ".join(shown) if shown else "")
-        elif plan.arm == "noop":
-            params = "no-op reference: the same batches forward, no update"
+            params = (kind.variant_describe if tuned else kind.describe) + (": " + " ".join(shown) if shown else "")
         else:
-            params = " ".join(f"{k}={format_value(plan.params.get(k))}" for k in varied)
+            params = kind.describe
         row.append(params)
         table.add_row(*row)
     say(table)
     for line in summary_lines(spec, expansion, done):
         say(Text(line))
-    if any(plan.params.get(k, 0) is None for plan, _ in configs for k in varied if plan.arm == "reward"):
+    if any(plan.params.get(k, 0) is None for plan, _ in configs for k in varied if plan.arm == arms.REWARD.name):
         say(Text("'-': not used by that configuration's settings (ignored, so not varied)"))
 
 
