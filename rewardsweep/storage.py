@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from rewardsweep.errors import UserError
+from rewardsweep.study.atomic import fsync_dir
 
 PROBE_BYTES = 64 * 1024   # about a record's size: a nearly full disk fails here, not at the record
 
@@ -191,18 +192,3 @@ def fsync_tree(folder: str | os.PathLike, files: bool = True) -> None:
                 with open(path, "rb") as handle:
                     os.fsync(handle.fileno())
     fsync_dir(folder)
-
-
-def fsync_dir(folder: str | os.PathLike) -> None:
-    """Flush a folder's entries (a rename into it) to the disk; a filesystem that cannot
-    (some network mounts refuse to open a folder) is left as it is."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -35,7 +35,7 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())   # the bytes are on disk before the name says they are there
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -48,8 +48,9 @@ def atomic_write_json(path: str | os.PathLike, payload: Any, **dumps: Any) -> Pa
     return atomic_write(path, json.dumps(payload, **dumps))
 
 
-def _fsync_dir(folder: Path) -> None:
-    """The rename itself on disk (a folder that cannot be opened or synced is left as it is)."""
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it) to the disk; a filesystem that cannot
+    (some network mounts refuse to open a folder) is left as it is."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
