@@ -117,10 +117,10 @@ def test_a_bf16_step_runs_the_network_in_bf16_and_the_reward_in_fp32(monkeypatch
     model.decode_head.conv_seg.register_forward_hook(lambda m, i, out: seen.update(head_out=out.dtype))
     original = RewardObjective.__call__
 
-    def spy(self, logits, gt, generator=None):
+    def spy(self, logits, gt, generator=None, **kwargs):
         seen["reward_logits"] = logits.dtype
         seen["autocast_in_reward"] = torch.is_autocast_enabled("cpu")
-        return original(self, logits, gt, generator)
+        return original(self, logits, gt, generator, **kwargs)
 
     monkeypatch.setattr(RewardObjective, "__call__", spy)
     before = [p.detach().clone() for p in model.parameters()]
