@@ -157,6 +157,25 @@ def full_steps(setting, batch: int, size: tuple[int, int], rounds: int, device: 
     return out, ({"models": models, "wrappers": wrappers, "data": data} if keep else {})
 
 
+def interleaved(kinds: dict, rounds: int, device: str) -> dict[str, dict]:
+    """Time each of ``kinds`` (name -> no-argument call): one warm-up call each, in order, with
+    its peak memory, then ``rounds`` rounds with the calls interleaved so that machine noise
+    hits them alike; per name its peak and median times."""
+    clock = Clock(device)
+    out: dict[str, dict] = {}
+    for name, fn in kinds.items():
+        with PeakMemory(device) as peak:
+            fn()
+        out[name] = {"peak_gib": peak.gib}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in kinds}
+    for _ in range(rounds):
+        for name, fn in kinds.items():
+            times[name].append(clock(fn))
+    for name in kinds:
+        out[name].update(_medians(times[name]))
+    return out
+
+
 def knob_steps(setting, batch: int, size: tuple[int, int], rounds: int, device: str) -> dict:
     """Interleaved ``train_step`` of each estimator knob (:data:`KNOBS`) at ``size``, as a trial
     runs it (``runners/reward_step.py``); the clipped surrogate timed per epoch."""
@@ -185,18 +204,7 @@ def knob_steps(setting, batch: int, size: tuple[int, int], rounds: int, device: 
     kinds = {name: (lambda n=name: step(n)) for name in KNOBS if name != "clipped"}
     kinds["clipped_epoch1"] = lambda: step("clipped")
     kinds["clipped_epoch2"] = lambda: step("clipped", replay=True)
-    clock = Clock(device)
-    out: dict[str, dict] = {}
-    for name, fn in kinds.items():  # warm-up (the clipped pair in order), with its peak memory
-        with PeakMemory(device) as peak:
-            fn()
-        out[name] = {"peak_gib": peak.gib}
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in kinds}
-    for _ in range(rounds):
-        for name, fn in kinds.items():
-            times[name].append(clock(fn))
-    for name in kinds:
-        out[name].update(_medians(times[name]))
+    out: dict = interleaved(kinds, rounds, device)  # the clipped pair warms up in order
     out["start_model_bytes"] = start_bytes
     return out
 
@@ -211,23 +219,12 @@ def probe_cost(built: dict, rounds: int, device: str, every: int) -> dict:
     start_model = copy.deepcopy(model)
     for p in start_model.parameters():
         p.requires_grad_(False)
-    clock = Clock(device)
     kinds = {
         "step": lambda: model.train_step(copy.deepcopy(data), wrapper),
         "gain_probe": lambda: probe_step(model, start_model, copy.deepcopy(data), wrapper, False, seed=1),
         "gradient_probe": lambda: probe_step(model, start_model, copy.deepcopy(data), wrapper, True, seed=1),
     }
-    out: dict[str, dict] = {}
-    for name, fn in kinds.items():  # warm-up, with its peak memory
-        with PeakMemory(device) as peak:
-            fn()
-        out[name] = {"peak_gib": peak.gib}
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in kinds}
-    for _ in range(rounds):
-        for name, fn in kinds.items():
-            times[name].append(clock(fn))
-    for name in kinds:
-        out[name].update(_medians(times[name]))
+    out = interleaved(kinds, rounds, device)
     # over every * GRADIENT_EVERY steps: GRADIENT_EVERY - 1 gain probes and one gradient probe
     span = every * GRADIENT_EVERY
     for clock_key in ("cpu_s", "wall_s"):
