@@ -89,3 +89,36 @@ def test_a_new_key_with_a_default_is_caught_where_keys_are_declared():
     baseline = create_model("Baseline2", __base__=Baseline, tau=(float, 0.5))
     grouped = create_model("WithTau", __base__=TrialConfig, baseline=(baseline, baseline()))
     assert id_stability_problems(grouped) == ["baseline.tau (default 0.5)"]
+
+
+# ----------------------------------------------------------------- two batch streams in one study
+
+def _add_seed(folder: Path, seed: int, seeded: set[str]) -> None:
+    """Seed ``seed``'s records as today's code writes them for the arms in ``seeded``
+    (``timings.data_wait_s``: per-sample seeded batches), as 0.2.0 did for the others."""
+    import json
+
+    for path in sorted((folder / "records").glob("*-seed0.json")):
+        record = json.loads(path.read_text())
+        record["seed"] = seed
+        if record["arm"] in seeded:
+            record["timings"] = {**record["timings"], "data_wait_s": 0.0, "workers": 0}
+        (folder / "records" / path.name.replace("-seed0", f"-seed{seed}")).write_text(json.dumps(record))
+
+
+def _notes(folder: Path) -> list[str]:
+    from rewardsweep.analysis.collect import collect
+    from rewardsweep.analysis.summary import summarize
+
+    return [n for n in summarize(collect([folder])).notes if "seeded batches" in n]
+
+
+def test_a_study_topped_up_across_the_loader_change_says_it_mixes_two_batch_streams(study: Path):
+    assert _notes(study) == []                                 # one stream: nothing to say
+    _add_seed(study, 1, seeded={"reward", "mle", "noop"})
+    (note,) = _notes(study)
+    assert note.startswith("9 finished trial(s) were recorded before per-sample seeded batches") and "and 9 after" in note
+    assert "do not share batches" not in note                  # every seed's pairs share one stream
+    _add_seed(study, 2, seeded={"reward"})                     # a control added later, on the new stream
+    (note,) = _notes(study)
+    assert "seeds 2 have arms on both" in note and "noisier there, not biased" in note

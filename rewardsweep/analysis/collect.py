@@ -34,14 +34,14 @@ from rewardsweep.errors import UserError
 from rewardsweep.analysis.treatment import KNOB_DIAGNOSTICS, TREATMENT_KEYS
 from rewardsweep.study import arms as kinds
 from rewardsweep.study.layout import RECORDS_DIRNAME, read_plan, study_name
-from rewardsweep.study.records import read_record, record_problem
+from rewardsweep.study.records import batch_stream, read_record, record_problem
 from rewardsweep.study.timestamps import timestamp_key
 
 # Columns of the trials table that are not parameters (params never overwrite these).
 BASE_COLUMNS = (
     "study", "source", "file", "config_id", "control_id", "arm", "seed", "status", "error",
     "estimator", "miou_start", "miou_final", "delta_miou", "miou_best",
-    "checkpoint", "checkpoint_hash", "dataset", "started_at", "finished_at", "total_s", "host",
+    "checkpoint", "checkpoint_hash", "dataset", "started_at", "finished_at", "total_s", "host", "batches",
     "val_counts_file", "reference_id", "final_checkpoint", "final_checkpoint_sha256",
     *(f"treatment.{k}" for k in TREATMENT_KEYS),
     *(f"diag.{k}" for k in KNOB_DIAGNOSTICS),
@@ -194,6 +194,7 @@ def _validate(entry: Entry) -> dict:
     for key in KNOB_DIAGNOSTICS:   # an estimator knob's diagnostic (absent: knob off, or an older record)
         row[f"diag.{key}"] = _num(diagnostics.get(key), f"diagnostics_summary.{key}", name)
     timings = rec.get("timings") or {}
+    row["batches"] = batch_stream(rec)
     row["total_s"] = _num(timings.get("total_s"), "timings.total_s", name) if isinstance(timings, dict) else math.nan
     params = rec.get("params") or {}
     if not isinstance(params, dict):

@@ -121,6 +121,7 @@ def summarize(coll: Collection, settings: Settings | None = None, seeds_due=None
         notes.append("This study has no control arm: per-configuration statistics only, "
                      "no control comparison is possible.")
 
+    notes.extend(_batch_stream_notes(trials))
     configs = _configurations(trials, varying, ctrl_varying, expected, seeds_due)
     pairs = _pairing(trials, configs, notes)
     table = pd.DataFrame([c.row for c in configs])
@@ -205,6 +206,24 @@ def _configurations(trials: pd.DataFrame, varying: list[str], ctrl_varying: list
         }
         out.append(_Config(row, idx, idx[fmask]))
     return out
+
+
+def _batch_stream_notes(trials: pd.DataFrame) -> list[str]:
+    """A study topped up across the loader change mixes two batch streams
+    (``records.batch_stream``): say how many trials and seeds, and what it costs."""
+    if "batches" not in trials:
+        return []
+    done = trials[trials["status"] == "finished"]
+    streams = done.groupby("batches")["seed"].count()
+    if len(streams) < 2:
+        return []
+    mixed = sorted(int(seed) for seed, group in done.groupby("seed") if group["batches"].nunique() > 1)
+    seeds = f"; seeds {_fmt_seeds(mixed)} have arms on both, so their pairs do not share batches " \
+            f"(paired differences are noisier there, not biased)" if mixed else ""
+    return [f"{streams['shared']} finished trial(s) were recorded before per-sample seeded batches "
+            f"(rewardsweep 0.3.0 and earlier: MMEngine's one random stream) and {streams['seeded']} after; "
+            f"a seed gives other batches in each, so rerunning an old trial would not reproduce its "
+            f"number{seeds}"]
 
 
 def _pairing(trials: pd.DataFrame, configs: list[_Config], notes: list[str]) -> dict[int, tuple]:

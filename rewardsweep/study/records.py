@@ -261,6 +261,16 @@ def record_problem(record: Any, *, name: str | None = None, study: str | None = 
     return _scores_problem(record) or _sidecar_problem(record, folder)
 
 
+def batch_stream(record: dict[str, Any]) -> str:
+    """Which training batches a trial saw: ``"seeded"`` (each sample's augmentation seeded from
+    the trial's seed, position and index: the same batches with any worker count; records
+    since the loader change, which also added ``timings.data_wait_s``) or ``"shared"`` (0.3.0
+    and earlier: MMEngine's one random stream). The same seed gives other batches in each,
+    so a study topped up across that change mixes the two (the report says so)."""
+    timings = record.get("timings")
+    return "seeded" if isinstance(timings, dict) and "data_wait_s" in timings else "shared"
+
+
 def is_done(record: dict[str, Any]) -> bool:
     """Finished and diverged trials are final results; a failed one may be retried."""
     return record.get("status") in ("finished", "diverged")
