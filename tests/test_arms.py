@@ -2,7 +2,8 @@
 
 The proof of "a new arm kind is one registry entry": a copy of the package with one
 ``ArmKind`` added to ``study/arms.py`` and no other file changed expands, validates,
-schedules, labels, tabulates and reports the new arm (a subprocess on the copy, ~10 s).
+schedules, labels, tabulates and reports the new arm (a subprocess on the copy, ~10 s), and
+trains it: a real ``run_trial`` of the new kind gives the no-op's numbers (~15 s).
 """
 
 from __future__ import annotations
@@ -78,6 +79,30 @@ print(json.dumps(out))
 '''
 
 
+# A trial of the new kind through run_trial, and a no-op trial on the same config, seed and
+# start: trained like the no-op (ArmKind.trains "none"), the two are the same numbers.
+TRAIN = '''
+import json, sys
+from pathlib import Path
+from rewardsweep.runners.trial import run_trial
+from rewardsweep.study import layout, records
+from rewardsweep.sweep.spec import load_study
+
+spec, folder, start = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+(plan,) = [p for p in load_study(spec).expansion.trials if p.arm == "frozen" and p.seed == 0]
+config = {**plan.config, "start": start, "steps": 2, "eval_every": 2, "checkpoints": "none",
+          "study_dir": str(folder)}
+out = {}
+for arm, config_id in (("frozen", plan.config_id), ("noop", "noop0")):
+    run_trial({**config, "arm": arm, "config_id": config_id})
+    rec = records.read_record(layout.record_path(folder, config_id, arm, 0))
+    assert records.record_problem(rec) is None, records.record_problem(rec)
+    out[arm] = {k: rec[k] for k in ("arm", "status", "estimator", "miou_final", "per_class_iou_final", "treatment")}
+    out[arm]["losses"] = [d.get("loss") for d in records.read_diagnostics(folder / rec["diagnostics_file"])]
+print(json.dumps(out))
+'''
+
+
 def _copy_with_new_kind(tmp: Path) -> Path:
     """The package copied with NEW_KIND appended to study/arms.py: the only file changed."""
     pkg = tmp / "pkg"
@@ -119,6 +144,28 @@ def test_a_new_arm_kind_is_one_registry_entry(tmp_path):
     assert out["labels"][fid] == f"frozen reference [{fid}]"
     assert [r[:2] for r in out["report"]][:2] == [["mle", "control"], ["frozen", "reference"]]
     assert out["colour"]
+
+
+def test_a_new_arm_kind_trains_through_run_trial(tmp_path, tiny_start):
+    """The same one-entry edit trains: a real ``run_trial`` (tiny preset, 2 steps) of the new
+    kind, dispatched on ``ArmKind.trains`` (runners/trial.py, runners/probe.py), gives the
+    no-op's numbers on the same config and seed (a subprocess on the copy, ~15-25 s)."""
+    pkg = _copy_with_new_kind(tmp_path)
+    spec = tmp_path / "frozen.yaml"
+    spec.write_text(SMOKE.read_text().replace("control: mle", "control: mle\nreference: frozen")
+                    .replace("storage: runs", f"storage: {tmp_path / 'runs'}"))
+    env = {**os.environ, "PYTHONPATH": str(pkg)}
+    done = subprocess.run([sys.executable, "-c", TRAIN, str(spec), str(tmp_path / "study"), json.dumps(tiny_start)],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    frozen, noop = out["frozen"], out["noop"]
+    assert frozen["arm"] == "frozen" and frozen["status"] == "finished" and frozen["estimator"] == "frozen"
+    assert frozen["treatment"]["weight_move"] == 0.0          # no update: the no-op step ran
+    assert "probes" not in frozen["treatment"]                 # and no reward probe
+    assert len(frozen["losses"]) == 2
+    same = ("status", "miou_final", "per_class_iou_final", "treatment", "losses")
+    assert {k: frozen[k] for k in same} == {k: noop[k] for k in same}
 
 
 def test_the_registry_is_what_every_reader_uses():

@@ -17,6 +17,7 @@ import pandas as pd
 
 from rewardsweep.analysis.robustness import assumptions
 from rewardsweep.analysis.sequential import Outcome, SequentialDesign, decide, paired_series, power, settle_sd
+from rewardsweep.study import arms
 from rewardsweep.study.layout import SEQUENTIAL_FILENAME
 
 
@@ -144,14 +145,16 @@ def _due(trials: pd.DataFrame, rows: list[dict]) -> dict[str, int]:
     several configurations (a control, its variants, the no-op reference) the most of theirs."""
     due = {r["config_id"]: int(r["due"]) for r in rows}
     first = trials.drop_duplicates(["config_id", "arm"])
-    reward = first[first["arm"] == "reward"]
-    ref_col = "reference_id" if "reference_id" in first else None
-    for r in first[first["arm"] != "reward"].itertuples():
-        if r.arm == "mle":
+    treated = first["arm"].isin(arms.named("treatment"))
+    reward = first[treated]
+    for r in first[~treated].itertuples():
+        kind = arms.KINDS.get(r.arm)
+        link = kind.link if kind is not None else None
+        if kind is not None and kind.role == "control":   # a control_grid variant names its control
             paired = r.control_id if isinstance(r.control_id, str) and r.control_id != r.config_id else r.config_id
-            serves = reward[reward["control_id"] == paired]["config_id"]
+            serves = reward[reward[link] == paired]["config_id"]
         else:
-            serves = reward[reward[ref_col] == r.config_id]["config_id"] if ref_col else reward["config_id"]
+            serves = reward[reward[link] == r.config_id]["config_id"] if link in first else reward["config_id"]
         due[r.config_id] = max((due.get(c, 0) for c in serves), default=0)
     return due
 

@@ -20,6 +20,7 @@ import pandas as pd
 from rewardsweep.analysis import stats
 from rewardsweep.analysis.collect import Collection
 from rewardsweep.analysis.summary import Summary
+from rewardsweep.study import arms
 from rewardsweep.study.records import read_val_counts
 
 COLUMNS = ("img_pairs", "img_n", "img_low", "img_high", "img_adj_low", "img_adj_high", "img_survives",
@@ -101,10 +102,11 @@ def add_image_bootstrap(summary: Summary, coll: Collection, warnings: list[str],
     for i in boot:
         by_key.setdefault((trials.at[i, "config_id"], trials.at[i, "arm"]), {})[int(trials.at[i, "seed"])] = i
     few: list[str] = []
+    controls = arms.named("control")
     for r in t.itertuples():
-        if r.arm == "mle" or not isinstance(r.control_id, str):
+        if r.arm in controls or not isinstance(r.control_id, str):
             continue
-        mine, ctrl = by_key.get((r.config_id, r.arm), {}), by_key.get((r.control_id, "mle"), {})
+        mine, ctrl = by_key.get((r.config_id, r.arm), {}), by_key.get((r.control_id, arms.CONTROL.name), {})
         seeds = sorted(set(mine) & set(ctrl))
         if len(seeds) < stats.IMAGE_MIN_SEEDS:
             if seeds:

@@ -38,7 +38,8 @@ from rewardsweep.reward.settings import REWARD_KEYS, RewardSettings, _Group
 
 __all__ = ["LR", "Optimizer", "Pretrain", "TrialParams", "TrialConfig", "Param", "PARAMS", "GROUPS",
            "RUNTIME_FIELDS", "ID_KEYS_0_2", "id_stability_problems",
-           "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "NO_REWARD_PART", "TRIAL_DEFAULTS", "default", "with_defaults", "validate_trial_config"]
+           "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "NO_REWARD_PART", "TRIAL_DEFAULTS", "default", "with_defaults", "validate_trial_config",
+           "trial_view"]
 
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 # Numeric precision of a trial's training step (runners/precision.py); null is fp32.
@@ -126,6 +127,11 @@ class _TrialConfig(TrialParams):
         "none", description="final: keep the trial's final weights in <study>/checkpoints/")
     params: dict | None = None
     runtime: dict | None = None  # where it ran (set by the sweep: node id, pid, ...)
+
+    def reward_part(self) -> dict[str, Any]:
+        """The reward keys and ``batch_size`` as plain data: what an MMSeg reward head's
+        config holds (``runners.trial.reward_model_config``; the head validates it again)."""
+        return {**self.model_dump(include=set(REWARD_KEYS)), "batch_size": self.batch_size}
 
     @model_validator(mode="before")
     @classmethod
@@ -234,6 +240,14 @@ def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def trial_view(config: dict[str, Any]) -> TrialConfig:
+    """``config``'s keys as attributes, *not* checked (``model_construct``), for code that
+    carries a config without owning it: the Ray worker names a trial and its record from
+    it, while a config that fails the schema is the trial's to record as failed. Unset keys
+    read as their defaults; groups stay as given."""
+    return TrialConfig.model_construct(**config)
 
 
 def validate_trial_config(config: dict[str, Any], source: str = "trial config",

@@ -23,8 +23,9 @@ seed, the no-op's gain is BatchNorm drift).
 Probes never change training: the start policy's forward runs under a forked RNG and
 ``autograd.grad`` draws no random numbers, so a trial's losses are the same with or without
 them (tested); the final measures run after the last evaluation, from their own generator.
-The no-op arm (``arm: noop``) runs the same batches forward in train mode without any
-update: its val mIoU is the zero line of BatchNorm drift and evaluation noise.
+The no-op arm (``arm: noop``, or any arm kind that trains "none") runs the same batches
+forward in train mode without any update: its val mIoU is the zero line of BatchNorm drift
+and evaluation noise.
 """
 
 from __future__ import annotations
@@ -377,11 +378,13 @@ def final_measures(runner, start_model, num_classes: int, ignore_index: int,
     return values
 
 
-def probe_hook(arm: str, every: int, steps: int, sink: Callable[[int, dict[str, float]], None],
+def probe_hook(trains: str, every: int, steps: int, sink: Callable[[int, dict[str, float]], None],
                on_final: Callable[[dict[str, float]], None] | None = None, num_classes: int = 0,
                ignore_index: int = 255):
-    """An MMEngine hook: the probe (reward arm) or the no-op step (built lazily), and for
-    every arm the final measures (:func:`final_measures`) handed to ``on_final``."""
+    """An MMEngine hook: the probe and reward step (an arm that ``trains`` "reward") or the
+    no-op step ("none"; ``study.arms.ArmKind.trains``), built lazily, and for every arm the
+    final measures (:func:`final_measures`) handed to ``on_final``. "cross_entropy" trains
+    as MMSeg does."""
     from mmengine.hooks import Hook
 
     class TreatmentProbeHook(Hook):
@@ -393,9 +396,9 @@ def probe_hook(arm: str, every: int, steps: int, sink: Callable[[int, dict[str, 
             # the probe's train-mode forwards move its BatchNorm statistics; the held-out
             # gain compares with the start as it was
             self.start_state = copy.deepcopy(self.start_model.state_dict())
-            if arm == "noop":
+            if trains == "none":
                 install_noop(runner)
-            elif arm == "reward":
+            elif trains == "reward":
                 if every:
                     install_probe(runner, self.start_model, every, steps, sink)
                 # the KL's reference and the clipped surrogate's epochs (the one start model)

@@ -23,21 +23,25 @@ from rewardsweep import storage
 from rewardsweep.errors import StartCheckpointError, TrialDiverged, TrialFailed, UserError
 from rewardsweep.runners.hooks import EventCallback, make_event_hook, start_weights_hook
 from rewardsweep.runners.presets import ModelSetting, resolve_setting
-from rewardsweep.config.trial import validate_trial_config, with_defaults
+from rewardsweep.config.trial import TrialConfig, validate_trial_config, with_defaults
 from rewardsweep.reward.settings import REWARD_KEYS
-from rewardsweep.study import layout, records
+from rewardsweep.study import arms, layout, records
 from rewardsweep.study.timestamps import utc_now
 
-def reward_model_config(setting: ModelSetting, config: dict[str, Any]) -> dict[str, Any]:
-    """The preset's model with its decode head (and maybe aux head) as reward heads."""
+
+def reward_model_config(setting: ModelSetting, reward: dict[str, Any]) -> dict[str, Any]:
+    """The preset's model with its decode head (and maybe aux head) as reward heads.
+
+    ``reward``: plain data, as an MMSeg config holds it (the head validates it again,
+    ``RewardSettings.from_config``): the reward keys and ``batch_size``; a trial passes
+    :meth:`TrialConfig.reward_part`. Without ``aux_head`` the aux head keeps its cross-entropy."""
     from rewardsweep.reward.head import register_reward_heads, wrap_head_config
 
     register_reward_heads()
     model = copy.deepcopy(setting.model)
-    reward = {key: copy.deepcopy(config[key]) for key in REWARD_KEYS if key in config}
-    reward["batch_size"] = config["batch_size"]
+    reward = {key: copy.deepcopy(value) for key, value in reward.items() if key in (*REWARD_KEYS, "batch_size")}
+    aux = reward.get("aux_head", "mle")
     model["decode_head"] = wrap_head_config(model["decode_head"], reward)
-    aux = config.get("aux_head", "mle")
     if aux == "off" or not model.get("auxiliary_head"):
         model["auxiliary_head"] = None
     elif aux == "reward":
@@ -76,6 +80,13 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
               write: bool = True) -> dict[str, Any]:
     """Run one trial and return its record (also written under ``config['study_dir']``).
 
+    ``config`` is plain data (it crosses Ray as JSON, and the record keeps it as given, with
+    the defaults filled in). Until the schema has checked it (that needs the preset's
+    number of classes, and a config that fails is still recorded with its start), only the
+    record, the start and the thread count read it; everything that trains reads the
+    validated :class:`TrialConfig` (``cfg``), and what the arm trains comes from its kind
+    (``study.arms``: ``ArmKind.trains``), not its name.
+
     Raises :class:`TrialFailed` or :class:`TrialDiverged` (``.record``: the record written)
     or, for a bad config, the :class:`UserError` as it is."""
     import torch
@@ -84,9 +95,11 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
 
     wall_start = time.perf_counter()
     config = with_defaults(config)
-    arm = config["arm"]
     record = records.trial_record(config, _params(config), host=platform.node())
+    trains = arms.trains(record["arm"])  # an arm the registry does not know fails the schema below
+    study_dir = config.get("study_dir")
     work_dir = str(storage.make_temp_dir(storage.TRIAL_TMP_PREFIX))
+    cfg: TrialConfig | None = None
     hook = None
     probes: dict[int, dict[str, float]] = {}  # step -> treatment probe values (reward arm)
     final: dict[str, float] = {}  # every arm: weight move and held-out reward gain (runners/probe.py)
@@ -99,7 +112,7 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
     from rewardsweep.runners.loaders import loader_workers, release_loaders
     from rewardsweep.runners.pretrain import available_cores
 
-    on_gpu = (config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    on_gpu = torch.cuda.is_available()
     cpus = max(1, min(int(config.get("threads") or 1), available_cores()))
     workers = loader_workers(cpus, on_gpu, config.get("workers"))
     torch.set_num_threads(max(1, cpus - workers))
@@ -122,29 +135,29 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         record["miou_start"] = start["miou"]
         record["per_class_iou_start"] = start["per_class_iou"]
         record["curve"] = [{"step": 0, "miou": start["miou"]}]
-        # the trial-config schema, before anything trains (one-line ConfigError)
-        validate_trial_config(config, source=f"trial {config.get('config_id', '?')}",
-                              num_classes=setting.num_classes)
+        # the trial-config schema, before anything trains (one-line ConfigError); from here
+        # on the trial reads the validated config
+        cfg = validate_trial_config(config, source=f"trial {config.get('config_id', '?')}",
+                                    num_classes=setting.num_classes)
 
-        model = reward_model_config(setting, config) if arm == "reward" else None
-        hook = make_event_hook(on_event, setting.class_names, debug=config.get("debug"), probes=probes)
-        every = int(config.get("diagnostics_every") or 0) if arm == "reward" else 0
-        probe = probe_hook(arm, every, int(config["steps"]), lambda step, values: probes.__setitem__(step, values),
+        model = reward_model_config(setting, cfg.reward_part()) if trains == "reward" else None
+        hook = make_event_hook(on_event, setting.class_names, debug=cfg.debug, probes=probes)
+        every = cfg.diagnostics_every if trains == "reward" else 0
+        probe = probe_hook(trains, every, cfg.steps, lambda step, values: probes.__setitem__(step, values),
                            on_final=final.update, num_classes=setting.num_classes,
                            ignore_index=setting.ignore_index)
         from rewardsweep.runners.pretrain import check_checkpoint_matches
         from rewardsweep.runners.runner_config import build_runner, runner_config
 
-        cfg = runner_config(
-            setting, work_dir=work_dir, iters=int(config["steps"]), batch_size=int(config["batch_size"]),
-            lr=config["lr"], optimizer=config["optimizer"], eval_every=int(config["eval_every"]),
-            seed=int(config["seed"]), load_from=None, model=model,
-            device=config.get("device"), workers=workers, precision=config.get("precision"),
-            cudnn_benchmark=config.get("cudnn_benchmark", True),
+        run_cfg = runner_config(
+            setting, work_dir=work_dir, iters=cfg.steps, batch_size=cfg.batch_size,
+            lr=cfg.lr.model_dump(), optimizer=cfg.optimizer.model_dump(), eval_every=cfg.eval_every,
+            seed=cfg.seed, load_from=None, model=model, workers=workers, precision=cfg.precision,
+            cudnn_benchmark=cfg.cudnn_benchmark,
         )
         setup_start = time.perf_counter()
         # order matters: the start weights load first, then the probe copies the start policy
-        runner = build_runner(cfg, hooks=[start_weights_hook(start["checkpoint"]), hook, probe])
+        runner = build_runner(run_cfg, hooks=[start_weights_hook(start["checkpoint"]), hook, probe])
         check_checkpoint_matches(runner.model, start["checkpoint"])
         setup_seconds = time.perf_counter() - setup_start
         runner.train()
@@ -161,10 +174,10 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         )
         if not math.isfinite(last["miou"]):
             record["status"] = "diverged"
-        if config.get("checkpoints") == "final":
+        if cfg.checkpoints == "final":
             from rewardsweep.runners.final_checkpoint import rebuild_config
 
-            keep = (runner.model, rebuild_config(setting, cfg["model"], cfg["val_dataloader"]))
+            keep = (runner.model, rebuild_config(setting, run_cfg["model"], run_cfg["val_dataloader"]))
     except TrialDiverged as exc:
         record.update(status="diverged", error=str(exc))
         exc.record = record
@@ -184,9 +197,9 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         if hook is not None:
             record["curve"] = record["curve"][:1] + hook.curve
         record["diagnostics_summary"] = records.summarize_diagnostics(diagnostics)
-        if arm == "reward":
+        if trains == "reward":
             rows = [{"step": step, **values} for step, values in sorted(probes.items())]
-            record["treatment"] = {**summarize_probes(rows, int(config["steps"])), **final}
+            record["treatment"] = {**summarize_probes(rows, cfg.steps if cfg is not None else 0), **final}
         elif final:
             record["treatment"] = dict(final)
         if runner is not None:
@@ -204,33 +217,40 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
         except Exception:  # pragma: no cover - versions are informative only
             record["versions"] = {}
         try:
-            if write and config.get("study_dir") and not interrupted:
-                sidecar = layout.diagnostics_path(config["study_dir"], record["config_id"], arm, record["seed"])
-                path = layout.record_path(config["study_dir"], record["config_id"], arm, record["seed"])
-                try:
-                    _debug_write_failure(config, path)
-                    records.write_diagnostics(sidecar, diagnostics)
-                    record["diagnostics_file"] = str(sidecar.relative_to(config["study_dir"]))
-                    if val_counts is not None and record["status"] == "finished":
-                        counts = layout.val_counts_path(config["study_dir"], record["config_id"], arm, record["seed"])
-                        records.write_val_counts(counts, record["class_names"], *val_counts, record["miou_final"])
-                        record["val_counts_file"] = str(counts.relative_to(config["study_dir"]))
-                    if keep is not None and record["status"] == "finished":  # before the record: it says "done"
-                        from rewardsweep.runners.final_checkpoint import save_final
-
-                        record["final_checkpoint"] = save_final(config["study_dir"], record, *keep)
-                    records.write_record(path, record)
-                except OSError as exc:  # name the record: a failed write() alone names no file
-                    raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+            if write and study_dir and not interrupted:
+                _write(study_dir, record, diagnostics, val_counts, keep, config.get("debug"))
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)  # even when the write fails
     return record
 
 
-def _debug_write_failure(config: dict[str, Any], path) -> None:
+def _write(study_dir: str, record: dict[str, Any], diagnostics: list, val_counts, keep, debug: dict | None) -> None:
+    """The trial's files under ``study_dir``: diagnostics, val counts, kept weights, and
+    the record last (it says "done"). Runs for every trial that ends, valid config or not."""
+    config_id, arm, seed = record["config_id"], record["arm"], record["seed"]
+    sidecar = layout.diagnostics_path(study_dir, config_id, arm, seed)
+    path = layout.record_path(study_dir, config_id, arm, seed)
+    try:
+        _debug_write_failure(debug, path)
+        records.write_diagnostics(sidecar, diagnostics)
+        record["diagnostics_file"] = str(sidecar.relative_to(study_dir))
+        if val_counts is not None and record["status"] == "finished":
+            counts = layout.val_counts_path(study_dir, config_id, arm, seed)
+            records.write_val_counts(counts, record["class_names"], *val_counts, record["miou_final"])
+            record["val_counts_file"] = str(counts.relative_to(study_dir))
+        if keep is not None and record["status"] == "finished":  # before the record: it says "done"
+            from rewardsweep.runners.final_checkpoint import save_final
+
+            record["final_checkpoint"] = save_final(study_dir, record, *keep)
+        records.write_record(path, record)
+    except OSError as exc:  # name the record: a failed write() alone names no file
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+
+
+def _debug_write_failure(debug: dict | None, path) -> None:
     """Test hook ``debug: {"write_error": "ENOSPC"}``: the record write fails as it would
     on a full disk (``EACCES``: a read-only one)."""
-    code = (config.get("debug") or {}).get("write_error")
+    code = (debug or {}).get("write_error")
     if code:
         number = getattr(errno, code)
         raise OSError(number, os.strerror(number), str(path))

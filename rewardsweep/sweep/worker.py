@@ -26,6 +26,7 @@ from typing import Any, Callable
 from rewardsweep import storage
 from rewardsweep.sweep import ray_cluster  # noqa: F401  (Tune's environment, before Tune is imported)
 from rewardsweep.code_identity import mismatch
+from rewardsweep.config.trial import TrialConfig, trial_view
 from rewardsweep.errors import ConfigError, StartCheckpointError, TrialDiverged, trial_error
 from rewardsweep.study import layout, records
 
@@ -75,9 +76,10 @@ def _attempt_record(exc: BaseException, config: dict[str, Any], since: float) ->
     carried = trial_error(exc)
     if carried is not None and carried.record is not None:
         return carried.record
-    if not config.get("study_dir"):
+    trial = trial_view(config)
+    if not trial.study_dir:
         return None
-    path = layout.record_path(config["study_dir"], config["config_id"], config["arm"], config["seed"])
+    path = layout.record_path(trial.study_dir, trial.config_id, trial.arm, trial.seed)
     try:
         if path.stat().st_mtime + 1.0 < since:
             return None
@@ -119,14 +121,15 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
     config = copy.deepcopy(job["config"])
     runtime = _runtime_info(began)
     config[RUNTIME_KEY] = runtime
+    trial = trial_view(config)  # its names, unchecked: the trial checks (and records) its config
     other_code = mismatch(job.get("driver"))
     if other_code:  # a node with another rewardsweep: its results would not be the driver's study
         where = runtime.get("node_ip") or runtime.get("host")
-        return _stopped(f"trial {_job_name(config)} on node {where}: {other_code}; install the driver's "
+        return _stopped(f"trial {_job_name(trial)} on node {where}: {other_code}; install the driver's "
                         f"rewardsweep on every node (docs/cluster.md)", runtime, report, time.perf_counter() - clock0)
-    if config.get("study_dir"):
+    if trial.study_dir:
         try:  # a second's write now rather than a trial's training lost at its record
-            storage.check_writable(Path(config["study_dir"]) / layout.RECORDS_DIRNAME, "records folder")
+            storage.check_writable(Path(trial.study_dir) / layout.RECORDS_DIRNAME, "records folder")
         except storage.StorageError as exc:
             return _unsaved(str(exc), runtime, report, time.perf_counter() - clock0, 0.0, 0.0)
     _WORKER_TRIALS += 1
@@ -148,7 +151,7 @@ def run_one(job: dict[str, Any], trial_fn: Callable[..., dict], wandb_options: d
         return _stopped(str(exc), runtime, report, time.perf_counter() - clock0)
     except Exception as exc:
         trial_s = time.perf_counter() - clock
-        failure = storage.storage_failure(exc, config["study_dir"]) if config.get("study_dir") else None
+        failure = storage.storage_failure(exc, trial.study_dir) if trial.study_dir else None
         if failure is not None:  # the trial ran; its record could not be saved
             line = f"{failure.filename}: cannot write: {storage.describe(failure)}"
             wandb_s += _finish(logger, None, "failed", line)
@@ -196,9 +199,10 @@ def _stopped(line: str, runtime: dict[str, Any], report: Callable[[dict], None] 
     return final
 
 
-def _job_name(config: dict[str, Any]) -> str:
-    if config.get("config_id") and config.get("arm") and config.get("seed") is not None:
-        return layout.trial_name(config["config_id"], config["arm"], config["seed"])
+def _job_name(trial: TrialConfig) -> str:
+    """The trial's name, or "?" where its config does not name it (config id, arm, seed)."""
+    if trial.config_id and {"arm", "seed"} <= trial.model_fields_set and trial.arm and trial.seed is not None:
+        return layout.trial_name(trial.config_id, trial.arm, trial.seed)
     return "?"
 
 
