@@ -69,16 +69,36 @@ def design_for(spec: Any, n_configs: int) -> SequentialDesign:
         raise UserError(f"{spec.where('seeds')}: seeds: {exc}") from None
 
 
-def study_design(spec: Any, n_configs: int, paths: StudyPaths, configurations: list[str],
-                 write: bool = True) -> SequentialDesign:
+def study_design(spec: Any, n_configs: int, paths: StudyPaths,
+                 configurations: list[str]) -> tuple[SequentialDesign, dict[str, Any], bool]:
     """The design a study decides with: the one stored in ``sequential.json`` (checked against
-    the spec), else the spec's, stored before the first trial (``write``)."""
-    if read_log(paths) is not None:      # only the plan is compared: an older rule stays
-        seq = spec.sequential
-        plan = SequentialDesign(look_counts(seq.initial, seq.step, seq.max), float(seq.alpha), float(seq.effect),
-                                None if seq.margin is None else float(seq.margin), int(n_configs))
-        return fix_design(paths, plan, configurations, spec.where("seeds"), write=write)
-    return fix_design(paths, design_for(spec, n_configs), configurations, spec.where("seeds"), write=write)
+    the spec: only the plan is compared, so an older rule stays), else the spec's. With the
+    log to store and whether it is new (not yet written: :func:`keep_log` writes it)."""
+    log = read_log(paths)
+    seq = spec.sequential
+    if log is None:
+        design = design_for(spec, n_configs)
+        return design, _new_log(design, configurations), True
+    plan = SequentialDesign(look_counts(seq.initial, seq.step, seq.max), float(seq.alpha), float(seq.effect),
+                            None if seq.margin is None else float(seq.margin), int(n_configs))
+    return _checked(paths, log, plan, configurations, spec.where("seeds")), log, False
+
+
+def _new_log(design: SequentialDesign, configurations: list[str]) -> dict[str, Any]:
+    return {"design": design.to_dict(), "method": design.method, "configurations": configurations,
+            "fixed_at": utc_now(), "decisions": []}
+
+
+def keep_log(paths: StudyPaths, log: dict[str, Any], new: bool, design: SequentialDesign,
+             settled: SequentialDesign) -> None:
+    """Store ``sequential.json``: the design before the first trial (``new``), its SD once
+    the first look fixed it (``settled`` is not ``design``); one write for both."""
+    if settled is not design and design.sd is None and settled.sd is not None:
+        log["design"] = settled.to_dict()
+        log["sd_fixed_at"] = utc_now()
+    elif not new:
+        return
+    atomic_write_json(paths.sequential, log, indent=1)
 
 
 def read_log(paths: StudyPaths) -> dict[str, Any] | None:
@@ -104,22 +124,26 @@ def fix_design(paths: StudyPaths, design: SequentialDesign, configurations: list
     design, boundaries included, decides it as it was decided."""
     log = read_log(paths)
     if log is not None:
-        stored = SequentialDesign.from_dict(log["design"])
-        changed = [f"{key} {getattr(stored, key)!r} -> {getattr(design, key)!r}"
-                   for key in SPEC_INPUTS if getattr(stored, key) != getattr(design, key)]
-        if not changed and log.get("configurations", configurations) != configurations:
-            changed = ["the configurations (other config ids: a grid value or a shared setting changed)"]
-        if changed:
-            raise UserError(f"{where}: seeds: the sequential design of this study was fixed before its first "
-                            f"trial ({paths.sequential}) and this spec changes it ({', '.join(changed)}); "
-                            f"decisions under a changed plan lose their error guarantee: restore the spec, or "
-                            f"give the study a new name")
-        return stored
+        return _checked(paths, log, design, configurations, where)
     if write:
-        atomic_write_json(paths.sequential, {"design": design.to_dict(), "method": design.method,
-                                             "configurations": configurations, "fixed_at": utc_now(),
-                                             "decisions": []}, indent=1)
+        atomic_write_json(paths.sequential, _new_log(design, configurations), indent=1)
     return design
+
+
+def _checked(paths: StudyPaths, log: dict[str, Any], design: SequentialDesign, configurations: list[str],
+             where: str) -> SequentialDesign:
+    """The stored design, unless ``design`` (the spec's plan) or the configurations changed."""
+    stored = SequentialDesign.from_dict(log["design"])
+    changed = [f"{key} {getattr(stored, key)!r} -> {getattr(design, key)!r}"
+               for key in SPEC_INPUTS if getattr(stored, key) != getattr(design, key)]
+    if not changed and log.get("configurations", configurations) != configurations:
+        changed = ["the configurations (other config ids: a grid value or a shared setting changed)"]
+    if changed:
+        raise UserError(f"{where}: seeds: the sequential design of this study was fixed before its first "
+                        f"trial ({paths.sequential}) and this spec changes it ({', '.join(changed)}); "
+                        f"decisions under a changed plan lose their error guarantee: restore the spec, or "
+                        f"give the study a new name")
+    return stored
 
 
 def store_design(paths: StudyPaths, design: SequentialDesign) -> None:
@@ -204,16 +228,13 @@ def _arm(recs: dict[str, dict], config_id: str, arm: str, max_seeds: int) -> dic
     return out
 
 
-def _series(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> dict[str, tuple]:
-    """config id -> (control id, paired differences, what stopped them) of every reward configuration."""
+def _arms(plans: Iterable[Any], recs: dict[str, dict], max_seeds: int) -> dict[str, tuple]:
+    """config id -> (control id, its records by seed, the control's) of every reward configuration."""
     out: dict[str, tuple] = {}
     for plan in plans:
-        if plan.arm != arms.REWARD.name or plan.config_id in out:
-            continue
-        diffs, failed = paired_series(_arm(recs, plan.config_id, arms.REWARD.name, design.max_seeds),
-                                      _arm(recs, plan.control_id, arms.CONTROL.name, design.max_seeds),
-                                      design.max_seeds)
-        out[plan.config_id] = (plan.control_id, diffs, failed)
+        if plan.arm == arms.REWARD.name and plan.config_id not in out:
+            out[plan.config_id] = (plan.control_id, _arm(recs, plan.config_id, arms.REWARD.name, max_seeds),
+                                   _arm(recs, plan.control_id, arms.CONTROL.name, max_seeds))
     return out
 
 
@@ -223,14 +244,14 @@ def look_states(design: SequentialDesign, plans: Iterable[Any],
     designs; otherwise ``design`` itself), and every reward configuration's state, from the
     records alone (``recs``: trial name -> record). Until a robust design's SD is fixed,
     nothing is decided (each configuration waits at its first look)."""
-    series = _series(design, plans, recs)
-    design = settle_sd(design, [(d, f is not None) for _, d, f in series.values()])
-    waiting = design.robust and design.sd is None
-    out: dict[str, ConfigState] = {}
-    for cid, (control, diffs, failed) in series.items():
-        outcome = Outcome((), "continue", None, design.looks[0]) if waiting else decide(design, diffs)
-        out[cid] = ConfigState(cid, control, outcome, None if outcome.done else failed)
-    return design, out
+    pairs = _arms(plans, recs, design.max_seeds)
+    # the statistics, in one go: paired differences, the design SD, each configuration's outcome
+    series = {cid: paired_series(reward, control, design.max_seeds) for cid, (_, reward, control) in pairs.items()}
+    design = settle_sd(design, [(diffs, failed is not None) for diffs, failed in series.values()])
+    waiting = Outcome((), "continue", None, design.looks[0]) if design.robust and design.sd is None else None
+    outcomes = {cid: decide(design, diffs) if waiting is None else waiting for cid, (diffs, _) in series.items()}
+    return design, {cid: ConfigState(cid, pairs[cid][0], outcome, None if outcome.done else series[cid][1])
+                    for cid, outcome in outcomes.items()}
 
 
 def settled_design(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> SequentialDesign:
@@ -396,11 +417,11 @@ class Looks:
         self.spec, self.paths, self.plans = spec, paths, expansion.trials
         self.recs = final_records(state)
         # decisions are taken on the stored design (boundaries, SD) once there is one
-        design = study_design(spec, expansion.reward_configs, paths, sorted({p.config_id for p in self.plans}),
-                              write=fix)
+        design, log, new = study_design(spec, expansion.reward_configs, paths,
+                                        sorted({p.config_id for p in self.plans}))
         self.design, self.states = look_states(design, self.plans, self.recs)
-        if fix and self.design is not design:
-            store_design(paths, self.design)
+        if fix:
+            keep_log(paths, log, new, design, self.design)
         self.wanted = [p.trial_name for p in wanted_trials(self.plans, self.states) if p.trial_name not in self.recs]
         self.decided: list[dict[str, Any]] = []
         failed = sum(1 for st in self.states.values() if st.failed)
