@@ -327,8 +327,7 @@ class _Launch:
                 listener=view, verbose=self.o.verbose, storage_errors=self.storage_errors, searcher=searcher,
                 stop_errors=self.stop_errors)
         result.fit_s = time.perf_counter() - fit_began
-        jobs, result.outcomes = schedule.ran(searcher, jobs, result.outcomes)
-        return jobs
+        return {key: job for key, job in jobs.items() if key in result.outcomes}   # a searcher's picks: those it ran
 
     def resolve_starts(self, jobs: dict[str, dict], result: LaunchResult) -> None:
         """Each start verified (hash) before any trial; a damaged cache entry is pretrained again."""

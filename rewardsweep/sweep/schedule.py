@@ -8,8 +8,8 @@ schedule), so ``launch`` reads the same for either mode:
     plan = read_plan(spec, expansion, retry)   # plan.paths, plan.state, plan.schedule, plan.due
     schedule.wanted              # trial names due now (a dry run lists them)
     schedule.print_plan(console) # the plan, before anything runs
-    schedule.searcher(...)       # the Tune searcher that hands out trials (None: all at once)
-    schedule.ran(...)            # the jobs and outcomes this launch really ran
+    schedule.searcher(...)       # the Tune searcher that hands out trials (None: all at once);
+                                 # the experiment then holds only the trials it handed out
     schedule.summarise(...)      # W&B decision runs; the plans the summary counts
 
 A schedule says in words what is due when it is made (``due``, ``nothing_due``,
@@ -37,7 +37,6 @@ class Schedule(Protocol):
 
     def print_plan(self, console: Console) -> None: ...
     def searcher(self, jobs: dict[str, dict], view: Any, trial_key: str) -> Any | None: ...
-    def ran(self, searcher: Any, jobs: dict[str, dict], outcomes: dict[str, Any]) -> tuple[dict, dict]: ...
     def summarise(self, plans: list[Any], wb: Any, labels: dict[str, str], notes: list[str]) -> list[Any]: ...
 
 
@@ -55,9 +54,6 @@ class FixedSchedule:
 
     def searcher(self, jobs: dict[str, dict], view: Any, trial_key: str) -> None:
         return None
-
-    def ran(self, searcher: Any, jobs: dict[str, dict], outcomes: dict[str, Any]) -> tuple[dict, dict]:
-        return jobs, outcomes
 
     def summarise(self, plans: list[Any], wb: Any, labels: dict[str, str], notes: list[str]) -> list[Any]:
         """Every plan counts; nothing beyond the trials' own W&B runs."""

@@ -457,11 +457,6 @@ class Looks:
         return LookScheduler(self.design, self.plans, self.paths, set(jobs), self.recs, trial_key,
                              on_decision=on_decision, on_queue=view.add_planned)
 
-    def ran(self, searcher: Any, jobs: dict[str, dict], outcomes: dict[str, Any]) -> tuple[dict, dict]:
-        """Trials no look asked for were never part of this launch."""
-        return ({k: job for k, job in jobs.items() if k in searcher.suggested},
-                {k: out for k, out in outcomes.items() if k in searcher.suggested})
-
     def summarise(self, plans: list[Any], wb: Any, labels: dict[str, str], notes: list[str]) -> list[Any]:
         """The decisions this launch took, as W&B runs; the plans a sequential study counts
         (what ran or is due) and a line per decision kind."""
