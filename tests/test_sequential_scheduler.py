@@ -186,6 +186,28 @@ def test_the_design_sd_waits_for_every_first_look_and_is_stored(tmp_path):
     assert all(s.outcome.looks for s in sched.states.values())      # decided at look 1 now
 
 
+def test_sequential_json_is_written_under_the_lock_only_and_once_with_the_sd(tmp_path):
+    """The plan before the lock (fix=False) writes nothing; the launch's plan under the lock
+    stores the design before the first trial and, when every first look is already in, its
+    SD too: one sequential.json with both (the design fixed, then the SD; the decisions log
+    empty)."""
+    study, paths, design = _study(tmp_path)
+    plans = study.expansion.trials
+    for plan in plans:
+        if plan.seed < 2:
+            _write(paths, plan, miou=0.6 + (0.002 * plan.seed if plan.arm == "reward" else 0.0))
+    before = _looks(study, paths, fix=False)
+    assert not paths.sequential.exists() and before.design.sd is not None
+    looks = _looks(study, paths)
+    log = seq.read_log(paths)
+    assert list(log) == ["design", "method", "configurations", "fixed_at", "decisions", "sd_fixed_at"]
+    assert log["design"]["sd"] == pytest.approx(looks.design.sd, rel=1e-12) and log["decisions"] == []
+    assert log["configurations"] == sorted({p.config_id for p in plans})
+    written = paths.sequential.stat().st_mtime_ns
+    assert _looks(study, paths).design.sd == looks.design.sd          # a relaunch reads it, writes nothing
+    assert paths.sequential.stat().st_mtime_ns == written
+
+
 def test_launch_decides_on_the_stored_boundaries(tmp_path):
     """The boundaries in sequential.json are the ones decisions use (not recomputed): a stored
     design with its claim boundaries lowered and no futility stop decides "beats" where the

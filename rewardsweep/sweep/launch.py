@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rich.console import Console
-from rich.markup import escape
 
 from rewardsweep import storage
 from rewardsweep.errors import UserError
@@ -39,7 +38,7 @@ from rewardsweep.study import layout, records, resume
 from rewardsweep.study.layout import StudyPaths
 from rewardsweep.sweep import study as study_mod
 from rewardsweep.sweep.progress import ProgressView, print_summary
-from rewardsweep.sweep.schedule import Schedule, plan_schedule
+from rewardsweep.sweep.schedule import Plan, read_plan
 
 
 @dataclass
@@ -156,41 +155,23 @@ def launch(spec_path: str | os.PathLike, *, address: str | None = None, dry_run:
     from rewardsweep.sweep.spec import load_study
 
     began = time.perf_counter()
-    console = console or Console(stderr=True, highlight=False, soft_wrap=True)
     study = load_study(spec_path, storage=storage, wandb_mode=wandb_mode, max_concurrent=max_concurrent)
-    spec, expansion = study.spec, study.expansion
-    paths = StudyPaths(Path(spec.study_dir))
-    retry = dict(retry_failed=retry_failed, retry_diverged=retry_diverged)
-    state = resume.plan_state(expansion.trials, paths, study=spec.name, **retry)
-    schedule = plan_schedule(spec, expansion, paths, state)
+    plan = read_plan(study.spec, study.expansion, dict(retry_failed=retry_failed, retry_diverged=retry_diverged))
     if dry_run:
-        return _dry_run(spec, expansion, paths, state, schedule)
-
-    from rewardsweep.sweep import ray_cluster
-    from rewardsweep.sweep.wandb_log import resolve_options
-
-    wb = resolve_options(spec.wandb, wandb_mode, paths.root, spec.name)
-    study_mod.preflight(paths, wandb=wb.enabled, source=spec.source)  # before anything trains
-    # where Ray is, checked now: an unreachable cluster fails in seconds, before any work
-    target = ray_cluster.ray_target(address) if schedule.wanted and not ray_cluster.ray_is_up() else None
-    paths.create()
-    options = _Options(address=address, retry=retry, trial_fn=trial_fn, ensure_start=ensure_start,
-                       config_hook=config_hook, num_cpus=num_cpus, console=console, verbose=verbose,
-                       began=began)
-    with study_mod.StudyLock(paths):
-        return _Launch(spec, expansion, paths, wb, target, options).run()
+        return _dry_run(plan)
+    options = _Options(address=address, wandb_mode=wandb_mode, trial_fn=trial_fn, ensure_start=ensure_start,
+                       config_hook=config_hook, num_cpus=num_cpus, verbose=verbose, began=began,
+                       console=console or Console(stderr=True, highlight=False, soft_wrap=True))
+    return _start(plan, options)
 
 
-def _dry_run(spec, expansion, paths: StudyPaths, state, schedule: Schedule) -> LaunchResult:
+def _dry_run(plan: Plan) -> LaunchResult:
     """Print the trial table (and a sequential study's plan); start nothing."""
     from rewardsweep.sweep.table import render
 
-    plans = expansion.trials
-    todo_names = {p.trial_name for p in state.todo}
-    done = {p.trial_name for p in plans if p.trial_name not in todo_names} if paths.records.is_dir() else None
-    render(spec, expansion, console=Console(highlight=False), done=done)
-    schedule.print_plan(Console(highlight=False))
-    return LaunchResult(study_dir=paths.root, planned=len(plans), dry_run=True, to_run=schedule.wanted)
+    render(plan.spec, plan.expansion, console=Console(highlight=False), done=plan.done())
+    plan.schedule.print_plan(Console(highlight=False))
+    return LaunchResult(study_dir=plan.paths.root, planned=len(plan.plans), dry_run=True, to_run=plan.schedule.wanted)
 
 
 @dataclass
@@ -198,95 +179,80 @@ class _Options:
     """What the caller chose for this launch beyond the spec (see :func:`launch`)."""
 
     address: str | None
-    retry: dict[str, bool]
+    wandb_mode: str | None
     trial_fn: Callable[..., dict] | None
     ensure_start: Callable[..., dict] | None
     config_hook: Callable[[Any, dict], None] | None
     num_cpus: int | None
-    console: Console
     verbose: bool
     began: float
+    console: Console
+
+
+def _start(plan: Plan, options: _Options) -> LaunchResult:
+    """Before the lock: W&B settings, the preflight and where Ray is (an unreachable cluster
+    fails in seconds, before any work); then the launch, under the study lock."""
+    from rewardsweep.sweep import ray_cluster
+    from rewardsweep.sweep.wandb_log import resolve_options
+
+    spec, paths = plan.spec, plan.paths
+    wb = resolve_options(spec.wandb, options.wandb_mode, paths.root, spec.name)
+    study_mod.preflight(paths, wandb=wb.enabled, source=spec.source)  # before anything trains
+    target = ray_cluster.ray_target(options.address) if plan.schedule.wanted and not ray_cluster.ray_is_up() else None
+    paths.create()
+    with study_mod.StudyLock(paths):
+        return _Launch(plan, wb, target, options).run()
 
 
 class _Launch:
-    """One launch under the study lock, in phases: prepare (what is due, the study folder's
-    bookkeeping, the trial configs), start Ray, run the experiment, settle (records,
-    W&B set-aside, summary, launch log)."""
+    """One launch under the study lock, in phases: prepare (what is due, read again under
+    the lock; the study folder's bookkeeping; the trial configs), start Ray, run the
+    experiment, settle (records, W&B set-aside, summary, launch log)."""
 
-    def __init__(self, spec, expansion, paths: StudyPaths, wb, target, options: _Options) -> None:
-        self.spec, self.expansion, self.plans, self.paths = spec, expansion, expansion.trials, paths
+    def __init__(self, plan: Plan, wb, target, options: _Options) -> None:
+        self.plan, self.spec, self.paths = plan, plan.spec, plan.paths
         self.wb, self.target, self.o, self.console = wb, target, options, options.console
         self.notes: list[str] = []
-        self.cpu = float(spec.resources.get("cpu", 1))
-        self.gpu = float(spec.resources.get("gpu", 0))
+        self.cpu = float(plan.spec.resources.get("cpu", 1))
+        self.gpu = float(plan.spec.resources.get("gpu", 0))
 
     def run(self) -> LaunchResult:
-        state, schedule, result = self.prepare()
+        self.plan = self.plan.again(fix=True)   # under the lock; a sequential study fixes its design
+        study_mod.prepare_folder(self.plan, self.console, self.notes)
+        schedule = self.plan.schedule
+        result = LaunchResult(study_dir=self.paths.root, planned=len(self.plan.plans), to_run=schedule.wanted)
+        schedule.print_plan(self.console)
         if not result.to_run:
-            return self.nothing_to_run(state, schedule, result)
-        self.say_due(state, schedule, result)
-        jobs, labels = self.jobs(state)
+            return self.nothing_to_run(result)
+        self.console.print(self.plan.due)
+        jobs, labels = self.jobs()
         self.trial_fn = self.o.trial_fn or _default_trial_fn()
         owned = self.start_ray()
         from rewardsweep.sweep import ray_cluster
 
         try:
-            jobs = self.experiment(jobs, schedule, result)
+            jobs = self.experiment(jobs, result)
         finally:
             if owned:
                 ray_cluster.shutdown_ray()
-        return self.settle(jobs, schedule, result, labels)
+        return self.settle(jobs, result, labels)
 
-    # ------------------------------------------------------------------ prepare
+    def nothing_to_run(self, result: LaunchResult) -> LaunchResult:
+        self.notes.insert(0, self.plan.schedule.nothing_due)
+        if self.plan.state.failed_kept:
+            self.notes.append(f"{len(self.plan.state.failed_kept)} failed trial(s) kept; `--retry-failed` reruns them")
+        return self.finish(result, {}, resume.interrupted_trials(self.paths))
 
-    def prepare(self) -> tuple[Any, Schedule, LaunchResult]:
-        """What is due, read again under the lock; the spec and plan copied; records set aside."""
-        spec, paths, notes = self.spec, self.paths, self.notes
-        state = resume.plan_state(self.plans, paths, study=spec.name, **self.o.retry)  # again, under the lock
-        schedule = plan_schedule(spec, self.expansion, paths, state, fix=True)
-        study_mod.copy_spec(spec.path, paths)
-        study_mod.write_plan(paths, spec.name, self.plans)
-        for problem in state.problems:
-            self.console.print(f"[yellow]warning:[/] {escape(problem)}; moved to records/invalid/ (a trial the "
-                               f"spec names runs again)", highlight=False, soft_wrap=True)
-        if state.unreadable:
-            resume.set_aside_invalid(paths, state.unreadable)
-            notes.append(f"{len(state.unreadable)} invalid record(s) set aside in {paths.invalid_records}; "
-                         f"the trials the spec names run again")
-        if state.orphans:
-            notes.append(f"{state.orphans} record(s) in the study folder belong to trials this spec no longer "
-                         f"names (the spec, or a default it relies on, changed since: see 'Upgrading from 0.1.0' "
-                         f"in the README); kept, not rerun")
-        result = LaunchResult(study_dir=paths.root, planned=len(self.plans), to_run=schedule.wanted)
-        schedule.print_plan(self.console)
-        return state, schedule, result
-
-    def nothing_to_run(self, state, schedule: Schedule, result: LaunchResult) -> LaunchResult:
-        self.notes.insert(0, schedule.nothing_due())
-        if state.failed_kept:
-            self.notes.append(f"{len(state.failed_kept)} failed trial(s) kept; `--retry-failed` reruns them")
-        result.total_s = time.perf_counter() - self.o.began
-        result.summary = _summary(self.spec, self.plans, self.paths, result, self.notes,
-                                  interrupted=resume.interrupted_trials(self.paths), schedule=schedule)
-        print_summary(self.console, result.summary)
-        return result
-
-    def say_due(self, state, schedule: Schedule, result: LaunchResult) -> None:
-        self.console.print(f"[bold]{self.spec.name}[/]: {len(self.plans)} trials, {len(state.done)} already done, "
-                           f"{len(state.failed_kept)} failed kept, " + schedule.due(state)
-                           + (f" ({len(state.retried_failed)} failed retried)" if state.retried_failed else "")
-                           + (f" ({len(state.interrupted)} interrupted earlier)" if state.interrupted else ""))
-
-    def jobs(self, state) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    def jobs(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         """The trial configs of this launch (start checkpoints are filled in later, once);
         leftovers of killed runs removed; W&B notes and earlier unfinished runs set aside."""
         from rewardsweep.code_identity import code_identity
         from rewardsweep.sweep.wandb_log import run_labels
 
-        labels = run_labels(self.plans)
+        labels = run_labels(self.plan.plans)
         driver = code_identity()   # every trial checks that it runs the same code (a cluster node may not)
         jobs: dict[str, dict[str, Any]] = {}
-        for plan in state.todo:
+        for plan in self.plan.state.todo:
             config = copy.deepcopy(plan.config)
             if self.o.config_hook is not None:
                 self.o.config_hook(plan, config)
@@ -333,24 +299,24 @@ class _Launch:
                                + (f"; {target.note}" if target.note else ""), highlight=False, soft_wrap=True)
         return owned
 
-    def experiment(self, jobs: dict[str, dict], schedule: Schedule, result: LaunchResult) -> dict[str, dict]:
+    def experiment(self, jobs: dict[str, dict], result: LaunchResult) -> dict[str, dict]:
         """Slots, the start checkpoints (once), then one Ray Tune experiment; the jobs it ran."""
         from rewardsweep.sweep import ray_cluster
         from rewardsweep.sweep import tune as tune_mod
 
-        spec, cpu, gpu = self.spec, self.cpu, self.gpu
+        spec, cpu, gpu, schedule = self.spec, self.cpu, self.gpu, self.plan.schedule
         result.experiment = self.paths.launch_dir(study_mod.launch_stamp())
         result.slots = ray_cluster.cluster_slots(cpu, gpu, spec.max_concurrent, len(jobs))
         if result.slots == 0:
             raise UserError(f"{spec.source}: resources: a trial needs cpu {cpu:g} gpu {gpu:g} but the Ray "
                             f"cluster has no node with that much free; lower resources or add nodes")
         self.resolve_starts(jobs, result)
-        self.console.print(f"{schedule.running(len(jobs))}, {result.slots} at a time "
+        self.console.print(f"{schedule.running}, {result.slots} at a time "
                            f"(cpu {cpu:g}, gpu {gpu:g} each); Ray experiment {result.experiment}")
         fit_began, self.fit_wall = time.perf_counter(), time.time()
         self.storage_errors: list[str] = []
         self.stop_errors: list[str] = []
-        view = ProgressView(total=schedule.total(len(jobs)), slots=result.slots, console=self.console,
+        view = ProgressView(total=len(schedule.wanted), slots=result.slots, console=self.console,
                             title=spec.name)
         searcher = schedule.searcher(jobs, view, tune_mod.TRIAL_KEY)
         with view:
@@ -361,8 +327,7 @@ class _Launch:
                 listener=view, verbose=self.o.verbose, storage_errors=self.storage_errors, searcher=searcher,
                 stop_errors=self.stop_errors)
         result.fit_s = time.perf_counter() - fit_began
-        jobs, result.outcomes = schedule.ran(searcher, jobs, result.outcomes)
-        return jobs
+        return {key: job for key, job in jobs.items() if key in result.outcomes}   # a searcher's picks: those it ran
 
     def resolve_starts(self, jobs: dict[str, dict], result: LaunchResult) -> None:
         """Each start verified (hash) before any trial; a damaged cache entry is pretrained again."""
@@ -385,8 +350,7 @@ class _Launch:
 
     # ------------------------------------------------------------------ settle
 
-    def settle(self, jobs: dict[str, dict], schedule: Schedule, result: LaunchResult,
-               labels: dict[str, str]) -> LaunchResult:
+    def settle(self, jobs: dict[str, dict], result: LaunchResult, labels: dict[str, str]) -> LaunchResult:
         """Every trial that ran has a record; interrupted W&B runs set aside; the summary
         and the launch log."""
         paths, notes, wb = self.paths, self.notes, self.wb
@@ -403,13 +367,22 @@ class _Launch:
             result.interrupted = False  # not stopped by the user: the summary says why instead
         if (result.interrupted or result.storage_error or result.stop_error) and wb.mode == "offline":
             _set_aside_interrupted_runs(jobs, result.outcomes, Path(wb.runs_dir), since=self.fit_wall, notes=notes)
-        result.total_s = time.perf_counter() - self.o.began
         # this launch's trial states count as the newest launch log (written below, with the counts)
         this_launch = {key: out.state for key, out in result.outcomes.items()}
-        schedule.after(wb, labels, notes)
-        result.summary = _summary(self.spec, self.plans, paths, result, notes,
-                                  interrupted=resume.interrupted_trials(paths, current=this_launch),
-                                  schedule=schedule)
+        return self.finish(result, labels, resume.interrupted_trials(paths, current=this_launch))
+
+    # ------------------------------------------------------------------ summarise
+
+    def finish(self, result: LaunchResult, labels: dict[str, str], interrupted: set[str]) -> LaunchResult:
+        """The summary, from the records on disk (all launches), as a resume would see them:
+        ``interrupted`` (``resume.interrupted_trials``) are the trials a resume reruns. A
+        sequential study logs this launch's decisions to W&B, counts the trials its looks
+        asked for and says where each configuration stands. Then the launch log (when an
+        experiment ran) and the summary printed."""
+        result.total_s = time.perf_counter() - self.o.began
+        plans = self.plan.schedule.summarise(self.plan.plans, self.wb, labels, self.notes)
+        state = resume.plan_state(plans, self.paths, retry_failed=False, interrupted=interrupted, study=self.spec.name)
+        result.summary = _summary(self.spec.name, self.paths, plans, state, result, self.notes)
         if result.storage_error:
             result.summary["notes"].append(
                 f"storage failing, launch stopped: {result.storage_error}; trials still to run were not started "
@@ -417,8 +390,9 @@ class _Launch:
         if result.stop_error:
             result.summary["notes"].append(
                 f"launch stopped: {result.stop_error}; no trial ran from it or recorded it (finished records are kept)")
-        _write_launch_log(result.experiment / layout.LAUNCH_FILENAME,
-                          _launch_log(self.spec, result, wb.mode, self.cpu, self.gpu))
+        if result.experiment is not None:
+            _write_launch_log(result.experiment / layout.LAUNCH_FILENAME,
+                              _launch_log(self.spec, result, self.wb.mode, self.cpu, self.gpu))
         print_summary(self.console, result.summary)
         return result
 
@@ -548,14 +522,8 @@ def _same_record(path: Path, record: dict) -> bool:
     return on_disk.get("started_at") == record.get("started_at") and on_disk.get("status") == record.get("status")
 
 
-def _summary(spec, plans, paths: StudyPaths, result: LaunchResult, notes: list[str],
-             interrupted: set[str], schedule: Schedule) -> dict[str, Any]:
-    """Counts from the records on disk (all launches), as a resume would see them:
-    ``interrupted`` (``resume.interrupted_trials``) are the trials a resume reruns. A
-    sequential study counts the trials its looks asked for, and says where each
-    configuration stands."""
-    plans = schedule.counted(plans, notes)
-    state = resume.plan_state(plans, paths, retry_failed=False, interrupted=interrupted, study=spec.name)
+def _summary(study: str, paths: StudyPaths, plans: list[Any], state: Any, result: LaunchResult,
+             notes: list[str]) -> dict[str, Any]:
     finished = [p for p in state.done if state.existing[p.trial_name]["status"] == "finished"]
     diverged = [p for p in state.done if state.existing[p.trial_name]["status"] == "diverged"]
     counts = {"planned": len(plans), "finished": len(finished), "diverged": len(diverged),
@@ -565,7 +533,7 @@ def _summary(spec, plans, paths: StudyPaths, result: LaunchResult, notes: list[s
         error = state.existing[plan.trial_name].get("error")
         failures.append({"key": plan.trial_name, "status": state.existing[plan.trial_name]["status"],
                          "error": error.splitlines()[0] if error else None})
-    return {"study": spec.name, "study_dir": str(paths.root), "counts": counts, "failures": failures,
+    return {"study": study, "study_dir": str(paths.root), "counts": counts, "failures": failures,
             "notes": notes,
             "ran": sum(1 for o in result.outcomes.values() if o.state not in ("pending", "running"))
             if result.outcomes else None,

@@ -69,16 +69,36 @@ def design_for(spec: Any, n_configs: int) -> SequentialDesign:
         raise UserError(f"{spec.where('seeds')}: seeds: {exc}") from None
 
 
-def study_design(spec: Any, n_configs: int, paths: StudyPaths, configurations: list[str],
-                 write: bool = True) -> SequentialDesign:
+def study_design(spec: Any, n_configs: int, paths: StudyPaths,
+                 configurations: list[str]) -> tuple[SequentialDesign, dict[str, Any], bool]:
     """The design a study decides with: the one stored in ``sequential.json`` (checked against
-    the spec), else the spec's, stored before the first trial (``write``)."""
-    if read_log(paths) is not None:      # only the plan is compared: an older rule stays
-        seq = spec.sequential
-        plan = SequentialDesign(look_counts(seq.initial, seq.step, seq.max), float(seq.alpha), float(seq.effect),
-                                None if seq.margin is None else float(seq.margin), int(n_configs))
-        return fix_design(paths, plan, configurations, spec.where("seeds"), write=write)
-    return fix_design(paths, design_for(spec, n_configs), configurations, spec.where("seeds"), write=write)
+    the spec: only the plan is compared, so an older rule stays), else the spec's. With the
+    log to store and whether it is new (not yet written: :func:`keep_log` writes it)."""
+    log = read_log(paths)
+    seq = spec.sequential
+    if log is None:
+        design = design_for(spec, n_configs)
+        return design, _new_log(design, configurations), True
+    plan = SequentialDesign(look_counts(seq.initial, seq.step, seq.max), float(seq.alpha), float(seq.effect),
+                            None if seq.margin is None else float(seq.margin), int(n_configs))
+    return _checked(paths, log, plan, configurations, spec.where("seeds")), log, False
+
+
+def _new_log(design: SequentialDesign, configurations: list[str]) -> dict[str, Any]:
+    return {"design": design.to_dict(), "method": design.method, "configurations": configurations,
+            "fixed_at": utc_now(), "decisions": []}
+
+
+def keep_log(paths: StudyPaths, log: dict[str, Any], new: bool, design: SequentialDesign,
+             settled: SequentialDesign) -> None:
+    """Store ``sequential.json``: the design before the first trial (``new``), its SD once
+    the first look fixed it (``settled`` is not ``design``); one write for both."""
+    if settled is not design and design.sd is None and settled.sd is not None:
+        log["design"] = settled.to_dict()
+        log["sd_fixed_at"] = utc_now()
+    elif not new:
+        return
+    atomic_write_json(paths.sequential, log, indent=1)
 
 
 def read_log(paths: StudyPaths) -> dict[str, Any] | None:
@@ -104,22 +124,26 @@ def fix_design(paths: StudyPaths, design: SequentialDesign, configurations: list
     design, boundaries included, decides it as it was decided."""
     log = read_log(paths)
     if log is not None:
-        stored = SequentialDesign.from_dict(log["design"])
-        changed = [f"{key} {getattr(stored, key)!r} -> {getattr(design, key)!r}"
-                   for key in SPEC_INPUTS if getattr(stored, key) != getattr(design, key)]
-        if not changed and log.get("configurations", configurations) != configurations:
-            changed = ["the configurations (other config ids: a grid value or a shared setting changed)"]
-        if changed:
-            raise UserError(f"{where}: seeds: the sequential design of this study was fixed before its first "
-                            f"trial ({paths.sequential}) and this spec changes it ({', '.join(changed)}); "
-                            f"decisions under a changed plan lose their error guarantee: restore the spec, or "
-                            f"give the study a new name")
-        return stored
+        return _checked(paths, log, design, configurations, where)
     if write:
-        atomic_write_json(paths.sequential, {"design": design.to_dict(), "method": design.method,
-                                             "configurations": configurations, "fixed_at": utc_now(),
-                                             "decisions": []}, indent=1)
+        atomic_write_json(paths.sequential, _new_log(design, configurations), indent=1)
     return design
+
+
+def _checked(paths: StudyPaths, log: dict[str, Any], design: SequentialDesign, configurations: list[str],
+             where: str) -> SequentialDesign:
+    """The stored design, unless ``design`` (the spec's plan) or the configurations changed."""
+    stored = SequentialDesign.from_dict(log["design"])
+    changed = [f"{key} {getattr(stored, key)!r} -> {getattr(design, key)!r}"
+               for key in SPEC_INPUTS if getattr(stored, key) != getattr(design, key)]
+    if not changed and log.get("configurations", configurations) != configurations:
+        changed = ["the configurations (other config ids: a grid value or a shared setting changed)"]
+    if changed:
+        raise UserError(f"{where}: seeds: the sequential design of this study was fixed before its first "
+                        f"trial ({paths.sequential}) and this spec changes it ({', '.join(changed)}); "
+                        f"decisions under a changed plan lose their error guarantee: restore the spec, or "
+                        f"give the study a new name")
+    return stored
 
 
 def store_design(paths: StudyPaths, design: SequentialDesign) -> None:
@@ -204,39 +228,40 @@ def _arm(recs: dict[str, dict], config_id: str, arm: str, max_seeds: int) -> dic
     return out
 
 
-def _series(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> dict[str, tuple]:
-    """config id -> (control id, paired differences, what stopped them) of every reward configuration."""
+def _arms(plans: Iterable[Any], recs: dict[str, dict], max_seeds: int) -> dict[str, tuple]:
+    """config id -> (control id, its records by seed, the control's) of every reward configuration."""
     out: dict[str, tuple] = {}
     for plan in plans:
-        if plan.arm != arms.REWARD.name or plan.config_id in out:
-            continue
-        diffs, failed = paired_series(_arm(recs, plan.config_id, arms.REWARD.name, design.max_seeds),
-                                      _arm(recs, plan.control_id, arms.CONTROL.name, design.max_seeds),
-                                      design.max_seeds)
-        out[plan.config_id] = (plan.control_id, diffs, failed)
+        if plan.arm == arms.REWARD.name and plan.config_id not in out:
+            out[plan.config_id] = (plan.control_id, _arm(recs, plan.config_id, arms.REWARD.name, max_seeds),
+                                   _arm(recs, plan.control_id, arms.CONTROL.name, max_seeds))
     return out
+
+
+def look_states(design: SequentialDesign, plans: Iterable[Any],
+                recs: dict[str, dict]) -> tuple[SequentialDesign, dict[str, ConfigState]]:
+    """The design with its SD fixed once every configuration's first look is in (robust
+    designs; otherwise ``design`` itself), and every reward configuration's state, from the
+    records alone (``recs``: trial name -> record). Until a robust design's SD is fixed,
+    nothing is decided (each configuration waits at its first look)."""
+    pairs = _arms(plans, recs, design.max_seeds)
+    # the statistics, in one go: paired differences, the design SD, each configuration's outcome
+    series = {cid: paired_series(reward, control, design.max_seeds) for cid, (_, reward, control) in pairs.items()}
+    design = settle_sd(design, [(diffs, failed is not None) for diffs, failed in series.values()])
+    waiting = Outcome((), "continue", None, design.looks[0]) if design.robust and design.sd is None else None
+    outcomes = {cid: decide(design, diffs) if waiting is None else waiting for cid, (diffs, _) in series.items()}
+    return design, {cid: ConfigState(cid, pairs[cid][0], outcome, None if outcome.done else series[cid][1])
+                    for cid, outcome in outcomes.items()}
 
 
 def settled_design(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> SequentialDesign:
     """The design with its SD fixed once every configuration's first look is in (robust designs)."""
-    return settle_sd(design, [(d, f is not None) for _, d, f in _series(design, plans, recs).values()])
+    return look_states(design, plans, recs)[0]
 
 
 def config_states(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> dict[str, ConfigState]:
-    """Every reward configuration's state, from the records alone (``recs``: trial name -> record).
-
-    A robust design needs its SD from the first look of every configuration: until that is
-    fixed, nothing is decided (each configuration waits at its first look)."""
-    series = _series(design, plans, recs)
-    design = settle_sd(design, [(d, f is not None) for _, d, f in series.values()])
-    out: dict[str, ConfigState] = {}
-    for cid, (control, diffs, failed) in series.items():
-        if design.robust and design.sd is None:
-            outcome = Outcome((), "continue", None, design.looks[0])
-        else:
-            outcome = decide(design, diffs)
-        out[cid] = ConfigState(cid, control, outcome, None if outcome.done else failed)
-    return out
+    """Every reward configuration's state, from the records alone (:func:`look_states`)."""
+    return look_states(design, plans, recs)[1]
 
 
 def wanted_trials(plans: Iterable[Any], states: dict[str, ConfigState]) -> list[Any]:
@@ -314,9 +339,8 @@ class LookScheduler(Searcher):
         self.in_flight: dict[str, str] = {}     # Tune trial id -> trial name
         self.suggested: set[str] = set()        # every name handed to Tune (never twice)
         self.on_decision, self.on_queue = on_decision, on_queue
-        before = config_states(design, plans, recs)
-        self.decided = {cid for cid, s in before.items() if not s.open}  # by earlier launches
-        self.states = self._replan()
+        self.decided: set[str] = set()          # configurations decided (by earlier launches: not announced)
+        self.states = self._replan(announce=False)
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its search algorithm with the experiment state; records are the truth
@@ -363,19 +387,18 @@ class LookScheduler(Searcher):
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: a relaunch re-derives everything from the records."""
 
-    def _replan(self) -> dict[str, ConfigState]:
-        settled = settled_design(self.design, self.plans, self.recs)
+    def _replan(self, announce: bool = True) -> dict[str, ConfigState]:
+        settled, states = look_states(self.design, self.plans, self.recs)
         if settled.sd is not None and self.design.sd is None:
             self.design = settled                  # the first look is in: the design SD is fixed
             store_design(self.paths, settled)
-        states = config_states(self.design, self.plans, self.recs)
         new = [s for s in states.values() if not s.open and s.config_id not in self.decided]
         self.decided |= {s.config_id for s in new}
         busy = set(self.queue) | self.suggested | set(self.recs)
         added = [p.trial_name for p in wanted_trials(self.plans, states)
                  if p.trial_name not in busy and p.trial_name in self.runnable]
         self.queue.extend(added)
-        if new and self.on_decision is not None:
+        if announce and new and self.on_decision is not None:
             self.on_decision([decision_entry(s) for s in new])
         if added and self.on_queue is not None:
             self.on_queue(len(added))
@@ -389,26 +412,25 @@ class Looks:
     The launch's ``sweep.schedule.Schedule`` for a sequential study."""
 
     def __init__(self, spec, expansion, paths: StudyPaths, state: Any, fix: bool = False) -> None:
-        """``state``: the launch's ``resume.plan_state`` of the study (what is final)."""
+        """``state``: the launch's ``resume.plan_state`` of the study (what is final);
+        ``fix``: store the design (``sequential.json``), under the study lock."""
         self.spec, self.paths, self.plans = spec, paths, expansion.trials
-        configurations = sorted({p.config_id for p in self.plans})
-        # decisions are taken on the stored design (boundaries, SD) once there is one
-        self.design = study_design(spec, expansion.reward_configs, paths, configurations, write=fix)
         self.recs = final_records(state)
-        settled = settled_design(self.design, self.plans, self.recs)
-        if settled is not self.design:
-            self.design = settled
-            if fix:
-                store_design(paths, settled)
-        self.states = config_states(self.design, self.plans, self.recs)
-        self.wanted = [p.trial_name for p in wanted_trials(self.plans, self.states)
-                       if p.trial_name not in self.recs]
+        # decisions are taken on the stored design (boundaries, SD) once there is one
+        design, log, new = study_design(spec, expansion.reward_configs, paths,
+                                        sorted({p.config_id for p in self.plans}))
+        self.design, self.states = look_states(design, self.plans, self.recs)
+        if fix:
+            keep_log(paths, log, new, design, self.design)
+        self.wanted = [p.trial_name for p in wanted_trials(self.plans, self.states) if p.trial_name not in self.recs]
         self.decided: list[dict[str, Any]] = []
-
-    def nothing_due(self) -> str:
         failed = sum(1 for st in self.states.values() if st.failed)
-        return ("nothing to run: every configuration is decided"
-                + (f" or stopped by a failed trial ({failed}; `--retry-failed` reruns failed ones)" if failed else ""))
+        self.nothing_due = ("nothing to run: every configuration is decided"
+                            + (f" or stopped by a failed trial ({failed}; `--retry-failed` reruns failed ones)"
+                               if failed else ""))
+        self.due = (f"{len(self.wanted)} due at the open configurations' next looks (at most {len(state.todo)}: "
+                    f"seeds are added only while a configuration is undecided)")
+        self.running = f"running each look's trials as its configuration comes due ({len(self.wanted)} now)"
 
     def print_plan(self, console: Console) -> None:
         d = self.design
@@ -423,21 +445,6 @@ class Looks:
         console.print("sequential: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
                       + f"; {len(self.wanted)} trial(s) due now", highlight=False)
 
-    def due(self, state: Any) -> str:
-        return (f"{len(self.wanted)} due at the open configurations' next looks (at most {len(state.todo)}: "
-                f"seeds are added only while a configuration is undecided)")
-
-    def running(self, jobs: int) -> str:
-        return f"running each look's trials as its configuration comes due ({len(self.wanted)} now)"
-
-    def total(self, jobs: int) -> int:
-        return len(self.wanted)
-
-    def ran(self, searcher: Any, jobs: dict[str, dict], outcomes: dict[str, Any]) -> tuple[dict, dict]:
-        """Trials no look asked for were never part of this launch."""
-        return ({k: job for k, job in jobs.items() if k in searcher.suggested},
-                {k: out for k, out in outcomes.items() if k in searcher.suggested})
-
     def searcher(self, jobs: dict[str, dict], view: Any, trial_key: str):
         def on_decision(entries: list[dict[str, Any]]) -> None:
             self.decided += entries
@@ -450,8 +457,15 @@ class Looks:
         return LookScheduler(self.design, self.plans, self.paths, set(jobs), self.recs, trial_key,
                              on_decision=on_decision, on_queue=view.add_planned)
 
-    def counted(self, plans, notes: list[str]) -> list[Any]:
-        """The plans a sequential study counts (what ran or is due); a line per decision kind."""
+    def summarise(self, plans: list[Any], wb: Any, labels: dict[str, str], notes: list[str]) -> list[Any]:
+        """The decisions this launch took, as W&B runs; the plans a sequential study counts
+        (what ran or is due) and a line per decision kind."""
+        if wb is not None and wb.enabled and self.decided:
+            from rewardsweep.sweep.wandb_log import log_decisions as log_decision_runs
+
+            log_decision_runs(wb, self.decided, labels, self.design, self.spec.name)
+            notes.append(f"W&B: {len(self.decided)} decision run(s) (job type 'decision', in each "
+                         f"configuration's group)")
         recs = read_records(self.paths, self.plans)
         states = config_states(self.design, self.plans, recs)
         due = {p.trial_name for p in wanted_trials(self.plans, states)}
@@ -461,12 +475,3 @@ class Looks:
                      + f"; {used} reward trial(s) run of the {len(states) * self.design.max_seeds} a fixed "
                        f"study of {self.design.max_seeds} seeds would run")
         return [p for p in plans if p.trial_name in recs or p.trial_name in due]
-
-    def after(self, wb, labels: dict[str, str], notes: list[str]) -> None:
-        """The decisions this launch took, as W&B runs."""
-        if wb.enabled and self.decided:
-            from rewardsweep.sweep.wandb_log import log_decisions
-
-            log_decisions(wb, self.decided, labels, self.design, self.spec.name)
-            notes.append(f"W&B: {len(self.decided)} decision run(s) (job type 'decision', in each "
-                         f"configuration's group)")

@@ -39,6 +39,32 @@ def preflight(paths: StudyPaths, wandb: bool, source: str = "the spec") -> None:
         storage.check_writable(paths.wandb, "W&B folder", fix="or launch with --wandb disabled")
 
 
+# --------------------------------------------------------------------------- before the trials
+
+def prepare_folder(plan: Any, console: Any, notes: list[str]) -> None:
+    """Under the study lock, before any trial: the spec copied (``spec.yaml``) and the plan
+    written (``plan.json``); invalid records set aside (a warning each: their trials run
+    again); a note on records the spec no longer names. ``plan``: :class:`.schedule.Plan`."""
+    from rich.markup import escape
+
+    from rewardsweep.study.resume import set_aside_invalid
+
+    paths, state = plan.paths, plan.state
+    copy_spec(plan.spec.path, paths)
+    write_plan(paths, plan.spec.name, plan.plans)
+    for problem in state.problems:
+        console.print(f"[yellow]warning:[/] {escape(problem)}; moved to records/invalid/ (a trial the "
+                      f"spec names runs again)", highlight=False, soft_wrap=True)
+    if state.unreadable:
+        set_aside_invalid(paths, state.unreadable)
+        notes.append(f"{len(state.unreadable)} invalid record(s) set aside in {paths.invalid_records}; "
+                     f"the trials the spec names run again")
+    if state.orphans:
+        notes.append(f"{state.orphans} record(s) in the study folder belong to trials this spec no longer "
+                     f"names (the spec, or a default it relies on, changed since: see 'Upgrading from 0.1.0' "
+                     f"in the README); kept, not rerun")
+
+
 # --------------------------------------------------------------------------- spec copy
 
 def copy_spec(spec_path: str | os.PathLike, paths: StudyPaths) -> Path | None:

@@ -173,8 +173,10 @@ def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., d
     """Run ``jobs`` (trial name -> {"config", "params"}) as one Ray Tune experiment.
 
     Ray must be initialised. Without ``searcher`` every job runs (longest first); with one
-    (a Tune ``Searcher`` that suggests ``{TRIAL_KEY: name}``, e.g. a sequential study's
-    ``LookScheduler``) Tune runs what it suggests, when it suggests it. Returns what happened to each trial; trials that never ran
+    (a Tune ``Searcher`` that suggests ``{TRIAL_KEY: name}`` and keeps the names it handed
+    out in ``suggested``, e.g. a sequential study's ``LookScheduler``) Tune runs what it
+    suggests, when it suggests it, and only those trials were part of the experiment.
+    Returns what happened to each trial of the experiment; trials that never ran
     (the launch was interrupted, or stopped because storage failed) stay ``pending`` or
     ``running``. The first storage error line, if any, is appended to ``storage_errors``;
     the first line of a trial that must not run (a damaged start file, a node with other
@@ -219,5 +221,7 @@ def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., d
         storage_errors.append(gate.error)
     if gate.error is not None and gate.kind == "stop" and stop_errors is not None:
         stop_errors.append(gate.error)
+    if searcher is not None:   # jobs no suggestion asked for were never part of this experiment
+        return {key: out for key, out in outcomes.items() if key in searcher.suggested}
     return outcomes
 
