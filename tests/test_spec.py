@@ -622,3 +622,15 @@ def test_a_new_top_level_key_is_one_studyfile_field(tmp_path: Path):
     lines = smoke.count("\n") + 1
     assert out["bad.yaml"] == (f"bad.yaml:{lines}: timeout_s: 0 is too small; expected an integer >= 1 "
                                f"(seconds a trial may run)"), out["bad.yaml"]
+
+
+def test_the_spec_key_lists_are_read_from_the_schema():
+    """What a control_grid may vary is marked on the schema's fields, and the parameters a spec
+    may give at the top level are the StudyFile fields that are trial parameters."""
+    from rewardsweep.config.study import CONTROL_GRID_GROUPS, TOP_LEVEL_PARAMS, StudyFile
+    from rewardsweep.config.trial import PARAMS, TrialParams
+
+    assert CONTROL_GRID_GROUPS == ("lr", "optimizer")
+    assert all(TrialParams.model_fields[g].json_schema_extra == {"control_grid": True} for g in CONTROL_GRID_GROUPS)
+    assert TOP_LEVEL_PARAMS == ("checkpoint", "pretrain", "steps", "batch_size")
+    assert set(TOP_LEVEL_PARAMS) == set(StudyFile.model_fields) & set(PARAMS)

@@ -38,7 +38,7 @@ from rewardsweep.checks import (
     text,
 )
 from rewardsweep.config.messages import SpecFile
-from rewardsweep.config.trial import GROUPS, PARAMS, default
+from rewardsweep.config.trial import GROUPS, PARAMS, TrialParams, default
 from rewardsweep.config.yaml import line_of
 from rewardsweep.errors import SpecError
 from rewardsweep.study import arms
@@ -54,10 +54,10 @@ __all__ = ["StudyFile", "Resources", "Wandb", "Parameters", "SampleSpec", "Spec"
 CONTROLS = (*(a.switch[1] for a in arms.paired() if a.switch and a.switch[0] == "control"), "none")
 REFERENCES = (*(a.switch[1] for a in arms.paired() if a.switch and a.switch[0] == "reference"), "none")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
-# What a control_grid may vary: the cross-entropy arm's own learning rate and optimizer.
-CONTROL_GRID_GROUPS = ("lr", "optimizer")
-# Parameters that may also be given at the top level (as well as under fixed/grid/sample).
-TOP_LEVEL_PARAMS = ("steps", "checkpoint", "batch_size")
+# What a control_grid may vary: the groups the schema marks (the cross-entropy arm's own
+# learning rate and optimizer: TrialParams' fields with json_schema_extra control_grid).
+CONTROL_GRID_GROUPS = tuple(name for name, f in TrialParams.model_fields.items()
+                            if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("control_grid"))
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MAX_NAME_LENGTH = 100   # a folder name may be 255 bytes; W&B group names add to it
 # Limits that keep any spec's work bounded (docs/search_spaces.md, "Limits"): the file's
@@ -289,6 +289,11 @@ def _null_is_default(model: type[BaseModel]) -> frozenset[str]:
         return True
 
     return frozenset(name for name, f in model.model_fields.items() if not f.is_required() and not takes_null(f))
+
+
+# Parameters that may also be given at the top level (as well as under fixed/grid/sample):
+# the StudyFile fields that are trial parameters (steps, checkpoint, batch_size, pretrain).
+TOP_LEVEL_PARAMS = tuple(name for name in StudyFile.model_fields if name in PARAMS)
 
 
 def top_key_hint(key: str, message: str) -> str:
@@ -535,7 +540,7 @@ def _parse_fixed(file: SpecFile, fixed: Any) -> tuple[dict[str, Any], dict[str, 
 def _add_top_level_params(file: SpecFile, raw: Mapping, fixed: dict[str, Any],
                           origins: dict[str, str]) -> None:
     """steps, checkpoint, batch_size and pretrain may also be given at the top level (once)."""
-    for key in (*TOP_LEVEL_PARAMS, "pretrain"):
+    for key in TOP_LEVEL_PARAMS:
         if raw.get(key) is None:
             continue
         for leaf, value in _flatten_value(file, key, key, raw[key]).items():
@@ -559,8 +564,9 @@ def _parse_grid(file: SpecFile, grid: Any, section: str = "grid") -> dict[str, l
         if key not in PARAMS:
             raise _unknown_param(file, at, key)
         if section == "control_grid" and key.split(".")[0] not in CONTROL_GRID_GROUPS:
-            raise file.fail(at, f"{key!r} cannot vary in the control arm; expected lr or optimizer keys "
-                                f"(the cross-entropy arm's own learning rate and optimizer)")
+            raise file.fail(at, f"{key!r} cannot vary in the control arm; expected "
+                                f"{' or '.join(CONTROL_GRID_GROUPS)} keys (the cross-entropy arm's own "
+                                f"learning rate and optimizer)")
         if not isinstance(values, list):
             raise file.fail(at, f"{as_written(values)} is not a list; expected a non-empty list of values "
                                 f"(a single value belongs under fixed:)")

@@ -75,8 +75,9 @@ class Pretrain(_Group):
 class TrialParams(RewardSettings):
     """What a study may set under ``fixed``, ``grid`` or ``sample``."""
 
-    lr: LR = Field(LR(), description="learning-rate schedule")
-    optimizer: Optimizer = Field(Optimizer(), description="optimizer")
+    # control_grid: a spec's control_grid may vary the group (the cross-entropy arm's own)
+    lr: LR = Field(LR(), description="learning-rate schedule", json_schema_extra={"control_grid": True})
+    optimizer: Optimizer = Field(Optimizer(), description="optimizer", json_schema_extra={"control_grid": True})
     steps: checked(int_at_least(1)) = Field(100, description="reward-tuning iterations per trial, `>= 1` (required in a spec)")
     checkpoint: checked(text("auto, a path to a .pth file or an http(s) URL")) = Field(
         "auto", description="`auto` (MLE-pretrain the model once, cached and shared), an existing checkpoint file (relative to the spec's folder) or an http(s) URL such as MMSeg's model zoo (downloaded once into the cache, checked against the sha256 prefix in its file name)")

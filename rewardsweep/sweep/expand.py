@@ -29,9 +29,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from rewardsweep.checks import first_error, first_invalid, is_url
-from rewardsweep.config.study import SPEC_DEFAULTS, SampleSpec, Spec
-from rewardsweep.config.trial import (ID_KEYS_0_2, LR, NO_REWARD_PART, PARAMS, RUNTIME_FIELDS, Optimizer,
-                                      TrialParams, default)
+from rewardsweep.config.study import CONTROL_GRID_GROUPS, SPEC_DEFAULTS, SampleSpec, Spec
+from rewardsweep.config.trial import ID_KEYS_0_2, NO_REWARD_PART, PARAMS, RUNTIME_FIELDS, TrialParams, default
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import format_value
 from rewardsweep.study import arms
@@ -267,12 +266,9 @@ def _check_budget(spec: Spec, leaves: dict[str, Any], leaves_at: dict[str, str])
 
 
 def _schema_input(config: dict[str, Any]) -> dict[str, Any]:
-    """The parameter part of a trial config, as the schema reads it (None inside a group = default)."""
-    out = {key: config[key] for key in TrialParams.model_fields if key in config}
-    for group in ("baseline", "lr", "optimizer"):
-        if isinstance(out.get(group), dict):
-            out[group] = {k: v for k, v in out[group].items() if v is not None}
-    return out
+    """The parameter part of a trial config, as the schema reads it (a None inside a group
+    is that key's default: the groups' own rule, ``reward.settings._Group``)."""
+    return {key: config[key] for key in TrialParams.model_fields if key in config}
 
 
 def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -421,7 +417,7 @@ def _control_variant(spec: Spec, control: dict[str, Any], view: dict[str, Any], 
             group, sub = leaf.split(".", 1)
             config[group][sub] = view[group][sub] = value
     try:
-        params = TrialParams(lr=LR(**_present(config["lr"])), optimizer=Optimizer(**_present(config["optimizer"])))
+        params = TrialParams.model_validate({group: config[group] for group in CONTROL_GRID_GROUPS})
     except ValidationError as exc:
         raise SpecError(f"{spec.where('control_grid')}: control_grid: {first_error(exc, TrialParams)[1]} "
                         f"(in a control arm)") from None
@@ -430,19 +426,16 @@ def _control_variant(spec: Spec, control: dict[str, Any], view: dict[str, Any], 
             c["lr"]["end"] = c["lr"]["start"]
         for key in params.ignored_keys():
             group, _, sub = key.partition(".")
-            if group in ("lr", "optimizer"):
+            if group in CONTROL_GRID_GROUPS:
                 c[group][sub] = None
     config["config_id"] = config_hash(view)
     config["control_id"] = control["config_id"]
-    flat = {f"{g}.{k}": v for g in ("lr", "optimizer") for k, v in config[g].items()}
+    flat = {f"{g}.{k}": v for g in CONTROL_GRID_GROUPS for k, v in config[g].items()}
     params = {k: control["params"].get(k) for k in shown}
     params.update({k: flat.get(k) for k in variant_keys})
     config["params"] = params
     return config, params
 
-
-def _present(group: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in group.items() if v is not None}
 
 
 def _per_seed(spec: Spec, config: dict[str, Any], params: dict[str, Any]) -> list[TrialPlan]:
