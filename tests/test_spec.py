@@ -634,3 +634,66 @@ def test_the_spec_key_lists_are_read_from_the_schema():
     assert all(TrialParams.model_fields[g].json_schema_extra == {"control_grid": True} for g in CONTROL_GRID_GROUPS)
     assert TOP_LEVEL_PARAMS == ("checkpoint", "pretrain", "steps", "batch_size")
     assert set(TOP_LEVEL_PARAMS) == set(StudyFile.model_fields) & set(PARAMS)
+
+
+# The whole spec-side edit for a trial key that is a new group: its group model and one
+# TrialParams field, in config/trial.py (the runners' use of it apart).
+NEW_GROUP = '''class GradClip(_Group):
+    max_norm: checked(or_null(number_between(0.0, lo_open=True), "null (off)")) = Field(
+        None, description="clip the gradient norm at this value")
+
+
+'''
+NEW_GROUP_FIELD = '''    grad_clip: GradClip | None = Field(None, description="gradient clipping")
+
+'''
+GROUP_PROBE = '''
+import json, sys
+from rewardsweep.config.trial import validate_trial_config
+from rewardsweep.sweep.spec import load_study
+out = {}
+for name in sys.argv[1:]:
+    trials = load_study(name).expansion.trials
+    for t in trials:
+        validate_trial_config(t.config, source=t.trial_name)
+    out[name] = [[t.trial_name, t.config.get("grad_clip"), t.params.get("grad_clip.max_norm")] for t in trials]
+print(json.dumps(out))
+'''
+
+
+def test_a_new_trial_key_that_is_a_new_group_is_one_place_in_the_schema(tmp_path: Path):
+    """A copy of the package with a new group (``grad_clip: {max_norm}``) declared in
+    config/trial.py, the only file changed: a spec fixes and varies it, the trial configs
+    carry it, the trial schema takes them, and the configurations that leave it unset keep
+    their ids (a subprocess on the copy, ~3 s)."""
+    import rewardsweep
+
+    src = Path(rewardsweep.__file__).parent
+    pkg = tmp_path / "pkg"
+    shutil.copytree(src, pkg / "rewardsweep", ignore=shutil.ignore_patterns("__pycache__"))
+    schema = pkg / "rewardsweep" / "config" / "trial.py"
+    text = schema.read_text()
+    cls, method = "class TrialParams(RewardSettings):", "    def ignored_keys(self) -> tuple[str, ...]:"
+    assert text.count(cls) == 1 and text.count(method) == 1
+    schema.write_text(text.replace(cls, NEW_GROUP + cls).replace(method, NEW_GROUP_FIELD + method))
+    changed = [p.relative_to(pkg) for p in (pkg / "rewardsweep").rglob("*.py")
+               if p.read_bytes() != (src / p.relative_to(pkg / "rewardsweep")).read_bytes()]
+    assert changed == [Path("rewardsweep/config/trial.py")]
+    smoke = (SPACES / "smoke.yaml").read_text()
+    assert smoke.count("\nfixed:\n") == 1 and smoke.count("\ngrid:\n") == 1
+    specs = {"unset": smoke, "fixed": smoke.replace("\nfixed:\n", "\nfixed:\n  grad_clip: {max_norm: 1.0}\n"),
+             "grid": smoke.replace("\ngrid:\n", "\ngrid:\n  grad_clip.max_norm: [0.5, 1.0]\n")}
+    for name, body in specs.items():
+        (tmp_path / f"{name}.yaml").write_text(body)
+    done = subprocess.run([sys.executable, "-c", GROUP_PROBE, *(f"{n}.yaml" for n in specs)], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(pkg)}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    today = sorted(t.trial_name for t in expand(load_spec(SPACES / "smoke.yaml")))
+    assert sorted(n for n, _, _ in out["unset.yaml"]) == today                  # ids kept
+    assert {tuple(g.items()) for _, g, _ in out["unset.yaml"]} == {(("max_norm", None),)}
+    fixed = [(n, g) for n, g, _ in out["fixed.yaml"] if "-reward-" in n]
+    assert len(fixed) == 4 and all(g == {"max_norm": 1.0} for _, g in fixed)
+    assert not {n for n, _ in fixed} & set(today)                                # set: new configurations
+    varied = {(n.split("-")[0], p) for n, _, p in out["grid.yaml"] if "-reward-" in n}
+    assert sorted(p for _, p in varied) == [0.5, 0.5, 1.0, 1.0] and len({c for c, _ in varied}) == 4

@@ -97,14 +97,17 @@ class Expansion:
 
 def _id_view(config: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a config its id hashes: no run-time fields; keys newer than 0.2.0 only
-    when set (``config.trial.ID_KEYS_0_2``: the rule a new key follows)."""
+    when set, inside groups too (``config.trial.ID_KEYS_0_2``: the rule a new key follows;
+    a new group with nothing set is left out whole)."""
     view = {}
     for key, value in config.items():
         if key in RUNTIME_FIELDS or (key not in ID_KEYS_0_2 and value is None):
             continue
-        known = ID_KEYS_0_2.get(key)
+        known = ID_KEYS_0_2.get(key, ())
         if isinstance(value, dict) and isinstance(known, tuple):
             value = {k: v for k, v in value.items() if k in known or v is not None}
+            if not value and key not in ID_KEYS_0_2:
+                continue
         view[key] = value
     return view
 
@@ -296,11 +299,14 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
         if key in PARAMS and PARAMS[key].kind != "group" and key.split(".")[0] not in ("class_weights", "pretrain"):
             group, _, sub = key.rpartition(".")
             (config.setdefault(group, {}) if group else config)[sub] = value
+    def group(name: str) -> dict[str, Any]:
+        return {key.split(".", 1)[1]: value for key, value in leaves.items() if key.startswith(f"{name}.")}
+
     checkpoint, counts = leaves["checkpoint"], leaves["class_weights.counts"]
-    on = leaves["class_weights"]
-    config["class_weights"] = {"counts": counts, "smooth": leaves["class_weights.smooth"]} if on else None
-    config["pretrain"] = ({"iters": leaves["pretrain.iters"]}
-                          if checkpoint == "auto" and leaves["pretrain.iters"] is not None else None)
+    on, pretrain = leaves["class_weights"], group("pretrain")
+    config["class_weights"] = group("class_weights") if on else None
+    config["pretrain"] = (pretrain if checkpoint == "auto" and any(v is not None for v in pretrain.values())
+                          else None)
     if checkpoint != "auto":
         config["checkpoint"] = abspath(checkpoint)
     if on and isinstance(counts, str):
@@ -313,7 +319,7 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
     if checkpoint != "auto":
         view["checkpoint"] = checkpoint if is_url(checkpoint) else os.path.normpath(checkpoint)
     if arm == "reward" and on and isinstance(counts, str):
-        view["class_weights"] = {"counts": os.path.normpath(counts), "smooth": config["class_weights"]["smooth"]}
+        view["class_weights"] = {**config["class_weights"], "counts": os.path.normpath(counts)}
     return config, view
 
 
