@@ -32,6 +32,7 @@ from rewardsweep.checks import (
     first_error,
     int_at_least,
     is_url,
+    model_at,
     number_between,
     one_of,
     or_null,
@@ -65,11 +66,24 @@ MAX_NAME_LENGTH = 100   # a folder name may be 255 bytes; W&B group names add to
 MAX_SPEC_BYTES = 256 * 1024
 DEFAULT_MAX_TRIALS = 10_000
 SEED_LIMIT = 2 ** 32    # numpy's seed range: a trial's seed must be below it
-# What an unset parameter is in a spec: the trial default, except that steps is required,
-# class weights are off unless given, and switched on they smooth with 0.05.
+
+
+def _spec_default(key: str) -> Any:
+    """A parameter left unset in a spec: the ``spec_default`` its field declares (class
+    weights smooth with 0.05 when switched on), else the trial default (None if required)."""
+    *group, name = key.split(".")
+    field = (model_at(TrialParams, tuple(group)) if group else TrialParams).model_fields[name]
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    if "spec_default" in extra:
+        return extra["spec_default"]
+    return None if field.is_required() else PARAMS[key].default
+
+
+# What an unset parameter is in a spec (:func:`_spec_default`), except that steps is
+# required and class weights are off unless given.
 SPEC_DEFAULTS: dict[str, Any] = {
-    **{key: p.default for key, p in PARAMS.items() if p.kind != "group"},
-    "steps": None, "class_weights": False, "class_weights.counts": None, "class_weights.smooth": 0.05}
+    **{key: _spec_default(key) for key, p in PARAMS.items() if p.kind != "group"},
+    "steps": None, "class_weights": False}
 
 
 def _noted(check: Any, note: str) -> Any:
