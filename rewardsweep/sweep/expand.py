@@ -299,12 +299,14 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
         if key in PARAMS and PARAMS[key].kind != "group" and key.split(".")[0] not in ("class_weights", "pretrain"):
             group, _, sub = key.rpartition(".")
             (config.setdefault(group, {}) if group else config)[sub] = value
-    def group(name: str) -> dict[str, Any]:
+
+    def members(name: str) -> dict[str, Any]:
+        """The sub-keys of an optional group (pretrain, class_weights), each one of the schema's."""
         return {key.split(".", 1)[1]: value for key, value in leaves.items() if key.startswith(f"{name}.")}
 
     checkpoint, counts = leaves["checkpoint"], leaves["class_weights.counts"]
-    on, pretrain = leaves["class_weights"], group("pretrain")
-    config["class_weights"] = group("class_weights") if on else None
+    on, pretrain = leaves["class_weights"], members("pretrain")
+    config["class_weights"] = members("class_weights") if on else None
     config["pretrain"] = (pretrain if checkpoint == "auto" and any(v is not None for v in pretrain.values())
                           else None)
     if checkpoint != "auto":
