@@ -551,3 +551,149 @@ def test_a_key_added_to_the_schema_keeps_the_ids_of_configurations_that_do_not_u
     dropped = json.loads(json.dumps(config))
     dropped["baseline"]["coef"] = 0.25           # a key of 0.2.0 changes the id as it always did
     assert config_hash(dropped) != config_hash(config)
+
+
+# ----------------------------------------------------------------- the top level, declared once
+
+def test_every_top_level_key_is_on_the_loaded_spec_as_validated():
+    """``Spec`` is the validated ``StudyFile`` plus what loading resolves: every top-level
+    field reads back as validated, except the ones ``Spec`` declares itself (resolved)."""
+    from rewardsweep.config.study import Spec, StudyFile, _declared
+    from rewardsweep.config.yaml import load_yaml
+
+    path = SPACES / "smoke.yaml"
+    spec = load_spec(path)
+    top = StudyFile.model_validate(load_yaml(path.read_text(), str(path))[0])
+    assert set(StudyFile.model_fields) <= set(Spec.model_fields)
+    inherited = [name for name in StudyFile.model_fields if name not in _declared(Spec)]
+    assert {"name", "eval_every", "control", "reference", "retries", "checkpoints", "max_trials"} <= set(inherited)
+    for name in inherited:
+        assert getattr(spec, name) == getattr(top, name), name
+    assert spec.seeds == (0, 1) and spec.model == "tiny-synthetic" and spec.wandb["tags"] == ["smoke"]
+    assert Path(spec.storage).is_absolute() and spec.resources["cpu"] == 1.0 and spec.threads == 1
+
+
+# The whole edit for a new top-level key: one StudyFile field (a non-null default, so that
+# `timeout_s: null` must mean it too).
+TIMEOUT_FIELD = '''    timeout_s: checked(_noted(int_at_least(1), " (seconds a trial may run)")) = Field(
+        3600, description="seconds a trial may run")
+'''
+TIMEOUT_PROBE = '''
+import json, sys
+from rewardsweep.errors import SpecError
+from rewardsweep.sweep.spec import load_study
+out = {}
+for name in sys.argv[1:]:
+    try:
+        study = load_study(name)
+        out[name] = [study.spec.timeout_s, sorted(t.trial_name for t in study.expansion.trials)]
+    except SpecError as exc:
+        out[name] = str(exc)
+print(json.dumps(out))
+'''
+
+
+def test_a_new_top_level_key_is_one_studyfile_field(tmp_path: Path):
+    """A copy of the package with one field added to ``StudyFile`` (config/study.py, the only
+    file changed) reads the key onto the loaded spec, its default and `null` included,
+    checks it with a one-line error, and changes no trial (a subprocess on the copy, ~3 s)."""
+    import rewardsweep
+
+    src = Path(rewardsweep.__file__).parent
+    pkg = tmp_path / "pkg"
+    shutil.copytree(src, pkg / "rewardsweep", ignore=shutil.ignore_patterns("__pycache__"))
+    schema = pkg / "rewardsweep" / "config" / "study.py"
+    anchor = '    @model_validator(mode="before")\n    @classmethod\n    def _null_groups_are_defaults'
+    assert schema.read_text().count(anchor) == 1
+    schema.write_text(schema.read_text().replace(anchor, TIMEOUT_FIELD + "\n" + anchor))
+    changed = [p.relative_to(pkg) for p in (pkg / "rewardsweep").rglob("*.py")
+               if p.read_bytes() != (src / p.relative_to(pkg / "rewardsweep")).read_bytes()]
+    assert changed == [Path("rewardsweep/config/study.py")]
+    smoke = (SPACES / "smoke.yaml").read_text()
+    specs = {"set": "timeout_s: 30\n", "null": "timeout_s: null\n", "unset": "", "bad": "timeout_s: 0\n"}
+    for name, line in specs.items():
+        (tmp_path / f"{name}.yaml").write_text(smoke + line)
+    done = subprocess.run([sys.executable, "-c", TIMEOUT_PROBE, *(f"{n}.yaml" for n in specs)], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(pkg)}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    trials = sorted(t.trial_name for t in expand(load_spec(SPACES / "smoke.yaml")))
+    assert out["set.yaml"] == [30, trials] and out["null.yaml"] == [3600, trials] and out["unset.yaml"] == [3600, trials]
+    lines = smoke.count("\n") + 1
+    assert out["bad.yaml"] == (f"bad.yaml:{lines}: timeout_s: 0 is too small; expected an integer >= 1 "
+                               f"(seconds a trial may run)"), out["bad.yaml"]
+
+
+def test_the_spec_key_lists_are_read_from_the_schema():
+    """What a control_grid may vary is marked on the schema's fields, and the parameters a spec
+    may give at the top level are the StudyFile fields that are trial parameters."""
+    from rewardsweep.config.study import CONTROL_GRID_GROUPS, TOP_LEVEL_PARAMS, StudyFile
+    from rewardsweep.config.trial import PARAMS, TrialParams
+
+    assert CONTROL_GRID_GROUPS == ("lr", "optimizer")
+    assert all(TrialParams.model_fields[g].json_schema_extra == {"control_grid": True} for g in CONTROL_GRID_GROUPS)
+    assert TOP_LEVEL_PARAMS == ("checkpoint", "pretrain", "steps", "batch_size")
+    assert set(TOP_LEVEL_PARAMS) == set(StudyFile.model_fields) & set(PARAMS)
+
+
+# The whole spec-side edit for a trial key that is a new group: its group model and one
+# TrialParams field, in config/trial.py (the runners' use of it apart).
+NEW_GROUP = '''class GradClip(_Group):
+    max_norm: checked(or_null(number_between(0.0, lo_open=True), "null (off)")) = Field(
+        None, description="clip the gradient norm at this value")
+
+
+'''
+NEW_GROUP_FIELD = '''    grad_clip: GradClip | None = Field(None, description="gradient clipping")
+
+'''
+GROUP_PROBE = '''
+import json, sys
+from rewardsweep.config.trial import validate_trial_config
+from rewardsweep.sweep.spec import load_study
+out = {}
+for name in sys.argv[1:]:
+    trials = load_study(name).expansion.trials
+    for t in trials:
+        validate_trial_config(t.config, source=t.trial_name)
+    out[name] = [[t.trial_name, t.config.get("grad_clip"), t.params.get("grad_clip.max_norm")] for t in trials]
+print(json.dumps(out))
+'''
+
+
+def test_a_new_trial_key_that_is_a_new_group_is_one_place_in_the_schema(tmp_path: Path):
+    """A copy of the package with a new group (``grad_clip: {max_norm}``) declared in
+    config/trial.py, the only file changed: a spec fixes and varies it, the trial configs
+    carry it, the trial schema takes them, and the configurations that leave it unset keep
+    their ids (a subprocess on the copy, ~3 s)."""
+    import rewardsweep
+
+    src = Path(rewardsweep.__file__).parent
+    pkg = tmp_path / "pkg"
+    shutil.copytree(src, pkg / "rewardsweep", ignore=shutil.ignore_patterns("__pycache__"))
+    schema = pkg / "rewardsweep" / "config" / "trial.py"
+    text = schema.read_text()
+    cls, method = "class TrialParams(RewardSettings):", "    def ignored_keys(self) -> tuple[str, ...]:"
+    assert text.count(cls) == 1 and text.count(method) == 1
+    schema.write_text(text.replace(cls, NEW_GROUP + cls).replace(method, NEW_GROUP_FIELD + method))
+    changed = [p.relative_to(pkg) for p in (pkg / "rewardsweep").rglob("*.py")
+               if p.read_bytes() != (src / p.relative_to(pkg / "rewardsweep")).read_bytes()]
+    assert changed == [Path("rewardsweep/config/trial.py")]
+    smoke = (SPACES / "smoke.yaml").read_text()
+    assert smoke.count("\nfixed:\n") == 1 and smoke.count("\ngrid:\n") == 1
+    specs = {"unset": smoke, "fixed": smoke.replace("\nfixed:\n", "\nfixed:\n  grad_clip: {max_norm: 1.0}\n"),
+             "grid": smoke.replace("\ngrid:\n", "\ngrid:\n  grad_clip.max_norm: [0.5, 1.0]\n")}
+    for name, body in specs.items():
+        (tmp_path / f"{name}.yaml").write_text(body)
+    done = subprocess.run([sys.executable, "-c", GROUP_PROBE, *(f"{n}.yaml" for n in specs)], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(pkg)}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    today = sorted(t.trial_name for t in expand(load_spec(SPACES / "smoke.yaml")))
+    assert sorted(n for n, _, _ in out["unset.yaml"]) == today                  # ids kept
+    assert {tuple(g.items()) for _, g, _ in out["unset.yaml"]} == {(("max_norm", None),)}
+    fixed = [(n, g) for n, g, _ in out["fixed.yaml"] if "-reward-" in n]
+    assert len(fixed) == 4 and all(g == {"max_norm": 1.0} for _, g in fixed)
+    assert not {n for n, _ in fixed} & set(today)                                # set: new configurations
+    varied = {(n.split("-")[0], p) for n, _, p in out["grid.yaml"] if "-reward-" in n}
+    assert sorted(p for _, p in varied) == [0.5, 0.5, 1.0, 1.0] and len({c for c, _ in varied}) == 4

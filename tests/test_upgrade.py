@@ -122,3 +122,39 @@ def test_a_study_topped_up_across_the_loader_change_says_it_mixes_two_batch_stre
     _add_seed(study, 2, seeded={"reward"})                     # a control added later, on the new stream
     (note,) = _notes(study)
     assert "seeds 2 have arms on both" in note and "noisier there, not biased" in note
+
+def test_a_new_key_inside_a_group_hashed_whole_in_0_2_0_is_caught():
+    """``pretrain`` and ``class_weights`` went into 0.2.0's ids whole (optional groups, set or
+    None): a sub-key added to them, or a new group's key, follows the same rule, named."""
+    from pydantic import create_model
+
+    from rewardsweep.config.trial import Pretrain, TrialConfig, _Group, id_stability_problems
+    from rewardsweep.reward.settings import ClassWeights
+
+    pretrain = create_model("Pretrain2", __base__=Pretrain, lr=(float, 0.01), warmup=(int | None, None))
+    with_lr = create_model("WithPretrainLr", __base__=TrialConfig, pretrain=(pretrain | None, None))
+    assert id_stability_problems(with_lr) == ["pretrain.lr (default 0.01)"]
+    weights = create_model("ClassWeights2", __base__=ClassWeights, floor=(float, 0.1), power=(float, ...))
+    with_floor = create_model("WithFloor", __base__=TrialConfig, class_weights=(weights | None, None))
+    assert id_stability_problems(with_floor) == ["class_weights.floor (default 0.1)", "class_weights.power (required)"]
+    clip = create_model("Clip", __base__=_Group, max_norm=(float, 1.0), norm_type=(float | None, None))
+    with_clip = create_model("WithClip", __base__=TrialConfig, grad_clip=(clip | None, None))
+    assert id_stability_problems(with_clip) == ["grad_clip.max_norm (default 1.0)"]
+
+
+def test_an_unset_key_inside_a_group_keeps_the_0_2_0_ids(study: Path):
+    """The rule as the id applies it: a new sub-key (or a new group) that is None is not
+    hashed, so every configuration of the 0.2.0 study keeps its id; set, it makes a new one."""
+    from rewardsweep.sweep.expand import config_hash
+
+    trials = load_study(study / "spec.yaml", storage=str(study.parent)).expansion.trials
+    weighted = [t.config for t in trials if t.config["class_weights"] is not None]
+    assert weighted and all(t.config["pretrain"] == {"iters": 30} for t in trials)
+    for config in [t.config for t in trials]:
+        grown = {**config, "pretrain": {**config["pretrain"], "warmup": None}, "grad_clip": {"max_norm": None}}
+        if config["class_weights"] is not None:
+            grown["class_weights"] = {**config["class_weights"], "floor": None}
+        assert config_hash(grown) == config["config_id"]
+        assert config_hash({**grown, "pretrain": {"iters": 30, "warmup": 5}}) != config["config_id"]
+    assert config_hash({**weighted[0], "class_weights": {**weighted[0]["class_weights"], "floor": 0.1}}) \
+        != weighted[0]["config_id"]

@@ -6,11 +6,14 @@ parameter sections (``fixed``, ``grid``, ``sample``, ``control_grid`` and the to
 :func:`read_parameters` flattens them into dotted trial-config keys (``PARAMS`` of
 ``config/trial.py``), checks every value with that key's own check, and refuses a key
 given in two places. What needs the file system or the presets (paths, the model) is
-resolved by :func:`rewardsweep.sweep.spec.load_study`. ``docs/search_spaces.md`` is the
-user's view.
+resolved by :func:`rewardsweep.sweep.spec.load_study` into a :class:`Spec`: the
+``StudyFile`` as validated (inherited, field for field) with the resolved values. A new
+top-level key is one ``StudyFile`` field; its reader finds it as ``spec.<key>``.
+``docs/search_spaces.md`` is the user's view.
 """
 
 import dataclasses
+import functools
 import itertools
 import math
 import re
@@ -29,13 +32,14 @@ from rewardsweep.checks import (
     first_error,
     int_at_least,
     is_url,
+    model_at,
     number_between,
     one_of,
     or_null,
     text,
 )
 from rewardsweep.config.messages import SpecFile
-from rewardsweep.config.trial import GROUPS, PARAMS, default
+from rewardsweep.config.trial import GROUPS, PARAMS, TrialParams, default
 from rewardsweep.config.yaml import line_of
 from rewardsweep.errors import SpecError
 from rewardsweep.study import arms
@@ -51,10 +55,10 @@ __all__ = ["StudyFile", "Resources", "Wandb", "Parameters", "SampleSpec", "Spec"
 CONTROLS = (*(a.switch[1] for a in arms.paired() if a.switch and a.switch[0] == "control"), "none")
 REFERENCES = (*(a.switch[1] for a in arms.paired() if a.switch and a.switch[0] == "reference"), "none")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform")
-# What a control_grid may vary: the cross-entropy arm's own learning rate and optimizer.
-CONTROL_GRID_GROUPS = ("lr", "optimizer")
-# Parameters that may also be given at the top level (as well as under fixed/grid/sample).
-TOP_LEVEL_PARAMS = ("steps", "checkpoint", "batch_size")
+# What a control_grid may vary: the groups the schema marks (the cross-entropy arm's own
+# learning rate and optimizer: TrialParams' fields with json_schema_extra control_grid).
+CONTROL_GRID_GROUPS = tuple(name for name, f in TrialParams.model_fields.items()
+                            if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("control_grid"))
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MAX_NAME_LENGTH = 100   # a folder name may be 255 bytes; W&B group names add to it
 # Limits that keep any spec's work bounded (docs/search_spaces.md, "Limits"): the file's
@@ -62,11 +66,24 @@ MAX_NAME_LENGTH = 100   # a folder name may be 255 bytes; W&B group names add to
 MAX_SPEC_BYTES = 256 * 1024
 DEFAULT_MAX_TRIALS = 10_000
 SEED_LIMIT = 2 ** 32    # numpy's seed range: a trial's seed must be below it
-# What an unset parameter is in a spec: the trial default, except that steps is required,
-# class weights are off unless given, and switched on they smooth with 0.05.
+
+
+def _spec_default(key: str) -> Any:
+    """A parameter left unset in a spec: the ``spec_default`` its field declares (class
+    weights smooth with 0.05 when switched on), else the trial default (None if required)."""
+    *group, name = key.split(".")
+    field = (model_at(TrialParams, tuple(group)) if group else TrialParams).model_fields[name]
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    if "spec_default" in extra:
+        return extra["spec_default"]
+    return None if field.is_required() else PARAMS[key].default
+
+
+# What an unset parameter is in a spec (:func:`_spec_default`), except that steps is
+# required and class weights are off unless given.
 SPEC_DEFAULTS: dict[str, Any] = {
-    **{key: p.default for key, p in PARAMS.items() if p.kind != "group"},
-    "steps": None, "class_weights": False, "class_weights.counts": None, "class_weights.smooth": 0.05}
+    **{key: _spec_default(key) for key, p in PARAMS.items() if p.kind != "group"},
+    "steps": None, "class_weights": False}
 
 
 def _noted(check: Any, note: str) -> Any:
@@ -266,10 +283,31 @@ class StudyFile(_Strict):
     @classmethod
     def _null_groups_are_defaults(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            data = {k: v for k, v in data.items()
-                    if not (v is None and k in ("resources", "wandb", "storage", "retries", "diagnostics_every",
-                                                "max_trials", "cudnn_benchmark"))}
+            data = {k: v for k, v in data.items() if not (v is None and k in _null_is_default(cls))}
         return data
+
+
+@functools.cache
+def _null_is_default(model: type[BaseModel]) -> frozenset[str]:
+    """The optional top-level keys whose ``null`` means "the default": those whose own check
+    gives null no meaning (``control: null`` is "none", ``checkpoints: null`` keeps nothing,
+    so those keep their null)."""
+    def takes_null(f: Any) -> bool:
+        check = next((m.func for m in f.metadata if hasattr(m, "func")), None)
+        if check is None:      # a section (resources, wandb) refuses null; Any takes it
+            return not (isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel))
+        try:
+            check(None)
+        except Invalid:
+            return False
+        return True
+
+    return frozenset(name for name, f in model.model_fields.items() if not f.is_required() and not takes_null(f))
+
+
+# Parameters that may also be given at the top level (as well as under fixed/grid/sample):
+# the StudyFile fields that are trial parameters (steps, checkpoint, batch_size, pretrain).
+TOP_LEVEL_PARAMS = tuple(name for name in StudyFile.model_fields if name in PARAMS)
 
 
 def top_key_hint(key: str, message: str) -> str:
@@ -303,41 +341,50 @@ class SampleSpec:
         return out
 
 
-@dataclasses.dataclass(frozen=True)
-class Spec:
-    """A validated search space. Build it with :func:`rewardsweep.sweep.spec.load_study`."""
+class Spec(StudyFile):
+    """A validated search space: the top level as :class:`StudyFile` checked it (every field
+    inherited, so a new top-level key is one ``StudyFile`` field and nothing here), with what
+    :func:`rewardsweep.sweep.spec.load_study` resolves declared below: a field declared again
+    here holds the resolved value (an absolute path, the parsed parameters), a new one what
+    the file alone does not say. ``steps``/``checkpoint``/``batch_size``/``pretrain`` stay
+    as written at the top level; the study's values are in ``fixed``/``grid``/``sample``.
+    Build it with ``load_study`` (:meth:`resolved`)."""
 
-    source: str                   # the path as given (for messages)
-    path: Path                    # absolute path of the YAML file
-    text: str                     # the YAML as written (copy it into the study folder)
-    name: str
-    description: str | None
-    model: str                    # preset name, or absolute path of an MMSeg config .py
-    model_ref: str                # as written in the spec (hashed)
-    data_root: str | None         # absolute (or None: the preset's default)
-    data_root_ref: str | None
-    seeds: tuple[int, ...]
-    eval_every: int
-    control: str                  # "mle" | "none"
-    control_grid: dict[str, list] # extra cross-entropy arms: lr/optimizer keys -> values (like grid)
-    reference: str                # "noop" | "none": the no-update reference arm
-    diagnostics_every: int        # treatment probe interval in reward trials (0: off)
-    fixed: dict[str, Any]         # flat dotted key -> value (includes top-level steps etc.)
-    grid: dict[str, list]         # key as written -> one flat {leaf: value} per listed value
-                                  # (internally, "class_weights" is an on/off switch)
-    sample: SampleSpec | None
-    resources: dict[str, float]   # {"cpu": float, "gpu": float, "workers": int | None}
-    max_concurrent: int | None
-    storage: str                  # absolute path
-    study_dir: str                # <storage>/<name>
-    wandb: dict[str, Any]         # {"project", "entity", "mode", "tags"}
-    retries: int                  # Ray FailureConfig(max_failures=...)
-    lines: dict[str, int]         # dotted path in the YAML -> line
-    origins: dict[str, str]       # fixed key -> where it was given (e.g. "fixed.lr.start", "steps")
-    sequential: SequentialSeeds | None = None   # seeds added in looks (seeds: 0..max-1 at most)
-    checkpoints: tuple[str, ...] = ()           # arms whose finished trials keep their final weights
-    num_classes: int | None = None  # the model's classes (class-weight counts must match); None: unknown
-    cudnn_benchmark: bool = True  # cuDNN autotuning in GPU trials (a run-time choice: not hashed)
+    # the top level, resolved (overriding the field as written)
+    model: str = Field(..., description="preset name, or absolute path of an MMSeg config .py")
+    data_root: str | None = Field(None, description="absolute (or None: the preset's default)")
+    seeds: tuple[int, ...] = Field(..., description="the seeds (a sequential design: 0..max-1 at most)")
+    control_grid: dict[str, list] = Field({}, description="extra cross-entropy arms: lr/optimizer keys -> "
+                                                          "values (like grid)")
+    fixed: dict[str, Any] = Field({}, description="flat dotted key -> value (includes top-level steps etc.)")
+    grid: dict[str, list] = Field({}, description="key as written -> one flat {leaf: value} per listed value "
+                                                  "(internally, class_weights is an on/off switch)")
+    sample: SampleSpec | None = Field(None, description="num_samples, seed, key -> distribution")
+    resources: dict[str, Any] = Field(..., description='{"cpu": float, "gpu": float, "workers": int | None}')
+    storage: str = Field(..., description="absolute path")
+    wandb: dict[str, Any] = Field(..., description='{"project", "entity", "mode", "tags"} (--wandb applied)')
+    # what the file alone does not say
+    source: str = Field(..., description="the path as given (for messages)")
+    path: Path = Field(..., description="absolute path of the YAML file")
+    text: str = Field(..., description="the YAML as written (copied into the study folder)")
+    model_ref: str = Field(..., description="the model as written in the spec (hashed)")
+    data_root_ref: str | None = Field(None, description="data_root as written (hashed)")
+    study_dir: str = Field(..., description="<storage>/<name>")
+    lines: dict[str, int] = Field(..., description="dotted path in the YAML -> line")
+    origins: dict[str, str] = Field(..., description='fixed key -> where it was given ("fixed.lr.start", "steps")')
+    sequential: SequentialSeeds | None = Field(None, description="seeds added in looks (seeds: 0..max-1 at most)")
+    num_classes: int | None = Field(None, description="the model's classes (class-weight counts must match); "
+                                                      "None: unknown")
+
+    @classmethod
+    def resolved(cls, top: StudyFile, **resolved: Any) -> "Spec":
+        """``top``'s fields as validated, then ``resolved``: exactly the fields :class:`Spec`
+        declares itself (resolved values are not validated again)."""
+        unknown = sorted(set(resolved) - set(cls.model_fields))
+        missing = sorted(set(_declared(cls)) - set(resolved))
+        if unknown or missing:
+            raise TypeError(f"Spec.resolved: unknown {unknown}, missing {missing}")
+        return cls.model_construct(**{**dict(top), **resolved})
 
     @property
     def threads(self) -> int:
@@ -346,6 +393,11 @@ class Spec:
     def where(self, key: str) -> str:
         """``file:line`` for a dotted path of the YAML (``file`` if unknown)."""
         return SpecFile(self.source, self.path.parent, self.lines).where(key)
+
+
+def _declared(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields a class declares in its own body (the ones :class:`Spec` resolves)."""
+    return tuple(vars(cls).get("__annotations__", {}))
 
 
 # --------------------------------------------------------------------------------------
@@ -502,7 +554,7 @@ def _parse_fixed(file: SpecFile, fixed: Any) -> tuple[dict[str, Any], dict[str, 
 def _add_top_level_params(file: SpecFile, raw: Mapping, fixed: dict[str, Any],
                           origins: dict[str, str]) -> None:
     """steps, checkpoint, batch_size and pretrain may also be given at the top level (once)."""
-    for key in (*TOP_LEVEL_PARAMS, "pretrain"):
+    for key in TOP_LEVEL_PARAMS:
         if raw.get(key) is None:
             continue
         for leaf, value in _flatten_value(file, key, key, raw[key]).items():
@@ -526,8 +578,9 @@ def _parse_grid(file: SpecFile, grid: Any, section: str = "grid") -> dict[str, l
         if key not in PARAMS:
             raise _unknown_param(file, at, key)
         if section == "control_grid" and key.split(".")[0] not in CONTROL_GRID_GROUPS:
-            raise file.fail(at, f"{key!r} cannot vary in the control arm; expected lr or optimizer keys "
-                                f"(the cross-entropy arm's own learning rate and optimizer)")
+            raise file.fail(at, f"{key!r} cannot vary in the control arm; expected "
+                                f"{' or '.join(CONTROL_GRID_GROUPS)} keys (the cross-entropy arm's own "
+                                f"learning rate and optimizer)")
         if not isinstance(values, list):
             raise file.fail(at, f"{as_written(values)} is not a list; expected a non-empty list of values "
                                 f"(a single value belongs under fixed:)")

@@ -76,8 +76,9 @@ class Pretrain(_Group):
 class TrialParams(RewardSettings):
     """What a study may set under ``fixed``, ``grid`` or ``sample``."""
 
-    lr: LR = Field(LR(), description="learning-rate schedule")
-    optimizer: Optimizer = Field(Optimizer(), description="optimizer")
+    # control_grid: a spec's control_grid may vary the group (the cross-entropy arm's own)
+    lr: LR = Field(LR(), description="learning-rate schedule", json_schema_extra={"control_grid": True})
+    optimizer: Optimizer = Field(Optimizer(), description="optimizer", json_schema_extra={"control_grid": True})
     steps: checked(int_at_least(1)) = Field(100, description="reward-tuning iterations per trial, `>= 1` (required in a spec)")
     checkpoint: checked(text("auto, a path to a .pth file or an http(s) URL")) = Field(
         "auto", description="`auto` (MLE-pretrain the model once, cached and shared), an existing checkpoint file (relative to the spec's folder) or an http(s) URL such as MMSeg's model zoo (downloaded once into the cache, checked against the sha256 prefix in its file name)")
@@ -176,34 +177,57 @@ NO_REWARD_PART: dict[str, Any] = {**_nulled(RewardSettings), "aux_head": "mle"}
 RUNTIME_FIELDS = ("seed", "study_dir", "start", "threads", "config_id", *arms.links(), "debug",
                   "params", "diagnostics_every", "checkpoints", "workers", "cudnn_benchmark")
 
-# The keys a config id hashed in 0.2.0 (frozen: never edit). THE RULE for a key added
-# later: it is hashed only when it has a value, so it must default to None (a top-level key,
-# or a new sub-key of a group listed with its sub-keys here). A non-None default would be
-# hashed in every configuration and change every config id: no study folder would resume.
-# :func:`id_stability_problems` checks it (tests/test_spec.py runs it on the schema).
+# The keys a config id hashed in 0.2.0 (frozen: never edit what 0.2.0 hashed), a group with
+# the sub-keys it hashed (the groups a 0.2.0 config held: baseline, lr, optimizer, and
+# pretrain {iters} and class_weights {counts, smooth} when set). THE RULE for a key added
+# later, a top-level key, a sub-key of a group or a key of a new group alike: it is hashed
+# only when it has a value, so it must default to None. A non-None default would be hashed
+# in every configuration (every one that sets its group) and change their config ids: no
+# study folder would resume. :func:`id_stability_problems` checks it (tests/test_upgrade.py
+# runs it on the schema); ``sweep.expand._id_view`` applies it.
 ID_KEYS_0_2: dict[str, tuple[str, ...] | None] = {
-    "study": None, "arm": None, "model": None, "data_root": None, "checkpoint": None, "pretrain": None,
-    "steps": None, "eval_every": None, "batch_size": None, "estimator": None, "samples": None,
-    "baseline": ("kind", "coef", "decay"), "normalize_advantage": None,
+    "study": None, "arm": None, "model": None, "data_root": None, "checkpoint": None,
+    "pretrain": ("iters",), "steps": None, "eval_every": None, "batch_size": None, "estimator": None,
+    "samples": None, "baseline": ("kind", "coef", "decay"), "normalize_advantage": None,
     "lr": ("start", "end", "schedule", "power"), "optimizer": ("type", "momentum", "weight_decay"),
-    "class_weights": None, "aux_head": None,
+    "class_weights": ("counts", "smooth"), "aux_head": None,
 }
+
+
+def _group_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of a group field (``Baseline``, ``Pretrain | None``, ...), else None."""
+    return next((c for c in (typing.get_args(annotation) or (annotation,))
+                 if isinstance(c, type) and issubclass(c, BaseModel)), None)
 
 
 def id_stability_problems(model: type[BaseModel]) -> list[str]:
     """The keys of ``model`` (a trial-config schema) that break the id rule above: hashed
-    (not a run-time field), newer than 0.2.0, and not None by default."""
+    (not a run-time field), newer than 0.2.0, and not None by default; inside every group
+    too (a new group's keys, and a sub-key added to a group of 0.2.0)."""
     problems = []
     for name, f in model.model_fields.items():
-        if name in RUNTIME_FIELDS:
+        if name in RUNTIME_FIELDS or f.exclude:
             continue
         value = f.get_default(call_default_factory=True)
+        group = _group_model(f.annotation)
+        if group is None:
+            if name not in ID_KEYS_0_2 and value is not None:
+                problems.append(f"{name} (default {value!r})")
+            continue
         known = ID_KEYS_0_2.get(name, ())
-        if name not in ID_KEYS_0_2 and value is not None:
-            problems.append(f"{name} (default {value!r})")
-        elif isinstance(known, tuple) and isinstance(value, BaseModel):
-            problems += [f"{name}.{k} (default {v!r})" for k, v in value.model_dump().items()
-                         if k not in known and v is not None]
+        if known is None:
+            problems.append(f"{name} (a group hashed whole: list the sub-keys 0.2.0 hashed in ID_KEYS_0_2)")
+            continue
+        # a sub-key's default: the group default's value, else the sub-model's own (what a spec fills in)
+        subs = {k: sf for k, sf in group.model_fields.items() if not sf.exclude and k not in known}
+        given = value.model_dump() if isinstance(value, BaseModel) else {}
+        for k, sf in subs.items():
+            if k not in given and sf.is_required():
+                problems.append(f"{name}.{k} (required)")
+                continue
+            sub_default = given.get(k, sf.get_default(call_default_factory=True))
+            if sub_default is not None:
+                problems.append(f"{name}.{k} (default {sub_default!r})")
     return problems
 
 
@@ -279,8 +303,7 @@ def _params(model: type[BaseModel], prefix: str = "") -> dict[str, Param]:
         if f.exclude or (model is TrialParams and name not in TrialParams.model_fields):
             continue
         key = f"{prefix}{name}"
-        sub = next((c for c in (typing.get_args(f.annotation) or (f.annotation,))
-                    if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        sub = _group_model(f.annotation)
         if sub is not None:
             out[key] = Param(key, None, None, f.description or "", "group")
             out.update(_params(sub, f"{key}."))

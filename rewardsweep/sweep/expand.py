@@ -29,9 +29,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from rewardsweep.checks import first_error, first_invalid, is_url
-from rewardsweep.config.study import SPEC_DEFAULTS, SampleSpec, Spec
-from rewardsweep.config.trial import (ID_KEYS_0_2, LR, NO_REWARD_PART, PARAMS, RUNTIME_FIELDS, Optimizer,
-                                      TrialParams, default)
+from rewardsweep.config.study import CONTROL_GRID_GROUPS, SPEC_DEFAULTS, SampleSpec, Spec
+from rewardsweep.config.trial import ID_KEYS_0_2, NO_REWARD_PART, PARAMS, RUNTIME_FIELDS, TrialParams, default
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import format_value
 from rewardsweep.study import arms
@@ -98,14 +97,17 @@ class Expansion:
 
 def _id_view(config: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a config its id hashes: no run-time fields; keys newer than 0.2.0 only
-    when set (``config.trial.ID_KEYS_0_2``: the rule a new key follows)."""
+    when set, inside groups too (``config.trial.ID_KEYS_0_2``: the rule a new key follows;
+    a new group with nothing set is left out whole)."""
     view = {}
     for key, value in config.items():
         if key in RUNTIME_FIELDS or (key not in ID_KEYS_0_2 and value is None):
             continue
-        known = ID_KEYS_0_2.get(key)
+        known = ID_KEYS_0_2.get(key, ())
         if isinstance(value, dict) and isinstance(known, tuple):
             value = {k: v for k, v in value.items() if k in known or v is not None}
+            if not value and key not in ID_KEYS_0_2:
+                continue
         view[key] = value
     return view
 
@@ -267,12 +269,9 @@ def _check_budget(spec: Spec, leaves: dict[str, Any], leaves_at: dict[str, str])
 
 
 def _schema_input(config: dict[str, Any]) -> dict[str, Any]:
-    """The parameter part of a trial config, as the schema reads it (None inside a group = default)."""
-    out = {key: config[key] for key in TrialParams.model_fields if key in config}
-    for group in ("baseline", "lr", "optimizer"):
-        if isinstance(out.get(group), dict):
-            out[group] = {k: v for k, v in out[group].items() if v is not None}
-    return out
+    """The parameter part of a trial config, as the schema reads it (a None inside a group
+    is that key's default: the groups' own rule, ``reward.settings._Group``)."""
+    return {key: config[key] for key in TrialParams.model_fields if key in config}
 
 
 def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -300,11 +299,16 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
         if key in PARAMS and PARAMS[key].kind != "group" and key.split(".")[0] not in ("class_weights", "pretrain"):
             group, _, sub = key.rpartition(".")
             (config.setdefault(group, {}) if group else config)[sub] = value
+
+    def members(name: str) -> dict[str, Any]:
+        """The sub-keys of an optional group (pretrain, class_weights), each one of the schema's."""
+        return {key.split(".", 1)[1]: value for key, value in leaves.items() if key.startswith(f"{name}.")}
+
     checkpoint, counts = leaves["checkpoint"], leaves["class_weights.counts"]
-    on = leaves["class_weights"]
-    config["class_weights"] = {"counts": counts, "smooth": leaves["class_weights.smooth"]} if on else None
-    config["pretrain"] = ({"iters": leaves["pretrain.iters"]}
-                          if checkpoint == "auto" and leaves["pretrain.iters"] is not None else None)
+    on, pretrain = leaves["class_weights"], members("pretrain")
+    config["class_weights"] = members("class_weights") if on else None
+    config["pretrain"] = (pretrain if checkpoint == "auto" and any(v is not None for v in pretrain.values())
+                          else None)
     if checkpoint != "auto":
         config["checkpoint"] = abspath(checkpoint)
     if on and isinstance(counts, str):
@@ -317,7 +321,7 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
     if checkpoint != "auto":
         view["checkpoint"] = checkpoint if is_url(checkpoint) else os.path.normpath(checkpoint)
     if arm == "reward" and on and isinstance(counts, str):
-        view["class_weights"] = {"counts": os.path.normpath(counts), "smooth": config["class_weights"]["smooth"]}
+        view["class_weights"] = {**config["class_weights"], "counts": os.path.normpath(counts)}
     return config, view
 
 
@@ -421,7 +425,7 @@ def _control_variant(spec: Spec, control: dict[str, Any], view: dict[str, Any], 
             group, sub = leaf.split(".", 1)
             config[group][sub] = view[group][sub] = value
     try:
-        params = TrialParams(lr=LR(**_present(config["lr"])), optimizer=Optimizer(**_present(config["optimizer"])))
+        params = TrialParams.model_validate({group: config[group] for group in CONTROL_GRID_GROUPS})
     except ValidationError as exc:
         raise SpecError(f"{spec.where('control_grid')}: control_grid: {first_error(exc, TrialParams)[1]} "
                         f"(in a control arm)") from None
@@ -430,19 +434,16 @@ def _control_variant(spec: Spec, control: dict[str, Any], view: dict[str, Any], 
             c["lr"]["end"] = c["lr"]["start"]
         for key in params.ignored_keys():
             group, _, sub = key.partition(".")
-            if group in ("lr", "optimizer"):
+            if group in CONTROL_GRID_GROUPS:
                 c[group][sub] = None
     config["config_id"] = config_hash(view)
     config["control_id"] = control["config_id"]
-    flat = {f"{g}.{k}": v for g in ("lr", "optimizer") for k, v in config[g].items()}
+    flat = {f"{g}.{k}": v for g in CONTROL_GRID_GROUPS for k, v in config[g].items()}
     params = {k: control["params"].get(k) for k in shown}
     params.update({k: flat.get(k) for k in variant_keys})
     config["params"] = params
     return config, params
 
-
-def _present(group: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in group.items() if v is not None}
 
 
 def _per_seed(spec: Spec, config: dict[str, Any], params: dict[str, Any]) -> list[TrialPlan]:

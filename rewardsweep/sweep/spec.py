@@ -94,19 +94,15 @@ def _read_spec(path: str | os.PathLike, storage: str | None, wandb_mode: str | N
         wandb["mode"] = _override("--wandb", one_of(WANDB_MODES), wandb_mode)
     if max_concurrent is not None:
         max_concurrent = _override("--max-concurrent", int_at_least(1), max_concurrent)
-    return Spec(
-        source=source, path=fpath.resolve(), text=text, name=top.name, description=top.description,
-        model=model, model_ref=model_ref, data_root=data_root, data_root_ref=top.data_root,
-        seeds=tuple(range(top.seeds.max)) if sequential else tuple(top.seeds), eval_every=top.eval_every,
-        control=top.control, num_classes=num_classes,
-        control_grid=parameters.control_grid, reference=top.reference,
-        diagnostics_every=top.diagnostics_every, fixed=parameters.fixed, grid=parameters.grid,
-        sample=parameters.sample, resources=top.resources.model_dump(),
+    return Spec.resolved(
+        top, source=source, path=fpath.resolve(), text=text, model=model, model_ref=model_ref,
+        data_root=data_root, data_root_ref=top.data_root, num_classes=num_classes,
+        seeds=tuple(range(top.seeds.max)) if sequential else tuple(top.seeds),
+        sequential=top.seeds if sequential else None, fixed=parameters.fixed, origins=parameters.origins,
+        grid=parameters.grid, sample=parameters.sample, control_grid=parameters.control_grid,
+        resources=top.resources.model_dump(), storage=storage_dir, study_dir=str(Path(storage_dir) / top.name),
+        wandb=wandb, lines=lines,
         max_concurrent=max_concurrent if max_concurrent is not None else top.max_concurrent,
-        storage=storage_dir, study_dir=str(Path(storage_dir) / top.name), wandb=wandb,
-        retries=top.retries, lines=lines, origins=parameters.origins,
-        sequential=top.seeds if sequential else None, checkpoints=top.checkpoints,
-        cudnn_benchmark=top.cudnn_benchmark,
     )
 
 
