@@ -89,139 +89,161 @@ def run_trial(config: dict[str, Any], on_event: EventCallback | None = None,
 
     Raises :class:`TrialFailed` or :class:`TrialDiverged` (``.record``: the record written)
     or, for a bad config, the :class:`UserError` as it is."""
-    import torch
-
-    from rewardsweep.runners.probe import probe_hook, summarize_probes
-
-    wall_start = time.perf_counter()
-    config = with_defaults(config)
-    record = records.trial_record(config, _params(config), host=platform.node())
-    trains = arms.trains(record["arm"])  # an arm the registry does not know fails the schema below
-    study_dir = config.get("study_dir")
-    work_dir = str(storage.make_temp_dir(storage.TRIAL_TMP_PREFIX))
-    cfg: TrialConfig | None = None
-    hook = None
-    probes: dict[int, dict[str, float]] = {}  # step -> treatment probe values (reward arm)
-    final: dict[str, float] = {}  # every arm: weight move and held-out reward gain (runners/probe.py)
-    val_counts = None
-    keep = None  # (model, rebuild config) when the trial's final weights are kept
+    trial = _Trial(with_defaults(config), on_event)
     interrupted = False
-    setup_seconds = 0.0
-    # the spec's cpu count, but never more threads than cores we may run on; on a GPU the
-    # loader workers get all of them but the one that drives the GPU (runners/loaders.py)
-    from rewardsweep.runners.loaders import loader_workers, release_loaders
-    from rewardsweep.runners.pretrain import available_cores
-
-    on_gpu = torch.cuda.is_available()
-    cpus = max(1, min(int(config.get("threads") or 1), available_cores()))
-    workers = loader_workers(cpus, on_gpu, config.get("workers"))
-    torch.set_num_threads(max(1, cpus - workers))
-    if on_gpu and torch.cuda.is_initialized():
-        torch.cuda.reset_peak_memory_stats()  # a reused Ray worker ran other trials before
-    runner = None
     try:
-        setting = resolve_setting(config["model"], config.get("data_root"))
-        start = config.get("start")
-        if not start:
-            from rewardsweep.runners.pretrain import ensure_start
-
-            start = ensure_start(config["model"], config.get("checkpoint", "auto"), config.get("data_root"))
-        from rewardsweep.runners.pretrain import verify_start
-
-        verify_start(start)  # the file the study named, or no training and no record (StartCheckpointError)
-        record["start"] = {"checkpoint": start["checkpoint"], "checkpoint_hash": start["checkpoint_hash"],
-                           "dataset": start["dataset"]}
-        record["class_names"] = list(setting.class_names)
-        record["miou_start"] = start["miou"]
-        record["per_class_iou_start"] = start["per_class_iou"]
-        record["curve"] = [{"step": 0, "miou": start["miou"]}]
-        # the trial-config schema, before anything trains (one-line ConfigError); from here
-        # on the trial reads the validated config
-        cfg = validate_trial_config(config, source=f"trial {config.get('config_id', '?')}",
-                                    num_classes=setting.num_classes)
-
-        model = reward_model_config(setting, cfg.reward_part()) if trains == "reward" else None
-        hook = make_event_hook(on_event, setting.class_names, debug=cfg.debug, probes=probes)
-        every = cfg.diagnostics_every if trains == "reward" else 0
-        probe = probe_hook(trains, every, cfg.steps, lambda step, values: probes.__setitem__(step, values),
-                           on_final=final.update, num_classes=setting.num_classes,
-                           ignore_index=setting.ignore_index)
-        from rewardsweep.runners.pretrain import check_checkpoint_matches
-        from rewardsweep.runners.runner_config import build_runner, runner_config
-
-        run_cfg = runner_config(
-            setting, work_dir=work_dir, iters=cfg.steps, batch_size=cfg.batch_size,
-            lr=cfg.lr.model_dump(), optimizer=cfg.optimizer.model_dump(), eval_every=cfg.eval_every,
-            seed=cfg.seed, load_from=None, model=model, workers=workers, precision=cfg.precision,
-            cudnn_benchmark=cfg.cudnn_benchmark,
-        )
-        setup_start = time.perf_counter()
-        # order matters: the start weights load first, then the probe copies the start policy
-        runner = build_runner(run_cfg, hooks=[start_weights_hook(start["checkpoint"]), hook, probe])
-        check_checkpoint_matches(runner.model, start["checkpoint"])
-        setup_seconds = time.perf_counter() - setup_start
-        runner.train()
-        from rewardsweep.runners.metric import last_per_image_counts
-
-        val_counts = last_per_image_counts(runner)
-        last = hook.evals[-1]
-        record.update(
-            status="finished",
-            miou_final=last["miou"],
-            delta_miou=last["miou"] - start["miou"],
-            miou_best=max(e["miou"] for e in hook.evals),
-            per_class_iou_final=last["per_class_iou"],
-        )
-        if not math.isfinite(last["miou"]):
-            record["status"] = "diverged"
-        if cfg.checkpoints == "final":
-            from rewardsweep.runners.final_checkpoint import rebuild_config
-
-            keep = (runner.model, rebuild_config(setting, run_cfg["model"], run_cfg["val_dataloader"]))
+        trial.start()   # the model's setting, the start checkpoint (verified), the record's start
+        trial.build()   # the validated config, reward head, hooks, MMEngine's runner on the start
+        trial.train()   # train, evaluate: the record's results
     except TrialDiverged as exc:
-        record.update(status="diverged", error=str(exc))
-        exc.record = record
+        trial.record.update(status="diverged", error=str(exc))
+        exc.record = trial.record
         raise
     except (KeyboardInterrupt, SystemExit, StartCheckpointError):
         interrupted = True  # not a result: the sweep reruns the trial, so write no record
         raise
     except UserError as exc:  # a bad config: recorded, and reported to the user as it is
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        trial.record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     except Exception as exc:
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0],
-                      traceback=traceback.format_exc(limit=8))
-        raise TrialFailed(record["error"], record=record) from exc
+        trial.record.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                            traceback=traceback.format_exc(limit=8))
+        raise TrialFailed(trial.record["error"], record=trial.record) from exc
     finally:
+        trial.finish(write=write and not interrupted)
+    return trial.record
+
+
+class _Trial:
+    """One trial's state through its phases (``run_trial`` says the order and what an
+    exception means); ``finish`` runs whatever happened."""
+
+    def __init__(self, config: dict[str, Any], on_event: EventCallback | None) -> None:
+        import torch
+
+        from rewardsweep.runners.loaders import loader_workers
+        from rewardsweep.runners.pretrain import available_cores
+
+        self.wall_start = time.perf_counter()
+        self.config, self.on_event = config, on_event
+        self.record = records.trial_record(config, _params(config), host=platform.node())
+        self.trains = arms.trains(self.record["arm"])  # an unknown arm fails the schema in build()
+        self.work_dir = str(storage.make_temp_dir(storage.TRIAL_TMP_PREFIX))
+        self.cfg: TrialConfig | None = None
+        self.hook = self.runner = self.setting = self.start_info = self.run_cfg = None
+        self.probes: dict[int, dict[str, float]] = {}  # step -> treatment probe values (reward arm)
+        self.final: dict[str, float] = {}  # every arm: weight move, held-out reward gain (runners/probe.py)
+        self.val_counts = None
+        self.keep = None  # (model, rebuild config) when the trial's final weights are kept
+        self.setup_seconds = 0.0
+        # the spec's cpu count, but never more threads than cores we may run on; on a GPU the
+        # loader workers get all of them but the one that drives the GPU (runners/loaders.py)
+        self.on_gpu = torch.cuda.is_available()
+        cpus = max(1, min(int(config.get("threads") or 1), available_cores()))
+        self.workers = loader_workers(cpus, self.on_gpu, config.get("workers"))
+        torch.set_num_threads(max(1, cpus - self.workers))
+        if self.on_gpu and torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats()  # a reused Ray worker ran other trials before
+
+    def start(self) -> None:
+        from rewardsweep.runners.pretrain import ensure_start, verify_start
+
+        config, record = self.config, self.record
+        self.setting = resolve_setting(config["model"], config.get("data_root"))
+        start = config.get("start") or ensure_start(config["model"], config.get("checkpoint", "auto"),
+                                                    config.get("data_root"))
+        verify_start(start)  # the file the study named, or no training and no record (StartCheckpointError)
+        self.start_info = start
+        record["start"] = {"checkpoint": start["checkpoint"], "checkpoint_hash": start["checkpoint_hash"],
+                           "dataset": start["dataset"]}
+        record["class_names"] = list(self.setting.class_names)
+        record["miou_start"] = start["miou"]
+        record["per_class_iou_start"] = start["per_class_iou"]
+        record["curve"] = [{"step": 0, "miou": start["miou"]}]
+
+    def build(self) -> None:
+        from rewardsweep.runners.pretrain import check_checkpoint_matches
+        from rewardsweep.runners.probe import probe_hook
+        from rewardsweep.runners.runner_config import build_runner, runner_config
+
+        setting, checkpoint = self.setting, self.start_info["checkpoint"]
+        # the trial-config schema, before anything trains (one-line ConfigError); from here
+        # on the trial reads the validated config
+        cfg = self.cfg = validate_trial_config(self.config, source=f"trial {self.config.get('config_id', '?')}",
+                                               num_classes=setting.num_classes)
+        model = reward_model_config(setting, cfg.reward_part()) if self.trains == "reward" else None
+        self.hook = make_event_hook(self.on_event, setting.class_names, debug=cfg.debug, probes=self.probes)
+        every = cfg.diagnostics_every if self.trains == "reward" else 0
+        probe = probe_hook(self.trains, every, cfg.steps, self.probes.__setitem__, on_final=self.final.update,
+                           num_classes=setting.num_classes, ignore_index=setting.ignore_index)
+        self.run_cfg = runner_config(
+            setting, work_dir=self.work_dir, iters=cfg.steps, batch_size=cfg.batch_size,
+            lr=cfg.lr.model_dump(), optimizer=cfg.optimizer.model_dump(), eval_every=cfg.eval_every,
+            seed=cfg.seed, load_from=None, model=model, workers=self.workers, precision=cfg.precision,
+            cudnn_benchmark=cfg.cudnn_benchmark,
+        )
+        setup_start = time.perf_counter()
+        # order matters: the start weights load first, then the probe copies the start policy
+        self.runner = build_runner(self.run_cfg, hooks=[start_weights_hook(checkpoint), self.hook, probe])
+        check_checkpoint_matches(self.runner.model, checkpoint)
+        self.setup_seconds = time.perf_counter() - setup_start
+
+    def train(self) -> None:
+        from rewardsweep.runners.metric import last_per_image_counts
+
+        self.runner.train()
+        self.val_counts = last_per_image_counts(self.runner)
+        evals, start_miou = self.hook.evals, self.start_info["miou"]
+        last = evals[-1]
+        self.record.update(status="finished", miou_final=last["miou"], delta_miou=last["miou"] - start_miou,
+                           miou_best=max(e["miou"] for e in evals), per_class_iou_final=last["per_class_iou"])
+        if not math.isfinite(last["miou"]):
+            self.record["status"] = "diverged"
+        if self.cfg.checkpoints == "final":
+            from rewardsweep.runners.final_checkpoint import rebuild_config
+
+            self.keep = (self.runner.model,
+                         rebuild_config(self.setting, self.run_cfg["model"], self.run_cfg["val_dataloader"]))
+
+    def finish(self, write: bool) -> None:
+        """The record's curve, diagnostics, treatment, timings and versions, however the
+        trial ended; then its files (``write``: not for an interrupted trial)."""
+        import torch
+
+        from rewardsweep.runners.loaders import release_loaders
+        from rewardsweep.runners.probe import summarize_probes
+
+        record, hook = self.record, self.hook
         diagnostics = hook.diagnostics if hook is not None else []
         if hook is not None:
             record["curve"] = record["curve"][:1] + hook.curve
         record["diagnostics_summary"] = records.summarize_diagnostics(diagnostics)
-        if trains == "reward":
-            rows = [{"step": step, **values} for step, values in sorted(probes.items())]
-            record["treatment"] = {**summarize_probes(rows, cfg.steps if cfg is not None else 0), **final}
-        elif final:
-            record["treatment"] = dict(final)
-        if runner is not None:
-            release_loaders(runner)
-        record["timings"] = {"setup_s": setup_seconds,
+        if self.trains == "reward":
+            rows = [{"step": step, **values} for step, values in sorted(self.probes.items())]
+            steps = self.cfg.steps if self.cfg is not None else 0
+            record["treatment"] = {**summarize_probes(rows, steps), **self.final}
+        elif self.final:
+            record["treatment"] = dict(self.final)
+        if self.runner is not None:
+            release_loaders(self.runner)
+        record["timings"] = {"setup_s": self.setup_seconds,
                              "train_s": hook.train_seconds if hook is not None else 0.0,
                              "eval_s": hook.eval_seconds if hook is not None else 0.0,
                              "data_wait_s": hook.data_seconds if hook is not None else 0.0,
-                             "total_s": time.perf_counter() - wall_start, "workers": workers}
-        if on_gpu and torch.cuda.is_initialized():
+                             "total_s": time.perf_counter() - self.wall_start, "workers": self.workers}
+        if self.on_gpu and torch.cuda.is_initialized():
             record["timings"]["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
         record["finished_at"] = utc_now()
         try:
             record["versions"] = _versions()
         except Exception:  # pragma: no cover - versions are informative only
             record["versions"] = {}
+        study_dir = self.config.get("study_dir")
         try:
-            if write and study_dir and not interrupted:
-                _write(study_dir, record, diagnostics, val_counts, keep, config.get("debug"))
+            if write and study_dir:
+                _write(study_dir, record, diagnostics, self.val_counts, self.keep, self.config.get("debug"))
         finally:
-            shutil.rmtree(work_dir, ignore_errors=True)  # even when the write fails
-    return record
+            shutil.rmtree(self.work_dir, ignore_errors=True)  # even when the write fails
 
 
 def _write(study_dir: str, record: dict[str, Any], diagnostics: list, val_counts, keep, debug: dict | None) -> None:
