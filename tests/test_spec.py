@@ -638,7 +638,7 @@ def test_the_spec_key_lists_are_read_from_the_schema():
 
 # The whole spec-side edit for a trial key that is a new group: its group model and one
 # TrialParams field, in config/trial.py (the runners' use of it apart).
-NEW_GROUP = '''class GradClip(_Group):
+NEW_GROUP = '''class GradClip(SettingsGroup):
     max_norm: checked(or_null(number_between(0.0, lo_open=True), "null (off)")) = Field(
         None, description="clip the gradient norm at this value")
 

@@ -128,7 +128,7 @@ def test_a_new_key_inside_a_group_hashed_whole_in_0_2_0_is_caught():
     None): a sub-key added to them, or a new group's key, follows the same rule, named."""
     from pydantic import create_model
 
-    from rewardsweep.config.trial import Pretrain, TrialConfig, _Group, id_stability_problems
+    from rewardsweep.config.trial import Pretrain, TrialConfig, SettingsGroup, id_stability_problems
     from rewardsweep.reward.settings import ClassWeights
 
     pretrain = create_model("Pretrain2", __base__=Pretrain, lr=(float, 0.01), warmup=(int | None, None))
@@ -137,7 +137,7 @@ def test_a_new_key_inside_a_group_hashed_whole_in_0_2_0_is_caught():
     weights = create_model("ClassWeights2", __base__=ClassWeights, floor=(float, 0.1), power=(float, ...))
     with_floor = create_model("WithFloor", __base__=TrialConfig, class_weights=(weights | None, None))
     assert id_stability_problems(with_floor) == ["class_weights.floor (default 0.1)", "class_weights.power (required)"]
-    clip = create_model("Clip", __base__=_Group, max_norm=(float, 1.0), norm_type=(float | None, None))
+    clip = create_model("Clip", __base__=SettingsGroup, max_norm=(float, 1.0), norm_type=(float | None, None))
     with_clip = create_model("WithClip", __base__=TrialConfig, grad_clip=(clip | None, None))
     assert id_stability_problems(with_clip) == ["grad_clip.max_norm (default 1.0)"]
 

@@ -34,7 +34,7 @@ from rewardsweep.checks import (
 from rewardsweep.config.schedules import SCHEDULES
 from rewardsweep.errors import ConfigError
 from rewardsweep.study import arms
-from rewardsweep.reward.settings import REWARD_KEYS, RewardSettings, _Group
+from rewardsweep.reward.settings import REWARD_KEYS, RewardSettings, SettingsGroup
 
 __all__ = ["LR", "Optimizer", "Pretrain", "TrialParams", "TrialConfig", "Param", "PARAMS", "GROUPS",
            "RUNTIME_FIELDS", "ID_KEYS_0_2", "id_stability_problems",
@@ -46,7 +46,7 @@ OPTIMIZERS = ("SGD", "Adam", "AdamW")
 PRECISIONS = ("fp32", "amp", "bf16")
 
 
-class LR(_Group):
+class LR(SettingsGroup):
     start: checked(number_between(0.0, lo_open=True)) = Field(1e-4, description="learning rate at step 0, `> 0`")
     end: checked(number_between(0.0)) = Field(1e-6, description="learning rate at the last step, `0 <= end <= start` (exponential needs end > 0)")
     schedule: checked(one_of(SCHEDULES)) = Field("poly", description="`poly`, `cosine`, `linear`, `exponential`, `constant` (keeps `lr.start`; `lr.end` is ignored)")
@@ -62,13 +62,13 @@ class LR(_Group):
         return self
 
 
-class Optimizer(_Group):
+class Optimizer(SettingsGroup):
     type: checked(one_of(OPTIMIZERS)) = Field("SGD", description="`SGD`, `Adam`, `AdamW`")
     momentum: checked(number_between(0.0, 1.0, hi_open=True)) = Field(0.9, description="SGD only")
     weight_decay: checked(number_between(0.0)) = Field(0.0, description="`>= 0`. While tuning, a 5e-4 pull is ~480x the expected policy gradient (docs/method.md)")
 
 
-class Pretrain(_Group):
+class Pretrain(SettingsGroup):
     iters: checked(or_null(int_at_least(1), "null (the preset's default)")) = Field(
         None, description="MLE pretraining iterations of the `auto` start checkpoint (`null`: the preset's default)")
 

@@ -16,7 +16,7 @@ batch_loo, else 0) and ignores ``samples`` and ``normalize_advantage``.
 
 Keys added after 0.2.0 (``kl_coef`` ... ``epochs_per_batch``) default to null, which means
 "off" (today's behaviour): a config id hashes such a key only when it has a value
-(``sweep/expand.py``, ``ID_KEYS_0_2``), and a value that does nothing (a coefficient 0, one
+(``config/trial.py``, ``ID_KEYS_0_2``), and a value that does nothing (a coefficient 0, one
 epoch, a clip range with one epoch, ``kl_in`` without a KL) is listed by ``ignored_keys``,
 so it is hashed as null too and existing configurations keep their ids.
 """
@@ -59,7 +59,7 @@ def _normalization(value: Any) -> Any:
 _normalization.expected = "true, false or group"  # type: ignore[attr-defined]
 
 
-class _Group(BaseModel):
+class SettingsGroup(BaseModel):
     """A group of keys: unknown ones are errors, null means "the default"."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -78,7 +78,7 @@ def _kinds_help() -> str:
     return f"{names}. `reward_weighted_ce` takes only {rwce}"
 
 
-class Baseline(_Group):
+class Baseline(SettingsGroup):
     kind: checked(one_of(BASELINES)) = Field("sample_loo", description=_kinds_help())
     coef: checked(number_between(0.0)) = Field(1.0, description="beta `>= 0`: used by `batch_loo` only (for both estimators)")
     decay: checked(number_between(0.0, 1.0, lo_open=True, hi_open=True)) = Field(0.9, description="EMA decay in (0, 1): used by `ema` (reinforce) only")
@@ -156,7 +156,7 @@ class ClassWeights(BaseModel):
         return self
 
 
-class RewardSettings(_Group):
+class RewardSettings(SettingsGroup):
     """Validated reward settings of one trial. Build it with :meth:`from_config`."""
 
     estimator: checked(one_of(ESTIMATORS)) = Field("reinforce", description="`reinforce` (policy gradient) or `reward_weighted_ce` (the study's re-weighted cross-entropy)")

@@ -270,7 +270,7 @@ def _check_budget(spec: Spec, leaves: dict[str, Any], leaves_at: dict[str, str])
 
 def _schema_input(config: dict[str, Any]) -> dict[str, Any]:
     """The parameter part of a trial config, as the schema reads it (a None inside a group
-    is that key's default: the groups' own rule, ``reward.settings._Group``)."""
+    is that key's default: the groups' own rule, ``reward.settings.SettingsGroup``)."""
     return {key: config[key] for key in TrialParams.model_fields if key in config}
 
 
