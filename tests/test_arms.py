@@ -170,7 +170,7 @@ def test_a_new_arm_kind_trains_through_run_trial(tmp_path, tiny_start):
 
 def test_the_registry_is_what_every_reader_uses():
     """The names the schema, records and spec accept are the registry's."""
-    from rewardsweep.config import study as spec_schema
+    from rewardsweep.config import spec_schema
     from rewardsweep.config.trial import TRIAL_DEFAULTS, TrialConfig
     from rewardsweep.study import records
 

@@ -558,7 +558,7 @@ def test_a_key_added_to_the_schema_keeps_the_ids_of_configurations_that_do_not_u
 def test_every_top_level_key_is_on_the_loaded_spec_as_validated():
     """``Spec`` is the validated ``StudyFile`` plus what loading resolves: every top-level
     field reads back as validated, except the ones ``Spec`` declares itself (resolved)."""
-    from rewardsweep.config.study import Spec, StudyFile, _declared
+    from rewardsweep.config.spec_schema import Spec, StudyFile, _declared
     from rewardsweep.config.yaml import load_yaml
 
     path = SPACES / "smoke.yaml"
@@ -594,7 +594,7 @@ print(json.dumps(out))
 
 
 def test_a_new_top_level_key_is_one_studyfile_field(tmp_path: Path):
-    """A copy of the package with one field added to ``StudyFile`` (config/study.py, the only
+    """A copy of the package with one field added to ``StudyFile`` (config/spec_schema.py, the only
     file changed) reads the key onto the loaded spec, its default and `null` included,
     checks it with a one-line error, and changes no trial (a subprocess on the copy, ~3 s)."""
     import rewardsweep
@@ -602,13 +602,13 @@ def test_a_new_top_level_key_is_one_studyfile_field(tmp_path: Path):
     src = Path(rewardsweep.__file__).parent
     pkg = tmp_path / "pkg"
     shutil.copytree(src, pkg / "rewardsweep", ignore=shutil.ignore_patterns("__pycache__"))
-    schema = pkg / "rewardsweep" / "config" / "study.py"
+    schema = pkg / "rewardsweep" / "config" / "spec_schema.py"
     anchor = '    @model_validator(mode="before")\n    @classmethod\n    def _null_groups_are_defaults'
     assert schema.read_text().count(anchor) == 1
     schema.write_text(schema.read_text().replace(anchor, TIMEOUT_FIELD + "\n" + anchor))
     changed = [p.relative_to(pkg) for p in (pkg / "rewardsweep").rglob("*.py")
                if p.read_bytes() != (src / p.relative_to(pkg / "rewardsweep")).read_bytes()]
-    assert changed == [Path("rewardsweep/config/study.py")]
+    assert changed == [Path("rewardsweep/config/spec_schema.py")]
     smoke = (SPACES / "smoke.yaml").read_text()
     specs = {"set": "timeout_s: 30\n", "null": "timeout_s: null\n", "unset": "", "bad": "timeout_s: 0\n"}
     for name, line in specs.items():
@@ -627,7 +627,7 @@ def test_a_new_top_level_key_is_one_studyfile_field(tmp_path: Path):
 def test_the_spec_key_lists_are_read_from_the_schema():
     """What a control_grid may vary is marked on the schema's fields, and the parameters a spec
     may give at the top level are the StudyFile fields that are trial parameters."""
-    from rewardsweep.config.study import CONTROL_GRID_GROUPS, TOP_LEVEL_PARAMS, StudyFile
+    from rewardsweep.config.spec_schema import CONTROL_GRID_GROUPS, TOP_LEVEL_PARAMS, StudyFile
     from rewardsweep.config.trial import PARAMS, TrialParams
 
     assert CONTROL_GRID_GROUPS == ("lr", "optimizer")

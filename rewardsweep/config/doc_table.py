@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from rewardsweep.config.study import SPEC_DEFAULTS
+from rewardsweep.config.spec_schema import SPEC_DEFAULTS
 from rewardsweep.config.trial import PARAMS
 
 BEGIN, END = "<!-- keys:begin -->", "<!-- keys:end -->"

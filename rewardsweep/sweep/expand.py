@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rewardsweep.checks import first_error, first_invalid, is_url
-from rewardsweep.config.study import CONTROL_GRID_GROUPS, SPEC_DEFAULTS, SampleSpec, Spec
+from rewardsweep.config.spec_schema import CONTROL_GRID_GROUPS, SPEC_DEFAULTS, SampleSpec, Spec
 from rewardsweep.config.trial import ID_KEYS_0_2, NO_REWARD_PART, PARAMS, RUNTIME_FIELDS, TrialParams, default
 from rewardsweep.errors import SpecError
 from rewardsweep.formatting import format_value

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from rewardsweep.checks import Invalid, int_at_least, one_of
 from rewardsweep.config.messages import SpecFile
-from rewardsweep.config.study import (
+from rewardsweep.config.spec_schema import (
     MAX_SPEC_BYTES,
     WANDB_MODES,
     SequentialSeeds,

@@ -23,7 +23,7 @@ from rewardsweep.study import arms
 from rewardsweep.study.layout import trial_name
 from rewardsweep.sweep.expand import Expansion, TrialPlan, expand_study
 from rewardsweep.formatting import format_value
-from rewardsweep.config.study import Spec
+from rewardsweep.config.spec_schema import Spec
 from rewardsweep.sweep.spec import load_study
 
 __all__ = ["MAX_WIDTH", "collapse_seeds", "format_value", "summary_lines", "render", "dry_run"]
