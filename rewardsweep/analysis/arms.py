@@ -21,6 +21,7 @@ import pandas as pd
 
 from rewardsweep.analysis import stats
 from rewardsweep.analysis import treatment as tr
+from rewardsweep.study import arms as kinds
 
 # What a flagged verdict says after its words.
 NOT_TUNING, COLLAPSED = "[not reward tuning]", "[collapsed]"
@@ -67,9 +68,9 @@ def add_treatment(table: pd.DataFrame, trials: pd.DataFrame) -> None:
     col = {k: f"treatment.{k}" for k in tr.TREATMENT_KEYS}
     if "treatment.reward_rise" not in trials:
         return
-    fin = trials[(trials["arm"] == "reward") & (trials["status"] == "finished")]
+    fin = trials[trials["arm"].isin(kinds.named("treatment")) & (trials["status"] == "finished")]
     groups = fin.groupby("config_id", sort=False).indices
-    rows = [i for i, r in table.iterrows() if r["arm"] == "reward" and r["config_id"] in groups]
+    rows = [i for i, r in table.iterrows() if kinds.role(r["arm"]) == "treatment" and r["config_id"] in groups]
 
     def values(g: pd.DataFrame, key: str) -> np.ndarray:
         return g[col[key]].to_numpy(float) if col[key] in g else np.full(len(g), np.nan)
@@ -125,14 +126,14 @@ def add_reference(table: pd.DataFrame, trials: pd.DataFrame, confidence: float) 
     for k in ("ref_diff_mean", "ref_ci_low", "ref_ci_high", "ref_n"):
         table[k] = np.nan
     table["control_like_noop"] = False
-    if "reference_id" not in trials or not (trials["arm"] == "noop").any():
+    if "reference_id" not in trials or not trials["arm"].isin(kinds.named("reference")).any():
         return
     refs = _finished_by_seed(trials, "noop")
     ref_of = trials.groupby(["config_id", "arm"], sort=False)["reference_id"].first()
     jobs = []
     for i, r in table.iterrows():
         rid = ref_of.get((r["config_id"], r["arm"]))
-        if r["arm"] == "noop" or not isinstance(rid, str) or rid not in refs:
+        if kinds.role(r["arm"]) == "reference" or not isinstance(rid, str) or rid not in refs:
             continue
         mine = _finished_by_seed(trials[trials["config_id"] == r["config_id"]], r["arm"]).get(r["config_id"])
         if mine is not None:
@@ -141,10 +142,10 @@ def add_reference(table: pd.DataFrame, trials: pd.DataFrame, confidence: float) 
                 jobs.append((i, a, b))
     for (i, _, _), c in zip(jobs, stats.compare_paired_many([(a, b) for _, a, b in jobs], confidence)):
         table.loc[i, ["ref_diff_mean", "ref_ci_low", "ref_ci_high", "ref_n"]] = [c.diff_mean, c.ci_low, c.ci_high, c.n]
-    controls = table[table["arm"] == "mle"].set_index("config_id")
+    controls = table[table["arm"].isin(kinds.named("control"))].set_index("config_id")
     for i, r in table.iterrows():
         cid = r["control_id"]
-        if r["arm"] == "reward" and isinstance(cid, str) and cid in controls.index:
+        if kinds.role(r["arm"]) == "treatment" and isinstance(cid, str) and cid in controls.index:
             low, high = controls.at[cid, "ref_ci_low"], controls.at[cid, "ref_ci_high"]
             table.at[i, "control_like_noop"] = bool(np.isfinite(low) and low <= 0 <= high)
 
@@ -181,14 +182,14 @@ def add_best_control(table: pd.DataFrame, trials: pd.DataFrame, confidence: floa
         table[k] = ""
     for k in ("best_diff_mean", "best_ci_low", "best_ci_high", "best_p_adj"):
         table[k] = np.nan
-    ctrl = table[(table["arm"] == "mle") & (table["n_finished"] > 0)]
+    ctrl = table[table["arm"].isin(kinds.named("control")) & (table["n_finished"] > 0)]
     if ctrl.empty:
         return
     base = ctrl["control_id"].fillna(ctrl["config_id"])   # a variant names its paired control
     controls = _finished_by_seed(trials, "mle")
     jobs = []
     for i, r in table.iterrows():
-        if r["arm"] != "reward" or not isinstance(r["control_id"], str):
+        if kinds.role(r["arm"]) != "treatment" or not isinstance(r["control_id"], str):
             continue
         group = [str(c) for c in ctrl.loc[base == r["control_id"], "config_id"] if str(c) in controls]
         if len(group) < 2:

@@ -18,6 +18,7 @@ import pandas as pd
 from rewardsweep.analysis.collect import Collection
 from rewardsweep.analysis.formats import pts
 from rewardsweep.analysis.summary import Summary
+from rewardsweep.study import arms as kinds
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,12 @@ class BestCheckpoints:
 def best_checkpoints(summary: Summary, coll: Collection) -> BestCheckpoints | None:
     """The kept checkpoints of the best reward configuration; None when it kept none."""
     t = summary.table
-    rewards = t[(t["arm"] == "reward") & (t["n_finished"] > 0)]
+    rewards = t[t["arm"].isin(kinds.named("treatment")) & (t["n_finished"] > 0)]
     trials = coll.trials
     if rewards.empty or "final_checkpoint" not in trials:
         return None
     best = rewards.iloc[0]
-    mine = trials[(trials["config_id"] == best["config_id"]) & (trials["arm"] == "reward")
+    mine = trials[(trials["config_id"] == best["config_id"]) & trials["arm"].isin(kinds.named("treatment"))
                   & (trials["status"] == "finished") & trials["final_checkpoint"].notna()].sort_values("seed")
     if mine.empty:
         return None

@@ -16,6 +16,7 @@ import pandas as pd
 
 from rewardsweep.analysis import stats
 from rewardsweep.analysis.summary import Summary
+from rewardsweep.study import arms as kinds
 
 MAX_NAMED = 8        # configurations named per line; the rest are counted
 
@@ -62,7 +63,7 @@ def next_steps(summary: Summary, topup: TopUp | None, target: str = "STUDY",
     """The lines of the "Next steps" section (plain text, one thought per line).
     ``has_val_counts``: some trials kept per-image val counts (``--bootstrap-images`` can run)."""
     t, s = summary.table, summary.settings
-    rew = t[t["arm"] == "reward"]
+    rew = t[t["arm"].isin(kinds.named("treatment"))]
     lines: list[str] = []
     flagged = rew[rew["treatment"].fillna("") != ""] if "treatment" in rew else rew.iloc[:0]
     if len(flagged):

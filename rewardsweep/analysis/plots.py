@@ -299,7 +299,7 @@ def curves_figure(summary: Summary, coll: Collection):
     if curves.empty:
         return None
     table = summary.table
-    shown = table[(table["arm"] == "reward") & (table["n_finished"] > 0)].head(MAX_CURVES)
+    shown = table[table["arm"].isin(kinds.named("treatment")) & (table["n_finished"] > 0)].head(MAX_CURVES)
     if shown.empty:
         shown = table[table["n_finished"] > 0].head(MAX_CURVES)
     groups = {k: g for k, g in curves.groupby(["config_id", "arm"], sort=False)}
@@ -336,7 +336,7 @@ def curves_figure(summary: Summary, coll: Collection):
     drawn = {"control": 0, "tuned": 0, "reference": 0}
     for i, (_, r) in enumerate(shown.iterrows()):
         ax = axes[i // ncol][i % ncol]
-        if r["arm"] == "reward":
+        if kinds.role(r["arm"]) == "treatment":
             if draw(ax, (r["control_id"], kinds.CONTROL.name), "black", "--", 1.4, band=False):
                 drawn["control"] += 1
             best = r.get("best_control_id")
@@ -348,7 +348,7 @@ def curves_figure(summary: Summary, coll: Collection):
                 drawn["reference"] += 1
         colour = _arm_colour(r)
         draw(ax, (r["config_id"], r["arm"]), colour, "-", 1.8)
-        verdict = r["verdict"] if isinstance(r["verdict"], str) and r["arm"] == "reward" else ""
+        verdict = r["verdict"] if isinstance(r["verdict"], str) and kinds.role(r["arm"]) == "treatment" else ""
         ax.set_title(label(r, 44) + (f"\n{verdict}" if verdict else ""), fontsize=7,
                      color=verdict_colour(verdict) if verdict else "black")
         ax.grid(alpha=0.3)
@@ -361,12 +361,12 @@ def curves_figure(summary: Summary, coll: Collection):
         lowest.set_xlabel("training step", fontsize=8)
     for row in axes:
         row[0].set_ylabel("val mIoU (points)", fontsize=8)
-    n_rest = int((table["arm"] == "reward").sum())
+    n_rest = int(table["arm"].isin(kinds.named("treatment")).sum())
     extra = f"; the best {k} of {n_rest} configurations" if n_rest > k else ""
     how = "mean and 95% band across seeds" if many else "mean (thick) and every seed (thin)"
     how += "; the lines to compare with: their means" if any(drawn.values()) else ""
     fig.suptitle(f"val mIoU over tuning: {how}{extra}", fontsize=9)
-    items = [("thin", "#4d4d4d", "configuration (colour: its verdict)")] if (shown["arm"] == "reward").any() else []
+    items = [("thin", "#4d4d4d", "configuration (colour: its verdict)")] if shown["arm"].isin(kinds.named("treatment")).any() else []
     where = lambda n: " mean" if n == k else " mean (where it has one)"  # noqa: E731
     if drawn["control"]:
         items.append(("dashed", "black", "its control" + where(drawn["control"])))
@@ -374,7 +374,7 @@ def curves_figure(summary: Summary, coll: Collection):
         items.append(("dashdot", TUNED_CE, "best cross-entropy, own lr" + where(drawn["tuned"])))
     if drawn["reference"]:
         items.append(("dotted", REFERENCE, "no-op reference" + where(drawn["reference"])))
-    handles = _handles(items) + _verdict_handles(shown.loc[shown["arm"] == "reward", "verdict"])
+    handles = _handles(items) + _verdict_handles(shown.loc[shown["arm"].isin(kinds.named("treatment")), "verdict"])
     ncol_legend = min(3, len(handles)) or 1
     foot += 0.17 * -(-len(handles) // ncol_legend)          # room for the legend's rows under the x-axis
     fig.set_size_inches(9, head + foot + nrow * (panel + title_h))

@@ -23,6 +23,7 @@ from rewardsweep.analysis.formats import ci, count, finite, pts, pval
 from rewardsweep.analysis.statistics import CONSOLE, PER_CONFIG, SEEDS, VS_CONTROL, View
 from rewardsweep.analysis.summary import TREATMENT, Summary, wrap_label
 from rewardsweep.links import doc_url, link_docs
+from rewardsweep.study import arms as kinds
 
 CONSOLE_ROWS = 30
 CORRECTION_NAMES = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg"}
@@ -87,7 +88,7 @@ def _interval_cell(mean, low, high, digits: int = 4) -> str:
 
 def treatment_table(t: pd.DataFrame) -> pd.DataFrame:
     """Did the treatment reach the model? One row per reward configuration."""
-    t = t[t["arm"] == "reward"]
+    t = t[t["arm"].isin(kinds.named("treatment"))]
     records = t.to_dict("records")
     return pd.DataFrame({
         "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
@@ -128,7 +129,7 @@ def _knob_columns(t: pd.DataFrame) -> dict[str, list[str]]:
 def _treatment_text(t: pd.DataFrame) -> str:
     from rewardsweep.analysis import treatment as tr
 
-    rew = t[t["arm"] == "reward"]
+    rew = t[t["arm"].isin(kinds.named("treatment"))]
     level = rew["rise_level"].dropna()
     level_text = f"{level.iloc[0]:.4g}" if len(level) else f"{1 - tr.RISE_ALPHA:g}"
     return ("From each reward trial's probes (docs/method.md, 'Is my reward arm reward tuning?'). Reward part "
@@ -153,7 +154,7 @@ def _treatment_text(t: pd.DataFrame) -> str:
 
 
 def best_control_table(t: pd.DataFrame) -> pd.DataFrame:
-    t = t[(t["arm"] == "reward") & (t["best_control_id"].fillna("") != "")]
+    t = t[t["arm"].isin(kinds.named("treatment")) & (t["best_control_id"].fillna("") != "")]
     return _first(pd.DataFrame({
         "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
         "best CE": t["best_control_id"], "chosen on": t["best_chosen"],
@@ -165,7 +166,7 @@ def best_control_table(t: pd.DataFrame) -> pd.DataFrame:
 
 def control_table(t: pd.DataFrame) -> pd.DataFrame:
     vs = views(VS_CONTROL, t)
-    t = t[t["arm"] == "reward"]
+    t = t[t["arm"].isin(kinds.named("treatment"))]
     return _first(_with_views({
         "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
         "control": t["control_id"].fillna("–"),
@@ -180,7 +181,7 @@ def _first(df: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 def image_table(t: pd.DataFrame) -> pd.DataFrame:
-    t = t[t["arm"] == "reward"]
+    t = t[t["arm"].isin(kinds.named("treatment"))]
     return pd.DataFrame({
         "config": t["config_id"], "params": [_name(r) for _, r in t.iterrows()],
         "pairs": t["img_pairs"].map(count), "val images": t["img_n"].map(count),
@@ -255,7 +256,7 @@ def _headline(summary: Summary) -> list[str]:
     study has a control_grid), then against the same-lr control (saying when that control is
     no different from not training), then the treatment flags and the bookkeeping."""
     t, s = summary.table, summary.settings
-    rew = t[t["arm"] == "reward"]
+    rew = t[t["arm"].isin(kinds.named("treatment"))]
     corr = CORRECTION_NAMES.get(s.correction, s.correction)
     lines = []
     best = rew[rew["best_control_id"].fillna("") != ""]
@@ -284,7 +285,7 @@ def _headline(summary: Summary) -> list[str]:
                 f"{r.label} ({pts(r.diff_mean)} points)" for r in beats.head(10).itertuples()) + more)
         like_noop = compared[compared["control_like_noop"].fillna(False).astype(bool)]
         if len(like_noop):
-            ctrl = t[(t["arm"] == "mle") & t["config_id"].isin(like_noop["control_id"])]
+            ctrl = t[t["arm"].isin(kinds.named("control")) & t["config_id"].isin(like_noop["control_id"])]
             beaters = like_noop[like_noop["verdict"] == "beats control"]
             lines.append(
                 "The control is not distinguishable from the no-op reference (control minus no-op, paired: "
@@ -331,6 +332,7 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
     fin = coll.finished
     first = fin.iloc[0] if len(fin) else trials.iloc[0]
     status = trials["status"].value_counts()
+    roles = t["arm"].map(kinds.role).value_counts()
     out: list[Block] = [Heading(1, f"rewardsweep report: {study}")]
     out.append(Bullets([
         "sources: " + ", ".join(coll.sources),
@@ -339,8 +341,8 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
         f"trials: {len(trials)} ({int(status.get('finished', 0))} finished, "
         f"{int(status.get('failed', 0))} failed, {int(status.get('diverged', 0))} diverged)"
         + (f"; {coll.n_duplicates} duplicate record(s) superseded by a newer one" if coll.n_duplicates else ""),
-        f"configurations: {int((t['arm'] == 'reward').sum())} reward, {int((t['arm'] == 'mle').sum())} control"
-        + (f", {int((t['arm'] == 'noop').sum())} no-op reference" if (t["arm"] == "noop").any() else ""),
+        f"configurations: {int(roles.get('treatment', 0))} reward, {int(roles.get('control', 0))} control"
+        + (f", {int(roles['reference'])} no-op reference" if roles.get("reference", 0) else ""),
         "estimators: " + ", ".join(sorted(str(e) for e in trials["estimator"].dropna().unique())),
         "fixed parameters: " + (", ".join(f"{_param_name(k)}={_param_value(v)}"
                                           for k, v in summary.constant.items()) or "–"),
@@ -360,7 +362,7 @@ def blocks(summary: Summary, coll: Collection, plots: dict[str, Path], study: st
     if coll.warnings:
         out.append(Heading(2, "Warnings"))
         out.append(Bullets(coll.warnings))
-    if (t["arm"] == "reward").any():
+    if t["arm"].isin(kinds.named("treatment")).any():
         out.append(Heading(2, "Did the treatment reach the model?"))
         out.append(Para(_treatment_text(t)))
         out.append(Table(treatment_table(t)))

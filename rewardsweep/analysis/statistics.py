@@ -21,6 +21,7 @@ import numpy as np
 from rewardsweep.analysis import stats
 from rewardsweep.analysis.formats import ci, count, diff, num, pm, pts, pval
 from rewardsweep.analysis.robustness import robustness_columns
+from rewardsweep.study import arms as kinds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,7 +100,7 @@ def per_row(fn: Callable[..., tuple]) -> Callable[..., tuple]:
 
 
 def _has_control(t: pd.DataFrame) -> bool:
-    return bool((t["arm"] == "mle").any())
+    return bool(t["arm"].isin(kinds.named("control")).any())
 
 
 def _any_text(column: str) -> Callable[[pd.DataFrame], bool]:
@@ -129,7 +130,7 @@ def _verdict_text(r) -> str:
 
 def _seeds_cell(r) -> str:
     used = count(r["seeds_used"])
-    text = used if r["arm"] != "reward" else f"{used}/{count(r['seeds_needed'])}"
+    text = used if kinds.role(r["arm"]) != "treatment" else f"{used}/{count(r['seeds_needed'])}"
     return text + "!" if r["underpowered"] else text
 
 

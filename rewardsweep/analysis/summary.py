@@ -116,7 +116,7 @@ def summarize(coll: Collection, settings: Settings | None = None, seeds_due=None
     notes: list[str] = []
     varying, ctrl_varying, constant = _parameters(coll)
     expected = set(trials["seed"].tolist())
-    has_control = bool((trials["arm"] == "mle").any())
+    has_control = bool(trials["arm"].isin(kinds.named("control")).any())
     if not has_control:
         notes.append("This study has no control arm: per-configuration statistics only, "
                      "no control comparison is possible.")
@@ -149,8 +149,8 @@ def _parameters(coll: Collection) -> tuple[list[str], list[str], dict]:
     control_grid variants apart (their own lr / optimizer), and those constant in the study
     (judged on the reward arm: a key only controls carry does not label anything)."""
     trials = coll.trials
-    reward = trials[trials["arm"] == "reward"]
-    mle = trials[trials["arm"] == "mle"]
+    reward = trials[trials["arm"].isin(kinds.named("treatment"))]
+    mle = trials[trials["arm"].isin(kinds.named("control"))]
     # the labels' rule (analysis.labels): what varies, judged on the reward arm's values
     varying = varying_keys({col: reward[col].unique() for col in coll.param_columns}) if len(reward) else []
     ctrl_varying = [col for col in varying_keys({c: mle[c].unique() for c in coll.param_columns})
@@ -185,7 +185,7 @@ def _configurations(trials: pd.DataFrame, varying: list[str], ctrl_varying: list
         due = seeds_due(cid, arm) if seeds_due is not None else None
         missing = sorted((expected if due is None else due) - set(seeds.tolist()))
         first = {col: var_a[col][i0] for col in varying}
-        tuned = arm == "mle" and ctrl_a[i0] not in (None, cid)
+        tuned = kinds.role(arm) == "control" and ctrl_a[i0] not in (None, cid)
         shown = _params_label({**first, **{c: var_a[c][i0] for c in ctrl_varying}}, sorted(varying + ctrl_varying)) \
             if tuned else _params_label(first, varying)
         n_finished = int(fmask.sum())
@@ -193,7 +193,7 @@ def _configurations(trials: pd.DataFrame, varying: list[str], ctrl_varying: list
             "config_id": cid, "arm": arm,
             "params": shown,
             "label": config_label(shown, cid, "tuned" if tuned else arm),
-            "control_id": ctrl_a[i0] if tuned or arm == "reward" else None,
+            "control_id": ctrl_a[i0] if tuned or kinds.role(arm) == "treatment" else None,
             "estimator": est_a[i0],
             **first,
             "n_seeds": int(len(idx)), "n_finished": n_finished, "n_failed": len(failed),
@@ -235,13 +235,13 @@ def _pairing(trials: pd.DataFrame, configs: list[_Config], notes: list[str]) -> 
     ctrl_a = trials["control_id"].to_numpy(object)
     controls: dict[str, tuple[np.ndarray, np.ndarray]] = {}     # control's finished deltas by seed
     for c in configs:
-        if c.row["arm"] == "mle":
+        if kinds.role(c.row["arm"]) == "control":
             order = np.argsort(seed_a[c.finished], kind="stable")
             controls[c.row["config_id"]] = (seed_a[c.finished][order], delta_a[c.finished][order])
     pairs = {}
     for i, c in enumerate(configs):
         row = c.row
-        if row["arm"] != "reward":
+        if kinds.role(row["arm"]) != "treatment":
             continue
         cid = row["config_id"]
         cids = list(dict.fromkeys(x for x in ctrl_a[c.idx] if x is not None))
@@ -325,7 +325,7 @@ def _adjusted(p: pd.Series, family: pd.Series, s: Settings) -> np.ndarray:
 def _adjust(table: pd.DataFrame, s: Settings) -> None:
     """Multiple testing across every configuration compared with a control: adjusted
     t-test and equivalence p-values, the intervals that agree with them, the verdicts."""
-    compared = (table["arm"] == "reward") & table["n_paired"].notna()
+    compared = table["arm"].isin(kinds.named("treatment")) & table["n_paired"].notna()
     # a verdict needs the t-test and the skew-corrected test: the larger p is adjusted
     p_verdict = np.fmax(table["p_ttest"].to_numpy(float), table["p_skew"].to_numpy(float))
     table["p_adj"] = _adjusted(pd.Series(p_verdict, index=table.index), compared, s)
@@ -355,7 +355,7 @@ def _power(table: pd.DataFrame, s: Settings) -> None:
 def _flag(table: pd.DataFrame) -> None:
     """``underpowered`` (a configuration with fewer seeds than needed; the control makes no
     claim of its own) and ``flags``, the "; "-joined reasons to distrust a row."""
-    table["underpowered"] = ((table["arm"] == "reward") & table["seeds_needed"].notna()
+    table["underpowered"] = (table["arm"].isin(kinds.named("treatment")) & table["seeds_needed"].notna()
                              & (table["seeds_used"] < table["seeds_needed"])).astype(bool)
     table["flags"] = [_flags(r) for r in table.itertuples()]
 
@@ -368,7 +368,7 @@ def _flags(r) -> str:
         out.append("lost seeds")
     if r.underpowered:
         out.append("too few seeds")
-    if isinstance(r.wilcoxon_note, str) and r.wilcoxon_note and r.arm == "reward":
+    if isinstance(r.wilcoxon_note, str) and r.wilcoxon_note and kinds.role(r.arm) == "treatment":
         out.append("wilcoxon " + r.wilcoxon_note.split(":")[0])
     return "; ".join(out)
 

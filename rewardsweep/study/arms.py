@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ArmKind", "KINDS", "NAMES", "REWARD", "CONTROL", "REFERENCE", "kind", "paired", "named",
-           "links", "run_order", "report_order", "trains", "label_prefix"]
+           "role", "links", "run_order", "report_order", "trains", "label_prefix"]
 
 
 def _reward_cost(steps: float, config: Mapping[str, Any]) -> float:
@@ -102,6 +102,11 @@ def paired() -> list[ArmKind]:
 def named(role: str) -> tuple[str, ...]:
     """The names of the arms with ``role`` (e.g. the controls, for ``isin``)."""
     return tuple(a.name for a in KINDS.values() if a.role == role)
+
+
+def role(name: str) -> str:
+    """An arm's role ("treatment", "control", "reference"); an unknown arm: ""."""
+    return KINDS[name].role if name in KINDS else ""
 
 
 def links() -> tuple[str, ...]:

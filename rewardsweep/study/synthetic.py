@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from rewardsweep.study.records import SCHEMA_VERSION, TrialRecord
+from rewardsweep.study import arms as arm_kinds
 
 SYNTHETIC_CLASSES = ["background", "road", "car", "person", "sky"]
 SYNTHETIC_START = {"checkpoint": "/cache/ckpt-tiny.pth", "checkpoint_hash": "a1b2c3d4e5f60718",
@@ -55,7 +56,7 @@ def synthetic_record(*, study: str, config_id: str, arm: str, seed: int, control
              "reward_std": 0.1, "advantage_mean": 0.0, "advantage_std": 0.1,
              "grad_norm": float(rng.random()), "lr": 1e-4 * (1 - s / steps) ** 0.9}
             for s in range(0, steps, diag_every)]
-    estimator = "mle" if arm == "mle" else str(params.get("estimator", "reinforce"))
+    estimator = str(params.get("estimator", "reinforce")) if arm_kinds.trains(arm) == "reward" else arm   # as records.trial_record
     return {
         "schema": SCHEMA_VERSION, "study": study, "config_id": config_id, "arm": arm,
         "control_id": control_id, "seed": int(seed), "status": status,

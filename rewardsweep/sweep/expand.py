@@ -313,14 +313,14 @@ def _build_config(spec: Spec, arm: str, leaves: dict[str, Any]) -> tuple[dict[st
         config["checkpoint"] = abspath(checkpoint)
     if on and isinstance(counts, str):
         config["class_weights"]["counts"] = abspath(counts)
-    if arm != "reward":
+    if arms.trains(arm) != "reward":   # an arm without the reward step hashes no reward keys
         config.update(json.loads(json.dumps(NO_REWARD_PART)))
     view = dict(config)
     view["model"] = spec.model_ref if spec.model != spec.model_ref else spec.model
     view["data_root"] = spec.data_root_ref
     if checkpoint != "auto":
         view["checkpoint"] = checkpoint if is_url(checkpoint) else os.path.normpath(checkpoint)
-    if arm == "reward" and on and isinstance(counts, str):
+    if arms.trains(arm) == "reward" and on and isinstance(counts, str):
         view["class_weights"] = {**config["class_weights"], "counts": os.path.normpath(counts)}
     return config, view
 
