@@ -44,7 +44,7 @@ from rewardsweep.study.layout import StudyPaths, trial_name
 from rewardsweep.study.resume import plan_state
 from rewardsweep.study.timestamps import utc_now
 
-__all__ = ["design_for", "fix_design", "ConfigState", "config_states", "look_states", "wanted_trials", "LookScheduler",
+__all__ = ["design_for", "fix_design", "ConfigState", "look_states", "wanted_trials", "LookScheduler",
            "Looks", "read_log"]
 
 FAILED = "failed"       # the state of a configuration stopped by a failed trial
@@ -217,16 +217,6 @@ def look_states(design: SequentialDesign | dict | None, plans: Iterable[Any], re
     look = study_look(design, {cid: (reward, control) for cid, (_, reward, control) in pairs.items()}, plan)
     return look, {cid: ConfigState(cid, pairs[cid][0], outcome, None if outcome.done else look.stopped[cid])
                   for cid, outcome in look.outcomes.items()}
-
-
-def settled_design(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> SequentialDesign:
-    """The design with its SD fixed once every configuration's first look is in (robust designs)."""
-    return look_states(design, plans, recs)[0].design
-
-
-def config_states(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> dict[str, ConfigState]:
-    """Every reward configuration's state, from the records alone (:func:`look_states`)."""
-    return look_states(design, plans, recs)[1]
 
 
 def wanted_trials(plans: Iterable[Any], states: dict[str, ConfigState]) -> list[Any]:
@@ -441,7 +431,7 @@ class Looks:
             notes.append(f"W&B: {len(self.decided)} decision run(s) (job type 'decision', in each "
                          f"configuration's group)")
         recs = read_records(self.paths, self.plans)
-        states = config_states(self.design, self.plans, recs)
+        _, states = look_states(self.design, self.plans, recs)
         due = {p.trial_name for p in wanted_trials(self.plans, states)}
         counts = Counter(s.decision for s in states.values())
         used = sum(1 for p in self.plans if p.arm == arms.REWARD.name and p.trial_name in recs)
