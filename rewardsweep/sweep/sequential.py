@@ -69,9 +69,12 @@ def _plan(spec: Any, n_configs: int) -> dict[str, Any]:
             "effect": seq.effect, "margin": seq.margin, "n_configs": n_configs}
 
 
-def keep_log(paths: StudyPaths, log: dict[str, Any] | None, look: StudyLook, configurations: list[str]) -> None:
-    """Store ``sequential.json``: the design before the first trial (none stored yet), its SD
-    once the first look fixed it; one write for both."""
+def keep_log(paths: StudyPaths, log: dict[str, Any] | None, look: StudyLook,
+             configurations: list[str] | None = None) -> None:
+    """Store ``sequential.json`` (``log``: as read; None before the first trial): the design
+    ``look`` made, with the ``configurations``; the SD once the first look fixed it (never
+    over an SD already stored); one write for both. The one writer of the design: the
+    launch (:class:`Looks`) and the scheduler (an SD fixed mid-run) both store through it."""
     if log is None:
         log = {**look.made, "configurations": configurations, "fixed_at": utc_now(), "decisions": []}
     elif look.settled is None or log["design"].get("sd") is not None:
@@ -348,7 +351,7 @@ class LookScheduler(Searcher):
             self.design = look.design              # the first look is in: the design SD is fixed
             log = read_log(self.paths)
             if log is not None:
-                keep_log(self.paths, log, look, [])
+                keep_log(self.paths, log, look)
         new = [s for s in states.values() if not s.open and s.config_id not in self.decided]
         self.decided |= {s.config_id for s in new}
         busy = set(self.queue) | self.suggested | set(self.recs)
