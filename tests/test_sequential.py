@@ -82,7 +82,7 @@ def _states(spec: Path, study: Path):
 
     loaded = load_study(spec)
     design = seq.design_for(loaded.spec, loaded.expansion.reward_configs)
-    states = seq.config_states(design, loaded.expansion.trials, seq.read_records(layout.StudyPaths(study), loaded.expansion.trials))
+    states = seq.look_states(design, loaded.expansion.trials, seq.read_records(layout.StudyPaths(study), loaded.expansion.trials))[1]
     kinds = {p.config_id: p.params["baseline.kind"] for p in loaded.expansion.trials if p.arm == "reward"}
     return design, {kinds[cid]: s for cid, s in states.items()}
 

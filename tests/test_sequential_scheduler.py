@@ -58,11 +58,11 @@ def test_a_failed_record_cut_short_by_an_interrupt_is_not_final(tmp_path):
     _write(paths, control, status="failed", error=None)      # Ctrl+C reached the worker: no error
     recs = seq.read_records(paths, plans)
     assert control.trial_name not in recs
-    states = seq.config_states(design, plans, recs)
+    states = seq.look_states(design, plans, recs)[1]
     assert all(s.open for s in states.values())
     assert control.trial_name in {p.trial_name for p in seq.wanted_trials(plans, states)}
     _write(paths, control, status="failed", error="RuntimeError: boom")   # a real failure is final
-    states = seq.config_states(design, plans, seq.read_records(paths, plans))
+    states = seq.look_states(design, plans, seq.read_records(paths, plans))[1]
     assert {s.decision for s in states.values()} == {"failed"}
     assert seq.read_records(paths, plans, retry_failed=True).get(control.trial_name) is None
 
@@ -294,5 +294,26 @@ def test_the_report_waits_for_every_first_look_as_launch_does(tmp_path):
             _write(paths, plan, miou=0.6 + 0.004 * plan.seed)
     view = sequential_view(paths.root, collect([paths.root]).trials)
     recs = seq.read_records(paths, plans)
-    assert view.design.sd == pytest.approx(seq.settled_design(design, plans, recs).sd, rel=1e-12)
+    assert view.design.sd == pytest.approx(seq.look_states(design, plans, recs)[0].design.sd, rel=1e-12)
     assert "Power for an effect of 1 points" in view.guarantee
+
+
+def test_one_look_reads_the_stored_design_against_the_spec_and_says_what_to_store(tmp_path):
+    """study_look: a launch's one call into the statistics (design made or stored, checked
+    against the spec's plan, SD settled, outcomes, the dicts sequential.json stores)."""
+    from rewardsweep.analysis.sequential import DesignError, study_look
+
+    study, paths, design = _study(tmp_path)
+    plan = {"initial": 2, "step": 2, "max_seeds": 8, "alpha": 0.05, "effect": 1.0, "margin": None, "n_configs": 2}
+    made = study_look(None, {}, plan)
+    assert made.design == design and made.made["design"] == design.to_dict() and made.changed == []
+    stored = study_look(design.to_dict(), {}, {**plan, "effect": 2.0})
+    assert stored.made is None and stored.changed == ["effect 1.0 -> 2.0"]
+    with pytest.raises(DesignError, match="alpha"):
+        study_look(None, {}, {**plan, "alpha": 2.0})
+    # every first look in: the SD is fixed here, and handed back as what to store
+    pairs = {cid: ({s: ("finished", 0.6 + 0.01 * s) for s in range(2)}, {s: ("finished", 0.6) for s in range(2)})
+             for cid in ("a", "b")}
+    look = study_look(design.to_dict(), pairs, plan)
+    assert look.design.sd is not None and look.settled == look.record == look.design.to_dict()
+    assert study_look(look.design, pairs).settled is None          # already fixed: nothing new to store

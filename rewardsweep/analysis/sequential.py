@@ -714,3 +714,73 @@ def equivalence_rate(design: SequentialDesign, sd: float, n_configs: int = 8000,
     rng = np.random.default_rng(seed)
     d = sd * rng.standard_normal((max(1, math.ceil(n_configs / m)), m, design.max_seeds))
     return float(np.mean(decide(replace(design, sd=None), d).code == EQUIVALENT))
+
+
+# --------------------------------------------------------------------------- a study's look
+
+SPEC_INPUTS = ("looks", "alpha", "effect", "margin", "n_configs")   # what a spec decides of a design
+
+
+class DesignError(ValueError):
+    """The spec's seeds make no design (no look could make a claim, a bad alpha, ...)."""
+
+
+@functools.lru_cache(maxsize=8)
+def cached_design(initial: int, step: int, max_seeds: int, alpha: float, effect: float, margin: float | None,
+                  n_configs: int) -> SequentialDesign:
+    """:func:`make_design` with the study defaults, once per plan (a launch reads its plan twice)."""
+    return make_design(initial, step, max_seeds, alpha, effect, margin, n_configs)
+
+
+def changed_inputs(stored: SequentialDesign, plan: SequentialDesign) -> list[str]:
+    """What ``plan`` would change of a stored design's inputs, one "key old -> new" each."""
+    return [f"{key} {getattr(stored, key)!r} -> {getattr(plan, key)!r}"
+            for key in SPEC_INPUTS if getattr(stored, key) != getattr(plan, key)]
+
+
+@dataclass(frozen=True)
+class StudyLook:
+    """One reading of a sequential study's records against its design: what a launch needs
+    of it, computed here in one go (the launch side reads these values, it does not ask again)."""
+    design: SequentialDesign                 # the design decided with (SD fixed once every first look is in)
+    outcomes: dict[str, Outcome]             # config id -> its outcome
+    stopped: dict[str, str | None]           # config id -> the failed seed that ended its series, or None
+    record: dict                             # ``design.to_dict()`` (W&B decision runs)
+    made: dict | None = None                 # a design made from the plan (none stored): {"design", "method"}
+    settled: dict | None = None              # ``design.to_dict()`` when this reading fixed the SD
+    changed: list[str] = field(default_factory=list)   # what the plan would change of the stored design
+
+
+def study_look(design: SequentialDesign | dict | None, pairs: dict[str, tuple[dict, dict]],
+               plan: dict | None = None) -> StudyLook:
+    """Decide every configuration of a study from its records.
+
+    ``design``: the design the study decides with, or as stored (``sequential.json``'s
+    "design"), or None: made from ``plan`` (:func:`cached_design`'s arguments; a
+    :class:`DesignError` when it makes none). A stored design is compared with ``plan``
+    (:attr:`StudyLook.changed`). ``pairs``: config id -> (reward arm, control arm), each
+    seed -> (status, final mIoU) (:func:`paired_series`). Until a robust design's SD is fixed,
+    nothing is decided (each configuration waits at its first look).
+    """
+    made, changed = None, []
+    if design is None:
+        try:
+            design = cached_design(plan["initial"], plan["step"], plan["max_seeds"], plan["alpha"], plan["effect"],
+                                   plan["margin"], plan["n_configs"])
+        except ValueError as exc:
+            raise DesignError(str(exc)) from None
+        made = {"design": design.to_dict(), "method": design.method}
+    elif isinstance(design, dict):
+        design = SequentialDesign.from_dict(design)
+        if plan is not None:
+            changed = changed_inputs(design, SequentialDesign(
+                look_counts(plan["initial"], plan["step"], plan["max_seeds"]), float(plan["alpha"]),
+                float(plan["effect"]), None if plan["margin"] is None else float(plan["margin"]),
+                int(plan["n_configs"])))
+    series = {cid: paired_series(reward, control, design.max_seeds) for cid, (reward, control) in pairs.items()}
+    settled = settle_sd(design, [(diffs, stopped is not None) for diffs, stopped in series.values()])
+    waiting = Outcome((), "continue", None, settled.looks[0]) if settled.robust and settled.sd is None else None
+    outcomes = {cid: decide(settled, diffs) if waiting is None else waiting for cid, (diffs, _) in series.items()}
+    record = settled.to_dict()
+    return StudyLook(settled, outcomes, {cid: stopped for cid, (_, stopped) in series.items()}, record, made,
+                     record if design.sd is None and settled.sd is not None else None, changed)

@@ -24,7 +24,6 @@ configuration too (the driver records it as failed).
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -35,8 +34,8 @@ from ray.tune.search import Searcher
 from ray.tune.utils.util import unflatten_dict
 from rich.console import Console
 
-from rewardsweep.analysis.sequential import (Outcome, SequentialDesign, decide, look_counts, make_design,
-                                             paired_series, power, sd_for_power, settle_sd)
+from rewardsweep.analysis.sequential import (DesignError, Outcome, SequentialDesign, StudyLook, cached_design,
+                                             changed_inputs, power, sd_for_power, study_look)
 from rewardsweep.errors import UserError
 from rewardsweep.study import arms
 from rewardsweep.study import records as records_mod
@@ -45,59 +44,44 @@ from rewardsweep.study.layout import StudyPaths, trial_name
 from rewardsweep.study.resume import plan_state
 from rewardsweep.study.timestamps import utc_now
 
-__all__ = ["design_for", "fix_design", "ConfigState", "config_states", "wanted_trials", "LookScheduler", "Looks",
-           "read_log"]
+__all__ = ["design_for", "fix_design", "ConfigState", "look_states", "wanted_trials", "LookScheduler",
+           "Looks", "read_log"]
 
 FAILED = "failed"       # the state of a configuration stopped by a failed trial
 
 
 # --------------------------------------------------------------------------- the design
 
-@functools.lru_cache(maxsize=8)
-def _design(initial: int, step: int, max_seeds: int, alpha: float, effect: float, margin: float | None,
-            n_configs: int) -> SequentialDesign:
-    return make_design(initial, step, max_seeds, alpha, effect, margin, n_configs)
-
-
 def design_for(spec: Any, n_configs: int) -> SequentialDesign:
     """The design a sequential spec asks for, over ``n_configs`` reward configurations (a
     :class:`UserError` naming the spec's seeds when no look could make a claim)."""
     seq = spec.sequential
     try:
-        return _design(seq.initial, seq.step, seq.max, seq.alpha, seq.effect, seq.margin, n_configs)
+        return cached_design(seq.initial, seq.step, seq.max, seq.alpha, seq.effect, seq.margin, n_configs)
     except ValueError as exc:
         raise UserError(f"{spec.where('seeds')}: seeds: {exc}") from None
 
 
-def study_design(spec: Any, n_configs: int, paths: StudyPaths,
-                 configurations: list[str]) -> tuple[SequentialDesign, dict[str, Any], bool]:
-    """The design a study decides with: the one stored in ``sequential.json`` (checked against
-    the spec: only the plan is compared, so an older rule stays), else the spec's. With the
-    log to store and whether it is new (not yet written: :func:`keep_log` writes it)."""
-    log = read_log(paths)
+def _plan(spec: Any, n_configs: int) -> dict[str, Any]:
+    """What the spec decides of the design (``analysis.sequential.study_look``'s ``plan``)."""
     seq = spec.sequential
+    return {"initial": seq.initial, "step": seq.step, "max_seeds": seq.max, "alpha": seq.alpha,
+            "effect": seq.effect, "margin": seq.margin, "n_configs": n_configs}
+
+
+def keep_log(paths: StudyPaths, log: dict[str, Any] | None, look: StudyLook,
+             configurations: list[str] | None = None) -> None:
+    """Store ``sequential.json`` (``log``: as read; None before the first trial): the design
+    ``look`` made, with the ``configurations``; the SD once the first look fixed it (never
+    over an SD already stored); one write for both. The one writer of the design: the
+    launch (:class:`Looks`) and the scheduler (an SD fixed mid-run) both store through it."""
     if log is None:
-        design = design_for(spec, n_configs)
-        return design, _new_log(design, configurations), True
-    plan = SequentialDesign(look_counts(seq.initial, seq.step, seq.max), float(seq.alpha), float(seq.effect),
-                            None if seq.margin is None else float(seq.margin), int(n_configs))
-    return _checked(paths, log, plan, configurations, spec.where("seeds")), log, False
-
-
-def _new_log(design: SequentialDesign, configurations: list[str]) -> dict[str, Any]:
-    return {"design": design.to_dict(), "method": design.method, "configurations": configurations,
-            "fixed_at": utc_now(), "decisions": []}
-
-
-def keep_log(paths: StudyPaths, log: dict[str, Any], new: bool, design: SequentialDesign,
-             settled: SequentialDesign) -> None:
-    """Store ``sequential.json``: the design before the first trial (``new``), its SD once
-    the first look fixed it (``settled`` is not ``design``); one write for both."""
-    if settled is not design and design.sd is None and settled.sd is not None:
-        log["design"] = settled.to_dict()
-        log["sd_fixed_at"] = utc_now()
-    elif not new:
+        log = {**look.made, "configurations": configurations, "fixed_at": utc_now(), "decisions": []}
+    elif look.settled is None or log["design"].get("sd") is not None:
         return
+    if look.settled is not None:
+        log["design"] = look.settled
+        log["sd_fixed_at"] = utc_now()
     atomic_write_json(paths.sequential, log, indent=1)
 
 
@@ -112,30 +96,30 @@ def read_log(paths: StudyPaths) -> dict[str, Any] | None:
                         f"backup: the study's decisions depend on it") from None
 
 
-SPEC_INPUTS = ("looks", "alpha", "effect", "margin", "n_configs")   # what a spec decides of a design
-
-
 def fix_design(paths: StudyPaths, design: SequentialDesign, configurations: list[str], where: str,
                write: bool = True) -> SequentialDesign:
     """The design this study decides with: the stored one (``sequential.json``) when there is
     one, else ``design``, stored before the first trial (``write``). A spec that would change
     the plan (looks, alpha, effect, margin, m) or the configurations is refused (``where``:
     "file:line" of its seeds). A study started under an older rule keeps it: the stored
-    design, boundaries included, decides it as it was decided."""
+    design, boundaries included, decides it as it was decided. (A launch does this in
+    :class:`Looks`, from one :func:`~rewardsweep.analysis.sequential.study_look`.)"""
     log = read_log(paths)
     if log is not None:
-        return _checked(paths, log, design, configurations, where)
+        stored = SequentialDesign.from_dict(log["design"])
+        _refuse_changes(paths, log, changed_inputs(stored, design), configurations, where)
+        return stored
     if write:
-        atomic_write_json(paths.sequential, _new_log(design, configurations), indent=1)
+        atomic_write_json(paths.sequential, {"design": design.to_dict(), "method": design.method,
+                                             "configurations": configurations, "fixed_at": utc_now(),
+                                             "decisions": []}, indent=1)
     return design
 
 
-def _checked(paths: StudyPaths, log: dict[str, Any], design: SequentialDesign, configurations: list[str],
-             where: str) -> SequentialDesign:
-    """The stored design, unless ``design`` (the spec's plan) or the configurations changed."""
-    stored = SequentialDesign.from_dict(log["design"])
-    changed = [f"{key} {getattr(stored, key)!r} -> {getattr(design, key)!r}"
-               for key in SPEC_INPUTS if getattr(stored, key) != getattr(design, key)]
+def _refuse_changes(paths: StudyPaths, log: dict[str, Any], changed: list[str], configurations: list[str],
+                    where: str) -> None:
+    """A :class:`UserError` when the spec changes the stored design's plan (``changed``) or
+    the configurations."""
     if not changed and log.get("configurations", configurations) != configurations:
         changed = ["the configurations (other config ids: a grid value or a shared setting changed)"]
     if changed:
@@ -143,19 +127,6 @@ def _checked(paths: StudyPaths, log: dict[str, Any], design: SequentialDesign, c
                         f"trial ({paths.sequential}) and this spec changes it ({', '.join(changed)}); "
                         f"decisions under a changed plan lose their error guarantee: restore the spec, or "
                         f"give the study a new name")
-    return stored
-
-
-def store_design(paths: StudyPaths, design: SequentialDesign) -> None:
-    """Write the design with its SD fixed from the first look into ``sequential.json`` (once)."""
-    log = read_log(paths)
-    if log is None:
-        return
-    stored = SequentialDesign.from_dict(log["design"])
-    if stored.sd is None and design.sd is not None:
-        log["design"] = design.to_dict()
-        log["sd_fixed_at"] = utc_now()
-        atomic_write_json(paths.sequential, log, indent=1)
 
 
 def log_decisions(paths: StudyPaths, decided: list[dict[str, Any]]) -> None:
@@ -238,30 +209,17 @@ def _arms(plans: Iterable[Any], recs: dict[str, dict], max_seeds: int) -> dict[s
     return out
 
 
-def look_states(design: SequentialDesign, plans: Iterable[Any],
-                recs: dict[str, dict]) -> tuple[SequentialDesign, dict[str, ConfigState]]:
-    """The design with its SD fixed once every configuration's first look is in (robust
-    designs; otherwise ``design`` itself), and every reward configuration's state, from the
-    records alone (``recs``: trial name -> record). Until a robust design's SD is fixed,
-    nothing is decided (each configuration waits at its first look)."""
-    pairs = _arms(plans, recs, design.max_seeds)
-    # the statistics, in one go: paired differences, the design SD, each configuration's outcome
-    series = {cid: paired_series(reward, control, design.max_seeds) for cid, (_, reward, control) in pairs.items()}
-    design = settle_sd(design, [(diffs, failed is not None) for diffs, failed in series.values()])
-    waiting = Outcome((), "continue", None, design.looks[0]) if design.robust and design.sd is None else None
-    outcomes = {cid: decide(design, diffs) if waiting is None else waiting for cid, (diffs, _) in series.items()}
-    return design, {cid: ConfigState(cid, pairs[cid][0], outcome, None if outcome.done else series[cid][1])
-                    for cid, outcome in outcomes.items()}
-
-
-def settled_design(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> SequentialDesign:
-    """The design with its SD fixed once every configuration's first look is in (robust designs)."""
-    return look_states(design, plans, recs)[0]
-
-
-def config_states(design: SequentialDesign, plans: Iterable[Any], recs: dict[str, dict]) -> dict[str, ConfigState]:
-    """Every reward configuration's state, from the records alone (:func:`look_states`)."""
-    return look_states(design, plans, recs)[1]
+def look_states(design: SequentialDesign | dict | None, plans: Iterable[Any], recs: dict[str, dict],
+                plan: dict[str, Any] | None = None) -> tuple[StudyLook, dict[str, ConfigState]]:
+    """One reading of the records (``recs``: trial name -> record) against the design
+    (:func:`~rewardsweep.analysis.sequential.study_look`: the design with its SD fixed once
+    every first look is in, each configuration's outcome, what to store), and every reward
+    configuration's state. ``design``/``plan``: as ``study_look`` takes them (a launch
+    hands the stored design, or None, with the spec's plan)."""
+    pairs = _arms(plans, recs, plan["max_seeds"] if plan is not None else design.max_seeds)
+    look = study_look(design, {cid: (reward, control) for cid, (_, reward, control) in pairs.items()}, plan)
+    return look, {cid: ConfigState(cid, pairs[cid][0], outcome, None if outcome.done else look.stopped[cid])
+                  for cid, outcome in look.outcomes.items()}
 
 
 def wanted_trials(plans: Iterable[Any], states: dict[str, ConfigState]) -> list[Any]:
@@ -388,10 +346,12 @@ class LookScheduler(Searcher):
         """Nothing to save: a relaunch re-derives everything from the records."""
 
     def _replan(self, announce: bool = True) -> dict[str, ConfigState]:
-        settled, states = look_states(self.design, self.plans, self.recs)
-        if settled.sd is not None and self.design.sd is None:
-            self.design = settled                  # the first look is in: the design SD is fixed
-            store_design(self.paths, settled)
+        look, states = look_states(self.design, self.plans, self.recs)
+        if look.settled is not None:
+            self.design = look.design              # the first look is in: the design SD is fixed
+            log = read_log(self.paths)
+            if log is not None:
+                keep_log(self.paths, log, look)
         new = [s for s in states.values() if not s.open and s.config_id not in self.decided]
         self.decided |= {s.config_id for s in new}
         busy = set(self.queue) | self.suggested | set(self.recs)
@@ -417,11 +377,18 @@ class Looks:
         self.spec, self.paths, self.plans = spec, paths, expansion.trials
         self.recs = final_records(state)
         # decisions are taken on the stored design (boundaries, SD) once there is one
-        design, log, new = study_design(spec, expansion.reward_configs, paths,
-                                        sorted({p.config_id for p in self.plans}))
-        self.design, self.states = look_states(design, self.plans, self.recs)
+        log = read_log(paths)
+        configurations = sorted({p.config_id for p in self.plans})
+        try:
+            look, self.states = look_states(None if log is None else log["design"], self.plans, self.recs,
+                                            plan=_plan(spec, expansion.reward_configs))
+        except DesignError as exc:
+            raise UserError(f"{spec.where('seeds')}: seeds: {exc}") from None
+        if log is not None:
+            _refuse_changes(paths, log, look.changed, configurations, spec.where("seeds"))
+        self.design, self.design_record = look.design, look.record
         if fix:
-            keep_log(paths, log, new, design, self.design)
+            keep_log(paths, log, look, configurations)
         self.wanted = [p.trial_name for p in wanted_trials(self.plans, self.states) if p.trial_name not in self.recs]
         self.decided: list[dict[str, Any]] = []
         failed = sum(1 for st in self.states.values() if st.failed)
@@ -463,11 +430,11 @@ class Looks:
         if wb is not None and wb.enabled and self.decided:
             from rewardsweep.sweep.wandb_log import log_decisions as log_decision_runs
 
-            log_decision_runs(wb, self.decided, labels, self.design, self.spec.name)
+            log_decision_runs(wb, self.decided, labels, self.design_record, self.spec.name)
             notes.append(f"W&B: {len(self.decided)} decision run(s) (job type 'decision', in each "
                          f"configuration's group)")
         recs = read_records(self.paths, self.plans)
-        states = config_states(self.design, self.plans, recs)
+        _, states = look_states(self.design, self.plans, recs)
         due = {p.trial_name for p in wanted_trials(self.plans, states)}
         counts = Counter(s.decision for s in states.values())
         used = sum(1 for p in self.plans if p.arm == arms.REWARD.name and p.trial_name in recs)

@@ -115,6 +115,18 @@ def summary_lines(spec: Spec, expansion: Expansion, done: set[str] | None = None
     return lines
 
 
+def _params_cell(plan: Any, kind: Any, tuned: bool, varied: list[str], control_grid_keys: list[str]) -> str:
+    """The parameters column of one row: a treatment's varied values; a control's (and a
+    control_grid variant's) own; other arms, what they are."""
+    if kind.role == "treatment":
+        return " ".join(f"{k}={format_value(plan.params.get(k))}" for k in varied)
+    if kind.table_params:
+        keys = varied + [k for k in control_grid_keys if k not in varied]
+        shown = [f"{k}={format_value(plan.params[k])}" for k in keys if k in plan.params]
+        return (kind.variant_describe if tuned else kind.describe) + (": " + " ".join(shown) if shown else "")
+    return kind.describe
+
+
 def render(spec: Spec, expansion: Expansion | None = None, *, console: Console | None = None,
            done: set[str] | None = None) -> None:
     """Print the trial table of ``spec`` (``done``: trial names already recorded)."""
@@ -162,15 +174,7 @@ def render(spec: Spec, expansion: Expansion | None = None, *, console: Console |
         tuned = kind is arms.CONTROL and plan.control_id != plan.config_id
         if arms.CONTROL.enabled(spec):
             row.append("(self)" if kind is arms.CONTROL and not tuned else (plan.control_id or "-"))
-        if kind.role == "treatment":
-            params = " ".join(f"{k}={format_value(plan.params.get(k))}" for k in varied)
-        elif kind.table_params:
-            keys = varied + [k for k in control_grid_keys if k not in varied]
-            shown = [f"{k}={format_value(plan.params[k])}" for k in keys if k in plan.params]
-            params = (kind.variant_describe if tuned else kind.describe) + (": " + " ".join(shown) if shown else "")
-        else:
-            params = kind.describe
-        row.append(params)
+        row.append(_params_cell(plan, kind, tuned, varied, control_grid_keys))
         table.add_row(*row)
     say(table)
     for line in summary_lines(spec, expansion, done):

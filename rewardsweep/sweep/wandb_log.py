@@ -247,13 +247,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def log_decisions(options: WandbOptions, decisions: list[dict[str, Any]], labels: dict[str, str],
-                  design: Any, study: str) -> None:
+                  design: dict[str, Any], study: str) -> None:
     """A sequential study's decisions, one small run per configuration in its group.
 
     The trials' own runs have finished by the time a look decides, so the decision goes
     into a run of its own (job type ``decision``) next to them: grouping by configuration
     shows it with the configuration's runs, and its summary holds ``sequential/decision``,
-    the seeds it was taken at and the last look's statistic and boundary.
+    the seeds it was taken at and the last look's statistic and boundary. ``design``: the
+    design as ``sequential.json`` stores it (``SequentialDesign.to_dict()``).
     """
     if not options.enabled:
         return
@@ -268,7 +269,7 @@ def log_decisions(options: WandbOptions, decisions: list[dict[str, Any]], labels
                              group=_group(study, label),
                              job_type="decision", tags=[*options.tags, "decision", entry["config_id"]],
                              config={"config_id": entry["config_id"], "control_id": entry["control_id"],
-                                     "design": _jsonable(design.to_dict())},
+                                     "design": _jsonable(design)},
                              reinit="create_new", settings=_settings(wandb))
             run.summary.update({f"sequential/{k}": _jsonable(v) for k, v in entry.items()})
             run.finish()
