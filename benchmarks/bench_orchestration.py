@@ -109,7 +109,7 @@ def main(argv=None) -> int:
 
     from rewardsweep.sweep.expand import expand
     from rewardsweep.sweep.spec import load_spec
-    from rewardsweep.sweep.study import start_request
+    from rewardsweep.sweep.bookkeeping import start_request
 
     work = Path(tempfile.mkdtemp(prefix="bench-orchestration-"))
     spec = Path(args.spec)

@@ -478,7 +478,7 @@ def _study_with_lies(tmp_path: Path):
     """A launched study 'mine' (plan.json) with one valid record per seed 0..7 and every lie."""
     from rewardsweep.study import layout, records
     from rewardsweep.study.layout import StudyPaths
-    from rewardsweep.sweep.study import write_plan
+    from rewardsweep.sweep.bookkeeping import write_plan
     from tests.test_launch_unit import Plan
 
     paths = StudyPaths(tmp_path / "mine").create()
@@ -527,7 +527,7 @@ def test_report_leaves_out_configurations_the_spec_no_longer_names(tmp_path, cap
     longer names are not in the table or the Holm family, and the report says so;
     --all-configs puts them back."""
     from rewardsweep import cli
-    from rewardsweep.sweep.study import write_plan
+    from rewardsweep.sweep.bookkeeping import write_plan
     from rewardsweep.study.layout import StudyPaths
     from tests.analysis_helpers import write_study
     from tests.test_launch_unit import Plan

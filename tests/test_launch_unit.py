@@ -14,7 +14,7 @@ import pytest
 from rewardsweep.errors import TrialDiverged, UserError
 from rewardsweep.study import layout, records, resume
 from rewardsweep.study.layout import StudyPaths
-from rewardsweep.sweep import study
+from rewardsweep.sweep import bookkeeping
 from rewardsweep.sweep import tune as tune_mod
 from rewardsweep.sweep import worker
 from rewardsweep.sweep import wandb_log, wandb_offline
@@ -81,21 +81,21 @@ def test_start_resolved_once_and_reused(tmp_path):
                 "dataset": "d", "miou": 0.5, "per_class_iou": [0.5], "class_names": ["a"], "cached": False}
 
     configs = [_config(tmp_path, seed=s) for s in range(3)] + [_config(tmp_path, pretrain={"iters": 7})]
-    starts, computed = study.resolve_starts(paths, configs, ensure_start=fake_ensure_start)
+    starts, computed = bookkeeping.resolve_starts(paths, configs, ensure_start=fake_ensure_start)
     assert computed == 2 and len(calls) == 2 and len(starts) == 2
     assert {c["start"]["checkpoint_hash"] for c in configs} == set(hashes.values())
     assert "cached" not in configs[0]["start"] and "request" not in configs[0]["start"]
 
     again = [_config(tmp_path)]
-    _, computed = study.resolve_starts(paths, again, ensure_start=fake_ensure_start)
+    _, computed = bookkeeping.resolve_starts(paths, again, ensure_start=fake_ensure_start)
     assert computed == 0 and len(calls) == 2 and again[0]["start"]["checkpoint_hash"] == hashes[None]
     files[None].unlink()                                       # cache gone: resolve again (same weights)
     files[None].write_bytes(b"weights None")
-    _, computed = study.resolve_starts(paths, [_config(tmp_path)], ensure_start=fake_ensure_start)
+    _, computed = bookkeeping.resolve_starts(paths, [_config(tmp_path)], ensure_start=fake_ensure_start)
     assert computed == 0                                       # same bytes: the entry is still good
     files[None].write_bytes(b"weights None, one bit off")     # damaged: resolved again, and it is not the same
     with pytest.raises(UserError, match=r"this study's trials started from " + hashes[None]):
-        study.resolve_starts(paths, [_config(tmp_path)], ensure_start=fake_ensure_start)
+        bookkeeping.resolve_starts(paths, [_config(tmp_path)], ensure_start=fake_ensure_start)
     assert len(calls) == 3 and len(json.loads(paths.start.read_text())["starts"]) == 2
 
 
@@ -123,23 +123,23 @@ def test_a_study_folder_pins_its_start_when_the_cache_is_gone(tmp_path):
 
     result_hash = ["old0123456789abc"]
     configs = [_config(tmp_path)]
-    study.resolve_starts(paths, configs, ensure_start=fake_ensure_start)
+    bookkeeping.resolve_starts(paths, configs, ensure_start=fake_ensure_start)
     assert calls == [{"iters": 1000, "lr": 0.05, "batch_size": 8, "seed": 0}]
     assert configs[0]["start"]["checkpoint_hash"] == "old0123456789abc"
     (tmp_path / "new" / "start.pth").unlink()                  # gone again, and now it comes out different
     result_hash[0] = "new0123456789abc"
     with pytest.raises(UserError, match="pretraining it again gave checkpoint new0123456789abc, but this study's trials started from old0123456789abc"):
-        study.resolve_starts(paths, [_config(tmp_path)], ensure_start=fake_ensure_start)
+        bookkeeping.resolve_starts(paths, [_config(tmp_path)], ensure_start=fake_ensure_start)
 
 
 def test_spec_copy_keeps_history(tmp_path):
     paths = StudyPaths(tmp_path / "study").create()
     spec = tmp_path / "a.yaml"
     spec.write_text("seeds: 2\n")
-    assert study.copy_spec(spec, paths) is None
-    assert study.copy_spec(spec, paths) is None                # unchanged: nothing moved
+    assert bookkeeping.copy_spec(spec, paths) is None
+    assert bookkeeping.copy_spec(spec, paths) is None                # unchanged: nothing moved
     spec.write_text("seeds: 3\n")
-    moved = study.copy_spec(spec, paths)
+    moved = bookkeeping.copy_spec(spec, paths)
     assert moved is not None and moved.read_text() == "seeds: 2\n" and paths.spec.read_text() == "seeds: 3\n"
 
 
@@ -348,9 +348,9 @@ def test_progress_counts_and_eta(capsys):
 
 def test_one_launch_per_study_at_a_time(tmp_path):
     paths = StudyPaths(tmp_path / "s").create()
-    with study.StudyLock(paths):
+    with bookkeeping.StudyLock(paths):
         with pytest.raises(UserError, match="another launch of this study is running"):
-            with study.StudyLock(paths):
+            with bookkeeping.StudyLock(paths):
                 pass
-    with study.StudyLock(paths):  # released
+    with bookkeeping.StudyLock(paths):  # released
         pass

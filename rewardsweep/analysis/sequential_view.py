@@ -96,8 +96,8 @@ def sequential_view(folder: Path, trials: pd.DataFrame, labels: dict[str, str] |
     acted = {d["config_id"]: d for d in log.get("decisions", [])}
     labels = labels or {}
     rows, looks, disagree = [], [], []
-    rewards = trials[trials["arm"] == "reward"].drop_duplicates("config_id")
-    series = {r.config_id: paired_series(_arm(trials, r.config_id, "reward"), _arm(trials, r.control_id, "mle"),
+    rewards = trials[trials["arm"].isin(arms.named("treatment"))].drop_duplicates("config_id")
+    series = {r.config_id: paired_series(_arm(trials, r.config_id, r.arm), _arm(trials, r.control_id, arms.CONTROL.name),
                                          design.max_seeds) for r in rewards.itertuples()}
     sd_note = "(fixed from the first look, sequential.json)"
     if design.robust and design.sd is None and len(series) >= design.n_configs:   # every first look in?
@@ -113,7 +113,7 @@ def sequential_view(folder: Path, trials: pd.DataFrame, labels: dict[str, str] |
         logged = acted.get(r.config_id)
         if logged is not None and logged["decision"] != decision:
             disagree.append(r.config_id)
-        present = trials[(trials["config_id"] == r.config_id) & (trials["arm"] == "reward")]["seed"]
+        present = trials[(trials["config_id"] == r.config_id) & (trials["arm"] == r.arm)]["seed"]
         due = outcome.decided_at or (int(present.max()) + 1 if failed else outcome.next_seeds)
         rests = ""
         if decision in ("beats", "worse") and outcome.decided_at:

@@ -36,7 +36,7 @@ from rewardsweep import storage
 from rewardsweep.errors import UserError
 from rewardsweep.study import layout, records, resume
 from rewardsweep.study.layout import StudyPaths
-from rewardsweep.sweep import study as study_mod
+from rewardsweep.sweep import bookkeeping
 from rewardsweep.sweep.progress import ProgressView, print_summary
 from rewardsweep.sweep.schedule import Plan, read_plan
 
@@ -46,7 +46,7 @@ class LaunchResult:
     study_dir: Path
     planned: int                                   # trials the spec names
     to_run: list[str] = field(default_factory=list)  # trial names this launch scheduled
-    outcomes: dict[str, Any] = field(default_factory=dict)  # name -> tune.Outcome
+    outcomes: dict[str, Any] = field(default_factory=dict)  # name -> tune.TrialOutcome
     interrupted: bool = False
     dry_run: bool = False
     slots: int = 0
@@ -197,10 +197,10 @@ def _start(plan: Plan, options: _Options) -> LaunchResult:
 
     spec, paths = plan.spec, plan.paths
     wb = resolve_options(spec.wandb, options.wandb_mode, paths.root, spec.name)
-    study_mod.preflight(paths, wandb=wb.enabled, source=spec.source)  # before anything trains
+    bookkeeping.preflight(paths, wandb=wb.enabled, source=spec.source)  # before anything trains
     target = ray_cluster.ray_target(options.address) if plan.schedule.wanted and not ray_cluster.ray_is_up() else None
     paths.create()
-    with study_mod.StudyLock(paths):
+    with bookkeeping.StudyLock(paths):
         return _Launch(plan, wb, target, options).run()
 
 
@@ -218,7 +218,7 @@ class _Launch:
 
     def run(self) -> LaunchResult:
         self.plan = self.plan.again(fix=True)   # under the lock; a sequential study fixes its design
-        study_mod.prepare_folder(self.plan, self.console, self.notes)
+        bookkeeping.prepare_folder(self.plan, self.console, self.notes)
         schedule = self.plan.schedule
         result = LaunchResult(study_dir=self.paths.root, planned=len(self.plan.plans), to_run=schedule.wanted)
         schedule.print_plan(self.console)
@@ -305,7 +305,7 @@ class _Launch:
         from rewardsweep.sweep import tune as tune_mod
 
         spec, cpu, gpu, schedule = self.spec, self.cpu, self.gpu, self.plan.schedule
-        result.experiment = self.paths.launch_dir(study_mod.launch_stamp())
+        result.experiment = self.paths.launch_dir(bookkeeping.launch_stamp())
         result.slots = ray_cluster.cluster_slots(cpu, gpu, spec.max_concurrent, len(jobs))
         if result.slots == 0:
             raise UserError(f"{spec.source}: resources: a trial needs cpu {cpu:g} gpu {gpu:g} but the Ray "
@@ -332,7 +332,7 @@ class _Launch:
     def resolve_starts(self, jobs: dict[str, dict], result: LaunchResult) -> None:
         """Each start verified (hash) before any trial; a damaged cache entry is pretrained again."""
         try:
-            starts, result.starts_computed = study_mod.resolve_starts(
+            starts, result.starts_computed = bookkeeping.resolve_starts(
                 self.paths, [job["config"] for job in jobs.values()], ensure_start=self.o.ensure_start,
                 on_resolve=lambda req: self.console.print(
                     f"start checkpoint: {req['model']} ({req['checkpoint']}"
@@ -400,7 +400,7 @@ class _Launch:
 def _write_launch_log(path: Path, payload: dict[str, Any]) -> None:
     """The launch log is bookkeeping: on failing storage it is skipped, not fatal."""
     try:
-        study_mod.write_launch_log(path, payload)
+        bookkeeping.write_launch_log(path, payload)
     except OSError as exc:
         if exc.errno not in storage.STORAGE_ERRNOS:
             raise

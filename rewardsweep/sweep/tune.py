@@ -44,7 +44,7 @@ class TrialListener(Protocol):
 
 
 @dataclass
-class Outcome:
+class TrialOutcome:
     """What the driver saw of one trial during this launch."""
 
     key: str
@@ -99,12 +99,12 @@ class _Tracker(Callback):
     def __setstate__(self, state):
         self._outcomes, self._listener, self._gate = {}, None, _StorageGate()
 
-    def __init__(self, outcomes: dict[str, Outcome], listener: TrialListener | None, gate: _StorageGate):
+    def __init__(self, outcomes: dict[str, TrialOutcome], listener: TrialListener | None, gate: _StorageGate):
         self._outcomes, self._listener, self._gate = outcomes, listener, gate
 
-    def _out(self, trial) -> Outcome:
+    def _out(self, trial) -> TrialOutcome:
         key = trial.config[TRIAL_KEY]
-        return self._outcomes.setdefault(key, Outcome(key))
+        return self._outcomes.setdefault(key, TrialOutcome(key))
 
     def on_trial_start(self, iteration, trials, trial, **info):
         out = self._out(trial)
@@ -169,7 +169,7 @@ def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., d
                    retries: int = 0, wandb_options: dict[str, Any] | None = None,
                    listener: TrialListener | None = None, verbose: bool = False,
                    storage_errors: list[str] | None = None, searcher: Any = None,
-                   stop_errors: list[str] | None = None) -> dict[str, Outcome]:
+                   stop_errors: list[str] | None = None) -> dict[str, TrialOutcome]:
     """Run ``jobs`` (trial name -> {"config", "params"}) as one Ray Tune experiment.
 
     Ray must be initialised. Without ``searcher`` every job runs (longest first); with one
@@ -186,7 +186,7 @@ def run_experiment(jobs: dict[str, dict[str, Any]], *, trial_fn: Callable[..., d
 
     _quiet_loggers(verbose)
     order = sorted(jobs, key=lambda k: -trial_cost(jobs[k]["config"]))  # longest first (stable)
-    outcomes = {key: Outcome(key) for key in order}
+    outcomes = {key: TrialOutcome(key) for key in order}
     gate = _StorageGate()
     trainable = tune.with_parameters(_trainable, jobs=jobs, trial_fn=trial_fn, wandb_options=wandb_options,
                                      cwd=os.getcwd())
