@@ -372,7 +372,7 @@ def test_analysis_never_imports_ray_torch_mmseg_or_wandb(study, tmp_path):
     code = (
         "import sys\n"
         "from rewardsweep.cli import main\n"
-        f"rc = main(['report', {str(folder)!r}, '--no-plots'])\n"
+        f"rc = main(['report', {str(folder)!r}, '--no-plots', '--out', {str(tmp_path / 'out')!r}])\n"  # the shared report stays
         "import rewardsweep.analysis.plots, rewardsweep.analysis.wandb_io\n"
         "bad = [m for m in ('ray', 'torch', 'mmseg', 'mmengine', 'mmcv', 'wandb') if m in sys.modules]\n"
         "print('RC', rc, 'BAD', bad)\n"
