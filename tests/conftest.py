@@ -22,6 +22,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # a new Ray per test unless a test says otherwise: never join a `ray start` cluster that
 # happens to run on this machine (a bare ray.init() would, and so does a plain launch)
 os.environ.setdefault("RAY_ADDRESS", "local")
+# One Ray authentication mode for the whole test process. Ray 2.60's ray.init() turns token
+# authentication on for a new local cluster by setting RAY_AUTH_MODE=token in this process's
+# environment (it stays after ray.shutdown), while an in-process client that first ran before
+# that keeps "disabled": a later Ray started by a test (a ``Cluster``, a launch) then gets a GCS
+# that wants a token from a client that sends none ("InvalidAuthToken", seen in random test
+# orders only). Off for every Ray the suite starts, as RAY_AUTH_MODE allows; a user's own
+# process starts one Ray and never meets this.
+os.environ["RAY_AUTH_MODE"] = "disabled"
 
 TEST_PRETRAIN_ITERS = 40
 

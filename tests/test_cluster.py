@@ -78,10 +78,7 @@ def private_cluster(monkeypatch):
 
     temp = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
     monkeypatch.setenv("RAY_TMPDIR", temp)
-    # A ray.init() that finds a local cluster by itself turns on token authentication when
-    # this machine has a Ray token (any earlier local ray.init made one); a real `ray start`
-    # uses that token, ``Cluster`` does not. Off on both sides, as RAY_AUTH_MODE allows.
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    # Ray's token authentication is off for every Ray of the suite (conftest: RAY_AUTH_MODE)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
     cluster.wait_for_nodes()
     yield cluster
