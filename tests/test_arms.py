@@ -18,7 +18,8 @@ from pathlib import Path
 
 import rewardsweep
 from rewardsweep.study import arms
-from rewardsweep.sweep.expand import RUNTIME_FIELDS, expand_study
+from rewardsweep.config.trial import RUNTIME_FIELDS
+from rewardsweep.sweep.expand import expand_study
 from rewardsweep.sweep.spec import load_study
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from rewardsweep.errors import SpecError
-from rewardsweep.sweep.expand import CONTROL_KEYS, TrialPlan, config_hash, expand, expand_study
+from rewardsweep.study import arms
+from rewardsweep.sweep.expand import TrialPlan, config_hash, expand, expand_study
 from rewardsweep.sweep.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +98,7 @@ def test_same_seeds_in_every_arm_and_control_pairing(path: Path):
             assert t.control_id is None
             continue
         control = controls[t.control_id]
-        for key in CONTROL_KEYS:  # same budget, schedule, optimizer, start
+        for key in arms.CONTROL.shares:  # same budget, schedule, optimizer, start
             assert control.config[key] == t.config[key], key
         paired[t.control_id] += 1
     if spec.control == "mle":

@@ -765,8 +765,7 @@ def study_look(design: SequentialDesign | dict | None, pairs: dict[str, tuple[di
     made, changed = None, []
     if design is None:
         try:
-            design = cached_design(plan["initial"], plan["step"], plan["max_seeds"], plan["alpha"], plan["effect"],
-                                   plan["margin"], plan["n_configs"])
+            design = cached_design(**plan)
         except ValueError as exc:
             raise DesignError(str(exc)) from None
         made = {"design": design.to_dict(), "method": design.method}

@@ -238,7 +238,7 @@ def ensure_start(model: str = "tiny-synthetic", checkpoint: str = "auto", data_r
     """The study's start: checkpoint path and hash, dataset id, val mIoU and per-class IoU.
 
     ``iters``, ``lr``, ``batch_size``: the preset's pretraining defaults unless given (a
-    study folder gives the ones its ``start.json`` recorded: ``sweep.study.pinned_recipe``)."""
+    study folder gives the ones its ``start.json`` recorded: ``sweep.bookkeeping.pinned_recipe``)."""
     setting = resolve_setting(model, data_root)
     if checkpoint != "auto":
         from rewardsweep.download import cached_download, is_url

@@ -37,12 +37,8 @@ from rewardsweep.study import arms
 from rewardsweep.study.arms import ArmKind, links
 from rewardsweep.study.layout import trial_name
 
-__all__ = ["TrialPlan", "Expansion", "expand", "expand_study", "config_hash", "RUNTIME_FIELDS",
-           "CONTROL_KEYS", "REFERENCE_KEYS"]
+__all__ = ["TrialPlan", "Expansion", "expand", "expand_study", "config_hash"]
 
-# What one control (cross-entropy) config / one no-op reference is shared by (study.arms).
-CONTROL_KEYS = arms.CONTROL.shares
-REFERENCE_KEYS = arms.REFERENCE.shares
 # Ignored top-level reward keys take these values in the config (RewardSettings requires a
 # value for them); ignored keys inside baseline/lr/optimizer are None. Tables show "-".
 _IGNORED_TOP_VALUE = {"samples": 1, "normalize_advantage": False}

@@ -8,7 +8,7 @@
    final record are skipped (resume, top-up; see :mod:`rewardsweep.study.resume`).
 3. Find Ray as a bare ``ray.init()`` would (``--address``, else ``RAY_ADDRESS``, else a
    local ``ray start`` cluster, else a new Ray on this machine's CPUs) and join it or fail
-   in one line (:func:`.tune.ray_target`), before any pretraining.
+   in one line (:func:`.ray_cluster.ray_target`), before any pretraining.
 4. Resolve each distinct start checkpoint once, on the driver (``ensure_start``:
    MLE-pretrain and cache for ``checkpoint: auto``, val mIoU once), save ``start.json`` and
    put the start dict into every trial config; run the remaining trials

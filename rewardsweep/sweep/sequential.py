@@ -55,9 +55,8 @@ FAILED = "failed"       # the state of a configuration stopped by a failed trial
 def design_for(spec: Any, n_configs: int) -> SequentialDesign:
     """The design a sequential spec asks for, over ``n_configs`` reward configurations (a
     :class:`UserError` naming the spec's seeds when no look could make a claim)."""
-    seq = spec.sequential
     try:
-        return cached_design(seq.initial, seq.step, seq.max, seq.alpha, seq.effect, seq.margin, n_configs)
+        return cached_design(**_plan(spec, n_configs))
     except ValueError as exc:
         raise UserError(f"{spec.where('seeds')}: seeds: {exc}") from None
 
@@ -76,13 +75,18 @@ def keep_log(paths: StudyPaths, log: dict[str, Any] | None, look: StudyLook,
     over an SD already stored); one write for both. The one writer of the design: the
     launch (:class:`Looks`) and the scheduler (an SD fixed mid-run) both store through it."""
     if log is None:
-        log = {**look.made, "configurations": configurations, "fixed_at": utc_now(), "decisions": []}
+        log = _new_log(look.made, configurations)
     elif look.settled is None or log["design"].get("sd") is not None:
         return
     if look.settled is not None:
         log["design"] = look.settled
         log["sd_fixed_at"] = utc_now()
     atomic_write_json(paths.sequential, log, indent=1)
+
+
+def _new_log(made: dict[str, Any], configurations: list[str] | None) -> dict[str, Any]:
+    """A new ``sequential.json``: the design and its method (``made``), before any decision."""
+    return {**made, "configurations": configurations, "fixed_at": utc_now(), "decisions": []}
 
 
 def read_log(paths: StudyPaths) -> dict[str, Any] | None:
@@ -110,9 +114,8 @@ def fix_design(paths: StudyPaths, design: SequentialDesign, configurations: list
         _refuse_changes(paths, log, changed_inputs(stored, design), configurations, where)
         return stored
     if write:
-        atomic_write_json(paths.sequential, {"design": design.to_dict(), "method": design.method,
-                                             "configurations": configurations, "fixed_at": utc_now(),
-                                             "decisions": []}, indent=1)
+        atomic_write_json(paths.sequential, _new_log({"design": design.to_dict(), "method": design.method},
+                                                     configurations), indent=1)
     return design
 
 
